@@ -1,0 +1,3 @@
+module github.com/nodebalancer/nodebalancer
+
+go 1.26.8
