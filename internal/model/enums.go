@@ -1,0 +1,145 @@
+package model
+
+import "slices"
+
+// Protocol is what a Config's port speaks.
+type Protocol string
+
+// Protocols.
+const (
+	ProtocolHTTP  Protocol = "http"
+	ProtocolHTTPS Protocol = "https"
+	ProtocolTCP   Protocol = "tcp"
+)
+
+// Algorithm is how a Config chooses a node for a new client.
+type Algorithm string
+
+// Algorithms.
+const (
+	AlgorithmRoundRobin Algorithm = "roundrobin"
+	AlgorithmLeastConn  Algorithm = "leastconn"
+	AlgorithmSource     Algorithm = "source"
+)
+
+// Stickiness is how a Config keeps a client on one node.
+type Stickiness string
+
+// Stickiness kinds.
+const (
+	StickinessNone       Stickiness = "none"
+	StickinessTable      Stickiness = "table"
+	StickinessHTTPCookie Stickiness = "http_cookie"
+)
+
+// Check is the kind of active health check a Config runs against its nodes.
+type Check string
+
+// Health check kinds.
+const (
+	CheckNone       Check = "none"
+	CheckConnection Check = "connection"
+	CheckHTTP       Check = "http"
+	CheckHTTPBody   Check = "http_body"
+)
+
+// ProxyProtocol is the PROXY protocol version a tcp Config sends to its nodes.
+type ProxyProtocol string
+
+// PROXY protocol versions.
+const (
+	ProxyProtocolNone ProxyProtocol = "none"
+	ProxyProtocolV1   ProxyProtocol = "v1"
+	ProxyProtocolV2   ProxyProtocol = "v2"
+)
+
+// CipherSuite selects the TLS cipher suites of an https Config.
+type CipherSuite string
+
+// Cipher suite sets.
+const (
+	CipherRecommended CipherSuite = "recommended"
+	CipherLegacy      CipherSuite = "legacy"
+)
+
+// Mode decides what traffic a node may take.
+type Mode string
+
+// Node modes.
+const (
+	ModeAccept Mode = "accept"
+	ModeReject Mode = "reject"
+	ModeDrain  Mode = "drain"
+	ModeBackup Mode = "backup"
+)
+
+// Type is a NodeBalancer's plan type.
+type Type string
+
+// Plan types.
+const (
+	TypeCommon  Type = "common"
+	TypePremium Type = "premium"
+)
+
+// NodeStatus is a node's health as the checker sees it.
+type NodeStatus string
+
+// Node statuses, spelled as the API shows them.
+const (
+	StatusUnknown NodeStatus = "unknown"
+	StatusUp      NodeStatus = "UP"
+	StatusDown    NodeStatus = "DOWN"
+)
+
+// enum describes the values a field takes: the ones implemented, and values newer
+// Linode clients know that nodebalancer refuses by name rather than silently ignoring.
+type enum struct {
+	values       []string
+	notSupported []string
+}
+
+var (
+	protocols      = enum{values: []string{"http", "https", "tcp"}, notSupported: []string{"udp"}}
+	algorithms     = enum{values: []string{"roundrobin", "leastconn", "source"}, notSupported: []string{"ring_hash"}}
+	stickinesses   = enum{values: []string{"none", "table", "http_cookie"}, notSupported: []string{"session", "source_ip"}}
+	checks         = enum{values: []string{"none", "connection", "http", "http_body"}}
+	proxyProtocols = enum{values: []string{"none", "v1", "v2"}}
+	cipherSuites   = enum{values: []string{"recommended", "legacy"}}
+	modes          = enum{values: []string{"accept", "reject", "drain", "backup"}}
+	types          = enum{values: []string{"common", "premium"}, notSupported: []string{"premium_40gb"}}
+)
+
+// check returns "" when v is allowed, else the reason it is not.
+func (e enum) check(field, v string) string {
+	if slices.Contains(e.values, v) {
+		return ""
+	}
+	if slices.Contains(e.notSupported, v) {
+		return field + " '" + v + "' is not supported by this server; use one of " + e.list()
+	}
+	return field + " must be one of " + e.list()
+}
+
+func (e enum) list() string {
+	s := ""
+	for i, v := range e.values {
+		if i > 0 {
+			s += ", "
+		}
+		s += v
+	}
+	return s
+}
+
+// Values of each enum, in documentation order, for clients that offer choices.
+var (
+	ProtocolValues      = protocols.values
+	AlgorithmValues     = algorithms.values
+	StickinessValues    = stickinesses.values
+	CheckValues         = checks.values
+	ProxyProtocolValues = proxyProtocols.values
+	CipherSuiteValues   = cipherSuites.values
+	ModeValues          = modes.values
+	TypeValues          = types.values
+)

@@ -1,0 +1,110 @@
+// Package model owns nodebalancer's domain: NodeBalancers, their per-port Configs and
+// the backend Nodes of each Config, every enum and default, and every validation rule.
+// It does no I/O: the API, CLI, console and store all take their rules from here, so a
+// reason shown to a user is worded once.
+package model
+
+import "time"
+
+// NodeBalancer is one load balancer: a frontend address and a set of per-port Configs.
+type NodeBalancer struct {
+	ID                 int       `json:"id"`
+	Label              string    `json:"label"`
+	Region             string    `json:"region"`
+	IPv4               string    `json:"ipv4"`
+	ClientConnThrottle int       `json:"client_conn_throttle"`
+	Tags               []string  `json:"tags"`
+	Type               Type      `json:"type"`
+	Created            time.Time `json:"created"`
+	Updated            time.Time `json:"updated"`
+}
+
+// Config is the configuration of one inbound port of a NodeBalancer.
+type Config struct {
+	ID             int           `json:"id"`
+	NodeBalancerID int           `json:"nodebalancer_id"`
+	Port           int           `json:"port"`
+	Protocol       Protocol      `json:"protocol"`
+	Algorithm      Algorithm     `json:"algorithm"`
+	Stickiness     Stickiness    `json:"stickiness"`
+	Check          Check         `json:"check"`
+	CheckInterval  int           `json:"check_interval"`
+	CheckTimeout   int           `json:"check_timeout"`
+	CheckAttempts  int           `json:"check_attempts"`
+	CheckPath      string        `json:"check_path"`
+	CheckBody      string        `json:"check_body"`
+	CheckPassive   bool          `json:"check_passive"`
+	ProxyProtocol  ProxyProtocol `json:"proxy_protocol"`
+	CipherSuite    CipherSuite   `json:"cipher_suite"`
+	SSLCert        string        `json:"ssl_cert,omitempty"`
+	SSLKey         string        `json:"ssl_key,omitempty"`
+}
+
+// Node is one backend of a Config.
+type Node struct {
+	ID             int    `json:"id"`
+	ConfigID       int    `json:"config_id"`
+	NodeBalancerID int    `json:"nodebalancer_id"`
+	Label          string `json:"label"`
+	Address        string `json:"address"`
+	Weight         int    `json:"weight"`
+	Mode           Mode   `json:"mode"`
+}
+
+// ConfigWithNodes is a Config together with its Nodes, the unit the data plane and the
+// rebuild endpoint work with.
+type ConfigWithNodes struct {
+	Config
+	Nodes []Node `json:"nodes"`
+}
+
+// Token is a personal access token. Only the SHA-256 hash of the secret is kept.
+type Token struct {
+	ID      int        `json:"id"`
+	Label   string     `json:"label"`
+	Scopes  string     `json:"scopes"`
+	Hash    string     `json:"hash"`
+	Prefix  string     `json:"prefix"`
+	Created time.Time  `json:"created"`
+	Expiry  *time.Time `json:"expiry,omitempty"`
+}
+
+// Defaults for fields a request may omit, as Linode documents them.
+const (
+	DefaultPort          = 80
+	DefaultProtocol      = ProtocolHTTP
+	DefaultAlgorithm     = AlgorithmRoundRobin
+	DefaultStickiness    = StickinessNone
+	DefaultCheck         = CheckNone
+	DefaultCheckInterval = 31
+	DefaultCheckTimeout  = 30
+	DefaultCheckAttempts = 3
+	DefaultCheckPassive  = true
+	DefaultProxyProtocol = ProxyProtocolNone
+	DefaultCipherSuite   = CipherRecommended
+	DefaultWeight        = 50
+	DefaultMode          = ModeAccept
+	DefaultType          = TypeCommon
+)
+
+// NewConfig returns a Config holding every default.
+func NewConfig() Config {
+	return Config{
+		Port:          DefaultPort,
+		Protocol:      DefaultProtocol,
+		Algorithm:     DefaultAlgorithm,
+		Stickiness:    DefaultStickiness,
+		Check:         DefaultCheck,
+		CheckInterval: DefaultCheckInterval,
+		CheckTimeout:  DefaultCheckTimeout,
+		CheckAttempts: DefaultCheckAttempts,
+		CheckPassive:  DefaultCheckPassive,
+		ProxyProtocol: DefaultProxyProtocol,
+		CipherSuite:   DefaultCipherSuite,
+	}
+}
+
+// NewNode returns a Node holding every default.
+func NewNode() Node {
+	return Node{Weight: DefaultWeight, Mode: DefaultMode}
+}

@@ -1,0 +1,664 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+)
+
+// DB is nodebalancer's typed view of a Backend: every method is one transaction and
+// enforces the rules that span objects. Field validation of a single object is the
+// caller's (model.Validate*) and happens before, or inside the mutate functions.
+type DB struct {
+	b    Backend
+	pool []netip.Prefix
+	now  func() time.Time
+}
+
+// Options configure a DB.
+type Options struct {
+	// FrontendPool is where NodeBalancer ipv4 addresses come from.
+	FrontendPool []netip.Prefix
+	// Now is the clock used for created/updated times; time.Now when nil.
+	Now func() time.Time
+}
+
+// New returns a DB over b.
+func New(b Backend, o Options) *DB {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &DB{b: b, pool: o.FrontendPool, now: o.Now}
+}
+
+// Backend returns the Backend under db.
+func (db *DB) Backend() Backend { return db.b }
+
+// Close closes the backend.
+func (db *DB) Close() error { return db.b.Close() }
+
+// Watch sends the state's revision after each change; see Backend.Watch.
+func (db *DB) Watch(ctx context.Context) <-chan uint64 { return db.b.Watch(ctx) }
+
+func (db *DB) stamp() time.Time { return db.now().UTC().Truncate(time.Second) }
+
+// fieldErr wraps one field error as a model.Errors value.
+func fieldErr(field, reason string) error { return model.Errors{{Field: field, Reason: reason}} }
+
+// ---- NodeBalancers
+
+// ListNodeBalancers returns every NodeBalancer in id order.
+func (db *DB) ListNodeBalancers() (out []model.NodeBalancer, err error) {
+	err = db.b.View(func(tx Tx) error {
+		out, err = scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+		return err
+	})
+	return out, err
+}
+
+// NodeBalancer returns the NodeBalancer id.
+func (db *DB) NodeBalancer(id int) (nb model.NodeBalancer, err error) {
+	err = db.b.View(func(tx Tx) error {
+		nb, err = get[model.NodeBalancer](tx, KindNodeBalancer, Key(id))
+		return err
+	})
+	return nb, err
+}
+
+// CreateNodeBalancer stores nb with its configs and their nodes, all or nothing. An
+// empty nb.Label is generated; an empty nb.IPv4 is the next free frontend address, a
+// given one must be free and inside the pool. It returns nb as stored.
+func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWithNodes) (model.NodeBalancer, error) {
+	err := db.b.Update(func(tx Tx) error {
+		all, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+		if err != nil {
+			return err
+		}
+		id, err := tx.NextID(KindNodeBalancer)
+		if err != nil {
+			return err
+		}
+		nb.ID = id
+		if nb.Label == "" {
+			nb.Label = "balancer" + strconv.Itoa(id)
+		}
+		var es model.Errors
+		for _, o := range all {
+			if o.Label == nb.Label {
+				es.Add("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(o.ID))
+			}
+		}
+		ip, reason := db.allocate(all, nb.IPv4)
+		if reason != "" {
+			es.Add("ipv4", reason)
+		}
+		ports := map[int]bool{}
+		for i, c := range configs {
+			if ports[c.Port] {
+				es.Add("configs["+strconv.Itoa(i)+"].port", "port "+strconv.Itoa(c.Port)+" is already used by another config of this NodeBalancer")
+			}
+			ports[c.Port] = true
+			if len(c.Nodes) > model.MaxNodesPerCf {
+				es.Add("configs["+strconv.Itoa(i)+"].nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
+			}
+		}
+		if len(configs) > model.MaxConfigsPerNB {
+			es.Add("configs", fmt.Sprintf("at most %d configs per NodeBalancer", model.MaxConfigsPerNB))
+		}
+		if len(es) > 0 {
+			return es
+		}
+		nb.IPv4 = ip.String()
+		nb.Created, nb.Updated = db.stamp(), db.stamp()
+		if err := put(tx, KindNodeBalancer, Key(nb.ID), nb); err != nil {
+			return err
+		}
+		for _, c := range configs {
+			if _, err := db.insertConfig(tx, nb.ID, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return nb, err
+}
+
+// allocate picks the frontend address: want when given (it must be free and in the
+// pool), else the lowest free one. The pool's network address is never handed out.
+func (db *DB) allocate(all []model.NodeBalancer, want string) (netip.Addr, string) {
+	used := map[netip.Addr]bool{}
+	for _, o := range all {
+		if a, err := netip.ParseAddr(o.IPv4); err == nil {
+			used[a] = true
+		}
+	}
+	if want != "" {
+		a, err := netip.ParseAddr(want)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, "ipv4 must be an IPv4 address"
+		}
+		in := false
+		for _, p := range db.pool {
+			in = in || p.Contains(a)
+		}
+		switch {
+		case !in:
+			return netip.Addr{}, "ipv4 " + want + " is outside the frontend pool " + prefixes(db.pool)
+		case used[a]:
+			return netip.Addr{}, "ipv4 " + want + " is already used by another NodeBalancer"
+		}
+		return a, ""
+	}
+	for _, p := range db.pool {
+		for a := p.Masked().Addr().Next(); p.Contains(a); a = a.Next() {
+			if !used[a] && !isBroadcast(p, a) {
+				return a, ""
+			}
+		}
+	}
+	return netip.Addr{}, "the frontend pool " + prefixes(db.pool) + " has no free address"
+}
+
+func isBroadcast(p netip.Prefix, a netip.Addr) bool {
+	return p.Addr().Is4() && p.Bits() < 31 && !p.Contains(a.Next())
+}
+
+func prefixes(ps []netip.Prefix) string {
+	s := ""
+	for i, p := range ps {
+		if i > 0 {
+			s += ", "
+		}
+		s += p.String()
+	}
+	return s
+}
+
+// UpdateNodeBalancer applies mutate to the NodeBalancer id and stores the result when
+// mutate returns nil and the label stays unique.
+func (db *DB) UpdateNodeBalancer(id int, mutate func(*model.NodeBalancer) error) (nb model.NodeBalancer, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		nb, err = get[model.NodeBalancer](tx, KindNodeBalancer, Key(id))
+		if err != nil {
+			return err
+		}
+		old := nb
+		if err := mutate(&nb); err != nil {
+			return err
+		}
+		nb.ID, nb.IPv4, nb.Created, nb.Region = old.ID, old.IPv4, old.Created, old.Region
+		if nb.Label != old.Label {
+			all, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+			if err != nil {
+				return err
+			}
+			for _, o := range all {
+				if o.Label == nb.Label && o.ID != id {
+					return fieldErr("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(o.ID))
+				}
+			}
+		}
+		nb.Updated = db.stamp()
+		return put(tx, KindNodeBalancer, Key(id), nb)
+	})
+	return nb, err
+}
+
+// DeleteNodeBalancer removes the NodeBalancer id with its configs and nodes.
+func (db *DB) DeleteNodeBalancer(id int) error {
+	return db.b.Update(func(tx Tx) error {
+		if b, err := tx.Get(KindNodeBalancer, Key(id)); err != nil || b == nil {
+			return errors.Join(err, ErrNotFound)
+		}
+		cfgs, err := scan[model.Config](tx, KindConfig, Key(id))
+		if err != nil {
+			return err
+		}
+		for _, c := range cfgs {
+			if err := deleteConfig(tx, c); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(KindNodeBalancer, Key(id))
+	})
+}
+
+// ---- Configs
+
+// Configs returns the configs of NodeBalancer nbID in id order.
+func (db *DB) Configs(nbID int) (out []model.Config, err error) {
+	err = db.b.View(func(tx Tx) error {
+		if b, err := tx.Get(KindNodeBalancer, Key(nbID)); err != nil || b == nil {
+			return errors.Join(err, ErrNotFound)
+		}
+		out, err = scan[model.Config](tx, KindConfig, Key(nbID))
+		return err
+	})
+	return out, err
+}
+
+// Config returns config id of NodeBalancer nbID.
+func (db *DB) Config(nbID, id int) (c model.Config, err error) {
+	err = db.b.View(func(tx Tx) error {
+		c, err = get[model.Config](tx, KindConfig, Key(nbID, id))
+		return err
+	})
+	return c, err
+}
+
+// CreateConfig adds a config (with nodes, all or nothing) to NodeBalancer nbID.
+func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		if b, err := tx.Get(KindNodeBalancer, Key(nbID)); err != nil || b == nil {
+			return errors.Join(err, ErrNotFound)
+		}
+		if err := checkPort(tx, nbID, 0, c.Port); err != nil {
+			return err
+		}
+		n := 0
+		if err := tx.Scan(KindConfig, Key(nbID), func(_, _ []byte) error { n++; return nil }); err != nil {
+			return err
+		}
+		if n >= model.MaxConfigsPerNB {
+			return fieldErr("", fmt.Sprintf("a NodeBalancer has at most %d configs", model.MaxConfigsPerNB))
+		}
+		if len(c.Nodes) > model.MaxNodesPerCf {
+			return fieldErr("nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
+		}
+		out, err = db.insertConfig(tx, nbID, c)
+		return err
+	})
+	return out, err
+}
+
+func (db *DB) insertConfig(tx Tx, nbID int, c model.ConfigWithNodes) (model.Config, error) {
+	id, err := tx.NextID(KindConfig)
+	if err != nil {
+		return model.Config{}, err
+	}
+	c.ID, c.NodeBalancerID = id, nbID
+	if err := put(tx, KindConfig, Key(nbID, id), c.Config); err != nil {
+		return model.Config{}, err
+	}
+	for _, n := range c.Nodes {
+		if _, err := insertNode(tx, c.Config, n); err != nil {
+			return model.Config{}, err
+		}
+	}
+	return c.Config, nil
+}
+
+func checkPort(tx Tx, nbID, selfID, port int) error {
+	cfgs, err := scan[model.Config](tx, KindConfig, Key(nbID))
+	if err != nil {
+		return err
+	}
+	for _, o := range cfgs {
+		if o.Port == port && o.ID != selfID {
+			return fieldErr("port", "port "+strconv.Itoa(port)+" is already used by config "+strconv.Itoa(o.ID)+" of this NodeBalancer")
+		}
+	}
+	return nil
+}
+
+// UpdateConfig applies mutate to config id of NodeBalancer nbID and stores the result
+// when mutate returns nil and the port stays unique.
+func (db *DB) UpdateConfig(nbID, id int, mutate func(*model.Config) error) (c model.Config, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		c, err = db.updateConfig(tx, nbID, id, mutate)
+		return err
+	})
+	return c, err
+}
+
+func (db *DB) updateConfig(tx Tx, nbID, id int, mutate func(*model.Config) error) (model.Config, error) {
+	c, err := get[model.Config](tx, KindConfig, Key(nbID, id))
+	if err != nil {
+		return c, err
+	}
+	if err := mutate(&c); err != nil {
+		return c, err
+	}
+	c.ID, c.NodeBalancerID = id, nbID
+	if err := checkPort(tx, nbID, id, c.Port); err != nil {
+		return c, err
+	}
+	return c, put(tx, KindConfig, Key(nbID, id), c)
+}
+
+// DeleteConfig removes config id of NodeBalancer nbID with its nodes.
+func (db *DB) DeleteConfig(nbID, id int) error {
+	return db.b.Update(func(tx Tx) error {
+		c, err := get[model.Config](tx, KindConfig, Key(nbID, id))
+		if err != nil {
+			return err
+		}
+		return deleteConfig(tx, c)
+	})
+}
+
+func deleteConfig(tx Tx, c model.Config) error {
+	var keys [][]byte
+	if err := tx.Scan(KindNode, Key(c.ID), func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(KindNode, k); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(KindConfig, Key(c.NodeBalancerID, c.ID))
+}
+
+// RebuildConfig replaces config id and its node set in one transaction: mutate edits
+// the config; nodes with an ID update that node (which must belong to the config),
+// nodes without are created, and existing nodes not listed are deleted.
+func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, nodes []model.Node) (out model.ConfigWithNodes, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		c, err := db.updateConfig(tx, nbID, id, mutate)
+		if err != nil {
+			return err
+		}
+		if len(nodes) > model.MaxNodesPerCf {
+			return fieldErr("nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
+		}
+		existing, err := scan[model.Node](tx, KindNode, Key(id))
+		if err != nil {
+			return err
+		}
+		have := map[int]bool{}
+		for _, n := range existing {
+			have[n.ID] = true
+		}
+		keep := map[int]bool{}
+		var es model.Errors
+		for i, n := range nodes {
+			if n.ID == 0 {
+				continue
+			}
+			f := "nodes[" + strconv.Itoa(i) + "].id"
+			switch {
+			case !have[n.ID]:
+				es.Add(f, "node "+strconv.Itoa(n.ID)+" is not a node of config "+strconv.Itoa(id))
+			case keep[n.ID]:
+				es.Add(f, "node "+strconv.Itoa(n.ID)+" is listed twice")
+			}
+			keep[n.ID] = true
+		}
+		if len(es) > 0 {
+			return es
+		}
+		for _, n := range existing {
+			if !keep[n.ID] {
+				if err := tx.Delete(KindNode, Key(id, n.ID)); err != nil {
+					return err
+				}
+			}
+		}
+		out.Config = c
+		for _, n := range nodes {
+			if n.ID == 0 {
+				n, err = insertNode(tx, c, n)
+			} else {
+				n.ConfigID, n.NodeBalancerID = id, nbID
+				err = put(tx, KindNode, Key(id, n.ID), n)
+			}
+			if err != nil {
+				return err
+			}
+			out.Nodes = append(out.Nodes, n)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ---- Nodes
+
+// Nodes returns the nodes of config configID of NodeBalancer nbID in id order.
+func (db *DB) Nodes(nbID, configID int) (out []model.Node, err error) {
+	err = db.b.View(func(tx Tx) error {
+		if b, err := tx.Get(KindConfig, Key(nbID, configID)); err != nil || b == nil {
+			return errors.Join(err, ErrNotFound)
+		}
+		out, err = scan[model.Node](tx, KindNode, Key(configID))
+		return err
+	})
+	return out, err
+}
+
+// Node returns node id of config configID of NodeBalancer nbID.
+func (db *DB) Node(nbID, configID, id int) (n model.Node, err error) {
+	err = db.b.View(func(tx Tx) error {
+		n, err = get[model.Node](tx, KindNode, Key(configID, id))
+		if err == nil && n.NodeBalancerID != nbID {
+			err = ErrNotFound
+		}
+		return err
+	})
+	return n, err
+}
+
+// CreateNode adds node n to config configID of NodeBalancer nbID.
+func (db *DB) CreateNode(nbID, configID int, n model.Node) (out model.Node, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		c, err := get[model.Config](tx, KindConfig, Key(nbID, configID))
+		if err != nil {
+			return err
+		}
+		count := 0
+		if err := tx.Scan(KindNode, Key(configID), func(_, _ []byte) error { count++; return nil }); err != nil {
+			return err
+		}
+		if count >= model.MaxNodesPerCf {
+			return fieldErr("", fmt.Sprintf("a config has at most %d nodes", model.MaxNodesPerCf))
+		}
+		out, err = insertNode(tx, c, n)
+		return err
+	})
+	return out, err
+}
+
+func insertNode(tx Tx, c model.Config, n model.Node) (model.Node, error) {
+	id, err := tx.NextID(KindNode)
+	if err != nil {
+		return n, err
+	}
+	n.ID, n.ConfigID, n.NodeBalancerID = id, c.ID, c.NodeBalancerID
+	return n, put(tx, KindNode, Key(c.ID, id), n)
+}
+
+// UpdateNode applies mutate to node id and stores the result when mutate returns nil.
+func (db *DB) UpdateNode(nbID, configID, id int, mutate func(*model.Node) error) (n model.Node, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		n, err = get[model.Node](tx, KindNode, Key(configID, id))
+		if err != nil {
+			return err
+		}
+		if n.NodeBalancerID != nbID {
+			return ErrNotFound
+		}
+		if err := mutate(&n); err != nil {
+			return err
+		}
+		n.ID, n.ConfigID, n.NodeBalancerID = id, configID, nbID
+		return put(tx, KindNode, Key(configID, id), n)
+	})
+	return n, err
+}
+
+// DeleteNode removes node id of config configID of NodeBalancer nbID.
+func (db *DB) DeleteNode(nbID, configID, id int) error {
+	return db.b.Update(func(tx Tx) error {
+		n, err := get[model.Node](tx, KindNode, Key(configID, id))
+		if err != nil {
+			return err
+		}
+		if n.NodeBalancerID != nbID {
+			return ErrNotFound
+		}
+		return tx.Delete(KindNode, Key(configID, id))
+	})
+}
+
+// ---- Whole state
+
+// State is the whole desired state at one revision, what the data plane converges to.
+type State struct {
+	Revision      uint64
+	NodeBalancers []NodeBalancerState
+}
+
+// NodeBalancerState is one NodeBalancer with its configs and their nodes.
+type NodeBalancerState struct {
+	model.NodeBalancer
+	Configs []model.ConfigWithNodes
+}
+
+// State reads the whole desired state in one transaction.
+func (db *DB) State() (st State, err error) {
+	err = db.b.View(func(tx Tx) error {
+		nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+		if err != nil {
+			return err
+		}
+		for _, nb := range nbs {
+			s := NodeBalancerState{NodeBalancer: nb}
+			cfgs, err := scan[model.Config](tx, KindConfig, Key(nb.ID))
+			if err != nil {
+				return err
+			}
+			for _, c := range cfgs {
+				nodes, err := scan[model.Node](tx, KindNode, Key(c.ID))
+				if err != nil {
+					return err
+				}
+				s.Configs = append(s.Configs, model.ConfigWithNodes{Config: c, Nodes: nodes})
+			}
+			st.NodeBalancers = append(st.NodeBalancers, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	st.Revision, err = db.b.Revision()
+	return st, err
+}
+
+// ---- Tokens
+
+// Tokens returns every token in id order.
+func (db *DB) Tokens() (out []model.Token, err error) {
+	err = db.b.View(func(tx Tx) error {
+		out, err = scan[model.Token](tx, KindToken, nil)
+		return err
+	})
+	return out, err
+}
+
+// Token returns token id.
+func (db *DB) Token(id int) (t model.Token, err error) {
+	err = db.b.View(func(tx Tx) error {
+		t, err = get[model.Token](tx, KindToken, Key(id))
+		return err
+	})
+	return t, err
+}
+
+// TokenByHash returns the token whose secret hashes to hash.
+func (db *DB) TokenByHash(hash string) (model.Token, error) {
+	all, err := db.Tokens()
+	if err != nil {
+		return model.Token{}, err
+	}
+	for _, t := range all {
+		if t.Hash == hash {
+			return t, nil
+		}
+	}
+	return model.Token{}, ErrNotFound
+}
+
+// CreateToken stores t with a new id and creation time.
+func (db *DB) CreateToken(t model.Token) (model.Token, error) {
+	err := db.b.Update(func(tx Tx) error {
+		id, err := tx.NextID(KindToken)
+		if err != nil {
+			return err
+		}
+		t.ID, t.Created = id, db.stamp()
+		return put(tx, KindToken, Key(id), t)
+	})
+	return t, err
+}
+
+// UpdateToken applies mutate to token id.
+func (db *DB) UpdateToken(id int, mutate func(*model.Token) error) (t model.Token, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		t, err = get[model.Token](tx, KindToken, Key(id))
+		if err != nil {
+			return err
+		}
+		old := t
+		if err := mutate(&t); err != nil {
+			return err
+		}
+		t.ID, t.Hash, t.Created = old.ID, old.Hash, old.Created
+		return put(tx, KindToken, Key(id), t)
+	})
+	return t, err
+}
+
+// DeleteToken revokes token id.
+func (db *DB) DeleteToken(id int) error {
+	return db.b.Update(func(tx Tx) error {
+		if b, err := tx.Get(KindToken, Key(id)); err != nil || b == nil {
+			return errors.Join(err, ErrNotFound)
+		}
+		return tx.Delete(KindToken, Key(id))
+	})
+}
+
+// HasTokens reports whether any token exists (bootstrap runs when none does).
+func (db *DB) HasTokens() (bool, error) {
+	found := false
+	err := db.b.View(func(tx Tx) error {
+		return tx.Scan(KindToken, nil, func(_, _ []byte) error { found = true; return errStop })
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return found, err
+}
+
+var errStop = errors.New("stop")
+
+// ---- Blobs
+
+// Blob returns the named blob, nil when absent.
+func (db *DB) Blob(name string) (b []byte, err error) {
+	err = db.b.View(func(tx Tx) error {
+		v, err := tx.Get(KindBlob, []byte(name))
+		b = append([]byte(nil), v...)
+		if v == nil {
+			b = nil
+		}
+		return err
+	})
+	return b, err
+}
+
+// PutBlob stores the named blob. Blobs are not desired state: writing one does not
+// wake watchers.
+func (db *DB) PutBlob(name string, b []byte) error {
+	return db.b.Update(func(tx Tx) error { return tx.Put(KindBlob, []byte(name), b) })
+}

@@ -1,0 +1,117 @@
+// Package store keeps nodebalancer's desired state — NodeBalancers, Configs, Nodes and
+// access tokens — and tells watchers when it changed. Every write is one transaction on
+// a small key-value Backend (bbolt embedded, etcd shared); the consistency rules that
+// span entities (unique labels and ports, frontend address allocation, cascading
+// deletes, rebuild) are written once here, above any Backend.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// ErrNotFound is returned when an addressed object does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Kind names a collection in a Backend.
+type Kind string
+
+// The collections nodebalancer keeps.
+const (
+	KindNodeBalancer Kind = "nodebalancers"
+	KindConfig       Kind = "configs" // keyed by (nodebalancer id, config id)
+	KindNode         Kind = "nodes"   // keyed by (config id, node id)
+	KindToken        Kind = "tokens"
+	KindBlob         Kind = "blobs" // small named values owned by other packages (stats)
+)
+
+// Kinds lists every collection, for backends that create them up front.
+var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob}
+
+// Tx is one transaction on a Backend. Keys are compared bytewise; Scan visits keys in
+// order.
+type Tx interface {
+	// Get returns the value at key, or nil when there is none.
+	Get(kind Kind, key []byte) ([]byte, error)
+	// Put stores value at key (Update transactions only).
+	Put(kind Kind, key, value []byte) error
+	// Delete removes key (Update transactions only); a missing key is not an error.
+	Delete(kind Kind, key []byte) error
+	// Scan calls fn for every key beginning with prefix, in key order.
+	Scan(kind Kind, prefix []byte, fn func(key, value []byte) error) error
+	// NextID returns a new id for kind, never handed out before (Update only).
+	NextID(kind Kind) (int, error)
+}
+
+// Backend is the storage nodebalancer runs on.
+type Backend interface {
+	// View runs fn in a read-only transaction.
+	View(fn func(Tx) error) error
+	// Update runs fn in a read-write transaction, committed when fn returns nil and
+	// discarded otherwise. A committed Update advances the revision.
+	Update(fn func(Tx) error) error
+	// Revision is the number of committed Updates that changed state.
+	Revision() (uint64, error)
+	// Watch sends the revision after each committed change until ctx ends. Sends
+	// coalesce: a slow reader sees only the latest revision. The channel closes when
+	// ctx ends.
+	Watch(ctx context.Context) <-chan uint64
+	// Close releases the backend.
+	Close() error
+}
+
+// Key encodes ids as a key whose byte order is the ids' numeric order.
+func Key(ids ...int) []byte {
+	b := make([]byte, 8*len(ids))
+	for i, id := range ids {
+		binary.BigEndian.PutUint64(b[8*i:], uint64(id))
+	}
+	return b
+}
+
+// lastID returns the final id of a key made by Key.
+func lastID(key []byte) int {
+	if len(key) < 8 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint64(key[len(key)-8:]))
+}
+
+func get[T any](tx Tx, kind Kind, key []byte) (T, error) {
+	var v T
+	b, err := tx.Get(kind, key)
+	if err != nil {
+		return v, err
+	}
+	if b == nil {
+		return v, ErrNotFound
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("decode %s %x: %w", kind, key, err)
+	}
+	return v, nil
+}
+
+func put(tx Tx, kind Kind, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", kind, err)
+	}
+	return tx.Put(kind, key, b)
+}
+
+func scan[T any](tx Tx, kind Kind, prefix []byte) ([]T, error) {
+	var out []T
+	err := tx.Scan(kind, prefix, func(k, b []byte) error {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("decode %s %x: %w", kind, k, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
