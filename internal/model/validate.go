@@ -196,19 +196,9 @@ func validateTLS(es *Errors, c *Config) {
 		}
 		return
 	}
-	switch {
-	case c.SSLCert == "":
-		es.Add("ssl_cert", "ssl_cert is required with protocol https")
-	case len(c.SSLCert) > MaxPEM:
-		es.Add("ssl_cert", fmt.Sprintf("ssl_cert must be at most %d bytes", MaxPEM))
-	}
-	switch {
-	case c.SSLKey == "":
-		es.Add("ssl_key", "ssl_key is required with protocol https")
-	case len(c.SSLKey) > MaxPEM:
-		es.Add("ssl_key", fmt.Sprintf("ssl_key must be at most %d bytes", MaxPEM))
-	}
-	if len(*es) > 0 && (c.SSLCert == "" || c.SSLKey == "" || len(c.SSLCert) > MaxPEM || len(c.SSLKey) > MaxPEM) {
+	certOK := checkPEMField(es, "ssl_cert", c.SSLCert)
+	keyOK := checkPEMField(es, "ssl_key", c.SSLKey)
+	if !certOK || !keyOK {
 		return
 	}
 	if _, err := ParseCertificate(c.SSLCert); err != nil {
@@ -218,6 +208,19 @@ func validateTLS(es *Errors, c *Config) {
 	if _, err := KeyPair(c.SSLCert, c.SSLKey); err != nil {
 		es.Add("ssl_key", err.Error())
 	}
+}
+
+// checkPEMField reports whether a required PEM field is present and not oversized.
+func checkPEMField(es *Errors, field, v string) bool {
+	switch {
+	case v == "":
+		es.Add(field, field+" is required with protocol https")
+	case len(v) > MaxPEM:
+		es.Add(field, fmt.Sprintf("%s must be at most %d bytes", field, MaxPEM))
+	default:
+		return true
+	}
+	return false
 }
 
 // ValidateNode checks every field of n that a client sets.

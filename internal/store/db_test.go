@@ -1,0 +1,265 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+)
+
+func open(t *testing.T, dir string) *store.DB {
+	t.Helper()
+	b, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")}})
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func node(label, addr string) model.Node {
+	n := model.NewNode()
+	n.Label, n.Address = label, addr
+	return n
+}
+
+func cfg(port int, nodes ...model.Node) model.ConfigWithNodes {
+	c := model.NewConfig()
+	c.Port = port
+	return model.ConfigWithNodes{Config: c, Nodes: nodes}
+}
+
+func fieldsOf(err error) []string {
+	var es model.Errors
+	if !errors.As(err, &es) {
+		return nil
+	}
+	var f []string
+	for _, e := range es {
+		f = append(f, e.Field)
+	}
+	return f
+}
+
+func TestCreateNodeBalancerWithConfigsAndNodes(t *testing.T) {
+	db := open(t, t.TempDir())
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+		[]model.ConfigWithNodes{cfg(80, node("a1", "127.0.0.2:80"), node("a2", "127.0.0.3:80")), cfg(81)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb.ID != 1 || nb.Label != "balancer1" || nb.IPv4 != "127.0.1.1" || nb.Created.IsZero() {
+		t.Fatalf("stored %+v", nb)
+	}
+	st, err := db.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.NodeBalancers) != 1 || len(st.NodeBalancers[0].Configs) != 2 || len(st.NodeBalancers[0].Configs[0].Nodes) != 2 {
+		t.Fatalf("state %+v", st)
+	}
+	n := st.NodeBalancers[0].Configs[0].Nodes[1]
+	if n.ConfigID != st.NodeBalancers[0].Configs[0].ID || n.NodeBalancerID != nb.ID || n.Label != "a2" {
+		t.Fatalf("node %+v", n)
+	}
+}
+
+func TestCreateIsAllOrNothing(t *testing.T) {
+	db := open(t, t.TempDir())
+	_, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80), cfg(80)})
+	if got := fieldsOf(err); len(got) != 1 || got[0] != "configs[1].port" {
+		t.Fatalf("want configs[1].port error, got %v", err)
+	}
+	st, _ := db.State()
+	if len(st.NodeBalancers) != 0 {
+		t.Fatal("a refused create must store nothing")
+	}
+	rev, _ := db.Backend().Revision()
+	if rev != 0 {
+		t.Fatalf("revision moved to %d on a refused write", rev)
+	}
+}
+
+func TestLabelUniqueAndAddressAllocation(t *testing.T) {
+	db := open(t, t.TempDir())
+	a, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil); !equal(fieldsOf(err), "label") {
+		t.Fatalf("duplicate label: %v", err)
+	}
+	if _, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "b", Region: "local", IPv4: a.IPv4}, nil); !equal(fieldsOf(err), "ipv4") {
+		t.Fatalf("taken ipv4: %v", err)
+	}
+	if _, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "b", Region: "local", IPv4: "127.0.2.1"}, nil); !equal(fieldsOf(err), "ipv4") {
+		t.Fatalf("ipv4 outside pool: %v", err)
+	}
+	b, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "b", Region: "local", IPv4: "127.0.1.2"}, nil)
+	if err != nil || b.IPv4 != "127.0.1.2" {
+		t.Fatalf("requested free ipv4: %v %v", b, err)
+	}
+	// The /30 pool has .1 and .2 usable (.0 network, .3 broadcast): it is now full.
+	if _, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "c", Region: "local"}, nil); !equal(fieldsOf(err), "ipv4") {
+		t.Fatalf("exhausted pool: %v", err)
+	}
+	// Deleting frees the address for the next one.
+	if err := db.DeleteNodeBalancer(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "c", Region: "local"}, nil)
+	if err != nil || c.IPv4 != a.IPv4 {
+		t.Fatalf("freed address not reused: %v %v", c, err)
+	}
+	if c.ID == a.ID {
+		t.Fatal("ids must never be reused")
+	}
+	if _, err := db.UpdateNodeBalancer(c.ID, func(n *model.NodeBalancer) error { n.Label = "b"; return nil }); !equal(fieldsOf(err), "label") {
+		t.Fatalf("rename onto a used label: %v", err)
+	}
+}
+
+func equal(got []string, want ...string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPortUniqueAndCascadingDelete(t *testing.T) {
+	db := open(t, t.TempDir())
+	nb, _ := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
+	c1, err := db.CreateConfig(nb.ID, cfg(80, node("n1", "127.0.0.2:80")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateConfig(nb.ID, cfg(80)); !equal(fieldsOf(err), "port") {
+		t.Fatalf("duplicate port: %v", err)
+	}
+	c2, _ := db.CreateConfig(nb.ID, cfg(443))
+	if _, err := db.UpdateConfig(nb.ID, c2.ID, func(c *model.Config) error { c.Port = 80; return nil }); !equal(fieldsOf(err), "port") {
+		t.Fatalf("update onto used port: %v", err)
+	}
+	if _, err := db.UpdateConfig(nb.ID, c1.ID, func(c *model.Config) error { c.Port = 80; c.Algorithm = "leastconn"; return nil }); err != nil {
+		t.Fatalf("a config keeps its own port: %v", err)
+	}
+	if _, err := db.Config(nb.ID+1, c1.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("config under the wrong NodeBalancer: %v", err)
+	}
+	if err := db.DeleteNodeBalancer(nb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Nodes(nb.ID, c1.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("nodes of a deleted config: %v", err)
+	}
+	if err := db.Backend().View(func(tx store.Tx) error {
+		for _, k := range []store.Kind{store.KindConfig, store.KindNode} {
+			if err := tx.Scan(k, nil, func(key, _ []byte) error { return errors.New("left behind in " + string(k)) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRebuild(t *testing.T) {
+	db := open(t, t.TempDir())
+	nb, _ := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{
+		cfg(80, node("keep", "127.0.0.2:80"), node("drop", "127.0.0.3:80")), cfg(81, node("other", "127.0.0.4:80"))})
+	st, _ := db.State()
+	c := st.NodeBalancers[0].Configs[0]
+	keep, drop := c.Nodes[0], c.Nodes[1]
+	foreign := st.NodeBalancers[0].Configs[1].Nodes[0]
+
+	keep.Weight = 200
+	_, err := db.RebuildConfig(nb.ID, c.ID, func(*model.Config) error { return nil }, []model.Node{keep, foreign})
+	if !equal(fieldsOf(err), "nodes[1].id") {
+		t.Fatalf("foreign node id: %v", err)
+	}
+	if n, _ := db.Nodes(nb.ID, c.ID); len(n) != 2 || n[0].Weight != 50 {
+		t.Fatalf("refused rebuild changed nodes: %+v", n)
+	}
+
+	out, err := db.RebuildConfig(nb.ID, c.ID, func(c *model.Config) error { c.Algorithm = "source"; return nil },
+		[]model.Node{keep, node("new", "127.0.0.5:80")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Algorithm != "source" || len(out.Nodes) != 2 || out.Nodes[0].ID != keep.ID || out.Nodes[0].Weight != 200 || out.Nodes[1].ID == 0 {
+		t.Fatalf("rebuild result %+v", out)
+	}
+	if _, err := db.Node(nb.ID, c.ID, drop.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unlisted node must be deleted: %v", err)
+	}
+	if n, _ := db.Nodes(nb.ID, foreign.ConfigID); len(n) != 1 {
+		t.Fatal("another config's nodes must be untouched")
+	}
+}
+
+func TestWatchAndPersistence(t *testing.T) {
+	dir := t.TempDir()
+	b, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
+	ctx, cancel := context.WithCancel(context.Background())
+	w := db.Watch(ctx)
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80, node("n1", "127.0.0.2:80"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rev := <-w:
+		if rev != 1 {
+			t.Fatalf("revision %d after first write", rev)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no watch notification")
+	}
+	if err := db.PutBlob("stats", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateToken(model.Token{Label: "t", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rev := <-w:
+		t.Fatalf("blob and token writes must not wake the data plane (rev %d)", rev)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	if _, ok := <-w; ok {
+		t.Fatal("watch channel must close when ctx ends")
+	}
+	db.Close()
+
+	db2 := open(t, dir)
+	got, err := db2.NodeBalancer(nb.ID)
+	if err != nil || got.Label != "web" || got.IPv4 != nb.IPv4 || !got.Created.Equal(nb.Created) {
+		t.Fatalf("after reopen: %+v %v", got, err)
+	}
+	if blob, _ := db2.Blob("stats"); string(blob) != "x" {
+		t.Fatalf("blob after reopen %q", blob)
+	}
+	if tok, err := db2.TokenByHash("h"); err != nil || tok.Label != "t" {
+		t.Fatalf("token after reopen: %v", err)
+	}
+	next, _ := db2.CreateNodeBalancer(model.NodeBalancer{Label: "web2", Region: "local"}, nil)
+	if next.ID != nb.ID+1 {
+		t.Fatalf("ids must continue after a restart: got %d", next.ID)
+	}
+}
