@@ -1,0 +1,61 @@
+// Package balance chooses the backend node for each new client connection:
+// the node modes and statuses of Linode's NodeBalancer, its three algorithms
+// (roundrobin, leastconn, source) and table stickiness. It is pure: no
+// sockets, no clocks (time is passed in), no logging, so every rule can be
+// tested and fuzzed exactly.
+//
+// # Eligibility
+//
+// A node is eligible for new traffic when its status is not DOWN (unknown
+// counts, so a fresh configuration serves at once) and its mode is accept; if
+// no accept node is eligible, the backup nodes that are not DOWN are used
+// instead, and new traffic returns to the accept nodes as soon as one is
+// eligible again. Reject nodes take nothing; drain nodes take only sticky
+// clients already pinned to them (see Pool.Honour). A DOWN node is never
+// returned, not even to a sticky client.
+//
+// # Snapshots and refresh
+//
+// A Pool is built once per configuration change and never modified. Node
+// status lives in a State shared between snapshots and changes at any time;
+// the eligible set and each algorithm's table are derived from the statuses
+// by Pool.Refresh and published through an atomic pointer, so the per
+// connection path (Pick, Choose) reads an immutable table plus a few atomics,
+// takes no lock and allocates nothing. Between a status change and the
+// Refresh that follows it, a node that went DOWN is still skipped (Pick checks
+// the live status of what it chooses), while a node that came back waits for
+// the Refresh.
+//
+// # Algorithms
+//
+// roundrobin is nginx's smooth weighted round robin: weights 5, 1, 1 give
+// a a b a c a a, spreading each node's turns instead of bursting them. One
+// full cycle is computed when the table is built, and a pick is one atomic
+// increment and one array read, so it costs the same for 3 nodes or 1,000.
+//
+// leastconn picks the node with the fewest active connections relative to
+// its weight, comparing active_a·weight_b with active_b·weight_a (no
+// division), scanning from a rotating start so that equally loaded nodes take
+// turns. It is exact, so it scans every eligible node: O(N) per pick.
+//
+// source maps the client address to a node with Maglev consistent hashing
+// (Eisenbud et al., NSDI 2016): each node fills a share of a prime-sized
+// lookup table (65,537 slots up to 655 nodes, 655,373 above) proportional to
+// its weight, following a permutation of the slots derived from its node ID.
+// A pick is one multiply and one table read, O(1) whatever the node count;
+// the table is rebuilt only when the eligible set changes. When a node leaves
+// or joins the eligible set, about 1/N of clients move, and those that move
+// come from (or go to) that node. Rendezvous (highest random weight) hashing
+// moves even fewer clients and needs no table, but costs one hash per
+// eligible node on every pick, O(N): about a microsecond at 1,000 nodes,
+// against a few nanoseconds here. Linode's own source algorithm takes the
+// address modulo the node count and remaps nearly every client when the node
+// set changes; this one does not.
+//
+// # Stickiness
+//
+// StickyTable holds table stickiness (client address → node ID, expiring
+// after 30 minutes without use); Node.Token and Pool.ByToken carry
+// http_cookie stickiness through an opaque NB_SRVID cookie. Pool.Choose
+// applies a pin when Pool.Honour allows it and picks afresh otherwise.
+package balance
