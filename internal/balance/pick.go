@@ -71,26 +71,35 @@ func (p *Pool) pick(key uint64, ex int) *Node {
 // equally loaded nodes take turns.
 func (p *Pool) leastConn(t *table, ex int) *Node {
 	lc := t.lc
-	n := len(lc)
-	i := int(p.ctr.Add(1) % uint64(n))
-	best := -1
-	var bestActive, bestWeight int64
-	for range n {
-		e := &lc[i]
-		if int(e.idx) != ex && e.st.Status() != StatusDown {
-			a := e.st.Active()
-			if best < 0 || a*bestWeight < bestActive*e.w {
-				best, bestActive, bestWeight = i, a, e.w
-			}
-		}
-		if i++; i == n {
-			i = 0
-		}
+	start := int(p.ctr.Add(1) % uint64(len(lc)))
+	best, bestActive, bestWeight := lcScan(lc[start:], ex, -1, 0, 0)
+	if best >= 0 {
+		best += start
+	}
+	if b, a, w := lcScan(lc[:start], ex, best, bestActive, bestWeight); b != best {
+		best, bestActive, bestWeight = b, a, w
 	}
 	if best < 0 {
-		return p.scan(uint64(i), ex)
+		return p.scan(uint64(start), ex)
 	}
 	return &p.nodes[lc[best].idx]
+}
+
+// lcScan returns the index in lc of the entry that beats the given best (an
+// index, -1 for none, with its active count and weight), or best itself.
+func lcScan(lc []lcEntry, ex, best int, bestActive, bestWeight int64) (int, int64, int64) {
+	found := -1
+	for i := range lc {
+		e := &lc[i]
+		a := e.st.Active()
+		if (best < 0 && found < 0 || a*bestWeight < bestActive*int64(e.w)) && int(e.idx) != ex && e.st.Status() != StatusDown {
+			found, bestActive, bestWeight = i, a, int64(e.w)
+		}
+	}
+	if found >= 0 {
+		return found, bestActive, bestWeight
+	}
+	return best, bestActive, bestWeight
 }
 
 // scan is the slow path for a table gone stale (the nodes it would pick went

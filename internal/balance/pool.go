@@ -109,7 +109,7 @@ type table struct {
 // walks one contiguous array.
 type lcEntry struct {
 	st  *State
-	w   int64
+	w   int32
 	idx uint16
 }
 
@@ -293,7 +293,7 @@ func (p *Pool) build() *table {
 	case LeastConn:
 		t.lc = make([]lcEntry, len(t.elig))
 		for j, i := range t.elig {
-			t.lc[j] = lcEntry{st: p.nodes[i].State, w: int64(weights[j]), idx: i}
+			t.lc[j] = lcEntry{st: p.nodes[i].State, w: int32(weights[j]), idx: i}
 		}
 	case Source:
 		t.maglev = buildMaglev(p.msize, t.elig, ids, weights)
