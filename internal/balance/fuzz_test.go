@@ -39,7 +39,7 @@ func FuzzPool(f *testing.F) {
 			switch op % 5 {
 			case 0:
 				if n > 0 {
-					p.Node(int(arg)%n).State.SetStatus(Status(op / 5 % 3))
+					p.Node(int(arg) % n).State.SetStatus(Status(op / 5 % 3))
 					fresh = false
 				}
 			case 1:
