@@ -1,0 +1,89 @@
+// Package health decides each backend node's UP/DOWN status, as Linode's
+// NodeBalancer does, from active checks (TCP connect, HTTP status, HTTP body
+// regex) and from passive observations of real traffic that the data plane
+// reports. It writes the verdict into the node's balance.State, which the
+// balancer reads on the hot path, and tells the data plane which
+// configuration changed so that it can refresh its pick tables.
+//
+// # Active checks
+//
+// Every node whose mode is not reject is checked on its configuration's
+// schedule with its configuration's check:
+//
+//   - connection: a TCP connect to the node's address within check_timeout;
+//   - http: GET check_path over HTTP/1.1 (Host: the node address,
+//     Connection: close, User-Agent: nodebalancer-health-check/1); a 2xx or
+//     3xx status passes (redirects are not followed), any other status, a
+//     timeout or a connect error fails;
+//   - http_body: as http, and the first MaxBodyBytes (64 KiB) of the body
+//     must also match the check_body regular expression, compiled once per
+//     configuration change;
+//   - none: no active checks; nodes are UP unless passive checks say
+//     otherwise.
+//
+// Falling: check_attempts failed checks in a row take a node DOWN, whether it
+// was UP or still unknown. Fewer leave its status as it was, so a node stays
+// unknown (which the balancer treats as eligible) until its first success or
+// its check_attempts-th failure: "unknown" means no verdict yet.
+//
+// Rising: one passing check brings a DOWN node back UP. That is what Linode
+// does (check_attempts counts failures only and the API has no field for
+// successes); HAProxy's rise 2 would make every recovery wait one more
+// check_interval (31 s by default) with no way for a user to turn it off.
+// Flapping stays bounded because leaving again takes check_attempts failures.
+//
+// # Passive checks
+//
+// With check_passive on, the data plane reports the outcome of real traffic
+// through the node's *Node handle: Failure for a failed connect, a timeout or
+// (http/https) a 5xx response other than 501 and 505, and Success otherwise.
+// PassiveThreshold failures (default 3) within PassiveWindow (default 10 s) of
+// the first of them, with no success in between, take the node DOWN. Linode
+// takes a node out on a single failure, which removes a healthy node whenever
+// one request hits an uncaught exception; three in ten seconds still removes a
+// broken node within a few requests. PassiveThreshold 1 restores Linode's
+// exact rule.
+//
+// A node taken DOWN by passive checks comes back when an active check that
+// started after the trip passes (a check already in flight does not count),
+// or, with check none, after PassiveCooldown (default 30 s), after which real
+// traffic judges it again. Reports are lock-free and allocation-free: a few
+// atomic operations on the node's own handle, no map lookup; the status
+// change itself is applied within microseconds by the node's goroutine.
+//
+// # Timing
+//
+// A node's first check runs after a random delay in [0, min(interval/2,
+// 500 ms)) once it is added, not a full interval later. Later checks run on
+// the node's own grid origin+phase+k·interval, with phase drawn at random in
+// [0, interval) so that nodes added together spread over the interval instead
+// of firing in lockstep, each delayed by a random jitter in [0, J) with
+// J = min(interval/20, (interval−timeout)/2, 500 ms). Checks of one node never
+// overlap: the next starts at the first grid point after the previous one
+// started, or as soon as it ends if it ended later (a slow check delays the
+// next). A node that starts failing is therefore DOWN within
+// check_attempts×check_interval + check_timeout + J, plus goroutine wake-up
+// latency.
+//
+// # Modes and configuration changes
+//
+// A reject node is not checked at all (no check traffic reaches it) and its
+// status is DOWN. When it returns to accept, drain or backup its status
+// restarts as unknown (UP with check none) and its first check runs within
+// 500 ms: the verdict from before the rejection is stale, since reject is
+// how operators take a node out for maintenance. drain and backup nodes are
+// checked like accept nodes.
+//
+// Set reconciles a configuration: a node with the same ID and address keeps
+// its status and schedule; a changed address is a new node (new handle, new
+// balance.State, status unknown); a removed node stops. A change of the
+// configuration's check settings keeps every status but restarts the
+// schedules, so the new check runs within 500 ms.
+//
+// # Concurrency
+//
+// Each checked node has one goroutine, started under Run's context; a check
+// runs in a short-lived goroutine that its node's goroutine waits for. Run
+// returns only when all of them have ended. Status changes are coalesced per
+// configuration and delivered to Options.OnChange from a single goroutine.
+package health
