@@ -16,13 +16,20 @@ func appendField(out []byte, name, value []byte) []byte {
 }
 
 // appendRequestHead writes the head sent to the backend: the request line in HTTP/1.1,
-// the end-to-end fields as received, the forwarding fields, and the body framing
+// a Host when an HTTP/1.0 client sent none, the end-to-end fields as received, the forwarding fields, and the body framing
 // re-stated from what was parsed.
-func appendRequestHead(out []byte, req *request, client netip.Addr, scheme string, upgrade bool) []byte {
+func appendRequestHead(out []byte, req *request, client netip.Addr, local netip.AddrPort, scheme string, upgrade bool) []byte {
 	out = append(out, req.method...)
 	out = append(out, ' ')
 	out = append(out, req.target...)
 	out = append(out, " HTTP/1.1\r\n"...)
+	if req.hosts == 0 {
+		// HTTP/1.0 allowed leaving Host out; HTTP/1.1, which backends are spoken to in,
+		// does not. Name the address the client connected to.
+		out = append(out, "Host: "...)
+		out = local.AppendTo(out)
+		out = append(out, '\r', '\n')
+	}
 	for k := range req.headers {
 		h := &req.headers[k]
 		switch h.kind {

@@ -46,7 +46,8 @@ func (cr *connReader) fill() (int, error) {
 
 // deadlineSlack lets consecutive requests reuse a deadline instead of resetting the
 // runtime timer for each one: a deadline is only set again when the wanted one is more
-// than this much later. Timeouts thus fire up to this much late, never early.
+// than the slack later. Timeouts thus fire up to the slack late (this, or a sixteenth
+// of the timeout if less), never early.
 const deadlineSlack = 500 * time.Millisecond
 
 // deadline remembers the last deadline set on one direction of a connection.
@@ -62,11 +63,12 @@ func (dl *deadline) want(now time.Time, d time.Duration) (time.Time, bool) {
 		dl.t = time.Time{}
 		return time.Time{}, true
 	}
+	slack := min(deadlineSlack, d/16)
 	w := now.Add(d)
-	if !dl.t.IsZero() && !dl.t.Before(w) && dl.t.Sub(w) <= deadlineSlack {
+	if !dl.t.IsZero() && !dl.t.Before(w) && dl.t.Sub(w) <= slack {
 		return time.Time{}, false
 	}
-	dl.t = w.Add(deadlineSlack)
+	dl.t = w.Add(slack)
 	return dl.t, true
 }
 

@@ -139,6 +139,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 // listener address the client connected to (for the access log).
 func (s *Server) ServeConn(ctx context.Context, c net.Conn, local netip.AddrPort) {
 	cc := newClientConn(s, c, local, s.cfg.Load().MaxHeaderBytes)
+	recycle := true
 	defer c.Close()
 	defer func() {
 		if p := recover(); p != nil {
@@ -147,11 +148,17 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, local netip.AddrPort
 			s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", cc.remote.String())
 			return
 		}
-		cc.release()
+		if recycle {
+			cc.release()
+		}
 	}()
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, cc.stop)
-		defer stop()
+		defer func() {
+			// When the stop callback has started it may still be running: leave cc to
+			// the garbage collector rather than recycle it under its feet.
+			recycle = stop()
+		}()
 	}
 	for {
 		cfg := s.cfg.Load()
@@ -334,7 +341,7 @@ func (cc *clientConn) route(cfg *Config) bool {
 	}
 
 	// The head, and as much of the body as is already buffered, go out in one write.
-	out := appendRequestHead(cc.out[:0], req, cc.client, cfg.Scheme, upgrade)
+	out := appendRequestHead(cc.out[:0], req, cc.client, cc.local, cfg.Scheme, upgrade)
 	inline := 0
 	bodyDone := true
 	switch mode {
