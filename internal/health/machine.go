@@ -40,9 +40,9 @@ func (m *machine) set(st balance.Status) bool {
 // active applies the result of an active check that started at started.
 func (m *machine) active(ok bool, started time.Time) (changed bool) {
 	if ok {
-		// A check that began before a passive trip may have seen the node
-		// before it broke: it does not bring the node back.
-		if m.passiveDown && started.Before(m.passiveAt) {
+		// A check that began before a passive trip (or at the same instant)
+		// may have seen the node before it broke: it does not bring it back.
+		if m.passiveDown && !started.After(m.passiveAt) {
 			return false
 		}
 		m.failures = 0
