@@ -18,10 +18,10 @@ var quiet = slog.New(slog.DiscardHandler)
 // fakeNodes stands in for the network in tests run inside a synctest
 // bubble: each node answers checks as the test says, after a latency.
 type fakeNodes struct {
-	mu      sync.Mutex
-	failing map[int]bool          // node ID → checks fail (by timing out)
-	latency map[int]time.Duration // node ID → how long a passing check takes
-	starts  map[int][]time.Time   // node ID → start of every check
+	mu                    sync.Mutex
+	failing               map[int]bool          // node ID → checks fail (by timing out)
+	latency               map[int]time.Duration // node ID → how long a passing check takes
+	starts                map[int][]time.Time   // node ID → start of every check
 	inFlight, maxInFlight map[int]int
 }
 
@@ -237,7 +237,6 @@ func nodesOf(first, n int) []model.Node {
 func spec1s(attempts int) Spec {
 	return Spec{Check: model.CheckHTTP, Interval: time.Second, Timeout: 500 * time.Millisecond, Attempts: attempts, Passive: true}
 }
-
 
 // inFlight reports whether a check of node id is running.
 func (f *fakeNodes) inFlightNow(id int) bool {
