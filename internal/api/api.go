@@ -265,23 +265,22 @@ func (a *API) authorize(c *call, need access) error {
 	if !ok {
 		return errUnauthorized
 	}
-	t, ok, err := a.tokens.lookup(hashToken(secret))
+	t, ok, err := a.tokens.lookup(secret)
 	if err != nil {
 		return err
 	}
 	if !ok || (t.Expiry != nil && !a.o.Now().Before(*t.Expiry)) {
 		return errUnauthorized
 	}
-	set, _, err := parseScopes(t.Scopes)
-	if err != nil {
+	if !t.scopesOK {
 		return errForbidden // a stored token with scopes we no longer read grants nothing
 	}
-	c.token, c.scopes = t, set
+	c.token, c.scopes = t.Token, t.scopes
 	lv := levelReadWrite
 	if need == readNB {
 		lv = levelReadOnly
 	}
-	if !set.allows("nodebalancers", lv) {
+	if !t.scopes.allows("nodebalancers", lv) {
 		return errForbidden
 	}
 	return nil

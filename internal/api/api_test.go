@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -409,7 +410,7 @@ func TestParseScopes(t *testing.T) {
 // TestNodeStatusShown checks status and nodes_status with a health source: reject is
 // always DOWN whatever the checker says.
 func TestNodeStatusShown(t *testing.T) {
-	st := statusSource{}
+	st := newStatusSource()
 	e := newEnv(t, func(o *Options) { o.Status = st })
 	_, cfPath, nodePath := fixture(e)
 	n := e.must("GET", nodePath, "")
@@ -426,7 +427,7 @@ func TestNodeStatusShown(t *testing.T) {
 		{model.StatusUp, "reject", "DOWN", 0},
 		{model.StatusUp, "backup", "UP", 1},
 	} {
-		st[id] = tt.checker
+		st.set(id, tt.checker)
 		e.must("PUT", nodePath, `{"mode":"`+tt.mode+`"}`)
 		n := e.must("GET", nodePath, "")
 		cf := e.must("GET", cfPath, "")
@@ -456,6 +457,37 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 		}
 		if got := r.errs(t); got[""] != "Internal server error" {
 			t.Errorf("%s: %v", name, got)
+		}
+	}
+}
+
+// BenchmarkGetNodeBalancer measures one authenticated GET through the handler: the
+// token lookup (a hash and a map read) plus a store read and the JSON answer.
+func BenchmarkGetNodeBalancer(b *testing.B) {
+	e := newEnv(b)
+	nb := e.must("POST", "/v4/nodebalancers", `{"label":"bench"}`)
+	path := fmt.Sprintf("/v4/nodebalancers/%v", nb["id"])
+	req := httptest.NewRequest("GET", path, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		e.api.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// BenchmarkAuthorize measures the token check every API call pays.
+func BenchmarkAuthorize(b *testing.B) {
+	e := newEnv(b)
+	req := httptest.NewRequest("GET", "/v4/nodebalancers", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.api.authorize(&call{a: e.api, r: req}, readNB); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -108,7 +108,7 @@ func (s scopeSet) covers(o scopeSet) bool {
 	return true
 }
 
-// hashToken is how a secret is stored and looked up.
+// hashToken is how a secret is stored: SHA-256, hex.
 func hashToken(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
@@ -200,8 +200,15 @@ type tokenCache struct {
 	db *store.DB
 
 	mu     sync.RWMutex
-	byHash map[string]model.Token
+	byHash map[[sha256.Size]byte]cachedToken
 	loaded time.Time // zero: not loaded
+}
+
+// cachedToken is a token with its scopes already parsed.
+type cachedToken struct {
+	model.Token
+	scopes   scopeSet
+	scopesOK bool
 }
 
 const (
@@ -209,8 +216,9 @@ const (
 	missReload = 250 * time.Millisecond
 )
 
-// lookup returns the token stored under hash.
-func (c *tokenCache) lookup(hash string) (model.Token, bool, error) {
+// lookup returns the token whose secret is secret.
+func (c *tokenCache) lookup(secret string) (cachedToken, bool, error) {
+	hash := sha256.Sum256([]byte(secret))
 	c.mu.RLock()
 	t, ok := c.byHash[hash]
 	age, loaded := time.Since(c.loaded), !c.loaded.IsZero()
@@ -219,7 +227,7 @@ func (c *tokenCache) lookup(hash string) (model.Token, bool, error) {
 		return t, ok, nil
 	}
 	if err := c.reload(); err != nil {
-		return model.Token{}, false, err
+		return cachedToken{}, false, err
 	}
 	c.mu.RLock()
 	t, ok = c.byHash[hash]
@@ -232,9 +240,17 @@ func (c *tokenCache) reload() error {
 	if err != nil {
 		return err
 	}
-	m := make(map[string]model.Token, len(all))
+	m := make(map[[sha256.Size]byte]cachedToken, len(all))
 	for _, t := range all {
-		m[t.Hash] = t
+		var key [sha256.Size]byte
+		if n, err := hex.Decode(key[:], []byte(t.Hash)); err != nil || n != len(key) {
+			continue // not a hash this package wrote: it matches no secret
+		}
+		ct := cachedToken{Token: t}
+		var err error
+		ct.scopes, _, err = parseScopes(t.Scopes)
+		ct.scopesOK = err == nil
+		m[key] = ct
 	}
 	c.mu.Lock()
 	c.byHash, c.loaded = m, time.Now()

@@ -46,7 +46,7 @@ func (c *clock) Add(d time.Duration) {
 
 // env is one API over a fresh bolt store, with a "*" token.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	db    *store.DB
 	api   *API
@@ -54,7 +54,7 @@ type env struct {
 	clock *clock
 }
 
-func openDB(t *testing.T, dir string) *store.DB {
+func openDB(t testing.TB, dir string) *store.DB {
 	t.Helper()
 	b, err := bolt.Open(dir)
 	if err != nil {
@@ -63,7 +63,7 @@ func openDB(t *testing.T, dir string) *store.DB {
 	return store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
 }
 
-func newEnv(t *testing.T, mod ...func(*Options)) *env {
+func newEnv(t testing.TB, mod ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), clock: &clock{t: time.Now().UTC()}}
 	e.db = openDB(t, e.dir)
@@ -89,7 +89,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T) map[string]any {
+func (r resp) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -99,7 +99,7 @@ func (r resp) json(t *testing.T) map[string]any {
 }
 
 // errs returns the error envelope's entries as field→reason (field "" when absent).
-func (r resp) errs(t *testing.T) map[string]string {
+func (r resp) errs(t testing.TB) map[string]string {
 	t.Helper()
 	var env struct {
 		Errors []struct {

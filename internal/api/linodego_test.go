@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -564,9 +565,25 @@ type transferSource struct{}
 
 func (transferSource) NodeBalancerTransfer(id int) (in, out, total float64) { return 1.5, 2.25, 3.75 }
 
-type statusSource map[int]model.NodeStatus
+// statusSource is a settable NodeStatusSource, safe to change while serving.
+type statusSource struct {
+	mu sync.Mutex
+	m  map[int]model.NodeStatus
+}
 
-func (s statusSource) NodeStatus(configID, nodeID int) model.NodeStatus { return s[nodeID] }
+func newStatusSource() *statusSource { return &statusSource{m: map[int]model.NodeStatus{}} }
+
+func (s *statusSource) set(nodeID int, st model.NodeStatus) {
+	s.mu.Lock()
+	s.m[nodeID] = st
+	s.mu.Unlock()
+}
+
+func (s *statusSource) NodeStatus(configID, nodeID int) model.NodeStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[nodeID]
+}
 
 func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	plain := newEnv(t)
@@ -584,7 +601,7 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 		t.Fatalf("firewalls of a missing NodeBalancer: %v", err)
 	}
 
-	st := statusSource{}
+	st := newStatusSource()
 	e := newEnv(t, func(o *Options) { o.Stats, o.Transfer, o.Status = statsSource{}, transferSource{}, st })
 	lc = client(e.serve(), e.token)
 	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Configs: []*linodego.NodeBalancerConfigCreateOptions{{
@@ -602,7 +619,8 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	}
 	cfgs, _ := lc.ListNodeBalancerConfigs(ctx, nb.ID, nil)
 	nodes, _ := lc.ListNodeBalancerNodes(ctx, nb.ID, cfgs[0].ID, nil)
-	st[nodes[0].ID], st[nodes[1].ID] = model.StatusUp, model.StatusDown
+	st.set(nodes[0].ID, model.StatusUp)
+	st.set(nodes[1].ID, model.StatusDown)
 	cf, _ := lc.GetNodeBalancerConfig(ctx, nb.ID, cfgs[0].ID)
 	if cf.NodesStatus.Up != 1 || cf.NodesStatus.Down != 1 {
 		t.Fatalf("nodes_status %+v", cf.NodesStatus)
