@@ -231,7 +231,7 @@ func TestPaginationEnvelope(t *testing.T) {
 		e.must("POST", "/v4/nodebalancers", fmt.Sprintf(`{"label":"p-%02d"}`, i))
 	}
 	tests := []struct {
-		query                  string
+		query                 string
 		page, pages, n, first int
 	}{
 		{"", 1, 1, 30, 0},
@@ -445,7 +445,9 @@ func (panicSource) NodeBalancerStats(int) (any, error) { panic("boom with secret
 
 type errSource struct{}
 
-func (errSource) NodeBalancerStats(int) (any, error) { return nil, fmt.Errorf("disk on fire at /var/secret") }
+func (errSource) NodeBalancerStats(int) (any, error) {
+	return nil, fmt.Errorf("disk on fire at /var/secret")
+}
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {
 	for name, src := range map[string]StatsSource{"panic": panicSource{}, "error": errSource{}} {
