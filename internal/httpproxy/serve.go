@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,9 @@ import (
 type Server struct {
 	cfg    atomic.Pointer[Config]
 	logger *slog.Logger
+
+	h2once sync.Once
+	h2     *httputil.ReverseProxy // the HTTP/2 path, built on first use
 }
 
 // NewServer returns a Server using cfg (see SetConfig). logger, if not nil, receives
