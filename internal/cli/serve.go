@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodebalancer/nodebalancer/internal/server"
+)
+
+// serveFlags are the flags of `serve` before they are parsed into a server.Config.
+type serveFlags struct {
+	listen, data, frontendPool, backendCIDRs, region, logLevel string
+	grace                                                      time.Duration
+}
+
+func newServeCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the load balancer: API, data plane, health checks and stats",
+		Long: `Run the load balancer on the embedded store under --data.
+
+On first start with an empty store, NODEBALANCER_BOOTSTRAP_TOKEN (if set) becomes the
+first read_write token; otherwise one is generated and written to <data>/bootstrap-token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			cfg.BootstrapToken = os.Getenv("NODEBALANCER_BOOTSTRAP_TOKEN")
+			s, err := server.New(cfg)
+			if err != nil {
+				return err
+			}
+			if s.TokenFile != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "First API token written to %s\n", s.TokenFile)
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "API address (host:port)")
+	fl.StringVar(&f.data, "data", "./nodebalancer-data", "data directory of the embedded store")
+	fl.StringVar(&f.frontendPool, "frontend-pool", "127.0.1.0/24", "CIDRs (comma separated) NodeBalancer ipv4 addresses come from")
+	fl.StringVar(&f.backendCIDRs, "backend-cidrs", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7,127.0.0.0/8,::1/128",
+		"CIDRs (comma separated) node addresses may use")
+	fl.StringVar(&f.region, "region", "local", "the region this server serves")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
+	return cmd
+}
+
+func (f *serveFlags) config() (server.Config, error) {
+	var cfg server.Config
+	var err error
+	if cfg.FrontendPool, err = parsePrefixes("--frontend-pool", f.frontendPool); err != nil {
+		return cfg, err
+	}
+	for _, p := range cfg.FrontendPool {
+		if !p.Addr().Is4() {
+			return cfg, fmt.Errorf("--frontend-pool: %s is not an IPv4 network", p)
+		}
+	}
+	if cfg.BackendRanges, err = parsePrefixes("--backend-cidrs", f.backendCIDRs); err != nil {
+		return cfg, err
+	}
+	if f.region == "" {
+		return cfg, fmt.Errorf("--region must not be empty")
+	}
+	if f.grace < 0 {
+		return cfg, fmt.Errorf("--shutdown-grace must not be negative")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", f.logLevel)
+	}
+	cfg.Listen, cfg.DataDir, cfg.Region, cfg.ShutdownGrace = f.listen, f.data, f.region, f.grace
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return cfg, nil
+}
+
+func parsePrefixes(flag, s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a CIDR such as 10.0.0.0/8", flag, part)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s must name at least one CIDR", flag)
+	}
+	return out, nil
+}

@@ -1,0 +1,151 @@
+// Package server runs one nodebalancer process: it opens the store, makes sure a first
+// token exists, and runs the API, the data plane, the health checker and stats under
+// one lifetime that ends cleanly when its context does.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nodebalancer/nodebalancer/internal/api"
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/web"
+)
+
+// Config is everything `nodebalancer serve` is told on its command line.
+type Config struct {
+	// Listen is the API address (host:port).
+	Listen string
+	// DataDir holds the embedded store and the bootstrap token file.
+	DataDir string
+	// FrontendPool is where NodeBalancer ipv4 addresses come from.
+	FrontendPool []netip.Prefix
+	// BackendRanges are the networks node addresses may use.
+	BackendRanges []netip.Prefix
+	// Region is the one region this server serves.
+	Region string
+	// BootstrapToken, when set, becomes the first token of an empty store.
+	BootstrapToken string
+	// ShutdownGrace bounds how long in-flight work may run after a stop.
+	ShutdownGrace time.Duration
+	// Log receives the server's structured logs.
+	Log *slog.Logger
+}
+
+// Server is a running nodebalancer.
+type Server struct {
+	cfg   Config
+	db    *store.DB
+	ln    net.Listener
+	ready atomic.Bool
+	// Token is the bootstrap secret when this start created it, else "".
+	Token string
+	// TokenFile is where a generated bootstrap token was written.
+	TokenFile string
+}
+
+// New opens the store, bootstraps the first token and binds the API listener, so a
+// caller learns of a bad flag or a busy port before Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	b, err := bolt.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	db := store.New(b, store.Options{FrontendPool: cfg.FrontendPool})
+	s := &Server{cfg: cfg, db: db}
+	if err := s.bootstrap(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return s, nil
+}
+
+func (s *Server) bootstrap() error {
+	secret, err := api.Bootstrap(s.db, s.cfg.BootstrapToken)
+	if err != nil {
+		return fmt.Errorf("bootstrap token: %w", err)
+	}
+	if secret == "" || s.cfg.BootstrapToken != "" {
+		s.Token = secret
+		return nil
+	}
+	s.Token = secret
+	s.TokenFile = filepath.Join(s.cfg.DataDir, "bootstrap-token")
+	if err := os.WriteFile(s.TokenFile, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", s.TokenFile, err)
+	}
+	s.cfg.Log.Info("generated the first API token", "file", s.TokenFile)
+	return nil
+}
+
+// Addr is the API's bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// DB is the server's store.
+func (s *Server) DB() *store.DB { return s.db }
+
+// Run serves until ctx ends, then stops accepting, lets in-flight work finish within
+// the shutdown grace and closes the store.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.db.Close()
+	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "starting\n", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log})
+	mux.Handle("/v4/", apiHandler)
+	mux.Handle("/v4beta/", apiHandler)
+	mux.Handle("/", web.Handler())
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn),
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hs.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("api: %w", err)
+		}
+		return nil
+	})
+	s.ready.Store(true)
+	s.cfg.Log.Info("nodebalancer ready", "api", "http://"+s.ln.Addr().String())
+	g.Go(func() error {
+		<-gctx.Done()
+		s.ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	return g.Wait()
+}

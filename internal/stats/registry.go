@@ -1,0 +1,64 @@
+package stats
+
+import "sync"
+
+// Registry holds the Counters of every NodeBalancer, config and node the data plane
+// serves. Lookups take a lock and happen when the data plane rebuilds a snapshot,
+// never per connection: snapshots carry the *Counters they need.
+type Registry struct {
+	mu      sync.Mutex
+	nbs     map[int]*Counters
+	configs map[int]*Counters
+	nodes   map[int]*Counters
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry() *Registry {
+	return &Registry{nbs: map[int]*Counters{}, configs: map[int]*Counters{}, nodes: map[int]*Counters{}}
+}
+
+func getOrAdd(m map[int]*Counters, id int) *Counters {
+	c := m[id]
+	if c == nil {
+		c = &Counters{}
+		m[id] = c
+	}
+	return c
+}
+
+// NodeBalancer returns the counters of NodeBalancer id.
+func (r *Registry) NodeBalancer(id int) *Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return getOrAdd(r.nbs, id)
+}
+
+// Config returns the counters of config id.
+func (r *Registry) Config(id int) *Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return getOrAdd(r.configs, id)
+}
+
+// Node returns the counters of node id.
+func (r *Registry) Node(id int) *Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return getOrAdd(r.nodes, id)
+}
+
+// Retain forgets the counters of every NodeBalancer, config and node not listed.
+func (r *Registry) Retain(nbs, configs, nodes map[int]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range []struct {
+		m    map[int]*Counters
+		keep map[int]bool
+	}{{r.nbs, nbs}, {r.configs, configs}, {r.nodes, nodes}} {
+		for id := range x.m {
+			if !x.keep[id] {
+				delete(x.m, id)
+			}
+		}
+	}
+}
