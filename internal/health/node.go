@@ -104,12 +104,21 @@ func (n *Node) Failure(now int64) {
 	}
 }
 
-// Success reports that real traffic to the node succeeded, which ends any run
-// of failures. It costs one atomic load when there was none.
+// Success reports that real traffic to the node succeeded (a connect that
+// worked, a response that is not a passive failure), which ends any run of
+// failures. It costs one atomic load when there was none.
 func (n *Node) Success() {
 	if n.fails.Load() != 0 {
 		n.fails.Store(0)
 	}
+}
+
+// IsPassiveFailure reports whether an HTTP status from a node counts as a
+// failure for passive checks: a 5xx other than 501 (Not Implemented) and 505
+// (HTTP Version Not Supported), which say the request was wrong rather than
+// the node broken, as Linode's rule has it.
+func IsPassiveFailure(status int) bool {
+	return status >= 500 && status <= 599 && status != 501 && status != 505
 }
 
 // toModel spells a balance status as the API does.
