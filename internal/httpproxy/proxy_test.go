@@ -748,3 +748,103 @@ func TestAccessLogHook(t *testing.T) {
 		t.Fatal("no access log entry")
 	}
 }
+
+func TestErrorKeepsConnectionUsableAfterInlineBody(t *testing.T) {
+	tr := &testRouter{} // no backends: 503
+	p := startProxy(t, &Config{Router: tr})
+	rc := dialProxy(t, p)
+	for i := 0; i < 2; i++ {
+		rc.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+		resp := rc.response("POST")
+		if b := body(t, resp); resp.StatusCode != 503 || resp.Close || b != "503 Service Unavailable\n" {
+			t.Fatalf("request %d: %d close=%v %q", i, resp.StatusCode, resp.Close, b)
+		}
+	}
+}
+
+func TestEarlyResponseToUpload(t *testing.T) {
+	// The backend refuses the upload from its head alone, as nginx does over
+	// client_max_body_size, and closes.
+	be := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(413)
+		io.WriteString(w, "too big")
+	}))
+	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+	p := startProxy(t, &Config{Router: tr})
+	rc := dialProxy(t, p)
+	rc.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n")
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 1500; i++ {
+			if _, err := rc.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	resp := rc.response("POST")
+	if b := body(t, resp); resp.StatusCode != 413 || b != "too big" || !resp.Close {
+		t.Fatalf("%d %q close=%v", resp.StatusCode, b, resp.Close)
+	}
+	d := tr.waitDone(t, 1)
+	if len(d) != 1 || d[0].r.Status != 413 || d[0].r.Failed() {
+		t.Errorf("Done %+v", d)
+	}
+}
+
+func TestClientAbortIsNotBackendFailure(t *testing.T) {
+	be := newTestBackend(t, "127.0.0.2", hashHandler())
+	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+	p := startProxy(t, &Config{Router: tr})
+	rc := dialProxy(t, p)
+	rc.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 100000))
+	time.Sleep(50 * time.Millisecond)
+	rc.c.Close()
+	d := tr.waitDone(t, 1)
+	if len(d) != 1 || d[0].r.Failed() || d[0].r.Failure != FailClientAbort {
+		t.Errorf("Done %+v, want one client abort not counted against the backend", d)
+	}
+}
+
+func TestServerErrorsCountForPassiveHealth(t *testing.T) {
+	codes := []int{500, 501, 502, 503, 505, 404, 200}
+	be := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Path[1:])
+		w.WriteHeader(code)
+	}))
+	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+	p := startProxy(t, &Config{Router: tr})
+	rc := dialProxy(t, p)
+	for _, c := range codes {
+		rc.send("GET /" + strconv.Itoa(c) + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp := rc.response("GET"); resp.StatusCode != c {
+			t.Fatalf("status %d, want %d", resp.StatusCode, c)
+		} else {
+			body(t, resp)
+		}
+	}
+	want := map[int]bool{500: true, 501: false, 502: true, 503: true, 505: false, 404: false, 200: false}
+	for _, d := range tr.waitDone(t, len(codes)) {
+		if d.r.Failed() != want[d.r.Status] {
+			t.Errorf("status %d: Failed()=%v", d.r.Status, d.r.Failed())
+		}
+	}
+}
+
+func TestBadChunkedUploadBody(t *testing.T) {
+	be := newTestBackend(t, "127.0.0.2", hashHandler())
+	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+	p := startProxy(t, &Config{Router: tr})
+	rc := dialProxy(t, p)
+	rc.send("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+	time.Sleep(50 * time.Millisecond)
+	rc.send("cde\r\n5\nxx") // bare LF after the second size
+	resp := rc.response("POST")
+	body(t, resp)
+	if resp.StatusCode != 400 || !rc.closedByPeer() {
+		t.Errorf("status %d, want 400 and close", resp.StatusCode)
+	}
+	if d := tr.waitDone(t, 1); len(d) != 1 || d[0].r.Failed() {
+		t.Errorf("Done %+v: a bad client body must not count against the backend", d)
+	}
+}

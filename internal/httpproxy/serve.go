@@ -367,6 +367,9 @@ func (cc *clientConn) route(cfg *Config) bool {
 	}
 	out = append(out, cc.r.buffered()[:inline]...)
 	cc.out = out
+	// out holds a copy, which is what a retry resends: the client's bytes can go.
+	cc.r.consume(inline)
+	cc.bodySent = int64(inline)
 
 	if cfg.Router == nil {
 		return cc.fail(cfg, 503, clientKeep && bodyDone)
@@ -411,7 +414,7 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 	mode bodyMode, inline int, bodyDone, upgrade, clientKeep bool) (res Result, keep bool) {
 	req := &cc.req
 	t := &cfg.Timeouts
-	retried, consumed := false, false
+	retried := false
 
 send:
 	setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
@@ -430,11 +433,6 @@ send:
 		return res, cc.fail(cfg, 502, clientKeep && bodyDone)
 	}
 	res.ReqBytes = int64(len(cc.out))
-	if !consumed {
-		consumed = true
-		cc.r.consume(inline)
-		cc.bodySent = int64(inline)
-	}
 	streaming := !bodyDone
 	if streaming {
 		remaining := int64(0)
@@ -493,8 +491,7 @@ send:
 		}
 		if cc.resp.status == 101 {
 			if !upgrade || streaming {
-				bc.close()
-				res.Failure = FailProtocol
+				res, _ = cc.finish(bc, streaming, res, FailProtocol)
 				return res, cc.fail(cfg, 502, false)
 			}
 			return cc.tunnelUpgrade(cfg, bc, end, res)
@@ -563,8 +560,7 @@ send:
 				if err != nil {
 					// Send nothing of a malformed body: the client sees a 502.
 					cc.out = out
-					bc.close()
-					res.Failure = FailProtocol
+					res, _ = cc.finish(bc, streaming, res, FailProtocol)
 					return res, cc.fail(cfg, 502, false)
 				}
 				k += m
@@ -596,7 +592,7 @@ send:
 		case srcErr != nil:
 			f := FailProtocol
 			switch {
-			case streaming && cc.bodyFail.Load() != 0:
+			case streaming && (cc.bodyFail.Load() == bodyFailClient || cc.bodyFail.Load() == bodyFailBadChunk):
 				f = FailClientAbort // the failing upload cut the backend short
 			case isTimeout(srcErr):
 				f = FailTimeout
@@ -701,8 +697,11 @@ func (cc *clientConn) streamRequestBody(cfg *Config, bc *backendConn, mode bodyM
 		result = errClientBody
 		cc.bodyFail.Store(bodyFailClient)
 	case dstErr != nil:
+		// The backend closed or reset: the exchange's read sees that by itself, and may
+		// still have a response (an early 413, say) to relay.
 		result = errBackendBody
 		cc.bodyFail.Store(bodyFailBackend)
+		return
 	default:
 		return
 	}
