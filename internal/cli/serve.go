@@ -15,8 +15,9 @@ import (
 
 // serveFlags are the flags of `serve` before they are parsed into a server.Config.
 type serveFlags struct {
-	listen, data, frontendPool, backendCIDRs, region, logLevel string
-	grace                                                      time.Duration
+	listen, data, frontendPool, backendCIDRs, region, logLevel, backendSource string
+	grace                                                                     time.Duration
+	maxConns                                                                  int
 }
 
 func newServeCommand() *cobra.Command {
@@ -53,6 +54,8 @@ first read_write token; otherwise one is generated and written to <data>/bootstr
 		"CIDRs (comma separated) node addresses may use")
 	fl.StringVar(&f.region, "region", "local", "the region this server serves")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.IntVar(&f.maxConns, "max-conns", 10000, "cap on concurrent client connections across every listener")
+	fl.StringVar(&f.backendSource, "backend-source", "", "local IP address for connections to nodes (default: chosen by the system)")
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
 	return cmd
 }
@@ -76,6 +79,17 @@ func (f *serveFlags) config() (server.Config, error) {
 	}
 	if f.grace < 0 {
 		return cfg, fmt.Errorf("--shutdown-grace must not be negative")
+	}
+	if f.maxConns < 1 {
+		return cfg, fmt.Errorf("--max-conns must be at least 1")
+	}
+	cfg.MaxConns = f.maxConns
+	if f.backendSource != "" {
+		a, err := netip.ParseAddr(f.backendSource)
+		if err != nil {
+			return cfg, fmt.Errorf("--backend-source: %q is not an IP address", f.backendSource)
+		}
+		cfg.BackendSource = a
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
+	"github.com/nodebalancer/nodebalancer/internal/dataplane"
+	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
@@ -41,6 +44,10 @@ type Config struct {
 	BootstrapToken string
 	// ShutdownGrace bounds how long in-flight work may run after a stop.
 	ShutdownGrace time.Duration
+	// MaxConns caps concurrent client connections across every listener.
+	MaxConns int
+	// BackendSource, when valid, is the local address of connections to nodes.
+	BackendSource netip.Addr
 	// Log receives the server's structured logs.
 	Log *slog.Logger
 }
@@ -108,20 +115,58 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // DB is the server's store.
 func (s *Server) DB() *store.DB { return s.db }
 
+// statusSource answers the API's node status questions from the health checker.
+type statusSource struct{ c *health.Checker }
+
+func (s statusSource) NodeStatus(_, nodeID int) model.NodeStatus { return s.c.Status(nodeID) }
+
+// cookieKey returns this host's key for sticky-cookie values, made on first start and
+// kept in the store so cookies stay valid across restarts.
+func cookieKey(db *store.DB) ([]byte, error) {
+	k, err := db.Blob("cookie-key")
+	if err != nil || len(k) == 32 {
+		return k, err
+	}
+	k = make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	return k, db.PutBlob("cookie-key", k)
+}
+
 // Run serves until ctx ends, then stops accepting, lets in-flight work finish within
 // the shutdown grace and closes the store.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.db.Close()
+	key, err := cookieKey(s.db)
+	if err != nil {
+		return fmt.Errorf("cookie key: %w", err)
+	}
+	var plane *dataplane.Plane
+	checker := health.New(health.Options{
+		Source:   s.cfg.BackendSource,
+		Logger:   s.cfg.Log,
+		OnChange: func(configID int) { plane.StatusChanged(configID) },
+	})
+	plane = dataplane.New(dataplane.Options{
+		Log:           s.cfg.Log,
+		MaxConns:      s.cfg.MaxConns,
+		BackendSource: s.cfg.BackendSource,
+		Grace:         s.cfg.ShutdownGrace,
+		CookieKey:     key,
+		Health:        checker,
+	})
+
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
+		if !s.ready.Load() || !plane.Ready() {
 			http.Error(w, "starting\n", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
 	})
-	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log})
+	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker}})
 	mux.Handle("/v4/", apiHandler)
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())
@@ -131,7 +176,15 @@ func (s *Server) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn),
 	}
+
+	// The checker outlives the data plane: the plane's final drain may still report.
+	checkCtx, stopChecks := context.WithCancel(context.Background())
+	defer stopChecks()
+	checkDone := make(chan error, 1)
+	go func() { checkDone <- checker.Run(checkCtx) }()
+
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return plane.Run(gctx, s.db) })
 	g.Go(func() error {
 		if err := hs.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)
@@ -147,5 +200,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
-	return g.Wait()
+	err = g.Wait()
+	stopChecks()
+	return errors.Join(err, <-checkDone)
 }

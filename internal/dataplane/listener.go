@@ -1,0 +1,174 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
+	"github.com/nodebalancer/nodebalancer/internal/model"
+)
+
+// listener is the socket of one config: it accepts clients and hands each to the
+// protocol's handler with the snapshot current at accept time.
+type listener struct {
+	plane    *Plane
+	configID int
+	addr     netip.AddrPort
+	protocol model.Protocol
+	ln       *net.TCPListener
+	snap     atomic.Pointer[snapshot]
+
+	ctx    context.Context // ends when the listener retires: http connections finish their request and close
+	cancel context.CancelFunc
+	http   *httpproxy.Server      // http and https
+	h2     *httpproxy.HTTP2Server // https clients that negotiated h2
+	wg     sync.WaitGroup         // accept loop and every connection
+	conns  connSet
+}
+
+// listen binds addr. Go sets SO_REUSEADDR on listeners, so a moved or re-created
+// config may rebind a port whose old connections linger in TIME_WAIT.
+func listen(addr netip.AddrPort) (*net.TCPListener, error) {
+	return net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+}
+
+// serve runs the accept loop until the listener is closed.
+func (l *listener) serve() {
+	defer l.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off instead of spinning.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.plane.log.Warn("accept failed", "config_id", l.configID, "addr", l.addr.String(), "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s := l.snap.Load()
+		if !l.admit(s, c) {
+			continue
+		}
+		l.wg.Add(1)
+		go l.handle(s, c)
+	}
+}
+
+// admit applies the connection cap and the per-client throttle; a refused client is
+// closed at once.
+func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
+	p := l.plane
+	if p.active.Add(1) > int64(p.opts.MaxConns) {
+		p.active.Add(-1)
+		s.refuse(c)
+		return false
+	}
+	if s.limiter != nil {
+		src := remoteAddr(c)
+		if !s.limiter.Allow(src.Addr(), p.now()) {
+			p.active.Add(-1)
+			s.refuse(c)
+			return false
+		}
+	}
+	return true
+}
+
+func (l *listener) handle(s *snapshot, c *net.TCPConn) {
+	defer l.wg.Done()
+	defer l.plane.active.Add(-1)
+	id := l.conns.add(c)
+	defer l.conns.remove(id)
+	s.nb.Connections.Add(1)
+	s.stats.Connections.Add(1)
+	s.nb.Active.Add(1)
+	s.stats.Active.Add(1)
+	defer s.nb.Active.Add(-1)
+	defer s.stats.Active.Add(-1)
+	src := remoteAddr(c)
+	switch s.cfg.Protocol {
+	case model.ProtocolTCP:
+		l.serveTCP(s, c, src)
+	default:
+		l.serveHTTP(s, c, src)
+	}
+}
+
+// close stops accepting at once, asks http connections to finish their request and
+// close, lets connections in flight finish within grace, then closes whatever is left. It returns when every connection has ended.
+func (l *listener) close(grace time.Duration) {
+	l.ln.Close()
+	l.cancel()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	if l.h2 != nil {
+		sctx, stop := context.WithTimeout(context.Background(), grace)
+		l.h2.Shutdown(sctx)
+		stop()
+	}
+	select {
+	case <-done:
+		return
+	case <-time.After(grace):
+	}
+	l.conns.closeAll()
+	<-done
+}
+
+func remoteAddr(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// connSet tracks a listener's open connections so a bounded shutdown can close them.
+// It is sharded so that connections of one busy listener rarely meet on one lock, and
+// each connection touches it only when it opens and when it closes.
+type connSet struct {
+	next   atomic.Uint64
+	shards [32]struct {
+		mu sync.Mutex
+		m  map[uint64]net.Conn
+	}
+}
+
+func (s *connSet) add(c net.Conn) uint64 {
+	id := s.next.Add(1)
+	sh := &s.shards[id%uint64(len(s.shards))]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = map[uint64]net.Conn{}
+	}
+	sh.m[id] = c
+	sh.mu.Unlock()
+	return id
+}
+
+func (s *connSet) remove(id uint64) {
+	sh := &s.shards[id%uint64(len(s.shards))]
+	sh.mu.Lock()
+	delete(sh.m, id)
+	sh.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, c := range sh.m {
+			c.Close()
+		}
+		sh.mu.Unlock()
+	}
+}

@@ -1,0 +1,381 @@
+// Package dataplane turns the store's desired state into listening sockets: one
+// listener per config on its NodeBalancer's ipv4:port, proxying tcp (L4, spliced) or
+// http/https (L7) to the config's nodes. It never takes orders: it watches the store
+// and converges, swapping immutable snapshots atomically so connections in flight keep
+// the snapshot they started with.
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/health"
+	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/stats"
+	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/throttle"
+)
+
+// Timeouts bound how long the data plane waits on clients and nodes.
+type Timeouts struct {
+	// Connect bounds a connection attempt to a node.
+	Connect time.Duration
+	// HalfClose bounds how long a tcp session may stay half-closed.
+	HalfClose time.Duration
+	// TLSHandshake bounds an https client's handshake.
+	TLSHandshake time.Duration
+}
+
+// DefaultTimeouts are what a production balancer ships with.
+var DefaultTimeouts = Timeouts{Connect: 5 * time.Second, HalfClose: 30 * time.Second, TLSHandshake: 10 * time.Second}
+
+// Options configure a Plane.
+type Options struct {
+	// Log receives listener events; never one line per connection.
+	Log *slog.Logger
+	// MaxConns caps concurrent client connections across every listener.
+	MaxConns int
+	// BackendSource, when valid, is the local address of connections to nodes.
+	BackendSource netip.Addr
+	// Timeouts; zero fields take DefaultTimeouts.
+	Timeouts Timeouts
+	// Grace bounds how long connections of a removed listener may run on.
+	Grace time.Duration
+	// CookieKey keys the opaque NB_SRVID cookie values.
+	CookieKey []byte
+	// Stats, when set, receives the counters of every NodeBalancer, config and node.
+	Stats *stats.Registry
+	// Health checks the nodes of every config; its OnChange should call
+	// Plane.StatusChanged. A checker without checks is made when nil.
+	Health *health.Checker
+	// AccessLog, when set, receives every finished http request; it must not block.
+	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
+}
+
+// Plane is the running data plane.
+type Plane struct {
+	opts   Options
+	log    *slog.Logger
+	dialer net.Dialer
+	start  time.Time
+	active atomic.Int64 // client connections across every listener
+
+	mu        sync.Mutex // reconcile state; never taken per connection
+	listeners map[int]*listener
+	backends  map[backendKey]*backend
+	limiters  map[int]*limiterEntry
+	sticky    map[int]*balance.StickyTable
+	failed    map[int]error // configs whose listener could not be opened
+	closing   sync.WaitGroup
+	ready     atomic.Bool
+	accessLog accessLogger
+}
+
+type backendKey struct {
+	id   int
+	addr netip.AddrPort
+}
+
+type limiterEntry struct {
+	perSecond int
+	l         *throttle.Limiter
+}
+
+// New returns a Plane with no listeners; Reconcile or Run give it some.
+func New(o Options) *Plane {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 10000
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	d := DefaultTimeouts
+	if o.Timeouts.Connect > 0 {
+		d.Connect = o.Timeouts.Connect
+	}
+	if o.Timeouts.HalfClose > 0 {
+		d.HalfClose = o.Timeouts.HalfClose
+	}
+	if o.Timeouts.TLSHandshake > 0 {
+		d.TLSHandshake = o.Timeouts.TLSHandshake
+	}
+	o.Timeouts = d
+	if o.Stats == nil {
+		o.Stats = stats.NewRegistry()
+	}
+	if o.Health == nil {
+		o.Health = health.New(health.Options{Logger: o.Log})
+	}
+	p := &Plane{
+		opts:      o,
+		log:       o.Log,
+		start:     time.Now(),
+		listeners: map[int]*listener{},
+		backends:  map[backendKey]*backend{},
+		limiters:  map[int]*limiterEntry{},
+		sticky:    map[int]*balance.StickyTable{},
+		failed:    map[int]error{},
+	}
+	if o.AccessLog != nil {
+		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
+	}
+	p.dialer = net.Dialer{Timeout: o.Timeouts.Connect}
+	if o.BackendSource.IsValid() {
+		p.dialer.LocalAddr = &net.TCPAddr{IP: o.BackendSource.AsSlice()}
+	}
+	return p
+}
+
+// now is the monotonic clock the throttle and sticky table run on, in nanoseconds.
+func (p *Plane) now() int64 { return int64(time.Since(p.start)) }
+
+// dial connects to a node.
+func (p *Plane) dial(addr netip.AddrPort) (*net.TCPConn, error) {
+	c, err := p.dialer.Dial("tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// Ready reports whether the first state has been applied.
+func (p *Plane) Ready() bool { return p.ready.Load() }
+
+// Run applies the store's state now and after every change until ctx ends, then
+// closes every listener within the grace period.
+func (p *Plane) Run(ctx context.Context, db *store.DB) error {
+	w := db.Watch(ctx)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	apply := func() {
+		st, err := db.State()
+		if err != nil {
+			p.log.Error("read desired state", "err", err)
+			return
+		}
+		p.Reconcile(st)
+	}
+	apply()
+	p.ready.Store(true)
+	for i := 1; ; i++ {
+		select {
+		case <-ctx.Done():
+			p.Close()
+			return nil
+		case <-w:
+			apply()
+		case <-tick.C:
+			p.maintain(i%3 == 0, apply)
+		}
+	}
+}
+
+// maintain runs once a second: it refreshes pick tables (a status change that raced a
+// snapshot swap is picked up here), sweeps expired sticky pins, and every few seconds
+// retries listeners that could not be opened.
+func (p *Plane) maintain(retry bool, apply func()) {
+	p.mu.Lock()
+	failed := len(p.failed) > 0
+	snaps := make([]*snapshot, 0, len(p.listeners))
+	for _, l := range p.listeners {
+		snaps = append(snaps, l.snap.Load())
+	}
+	p.mu.Unlock()
+	now := p.now()
+	for _, s := range snaps {
+		s.pool.Refresh()
+		if s.sticky != nil {
+			s.sticky.Sweep(now)
+		}
+	}
+	if retry && failed {
+		apply()
+	}
+}
+
+// Close closes every listener, letting connections finish within the grace period.
+func (p *Plane) Close() {
+	p.mu.Lock()
+	for id, l := range p.listeners {
+		p.retire(l)
+		delete(p.listeners, id)
+	}
+	p.mu.Unlock()
+	p.closing.Wait()
+}
+
+// retire stops l accepting now and drains it in the background. p.mu is held.
+func (p *Plane) retire(l *listener) {
+	l.ln.Close()
+	p.closing.Add(1)
+	go func() {
+		defer p.closing.Done()
+		l.close(p.opts.Grace)
+	}()
+}
+
+// Reconcile converges listeners, pools and node state to st.
+func (p *Plane) Reconcile(st store.State) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	wantCfg := map[int]bool{}
+	wantBackend := map[backendKey]bool{}
+	wantNB := map[int]bool{}
+	for _, nb := range st.NodeBalancers {
+		wantNB[nb.ID] = true
+		ip, err := netip.ParseAddr(nb.IPv4)
+		if err != nil {
+			p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
+			continue
+		}
+		limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
+		for _, c := range nb.Configs {
+			wantCfg[c.ID] = true
+			s, err := p.snapshot(nb.NodeBalancer, c, limiter, wantBackend)
+			if err != nil {
+				p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
+				p.failed[c.ID] = err
+				continue
+			}
+			p.place(c.ID, netip.AddrPortFrom(ip, uint16(c.Port)), c.Protocol, s)
+		}
+	}
+	for id, l := range p.listeners {
+		if !wantCfg[id] {
+			p.opts.Health.Remove(id)
+			p.retire(l)
+			delete(p.listeners, id)
+			p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
+		}
+	}
+	for id := range p.failed {
+		if !wantCfg[id] {
+			delete(p.failed, id)
+		}
+	}
+	for id := range p.sticky {
+		if !wantCfg[id] {
+			delete(p.sticky, id)
+		}
+	}
+	for id := range p.limiters {
+		if !wantNB[id] {
+			delete(p.limiters, id)
+		}
+	}
+	for k, b := range p.backends {
+		if !wantBackend[k] {
+			b.close()
+			delete(p.backends, k)
+		}
+	}
+	p.opts.Stats.Retain(wantNB, wantCfg, wantBackend2IDs(wantBackend))
+}
+
+func wantBackend2IDs(m map[backendKey]bool) map[int]bool {
+	out := make(map[int]bool, len(m))
+	for k := range m {
+		out[k.id] = true
+	}
+	return out
+}
+
+// place makes sure config id listens on addr with protocol and serves s. p.mu is held.
+func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
+	l := p.listeners[id]
+	if l != nil && (l.addr != addr || l.protocol != proto) {
+		p.retire(l)
+		delete(p.listeners, id)
+		p.log.Info("listener moving", "config_id", id, "from", l.addr.String(), "to", addr.String(), "protocol", string(proto))
+		l = nil
+	}
+	if l == nil {
+		ln, err := listen(addr)
+		if err != nil {
+			if _, seen := p.failed[id]; !seen {
+				p.log.Error("cannot listen", "config_id", id, "addr", addr.String(), "err", err)
+			}
+			p.failed[id] = err
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		l = &listener{plane: p, configID: id, addr: addr, protocol: proto, ln: ln, ctx: ctx, cancel: cancel}
+		l.setSnapshot(s)
+		l.wg.Add(1)
+		go l.serve()
+		p.listeners[id] = l
+		delete(p.failed, id)
+		p.log.Info("listener open", "config_id", id, "addr", addr.String(), "protocol", string(proto))
+	}
+	l.setSnapshot(s)
+}
+
+// limiter returns the throttle of NodeBalancer id, nil when throttling is off.
+func (p *Plane) limiter(id, perSecond int) *throttle.Limiter {
+	if perSecond <= 0 {
+		delete(p.limiters, id)
+		return nil
+	}
+	if e := p.limiters[id]; e != nil && e.perSecond == perSecond {
+		return e.l
+	}
+	l, err := throttle.New(perSecond, throttle.Options{})
+	if err != nil { // the API keeps client_conn_throttle in range; never refuse traffic over it
+		p.log.Error("throttle not applied", "nodebalancer_id", id, "err", err)
+		return nil
+	}
+	p.limiters[id] = &limiterEntry{perSecond, l}
+	return l
+}
+
+// Listening returns the address each config listens on, for tests and diagnostics.
+func (p *Plane) Listening() map[int]netip.AddrPort {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[int]netip.AddrPort{}
+	for id, l := range p.listeners {
+		out[id] = l.addr
+	}
+	return out
+}
+
+// Failed returns why each config that should listen does not.
+func (p *Plane) Failed() map[int]error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[int]error{}
+	for id, err := range p.failed {
+		out[id] = err
+	}
+	return out
+}
+
+// StatusChanged follows a health status change of config id's nodes: it rebuilds the
+// pick tables and drops the sticky pins of nodes that went DOWN. The health
+// checker's OnChange calls it.
+func (p *Plane) StatusChanged(id int) {
+	p.mu.Lock()
+	l := p.listeners[id]
+	p.mu.Unlock()
+	if l == nil {
+		return
+	}
+	s := l.snap.Load()
+	s.pool.Refresh()
+	if s.sticky != nil {
+		s.sticky.PurgeFunc(func(nodeID int) bool {
+			n := s.pool.Lookup(nodeID)
+			return n == nil || n.State.Status() == balance.StatusDown
+		})
+	}
+}

@@ -1,0 +1,160 @@
+package dataplane
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/health"
+	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/stats"
+	"github.com/nodebalancer/nodebalancer/internal/throttle"
+)
+
+// snapshot is everything a listener needs to serve one connection, built once per
+// change and never modified: connections keep the snapshot they were accepted with.
+type snapshot struct {
+	nbID    int
+	cfg     model.Config
+	pool    *balance.Pool
+	sticky  *balance.StickyTable // table stickiness only
+	limiter *throttle.Limiter    // nil when client_conn_throttle is 0
+	tls     *tls.Config          // https only
+	nb      *stats.Counters
+	stats   *stats.Counters // the config's
+	now     func() int64
+}
+
+// backend is the data plane's runtime for one node: its health handle (whose State is
+// shared with the pool), counters, and the L7 connection pool. It lives as long as
+// the node keeps its address, across snapshots.
+type backend struct {
+	id     int
+	addr   netip.AddrPort
+	state  *balance.State
+	health *health.Node
+	stats  *stats.Counters
+	http   *httpproxy.Backend // http and https configs
+	now    func() int64
+}
+
+// close drops the node's idle L7 connections when it leaves the configuration.
+func (b *backend) close() {
+	if b.http != nil {
+		b.http.Close()
+	}
+}
+
+// passiveFailure and passiveSuccess report real-traffic outcomes to the health
+// checker's passive checks.
+func (b *backend) passiveFailure() { b.health.Failure(b.now()) }
+func (b *backend) passiveSuccess() { b.health.Success() }
+
+// snapshot builds the snapshot of config c of nb. p.mu is held.
+func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter *throttle.Limiter, seen map[backendKey]bool) (*snapshot, error) {
+	algo, err := balance.ParseAlgorithm(string(c.Algorithm))
+	if err != nil {
+		return nil, err
+	}
+	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c.Config), c.Nodes)
+	nodes := make([]balance.Node, 0, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addr, err := netip.ParseAddrPort(n.Address)
+		if err != nil {
+			return nil, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
+		}
+		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+		mode, err := balance.ParseMode(string(n.Mode))
+		if err != nil {
+			return nil, err
+		}
+		k := backendKey{n.ID, addr}
+		b := p.backends[k]
+		if b == nil {
+			b = &backend{id: n.ID, addr: addr, stats: p.opts.Stats.Node(n.ID), now: p.now}
+			p.backends[k] = b
+		}
+		b.health = handles[i]
+		b.state = handles[i].State()
+		if c.Protocol != model.ProtocolTCP && b.http == nil {
+			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
+				Cookie:      balance.CookieToken(p.opts.CookieKey, n.ID),
+				Data:        b,
+				DialTimeout: p.opts.Timeouts.Connect,
+				LocalAddr:   p.opts.BackendSource,
+			})
+		}
+		seen[k] = true
+		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.state, Addr: addr, Data: b})
+	}
+	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey))
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot{
+		nbID:    nb.ID,
+		cfg:     c.Config,
+		pool:    pool,
+		limiter: limiter,
+		nb:      p.opts.Stats.NodeBalancer(nb.ID),
+		stats:   p.opts.Stats.Config(c.ID),
+		now:     p.now,
+	}
+	if c.Stickiness == model.StickinessTable {
+		t := p.sticky[c.ID]
+		if t == nil {
+			t = balance.NewStickyTable(balance.StickyOptions{})
+			p.sticky[c.ID] = t
+		}
+		s.sticky = t
+		// Pins to nodes this config no longer has are dead weight.
+		t.PurgeFunc(func(id int) bool { return pool.Lookup(id) == nil })
+	} else {
+		delete(p.sticky, c.ID)
+	}
+	if c.Protocol == model.ProtocolHTTPS {
+		if s.tls, err = tlsConfig(c.Config); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// choose picks the node for a new client connection (tcp) or request (http without a
+// cookie), honouring table stickiness; tried is a node whose connect just failed.
+func (s *snapshot) choose(client netip.Addr, key uint64, tried *balance.Node) *balance.Node {
+	if tried != nil {
+		n := s.pool.PickExcluding(key, tried)
+		if n != nil && s.sticky != nil {
+			s.sticky.Set(client, n.ID, s.now())
+		}
+		return n
+	}
+	pinned := 0
+	if s.sticky != nil {
+		if id, ok := s.sticky.Get(client, s.now()); ok {
+			pinned = id
+		}
+	}
+	n, repin := s.pool.Choose(key, pinned)
+	if repin && s.sticky != nil && n != nil {
+		s.sticky.Set(client, n.ID, s.now())
+	}
+	return n
+}
+
+// counters returns the config's counters.
+func (s *snapshot) counters() *stats.Counters { return s.stats }
+
+// refuse closes a client the snapshot will not serve.
+func (s *snapshot) refuse(c net.Conn) {
+	s.stats.Refused.Add(1)
+	s.nb.Refused.Add(1)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // refuse quickly: RST rather than a FIN handshake
+	}
+	c.Close()
+}

@@ -1,0 +1,122 @@
+package dataplane
+
+// This file is on the per-connection hot path of tcp configs. It reads the listener's
+// immutable snapshot and atomics only, and keeps both sides of the copy bare
+// *net.TCPConn so that io.Copy splices in the kernel.
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/proxyproto"
+)
+
+// chunk is how many bytes one splice run moves before the byte counters are updated,
+// so long-lived sessions show up in live graphs without a wrapper that would stop the
+// kernel from splicing.
+const chunk = 4 << 20
+
+// serveTCP proxies one client connection to a node of snapshot s.
+func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort) {
+	key := balance.HashAddr(src.Addr())
+	var tried *balance.Node
+	var upstream *net.TCPConn
+	var n *balance.Node
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		n = s.choose(src.Addr(), key, tried)
+		if n == nil {
+			break
+		}
+		be := n.Data.(*backend)
+		c, err := l.plane.dial(be.addr)
+		if err == nil {
+			upstream = c
+			be.passiveSuccess()
+			break
+		}
+		be.passiveFailure()
+		tried = n
+	}
+	if upstream == nil {
+		s.counters().Refused.Add(1)
+		client.Close()
+		return
+	}
+	be := n.Data.(*backend)
+	n.State.Acquire()
+	be.stats.Active.Add(1)
+	be.stats.Connections.Add(1)
+	defer func() {
+		be.stats.Active.Add(-1)
+		n.State.Release()
+	}()
+
+	if s.cfg.ProxyProtocol != model.ProxyProtocolNone {
+		var hdr [64]byte
+		var h []byte
+		dst := l.addr
+		if s.cfg.ProxyProtocol == model.ProxyProtocolV1 {
+			h = proxyproto.AppendV1(hdr[:0], src, dst)
+		} else {
+			h = proxyproto.AppendV2(hdr[:0], src, dst)
+		}
+		if _, err := upstream.Write(h); err != nil {
+			upstream.Close()
+			client.Close()
+			return
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		err := copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
+		if err == nil {
+			upstream.CloseWrite()
+		}
+		done <- err
+	}()
+	err := copyCounted(client, upstream, &be.stats.BytesOut, &s.nb.BytesOut, &s.stats.BytesOut)
+	if err == nil {
+		client.CloseWrite()
+		// The client has its whole answer; the other direction gets a bounded time to
+		// end (HAProxy's "timeout client-fin").
+		select {
+		case err = <-done:
+		case <-time.After(l.plane.opts.Timeouts.HalfClose):
+		}
+	}
+	client.Close()
+	upstream.Close()
+	if err != nil {
+		<-done
+	}
+}
+
+// maxAttempts bounds how many nodes a failed connect is retried on.
+const maxAttempts = 3
+
+// adder is the one method of an atomic counter copyCounted needs.
+type adder interface{ Add(uint64) uint64 }
+
+// copyCounted splices src to dst in chunks, adding each chunk to every counter. It
+// returns nil when src ended cleanly (EOF) and the error otherwise.
+func copyCounted(dst, src *net.TCPConn, counters ...adder) error {
+	for {
+		n, err := io.CopyN(dst, src, chunk)
+		if n > 0 {
+			for _, c := range counters {
+				c.Add(uint64(n))
+			}
+		}
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		}
+	}
+}
