@@ -88,8 +88,8 @@ const (
 	DefaultBackendResponseHeader = 60 * time.Second
 	DefaultBackendTimeout        = 60 * time.Second
 	DefaultTunnelTimeout         = time.Hour
-	// DefaultMaxHeaderBytes bounds a request or response head, like HAProxy's 16 KiB
-	// buffer; larger request heads get 431.
+	// DefaultMaxHeaderBytes bounds a request head, like HAProxy's 16 KiB buffer;
+	// larger request heads get 431.
 	DefaultMaxHeaderBytes = 16 << 10
 	// DefaultConnectRetries is how many other backends are tried after a connect failure.
 	DefaultConnectRetries = 2
@@ -120,7 +120,9 @@ type Config struct {
 	// StickyCookie enables the NB_SRVID cookie: its value is passed to Route, and a
 	// response from a backend other than the one it names sets it.
 	StickyCookie bool
-	// MaxHeaderBytes bounds request and response heads (DefaultMaxHeaderBytes if 0).
+	// MaxHeaderBytes bounds a request head (DefaultMaxHeaderBytes if 0; at least
+	// 1 KiB); it is also each client connection's read buffer. Response heads are
+	// bounded by the 32 KiB backend buffer.
 	MaxHeaderBytes int
 	// ConnectRetries is how many more backends are tried after connect failures
 	// (DefaultConnectRetries if 0; negative for none).

@@ -416,13 +416,14 @@ func TestUploadMemoryStaysBounded(t *testing.T) {
 	}
 }
 
-func TestUpgradeTunnelEcho(t *testing.T) {
-	// A raw backend that accepts the upgrade and then echoes bytes.
+// upgradeEchoBackend is a raw backend that accepts a WebSocket-style upgrade and then
+// echoes bytes.
+func upgradeEchoBackend(t *testing.T) *Backend {
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -443,8 +444,11 @@ func TestUpgradeTunnelEcho(t *testing.T) {
 			}(c)
 		}
 	}()
-	b := NewBackend(netip.MustParseAddrPort(ln.Addr().String()), BackendOptions{})
-	tr := &testRouter{backends: []*Backend{b}}
+	return NewBackend(netip.MustParseAddrPort(ln.Addr().String()), BackendOptions{})
+}
+
+func TestUpgradeTunnelEcho(t *testing.T) {
+	tr := &testRouter{backends: []*Backend{upgradeEchoBackend(t)}}
 	p := startProxy(t, &Config{Router: tr})
 	rc := dialProxy(t, p)
 	rc.send("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
@@ -846,5 +850,23 @@ func TestBadChunkedUploadBody(t *testing.T) {
 	}
 	if d := tr.waitDone(t, 1); len(d) != 1 || d[0].r.Failed() {
 		t.Errorf("Done %+v: a bad client body must not count against the backend", d)
+	}
+}
+
+func TestStopClosesTunnel(t *testing.T) {
+	tr := &testRouter{backends: []*Backend{upgradeEchoBackend(t)}}
+	p := startProxy(t, &Config{Router: tr})
+	rc := dialProxy(t, p)
+	rc.send("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if resp := rc.response("GET"); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	rc.send("x")
+	if b, err := rc.br.ReadByte(); err != nil || b != 'x' {
+		t.Fatalf("echo: %q %v", b, err)
+	}
+	p.cancel()
+	if !rc.closedByPeer() {
+		t.Error("tunnel still open after stop")
 	}
 }
