@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -382,9 +383,17 @@ func TestLargeBodiesStreamBothWays(t *testing.T) {
 		rc.send("GET /big?n=" + strconv.Itoa(size) + " HTTP/1.1\r\nHost: h\r\n\r\n")
 		resp := rc.response("GET")
 		// Read slowly at first: the proxy must not buffer the whole body meanwhile.
+		var before, during runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
 		first := make([]byte, 1<<20)
 		if _, err := io.ReadFull(resp.Body, first); err != nil {
 			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		runtime.ReadMemStats(&during)
+		if grow := int64(during.HeapAlloc) - int64(before.HeapAlloc); grow > 16<<20 {
+			t.Errorf("heap grew by %d MiB while a 64 MiB response waited on a slow reader", grow>>20)
 		}
 		n, err := io.Copy(io.Discard, resp.Body)
 		if err != nil || n+int64(len(first)) != size {
