@@ -48,5 +48,6 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand())
+	root.AddCommand(newNodeBalancersCommand(), newTokenCommand())
 	return root
 }
