@@ -73,12 +73,17 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 		}
 		k := backendKey{n.ID, addr}
 		b := p.backends[k]
+		if b != nil && b.health != handles[i] {
+			// The checker made the node a new handle (and State): make a new backend
+			// rather than write to one that connections in flight are reading.
+			b.close()
+			b = nil
+		}
 		if b == nil {
-			b = &backend{id: n.ID, addr: addr, stats: p.opts.Stats.Node(n.ID), now: p.now}
+			b = &backend{id: n.ID, addr: addr, health: handles[i], state: handles[i].State(),
+				stats: p.opts.Stats.Node(n.ID), now: p.now}
 			p.backends[k] = b
 		}
-		b.health = handles[i]
-		b.state = handles[i].State()
 		if c.Protocol != model.ProtocolTCP && b.http == nil {
 			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
 				Cookie:      balance.CookieToken(p.opts.CookieKey, n.ID),
