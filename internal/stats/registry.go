@@ -1,6 +1,9 @@
 package stats
 
-import "sync"
+import (
+	"maps"
+	"sync"
+)
 
 // Registry holds the Counters of every NodeBalancer, config and node the data plane
 // serves. Lookups take a lock and happen when the data plane rebuilds a snapshot,
@@ -61,4 +64,25 @@ func (r *Registry) Retain(nbs, configs, nodes map[int]bool) {
 			}
 		}
 	}
+}
+
+// view is a consistent copy of the Registry's maps for one reader (the sampler or a
+// scrape); the Counters themselves stay live.
+type view struct {
+	nbs, configs, nodes map[int]*Counters
+}
+
+// view copies the Registry's maps so a reader can walk them without holding the lock.
+func (r *Registry) view() view {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return view{nbs: maps.Clone(r.nbs), configs: maps.Clone(r.configs), nodes: maps.Clone(r.nodes)}
+}
+
+// lookupNodeBalancer returns the counters of NodeBalancer id, nil when the data plane
+// has none; unlike NodeBalancer it never creates them.
+func (r *Registry) lookupNodeBalancer(id int) *Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nbs[id]
 }
