@@ -57,6 +57,8 @@ type Options struct {
 	Health *health.Checker
 	// AccessLog, when set, receives every finished http request; it must not block.
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
+	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
+	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
 }
 
 // Plane is the running data plane.

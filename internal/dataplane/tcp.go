@@ -13,6 +13,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/balance"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/proxyproto"
+	"github.com/nodebalancer/nodebalancer/internal/stats"
 )
 
 // chunk is how many bytes one splice run moves before the byte counters are updated,
@@ -22,6 +23,11 @@ const chunk = 4 << 20
 
 // serveTCP proxies one client connection to a node of snapshot s.
 func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort) {
+	var start time.Time
+	logf := l.plane.opts.TCPAccessLog
+	if logf != nil {
+		start = time.Now()
+	}
 	key := balance.HashAddr(src.Addr())
 	var tried *balance.Node
 	var upstream *net.TCPConn
@@ -43,7 +49,11 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 	}
 	if upstream == nil {
 		s.counters().Refused.Add(1)
+		s.nb.Refused.Add(1)
 		client.Close()
+		if logf != nil {
+			logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr})
+		}
 		return
 	}
 	be := n.Data.(*backend)
@@ -72,27 +82,35 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 	}
 
 	done := make(chan error, 1)
+	var in int64 // written before done is sent
 	go func() {
-		err := copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
+		var err error
+		in, err = copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
 		if err == nil {
 			upstream.CloseWrite()
 		}
 		done <- err
 	}()
-	err := copyCounted(client, upstream, &be.stats.BytesOut, &s.nb.BytesOut, &s.stats.BytesOut)
+	out, err := copyCounted(client, upstream, &be.stats.BytesOut, &s.nb.BytesOut, &s.stats.BytesOut)
+	waited := false
 	if err == nil {
 		client.CloseWrite()
 		// The client has its whole answer; the other direction gets a bounded time to
 		// end (HAProxy's "timeout client-fin").
 		select {
 		case err = <-done:
+			waited = true
 		case <-time.After(l.plane.opts.Timeouts.HalfClose):
 		}
 	}
 	client.Close()
 	upstream.Close()
-	if err != nil {
-		<-done
+	if !waited {
+		<-done // both sockets are closed: the other copy ends at once
+	}
+	if logf != nil {
+		logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr,
+			Node: be.addr, NodeID: n.ID, BytesIn: in, BytesOut: out})
 	}
 }
 
@@ -103,20 +121,22 @@ const maxAttempts = 3
 type adder interface{ Add(uint64) uint64 }
 
 // copyCounted splices src to dst in chunks, adding each chunk to every counter. It
-// returns nil when src ended cleanly (EOF) and the error otherwise.
-func copyCounted(dst, src *net.TCPConn, counters ...adder) error {
+// returns the bytes copied, and a nil error when src ended cleanly (EOF).
+func copyCounted(dst, src *net.TCPConn, counters ...adder) (int64, error) {
+	var total int64
 	for {
 		n, err := io.CopyN(dst, src, chunk)
 		if n > 0 {
+			total += n
 			for _, c := range counters {
 				c.Add(uint64(n))
 			}
 		}
 		switch {
 		case err == io.EOF:
-			return nil
+			return total, nil
 		case err != nil:
-			return err
+			return total, err
 		}
 	}
 }
