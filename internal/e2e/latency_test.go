@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/linode/linodego"
+)
+
+// TestModeChangeLatency measures how long a mode change takes to reach new traffic:
+// from the API call returning to the first request (http, on a kept-alive client
+// connection) or new session (tcp) that the change decides. With an accept node a and
+// a backup node k, rejecting a sends everything to k and accepting a brings it back,
+// so the first answer from the other node marks the change. It asserts the 1 s bound
+// and logs the median of several runs.
+func TestModeChangeLatency(t *testing.T) {
+	for _, proto := range []linodego.ConfigProtocol{linodego.ProtocolHTTP, linodego.ProtocolTCP} {
+		t.Run(string(proto), func(t *testing.T) {
+			e := newEnv(t)
+			l := e.balancer(unchecked(proto, linodego.StickinessNone),
+				nodeSpec{name: "a", addr: e.backend(proto, "a", 1)},
+				nodeSpec{name: "k", addr: e.backend(proto, "k", 2), mode: linodego.ModeBackup})
+			c := e.httpClient(0, true)
+			probe := func() string {
+				if proto == linodego.ProtocolHTTP {
+					return mustGet(t, c, l.url("/"), "").node
+				}
+				node, err := e.tcpNode(l.front, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return node
+			}
+			for i := range 5 {
+				if n := probe(); n != "a" {
+					t.Fatalf("probe %d before any change reached %s, want a", i, n)
+				}
+			}
+			const runs = 10 // 5 each way
+			var lat, call []time.Duration
+			stale := 0
+			for i := range runs {
+				mode, want := linodego.ModeReject, "k"
+				if i%2 == 1 {
+					mode, want = linodego.ModeAccept, "a"
+				}
+				before := time.Now()
+				l.setMode("a", mode)
+				returned := time.Now()
+				for {
+					n := probe()
+					if n == want {
+						lat = append(lat, time.Since(returned))
+						call = append(call, returned.Sub(before))
+						break
+					}
+					stale++
+					if time.Since(returned) > modeChangeBound {
+						t.Fatalf("run %d (a → %s): still reaching %s %v after the API call returned", i, mode, n, modeChangeBound)
+					}
+				}
+				// Settled: the old node gets nothing more.
+				for range 5 {
+					if n := probe(); n != want {
+						t.Fatalf("run %d (a → %s): %s answered after %s had", i, mode, n, want)
+					}
+				}
+			}
+			slices.Sort(lat)
+			slices.Sort(call)
+			t.Logf("%s mode-change latency over %d runs (API call return → first request that reflects it): median %v, max %v; %d stale requests in all; API call itself: median %v",
+				proto, runs, lat[runs/2], lat[runs-1], stale, call[runs/2])
+		})
+	}
+}
