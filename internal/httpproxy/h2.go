@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -37,7 +38,9 @@ func (s *Server) HTTP2Handler() http.Handler {
 			Transport:      t,
 			ModifyResponse: h2ModifyResponse,
 			ErrorHandler:   h2Error,
-			ErrorLog:       nil,
+			// Failures are reported through Router.Done and the access log; what
+			// ReverseProxy would print goes to the debug level.
+			ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		}
 	})
 	return http.HandlerFunc(s.serveH2)
@@ -317,7 +320,7 @@ func (s *Server) NewHTTP2Server() *HTTP2Server {
 		ReadHeaderTimeout: cfg.Timeouts.ClientHeader,
 		IdleTimeout:       cfg.Timeouts.ClientIdle,
 		ConnState:         h.connState,
-		ErrorLog:          nil,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
 	go h.hs.Serve(h.ln) // ends when Shutdown closes the listener
 	return h

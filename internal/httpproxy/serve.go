@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http/httputil"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,8 +32,9 @@ type Server struct {
 	h2     *httputil.ReverseProxy // the HTTP/2 path, built on first use
 }
 
-// NewServer returns a Server using cfg (see SetConfig). logger, if not nil, receives
-// the rare per-connection failures that are the proxy's own fault (a recovered panic).
+// NewServer returns a Server using cfg (see SetConfig). logger (slog.Default() if nil)
+// receives only rare events: a recovered panic, and at debug level the HTTP/2 path's
+// internal errors. Nothing is logged per request.
 func NewServer(cfg *Config, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
@@ -229,6 +231,8 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 		if !cc.setIdle(true) {
 			return false
 		}
+		// As before a backend read: the next request is a round trip away.
+		runtime.Gosched()
 		n, _ := cc.r.fill()
 		if !cc.setIdle(false) {
 			cc.r.dl.forget()
@@ -445,6 +449,9 @@ send:
 
 	// Read the response head, relaying interim (1xx) responses.
 	setReadDeadline(bc.c, &bc.r.dl, now, t.BackendResponseHeader)
+	// The response cannot be there yet: let other connections' work run first, so the
+	// read below usually finds data instead of costing an EAGAIN syscall and a park.
+	runtime.Gosched()
 	sawInterim := false
 	var end int
 	for {
