@@ -202,6 +202,7 @@ func (c *client) list(ctx context.Context, path string) ([]json.RawMessage, erro
 
 // Paths of the API's objects.
 
+// nbPath is a NodeBalancer's path; the helpers below nest under it.
 func nbPath(nb int) string { return "/nodebalancers/" + strconv.Itoa(nb) }
 
 func configsPath(nb int) string { return nbPath(nb) + "/configs" }

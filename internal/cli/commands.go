@@ -212,6 +212,7 @@ func idArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
+// placeholders spells positional names as usage does: "<nodebalancer-id> <config-id>".
 func placeholders(names []string) string {
 	out := make([]string, len(names))
 	for i, n := range names {

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// configCommands are the config-* verbs: one config per inbound port.
 func (g *globals) configCommands() []*cobra.Command {
 	nbCfg := []string{argNB, argConfig}
 	one := func(ids []int) string { return configPath(ids[0], ids[1]) }

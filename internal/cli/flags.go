@@ -36,6 +36,7 @@ type field struct {
 	values []string // completions of an enum field
 }
 
+// enumValues spells an enum's values for completion.
 func enumValues[T ~string](vs ...T) []string {
 	out := make([]string, len(vs))
 	for i, v := range vs {

@@ -85,6 +85,8 @@ func (s *session) send(method, path string, body any, columns []string) error {
 	return s.p.objects(columns, []json.RawMessage{raw}, false)
 }
 
+// newNodeBalancersCommand returns `nodebalancers`: linode-cli's NodeBalancer verbs
+// against this balancer.
 func newNodeBalancersCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "nodebalancers",
@@ -111,6 +113,7 @@ tab-separated rows (--no-headers, --delimiter) and --format picks the columns.`,
 	return cmd
 }
 
+// nodeBalancerCommands are the verbs on NodeBalancers themselves.
 func (g *globals) nodeBalancerCommands() []*cobra.Command {
 	one := func(ids []int) string { return nbPath(ids[0]) }
 	list := g.listCommand(spec{use: "list", short: "List NodeBalancers", group: groupNB},
@@ -178,6 +181,7 @@ func latest(series [][]float64) (ms, v float64, ok bool) {
 	return ms, v, ok
 }
 
+// statsBody prints the latest statistics sample of a NodeBalancer.
 func statsBody(s *session) error {
 	raw, err := s.c.do(s.ctx, http.MethodGet, nbPath(s.ids[0])+"/stats", nil)
 	if ae, ok := errors.AsType[*apiError](err); ok && ae.Status == http.StatusNotFound {

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// nodeCommands are the node-* verbs on a config's backends.
 func (g *globals) nodeCommands() []*cobra.Command {
 	nbCfg := []string{argNB, argConfig}
 	nbCfgNode := []string{argNB, argConfig, argNode}

@@ -152,6 +152,7 @@ func (p *printer) table(headers []string, rows [][]string) error {
 	return err
 }
 
+// writeDelimited writes one --text row.
 func writeDelimited(b *strings.Builder, cells []string, delim string) {
 	for i, c := range cells {
 		if i > 0 {
@@ -180,6 +181,7 @@ func safe(s string) string {
 	return b.String()
 }
 
+// isControl reports C0 and C1 control characters (C1 includes CSI, U+009B).
 func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
 // ANSI colours for node status.
@@ -189,6 +191,7 @@ const (
 	ansiReset = "\x1b[0m"
 )
 
+// colorStatus colours a node status: UP green, DOWN red, anything else plain.
 func colorStatus(s string) string {
 	switch s {
 	case "UP":

@@ -14,6 +14,7 @@ var tokenCreateFields = []field{
 	{name: "scopes", usage: "'*' or comma-separated entries such as nodebalancers:read_only (default: the scopes of the token used)"},
 }
 
+// newTokenCommand returns `token`: create, list and revoke API tokens.
 func newTokenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "token",
