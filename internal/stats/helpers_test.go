@@ -1,0 +1,91 @@
+package stats
+
+import (
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+)
+
+// quiet discards the logs of tests that provoke errors on purpose.
+var quiet = slog.New(slog.DiscardHandler)
+
+// clock is a settable fake wall clock.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// openDB opens a fresh embedded store in dir.
+func openDB(t *testing.T, dir string) *store.DB {
+	t.Helper()
+	b, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.93.0/24")}})
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// testRes are small resolutions that keep hand-computed figures readable.
+var (
+	testHour = Resolution{Width: 10 * time.Second, Buckets: 360}
+	testDay  = Resolution{Width: 5 * time.Minute, Buckets: 288}
+)
+
+// newTestStats returns Stats on a fresh store, clocked by c.
+func newTestStats(t *testing.T, db *store.DB, reg *Registry, c *clock) *Stats {
+	t.Helper()
+	s, err := New(Options{DB: db, Registry: reg, Now: c.now, Hour: testHour, Day: testDay, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// createNB stores a NodeBalancer with one tcp config of one node.
+func createNB(t *testing.T, db *store.DB, label string) (model.NodeBalancer, model.Config, model.Node) {
+	t.Helper()
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Label: label, Region: "local"}, []model.ConfigWithNodes{{
+		Config: model.Config{Port: 80, Protocol: model.ProtocolTCP, Algorithm: model.AlgorithmRoundRobin},
+		Nodes:  []model.Node{{Label: "web-1", Address: "127.0.94.1:8080", Weight: 50, Mode: model.ModeAccept}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := db.Configs(nb.ID)
+	if err != nil || len(cfgs) != 1 {
+		t.Fatal(cfgs, err)
+	}
+	nodes, err := db.Nodes(nb.ID, cfgs[0].ID)
+	if err != nil || len(nodes) != 1 {
+		t.Fatal(nodes, err)
+	}
+	return nb, cfgs[0], nodes[0]
+}
+
+func utc(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// total integrates a series back into the count it was made from: rate × bucket
+// seconds, for buckets of width w except the last, which lasts lastSecs.
+func total(pts []Point, w time.Duration, lastSecs float64) float64 {
+	var sum float64
+	for i, p := range pts {
+		secs := w.Seconds()
+		if i == len(pts)-1 {
+			secs = lastSecs
+		}
+		sum += p[1] * secs
+	}
+	return sum
+}
