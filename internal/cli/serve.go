@@ -18,6 +18,8 @@ type serveFlags struct {
 	listen, data, frontendPool, backendCIDRs, region, logLevel, backendSource string
 	grace                                                                     time.Duration
 	maxConns                                                                  int
+	accessLog, metricsListen                                                  string
+	metricsToken                                                              bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -57,6 +59,9 @@ first read_write token; otherwise one is generated and written to <data>/bootstr
 	fl.IntVar(&f.maxConns, "max-conns", 10000, "cap on concurrent client connections across every listener")
 	fl.StringVar(&f.backendSource, "backend-source", "", "local IP address for connections to nodes (default: chosen by the system)")
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
+	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
+	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better")
 	return cmd
 }
 
@@ -96,6 +101,7 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", f.logLevel)
 	}
 	cfg.Listen, cfg.DataDir, cfg.Region, cfg.ShutdownGrace = f.listen, f.data, f.region, f.grace
+	cfg.AccessLog, cfg.MetricsListen, cfg.MetricsToken = f.accessLog, f.metricsListen, f.metricsToken
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return cfg, nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 	"github.com/nodebalancer/nodebalancer/web"
@@ -50,6 +52,17 @@ type Config struct {
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
 	Log *slog.Logger
+	// Stats tunes the stats sampler (resolutions, persistence interval, clock); zero
+	// fields take the production defaults. The server fills in DB, Registry, Health
+	// and Log.
+	Stats stats.Options
+	// AccessLog is where one JSON line per http request and per tcp connection goes:
+	// a file path (appended to), or "-" for standard error. Empty turns it off.
+	AccessLog string
+	// MetricsListen, when set, serves /metrics on this address instead of the API's.
+	MetricsListen string
+	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
+	MetricsToken bool
 }
 
 // Server is a running nodebalancer.
@@ -58,6 +71,10 @@ type Server struct {
 	db    *store.DB
 	ln    net.Listener
 	ready atomic.Bool
+	// metricsLn is /metrics' own listener when Config.MetricsListen is set.
+	metricsLn net.Listener
+	// accessOut receives the access log; nil when it is off.
+	accessOut io.WriteCloser
 	// Token is the bootstrap secret when this start created it, else "".
 	Token string
 	// TokenFile is where a generated bootstrap token was written.
@@ -88,8 +105,43 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	if err := s.openExtras(); err != nil {
+		s.ln.Close()
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
+
+// openExtras binds the metrics listener and opens the access log, when asked for.
+func (s *Server) openExtras() error {
+	if s.cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics: listen on %s: %w", s.cfg.MetricsListen, err)
+		}
+		s.metricsLn = ln
+	}
+	switch s.cfg.AccessLog {
+	case "":
+	case "-":
+		s.accessOut = nopCloser{os.Stderr}
+	default:
+		f, err := os.OpenFile(s.cfg.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			if s.metricsLn != nil {
+				s.metricsLn.Close()
+			}
+			return fmt.Errorf("access log: %w", err)
+		}
+		s.accessOut = f
+	}
+	return nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 func (s *Server) bootstrap() error {
 	secret, err := api.Bootstrap(s.db, s.cfg.BootstrapToken)
@@ -111,6 +163,14 @@ func (s *Server) bootstrap() error {
 
 // Addr is the API's bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// MetricsAddr is /metrics' own bound address, nil when it is served on the API's.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
 
 // DB is the server's store.
 func (s *Server) DB() *store.DB { return s.db }
@@ -142,20 +202,44 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cookie key: %w", err)
 	}
+	if s.accessOut != nil {
+		defer s.accessOut.Close()
+	}
+	if s.metricsLn != nil {
+		defer s.metricsLn.Close()
+	}
 	var plane *dataplane.Plane
-	checker := health.New(health.Options{
+	var checker *health.Checker
+	counters := stats.NewRegistry()
+	so := s.cfg.Stats
+	so.DB, so.Registry, so.Log = s.db, counters, s.cfg.Log
+	so.Health = func(dst []health.NodeStats) []health.NodeStats { return checker.AppendStats(dst) }
+	st, err := stats.New(so)
+	if err != nil {
+		return err
+	}
+	checker = health.New(health.Options{
 		Source:   s.cfg.BackendSource,
 		Logger:   s.cfg.Log,
 		OnChange: func(configID int) { plane.StatusChanged(configID) },
+		Observer: st,
 	})
-	plane = dataplane.New(dataplane.Options{
+	popts := dataplane.Options{
 		Log:           s.cfg.Log,
 		MaxConns:      s.cfg.MaxConns,
 		BackendSource: s.cfg.BackendSource,
 		Grace:         s.cfg.ShutdownGrace,
 		CookieKey:     key,
 		Health:        checker,
-	})
+		Stats:         counters,
+	}
+	var accessLog *stats.AccessLog
+	if s.accessOut != nil {
+		accessLog = stats.NewAccessLog(s.accessOut, 0)
+		st.SetAccessLog(accessLog)
+		popts.AccessLog, popts.TCPAccessLog = accessLog.HTTP, accessLog.TCP
+	}
+	plane = dataplane.New(popts)
 
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
@@ -166,10 +250,25 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker}})
-	mux.Handle("/v4/", apiHandler)
-	mux.Handle("/v4beta/", apiHandler)
+	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker},
+		Stats: st, Transfer: st})
+	withStats := st.WrapAPI(apiHandler)
+	mux.Handle("/v4/", withStats)
+	mux.Handle("/v4beta/", withStats)
 	mux.Handle("/", web.Handler())
+	metrics := st.MetricsHandler()
+	if s.cfg.MetricsToken {
+		metrics = stats.RequireAPIToken(apiHandler, metrics)
+	}
+	var metricsSrv *http.Server
+	if s.metricsLn == nil {
+		mux.Handle("GET /metrics", metrics)
+	} else {
+		mm := http.NewServeMux()
+		mm.Handle("GET /metrics", metrics)
+		metricsSrv = &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn)}
+	}
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -182,6 +281,17 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopChecks()
 	checkDone := make(chan error, 1)
 	go func() { checkDone <- checker.Run(checkCtx) }()
+	// So do the stats sampler and the access log writer: the last bytes of draining
+	// connections still count, and the sampler persists after them.
+	statsCtx, stopStats := context.WithCancel(context.Background())
+	defer stopStats()
+	statsDone, accessDone := make(chan error, 1), make(chan error, 1)
+	go func() { statsDone <- st.Run(statsCtx) }()
+	if accessLog != nil {
+		go func() { accessDone <- accessLog.Run(statsCtx) }()
+	} else {
+		accessDone <- nil
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return plane.Run(gctx, s.db) })
@@ -191,6 +301,20 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(s.metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+			defer cancel()
+			return metricsSrv.Shutdown(sctx)
+		})
+	}
 	s.ready.Store(true)
 	s.cfg.Log.Info("nodebalancer ready", "api", "http://"+s.ln.Addr().String())
 	g.Go(func() error {
@@ -202,5 +326,6 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	err = g.Wait()
 	stopChecks()
-	return errors.Join(err, <-checkDone)
+	stopStats()
+	return errors.Join(err, <-checkDone, <-statsDone, <-accessDone)
 }
