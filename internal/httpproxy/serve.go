@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http/httputil"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -231,8 +230,6 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 		if !cc.setIdle(true) {
 			return false
 		}
-		// As before a backend read: the next request is a round trip away.
-		runtime.Gosched()
 		n, _ := cc.r.fill()
 		if !cc.setIdle(false) {
 			cc.r.dl.forget()
@@ -449,9 +446,6 @@ send:
 
 	// Read the response head, relaying interim (1xx) responses.
 	setReadDeadline(bc.c, &bc.r.dl, now, t.BackendResponseHeader)
-	// The response cannot be there yet: let other connections' work run first, so the
-	// read below usually finds data instead of costing an EAGAIN syscall and a park.
-	runtime.Gosched()
 	sawInterim := false
 	var end int
 	for {
