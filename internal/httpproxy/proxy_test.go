@@ -879,3 +879,30 @@ func TestStopClosesTunnel(t *testing.T) {
 		t.Error("tunnel still open after stop")
 	}
 }
+
+func TestStreamedUploadKeepsCookieAndLogFields(t *testing.T) {
+	be := newTestBackend(t, "127.0.0.2", hashHandler())
+	entries := make(chan AccessEntry, 4)
+	tr := &testRouter{backends: []*Backend{backendFor(be, "srv-a")}}
+	p := startProxy(t, &Config{Router: tr, StickyCookie: true, AccessLog: func(e AccessEntry) { entries <- e }})
+	rc := dialProxy(t, p)
+	const size = 1 << 20
+	rc.send("POST /upload-target HTTP/1.1\r\nHost: h\r\nCookie: NB_SRVID=srv-a\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n")
+	// Sent in pieces so that the buffer holding the head is overwritten by the body.
+	piece := strings.Repeat("z", 16<<10)
+	for sent := 0; sent < size; sent += len(piece) {
+		rc.send(piece)
+	}
+	resp := rc.response("POST")
+	if b := body(t, resp); !strings.HasPrefix(b, strconv.Itoa(size)+" ") || resp.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("body %q, Set-Cookie %q", b, resp.Header.Get("Set-Cookie"))
+	}
+	select {
+	case e := <-entries:
+		if e.Method != "POST" || e.Target != "/upload-target" || e.ReqBytes < size {
+			t.Errorf("entry %+v", e)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no access log entry")
+	}
+}

@@ -310,22 +310,25 @@ var (
 // serveRequest proxies the parsed request and reports whether the connection stays
 // open for another one.
 func (cc *clientConn) serveRequest(cfg *Config) bool {
-	keep := cc.route(cfg)
-	if cfg.AccessLog != nil {
-		cfg.AccessLog(AccessEntry{
-			Start:     cc.start,
-			Duration:  time.Since(cc.start),
-			Client:    cc.remote,
-			Local:     cc.local,
-			Method:    string(cc.req.method),
-			Target:    string(cc.req.target),
-			Status:    cc.status,
-			Backend:   cc.backend,
-			ReqBytes:  int64(cc.headLen) + cc.bodySent,
-			RespBytes: cc.sentResp,
-			Failure:   cc.failure,
-		})
+	if cfg.AccessLog == nil {
+		return cc.route(cfg)
 	}
+	// Copied before the exchange: a streaming body reuses the buffer they point into.
+	method, target := string(cc.req.method), string(cc.req.target)
+	keep := cc.route(cfg)
+	cfg.AccessLog(AccessEntry{
+		Start:     cc.start,
+		Duration:  time.Since(cc.start),
+		Client:    cc.remote,
+		Local:     cc.local,
+		Method:    method,
+		Target:    target,
+		Status:    cc.status,
+		Backend:   cc.backend,
+		ReqBytes:  int64(cc.headLen) + cc.bodySent,
+		RespBytes: cc.sentResp,
+		Failure:   cc.failure,
+	})
 	return keep
 }
 
@@ -401,7 +404,12 @@ func (cc *clientConn) route(cfg *Config) bool {
 			continue
 		}
 		cc.backend = b
-		res, keep := cc.exchange(cfg, b, bc, reused, start, mode, inline, bodyDone, upgrade, clientKeep)
+		// Decided now: once a body streams, the buffer the cookie points into is reused.
+		setCookie := ""
+		if cfg.StickyCookie && b.cookie != "" && (!req.hasCookie || string(req.cookie) != b.cookie) {
+			setCookie = b.cookie
+		}
+		res, keep := cc.exchange(cfg, b, bc, reused, start, mode, inline, bodyDone, upgrade, clientKeep, setCookie)
 		res.Duration = time.Since(start)
 		cc.failure = res.Failure
 		cfg.Router.Done(b, res)
@@ -412,7 +420,7 @@ func (cc *clientConn) route(cfg *Config) bool {
 // exchange sends the request on bc and relays the response. It owns bc: it pools or
 // closes it.
 func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused bool, now time.Time,
-	mode bodyMode, inline int, bodyDone, upgrade, clientKeep bool) (res Result, keep bool) {
+	mode bodyMode, inline int, bodyDone, upgrade, clientKeep bool, setCookie string) (res Result, keep bool) {
 	req := &cc.req
 	t := &cfg.Timeouts
 	retried := false
@@ -533,11 +541,6 @@ send:
 	if cc.stopping.Load() {
 		clientKeep = false
 	}
-	setCookie := ""
-	if cfg.StickyCookie && b.cookie != "" && (!req.hasCookie || string(req.cookie) != b.cookie) {
-		setCookie = b.cookie
-	}
-
 	out := appendResponseHead(cc.out[:0], resp, req, framing, clientKeep, setCookie)
 	bc.r.consume(end)
 	// Whatever body is already buffered goes out with the head.
