@@ -27,7 +27,7 @@ const PORT = Number(env('NB_FRONTEND_PORT'));
 const SHOTS = process.env.NB_SCREENSHOTS || path.resolve('screenshots');
 const ALL_SHOTS = process.env.NB_SHOTS === '1';
 const UP_TIMEOUT = 30_000; // health checks every 2 s: UP comes within a few seconds
-const LABEL = `e2e-${Date.now().toString(36)}`;
+let LABEL = `e2e-${Date.now().toString(36)}`;
 const LAPTOP = {width: 1366, height: 900};
 const PHONE = {width: 390, height: 844};
 
@@ -152,11 +152,24 @@ try {
     await page.getByRole('button', {name: 'Add Another Configuration'}).click();
     const panel = page.locator('section.panel[data-new]');
     const groups = panel.locator('.groups');
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].map((o) => o.value));
+    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp']);
+    assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'source']);
+    assert.deepEqual(await choices('stickiness'), ['none', 'table', 'http_cookie']);
+    assert.deepEqual(await choices('check'), ['none', 'connection', 'http', 'http_body']);
+    assert.deepEqual(await choices('proxy_protocol'), ['none', 'v1', 'v2']);
+    assert.deepEqual(await choices('cipher_suite'), ['recommended', 'legacy']);
+    await groups.getByLabel('Protocol', {exact: true}).selectOption('tcp');
+    await groups.getByLabel('Proxy Protocol', {exact: true}).waitFor();
+    await groups.getByLabel('Protocol', {exact: true}).selectOption('https');
+    await groups.getByLabel('SSL Certificate', {exact: true}).waitFor();
+    await groups.getByLabel('Private Key', {exact: true}).waitFor();
+    await groups.getByLabel('Proxy Protocol', {exact: true}).waitFor({state: 'hidden'});
     await groups.getByLabel('Port', {exact: true}).fill(String(PORT));
     await groups.getByLabel('Protocol', {exact: true}).selectOption('http');
     await groups.getByLabel('Algorithm', {exact: true}).selectOption('roundrobin');
     await groups.getByLabel('Type', {exact: true}).selectOption('http');
-    await groups.getByLabel('Interval (seconds)', {exact: true}).fill('2');
+    await groups.getByLabel('Interval (seconds)', {exact: true}).fill('1');
     await groups.getByLabel('Timeout (seconds)', {exact: true}).fill('1');
     await groups.getByLabel('Attempts', {exact: true}).fill('2');
     await groups.getByLabel('Check HTTP Path', {exact: true}).fill('/health');
@@ -169,6 +182,14 @@ try {
       await r.getByLabel('Port', {exact: true}).fill(port);
     }
     if (ALL_SHOTS) await shot('config-new');
+    // An interval of 1 s is refused: both of the API's reasons show by the field.
+    await panel.getByRole('button', {name: 'Create configuration'}).click();
+    const intervalError = panel.locator('.field-check_interval .field-error');
+    await intervalError.waitFor();
+    assert.match(await intervalError.textContent(), /check_interval must be between 2 and 3600/);
+    assert.match(await intervalError.textContent(), /check_interval must be greater than check_timeout/);
+    assert.equal((await api('GET', `/nodebalancers/${nb.id}/configs`)).body.results, 0, 'nothing was created');
+    await groups.getByLabel('Interval (seconds)', {exact: true}).fill('2');
     await panel.getByRole('button', {name: 'Create configuration'}).click();
     await page.getByText(`Port ${PORT} saved: 2 backend nodes.`).waitFor();
     await page.waitForURL(new RegExp(`/nodebalancers/${nb.id}/configurations/\\d+$`));
@@ -286,6 +307,17 @@ try {
     const legend = await traffic.locator('.legend').textContent();
     assert.match(legend, /Inbound: now .*, max [1-9]/);
     if (ALL_SHOTS) await shot('summary');
+  });
+
+  await step('settings: relabel the NodeBalancer', async () => {
+    await page.getByRole('link', {name: 'Settings'}).click();
+    const form = page.locator('form', {has: page.getByRole('heading', {name: 'NodeBalancer settings'})});
+    await form.getByLabel('Label', {exact: true}).fill(`${LABEL}-b`);
+    await form.getByText('Unsaved changes').waitFor();
+    await form.getByRole('button', {name: 'Save'}).click();
+    await page.getByRole('heading', {level: 1, name: `${LABEL}-b`}).waitFor();
+    assert.equal((await api('GET', `/nodebalancers/${nb.id}`)).body.label, `${LABEL}-b`);
+    LABEL = `${LABEL}-b`;
   });
 
   await step('the list shows ipv4, region, ports and nodes up/down', async () => {

@@ -2,6 +2,10 @@
 // each, refreshed every few seconds; create and delete.
 
 import {h, replace, fmtMB} from '../dom.js';
+
+// set fills a cell through one wrapper, so the phone layout (label left, value
+// right) treats the value as one piece.
+const set = (td, ...children) => replace(td, h('span', {class: 'cell'}, children));
 import {all, isAbort} from '../api.js';
 import {poll} from '../poll.js';
 import {createNodeBalancer, deleteNodeBalancer} from './nbforms.js';
@@ -76,19 +80,19 @@ export function mount(root, _params, {router}) {
         const r = rowFor(nb);
         seen.add(nb.id);
         const cfs = configs[i];
-        replace(r.c.label, h('a', {href: `/nodebalancers/${nb.id}/summary`}, nb.label));
+        set(r.c.label, h('a', {href: `/nodebalancers/${nb.id}/summary`}, nb.label));
         if (cfs) {
           const up = cfs.reduce((s, c) => s + (c.nodes_status?.up ?? 0), 0);
           const down = cfs.reduce((s, c) => s + (c.nodes_status?.down ?? 0), 0);
-          replace(r.c.status,
+          set(r.c.status,
             h('span', {class: 'count up'}, `${up} up`), ', ',
             h('span', {class: down ? 'count down' : 'count'}, `${down} down`));
-          replace(r.c.ports, cfs.length ? cfs.map((c) => c.port).sort((a, b) => a - b).join(', ') : 'none',
+          set(r.c.ports, cfs.length ? cfs.map((c) => c.port).sort((a, b) => a - b).join(', ') : 'none',
             h('span', {class: 'muted small'}, ` (${cfs.length} ${cfs.length === 1 ? 'config' : 'configs'})`));
         }
-        replace(r.c.transfer, fmtMB(nb.transfer?.total));
-        replace(r.c.ipv4, h('code', null, nb.ipv4));
-        replace(r.c.region, nb.region);
+        set(r.c.transfer, fmtMB(nb.transfer?.total));
+        set(r.c.ipv4, h('code', null, nb.ipv4));
+        set(r.c.region, nb.region);
         if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] ?? null);
       });
       for (const [id, r] of rows) {
