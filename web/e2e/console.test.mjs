@@ -66,7 +66,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
     '--disable-component-update', '--disable-sync', '--no-first-run'],
   viewport: LAPTOP,
 });
-context.setDefaultTimeout(10_000);
+context.setDefaultTimeout(15_000); // a shared 2-core machine runs other tests meanwhile
 const page = context.pages()[0] ?? await context.newPage();
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
@@ -246,7 +246,9 @@ try {
     await row(panel, 1).getByLabel('Weight', {exact: true}).fill('60');
     await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
     const dlg = page.getByRole('dialog', {name: 'Leave without saving?'});
-    await dlg.getByRole('button', {name: 'Stay'}).click();
+    await dlg.waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Stay', 'the safe choice has focus');
+    await page.keyboard.press('Escape');
     await dlg.waitFor({state: 'detached'});
     assert.match(page.url(), /\/configurations\//);
     assert.equal(await row(panel, 1).getByLabel('Weight', {exact: true}).inputValue(), '60');
@@ -282,11 +284,12 @@ try {
     await waitFor('web-2 UP again', async () => (await row(panel, 1).locator('.badge').textContent()) === 'UP', UP_TIMEOUT);
   });
 
-  await step('remove a node and save: the API keeps only the other one', async () => {
+  await step('remove a node and save, by keyboard: the API keeps only the other one', async () => {
     const panel = panelFor(PORT);
-    await row(panel, 1).getByRole('button', {name: /^Remove/}).click();
+    await row(panel, 1).getByRole('button', {name: /^Remove/}).focus();
+    await page.keyboard.press('Enter');
     await row(panel, 1).getByText('Will be removed when you save.').waitFor();
-    await panel.getByRole('button', {name: 'Save', exact: true}).click();
+    await row(panel, 0).getByLabel('Label', {exact: true}).press('Enter'); // submits the form: Save
     await page.getByText(`Port ${PORT} saved: 1 backend node.`).waitFor();
     await waitFor('one row left', async () => (await panel.locator('li.node-row').count()) === 1);
     const nodes = (await api('GET', `/nodebalancers/${nb.id}/configs/${cfg.id}/nodes`)).body.data;
