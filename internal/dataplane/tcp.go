@@ -88,6 +88,9 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 		in, err = copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
 		if err == nil {
 			upstream.CloseWrite()
+		} else { // a reset or a forced close: end the other direction too
+			client.Close()
+			upstream.Close()
 		}
 		done <- err
 	}()
