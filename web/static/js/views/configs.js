@@ -135,7 +135,7 @@ class ConfigPanel {
     const nodesSection = h('section', {class: 'backend-nodes', 'aria-labelledby': nodesTitle},
       h('h3', {id: nodesTitle}, 'Backend Nodes'),
       this.nodesError,
-      h('div', {class: 'node-head', 'aria-hidden': 'true'},
+      this.nodeHead = h('div', {class: 'node-head', 'aria-hidden': 'true'},
         NODE_FIELDS.map((d) => h('span', null, d.label)), h('span', null, 'Status'), h('span')),
       this.rowList, this.nodesEmpty,
       h('button', {type: 'button', class: 'btn', onclick: () => this.addRow(null, true)}, 'Add a Node'));
@@ -168,7 +168,7 @@ class ConfigPanel {
     const hasCert = cfg.ssl_cert === '<REDACTED>';
     this.certInfo.hidden = !hasCert;
     this.certInfo.textContent = hasCert
-      ? `A certificate is stored${cfg.ssl_commonname ? ` for ${cfg.ssl_commonname}` : ''}${cfg.ssl_fingerprint ? ` (SHA-256 ${cfg.ssl_fingerprint})` : ''}. Leave these empty to keep it, or paste a new certificate and key.`
+      ? `A certificate is stored${cfg.ssl_commonname ? ` for ${cfg.ssl_commonname}` : ''}${cfg.ssl_fingerprint ? ` (fingerprint ${cfg.ssl_fingerprint})` : ''}. Leave these empty to keep it, or paste a new certificate and key.`
       : '';
     this.rowList.replaceChildren();
     this.rows = [];
@@ -334,6 +334,7 @@ class ConfigPanel {
       r.el.classList.toggle('changed', !!r.saved && JSON.stringify(now) !== JSON.stringify(r.saved));
     }
     this.nodesEmpty.hidden = this.rows.length > 0;
+    this.nodeHead.hidden = this.rows.length === 0;
     const dirty = this.isDirty() && !!this.cfg;
     this.dirtyMark.hidden = !dirty;
     this.footDirty.hidden = !dirty;
