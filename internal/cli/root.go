@@ -47,7 +47,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand())
+	root.AddCommand(newServeCommand(), newDemoCommand())
 	root.AddCommand(newNodeBalancersCommand(), newTokenCommand())
 	return root
 }
