@@ -3,10 +3,18 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -158,6 +166,14 @@ func (b *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b.hits.Add(1)
 	w.Header().Set("X-Backend", b.name)
+	if r.URL.Path == "/slow" { // twenty lines over about two seconds, each sent at once
+		for i := range 20 {
+			fmt.Fprintf(w, "%s %d\n", b.name, i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+		return
+	}
 	io.WriteString(w, b.name)
 }
 
@@ -282,6 +298,7 @@ type lb struct {
 	cfgID int
 	front netip.AddrPort
 	ids   map[string]int // node name → node ID
+	proto linodego.ConfigProtocol
 }
 
 // balancer creates a NodeBalancer with one config (port 8080 unless opts says) and
@@ -299,8 +316,17 @@ func (e *env) balancer(opts linodego.NodeBalancerConfigCreateOptions, nodes ...n
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	l := &lb{e: e, nbID: nb.ID, cfgID: cfg.ID, ids: map[string]int{},
+	l := &lb{e: e, nbID: nb.ID, cfgID: cfg.ID, ids: map[string]int{}, proto: cfg.Protocol,
 		front: netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), uint16(cfg.Port))}
+	// The data plane opens the listener once it sees the config; wait for it before
+	// adding nodes, so that this connection reaches none.
+	waitFor(e.t, modeChangeBound, "the listener of "+l.front.String(), func() bool {
+		c, err := net.DialTimeout("tcp", l.front.String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 	for _, n := range nodes {
 		l.addNode(n)
 	}
@@ -364,8 +390,13 @@ func (l *lb) nodesStatus() (up, down int) {
 	return c.NodesStatus.Up, c.NodesStatus.Down
 }
 
-// url is the balancer's http URL for path.
-func (l *lb) url(path string) string { return "http://" + l.front.String() + path }
+// url is the balancer's http or https URL for path.
+func (l *lb) url(path string) string {
+	if l.proto == linodego.ProtocolHTTPS {
+		return "https://" + l.front.String() + path
+	}
+	return "http://" + l.front.String() + path
+}
 
 // ---- clients --------------------------------------------------------------
 
@@ -384,6 +415,7 @@ func (e *env) httpClient(src byte, keepAlive bool) *http.Client {
 // reply is what one request through the balancer got.
 type reply struct {
 	status    int
+	proto     int    // HTTP major version between client and balancer
 	node      string // the backend's name, from X-Backend
 	setCookie string // the NB_SRVID value set, if any
 }
@@ -406,7 +438,7 @@ func get(c *http.Client, url, cookie string) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	r := reply{status: resp.StatusCode, node: resp.Header.Get("X-Backend")}
+	r := reply{status: resp.StatusCode, proto: resp.ProtoMajor, node: resp.Header.Get("X-Backend")}
 	if r.status == 200 && r.node != string(body) {
 		return r, fmt.Errorf("X-Backend %q but body %q", r.node, body)
 	}
@@ -625,4 +657,58 @@ func settle(t testing.TB, c *http.Client, url, cookie, want string) time.Duratio
 			t.Fatalf("%v after the change, requests still do not reach %s (last: %+v, %v)", modeChangeBound, want, r, err)
 		}
 	}
+}
+
+// tlsName is the server name of the certificate https configs serve.
+const tlsName = "nodebalancer.e2e.test"
+
+// selfSigned returns a fresh certificate for tlsName and its key, in PEM, with a pool
+// that trusts it.
+func selfSigned(t testing.TB) (certPEM, keyPEM string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: tlsName},
+		DNSNames:     []string{tlsName},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})), roots
+}
+
+// httpsClient returns a client of https configs serving selfSigned's certificate:
+// HTTP/2 when h2, else HTTP/1.1 only. It verifies the certificate against roots.
+func (e *env) httpsClient(roots *x509.CertPool, h2 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: tlsName},
+		DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+	}
+	if h2 {
+		tr.ForceAttemptHTTP2 = true
+	} else {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2
+	}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -67,11 +69,15 @@ func TestAcceptSpreadsByWeight(t *testing.T) {
 // DOWN.
 func TestRejectKeepsOpenSessions(t *testing.T) {
 	e := newEnv(t)
-	a, b := e.tcpBackend("a", 1), e.tcpBackend("b", 2)
+	a, b, r := e.tcpBackend("a", 1), e.tcpBackend("b", 2), e.tcpBackend("r", 3)
 	l := e.balancer(checked(linodego.ProtocolTCP, linodego.StickinessNone),
-		nodeSpec{name: "a", addr: a.addr}, nodeSpec{name: "b", addr: b.addr})
+		nodeSpec{name: "a", addr: a.addr}, nodeSpec{name: "b", addr: b.addr},
+		nodeSpec{name: "r", addr: r.addr, mode: linodego.ModeReject}) // rejecting from the start
 	l.waitStatus("a", "UP", upWithin)
 	l.waitStatus("b", "UP", upWithin)
+	if st := l.status("r"); st != "DOWN" {
+		t.Fatalf("a node created in reject mode shows %q, want DOWN", st)
+	}
 
 	// An open session on a.
 	var kept *tcpSession
@@ -106,8 +112,8 @@ func TestRejectKeepsOpenSessions(t *testing.T) {
 	if st := l.status("a"); st != "DOWN" {
 		t.Fatalf("a reject node shows %q, want DOWN", st)
 	}
-	if up, down := l.nodesStatus(); up != 1 || down != 1 {
-		t.Fatalf("nodes_status up %d down %d, want 1 and 1", up, down)
+	if up, down := l.nodesStatus(); up != 1 || down != 2 {
+		t.Fatalf("nodes_status up %d down %d, want 1 and 2", up, down)
 	}
 	// Over more than two check intervals: the session keeps passing bytes, new
 	// sessions all go to b, and a sees no health checks.
@@ -137,6 +143,9 @@ func TestRejectKeepsOpenSessions(t *testing.T) {
 	if st := l.status("a"); st != "DOWN" {
 		t.Fatalf("a reject node shows %q after 5 s, want DOWN", st)
 	}
+	if n, s := r.healthHits.Load(), r.sessions.Load(); n != 0 || s != 0 {
+		t.Fatalf("the node created in reject mode got %d health checks and %d sessions", n, s)
+	}
 	t.Logf("%d new sessions went to b; a got %d health checks after the change", sessions, a.healthHits.Load()-checksAtReject)
 
 	// Back to accept: checked again and given new sessions.
@@ -147,46 +156,114 @@ func TestRejectKeepsOpenSessions(t *testing.T) {
 	}
 }
 
-// TestDrainCookie: a drained node keeps the clients whose NB_SRVID cookie names it and
-// gets no client without one.
-func TestDrainCookie(t *testing.T) {
+// TestRejectKeepsHTTPInFlight: an http response in flight from a node that is set to
+// reject (a two-second stream, changed one second in) runs to its end, while new
+// requests go elsewhere.
+func TestRejectKeepsHTTPInFlight(t *testing.T) {
 	e := newEnv(t)
-	l := e.balancer(checked(linodego.ProtocolHTTP, linodego.StickinessHTTPCookie),
+	l := e.balancer(unchecked(linodego.ProtocolHTTP, linodego.StickinessNone),
 		nodeSpec{name: "a", addr: e.httpBackend("a", 1).addr},
-		nodeSpec{name: "b", addr: e.httpBackend("b", 2).addr},
-		nodeSpec{name: "c", addr: e.httpBackend("c", 3).addr})
-	c := e.httpClient(0, true)
-	cookies := cookiesOf(t, c, l, "a", "b", "c")
-
-	l.setMode("a", linodego.ModeDrain)
+		nodeSpec{name: "b", addr: e.httpBackend("b", 2).addr})
+	c := e.httpClient(0, false)
+	var resp *http.Response
+	for i := 0; resp == nil; i++ {
+		if i == 10 {
+			t.Fatal("no slow response from a in 10 tries")
+		}
+		r, err := c.Get(l.url("/slow"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Header.Get("X-Backend") == "a" {
+			resp = r
+		} else {
+			r.Body.Close()
+		}
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "a 0\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	l.setMode("a", linodego.ModeReject)
 	applied()
-	for _, node := range []string{"a", "b"} {
-		for i := range 20 {
-			r := mustGet(t, c, l.url("/"), cookies[node])
-			if r.node != node {
-				t.Fatalf("request %d with %s's cookie reached %q after a was drained", i, node, r.node)
+	if got := count(t, c, l.url("/"), "", 10); got["b"] != 10 {
+		t.Fatalf("new requests after a was rejected: %v", got)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("the response in flight from the rejected node broke: %v (got %q)", err, rest)
+	}
+	want := ""
+	for i := 1; i < 20; i++ {
+		want += fmt.Sprintf("a %d\n", i)
+	}
+	if string(rest) != want {
+		t.Fatalf("rest of the response in flight: %q, want %q", rest, want)
+	}
+}
+
+// TestDrainCookie: a drained node keeps the clients whose NB_SRVID cookie names it and
+// gets no client without one, over http, https with HTTP/1.1 and https with HTTP/2.
+func TestDrainCookie(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		proto linodego.ConfigProtocol
+		h2    bool
+	}{
+		{"http", linodego.ProtocolHTTP, false},
+		{"https", linodego.ProtocolHTTPS, false},
+		{"https-h2", linodego.ProtocolHTTPS, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			opts := checked(tc.proto, linodego.StickinessHTTPCookie)
+			c := e.httpClient(0, true)
+			if tc.proto == linodego.ProtocolHTTPS {
+				var roots *x509.CertPool
+				opts.SSLCert, opts.SSLKey, roots = selfSigned(t)
+				c = e.httpsClient(roots, tc.h2)
 			}
-			if r.setCookie != "" {
-				t.Fatalf("request %d with %s's cookie was given cookie %q", i, node, r.setCookie)
+			l := e.balancer(opts,
+				nodeSpec{name: "a", addr: e.httpBackend("a", 1).addr},
+				nodeSpec{name: "b", addr: e.httpBackend("b", 2).addr},
+				nodeSpec{name: "c", addr: e.httpBackend("c", 3).addr})
+			if r := mustGet(t, c, l.url("/"), ""); (r.proto == 2) != tc.h2 {
+				t.Fatalf("client spoke HTTP/%d", r.proto)
 			}
-		}
-	}
-	fresh := map[string]int{}
-	for range 60 {
-		r := mustGet(t, c, l.url("/"), "")
-		fresh[r.node]++
-		if r.node == "a" {
-			t.Fatalf("a client without a cookie reached the drained node (%v)", fresh)
-		}
-		if r.setCookie != cookies[r.node] {
-			t.Fatalf("new client of %s got cookie %q, want %q", r.node, r.setCookie, cookies[r.node])
-		}
-	}
-	if fresh["b"] == 0 || fresh["c"] == 0 {
-		t.Fatalf("new clients did not spread over b and c: %v", fresh)
-	}
-	if st := l.status("a"); st != "UP" {
-		t.Fatalf("a drained node shows %q, want UP (drain keeps health checks)", st)
+			cookies := cookiesOf(t, c, l, "a", "b", "c")
+
+			l.setMode("a", linodego.ModeDrain)
+			applied()
+			for _, node := range []string{"a", "b"} {
+				for i := range 20 {
+					r := mustGet(t, c, l.url("/"), cookies[node])
+					if r.node != node {
+						t.Fatalf("request %d with %s's cookie reached %q after a was drained", i, node, r.node)
+					}
+					if r.setCookie != "" {
+						t.Fatalf("request %d with %s's cookie was given cookie %q", i, node, r.setCookie)
+					}
+				}
+			}
+			fresh := map[string]int{}
+			for range 60 {
+				r := mustGet(t, c, l.url("/"), "")
+				fresh[r.node]++
+				if r.node == "a" {
+					t.Fatalf("a client without a cookie reached the drained node (%v)", fresh)
+				}
+				if r.setCookie != cookies[r.node] {
+					t.Fatalf("new client of %s got cookie %q, want %q", r.node, r.setCookie, cookies[r.node])
+				}
+			}
+			if fresh["b"] == 0 || fresh["c"] == 0 {
+				t.Fatalf("new clients did not spread over b and c: %v", fresh)
+			}
+			if st := l.status("a"); st != "UP" {
+				t.Fatalf("a drained node shows %q, want UP (drain keeps health checks)", st)
+			}
+		})
 	}
 }
 
@@ -337,29 +414,45 @@ func TestBackup(t *testing.T) {
 	}
 }
 
-// TestZeroEligible: with no node that may take a new connection, an http client gets
-// 503 at once and a tcp client's connection is closed.
+// TestZeroEligible: with no node that may take a new connection (none configured, all
+// rejected or drained, all DOWN), an http client gets 503 at once and a tcp client's
+// connection is closed at once.
 func TestZeroEligible(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
 		name  string
 		modes []linodego.NodeMode
+		down  bool // every node fails its health checks
 	}{
-		{"no nodes", nil},
-		{"all reject", []linodego.NodeMode{linodego.ModeReject, linodego.ModeReject}},
-		{"all drain", []linodego.NodeMode{linodego.ModeDrain, linodego.ModeDrain}},
-		{"reject and drain", []linodego.NodeMode{linodego.ModeReject, linodego.ModeDrain}},
+		{"no nodes", nil, false},
+		{"all reject", []linodego.NodeMode{linodego.ModeReject, linodego.ModeReject}, false},
+		{"all drain", []linodego.NodeMode{linodego.ModeDrain, linodego.ModeDrain}, false},
+		{"reject and drain", []linodego.NodeMode{linodego.ModeReject, linodego.ModeDrain}, false},
+		{"accept and backup DOWN", []linodego.NodeMode{linodego.ModeAccept, linodego.ModeBackup}, true},
 	}
 	c := e.httpClient(0, false)
 	for i, tc := range cases {
 		host := byte(10 * (i + 1))
 		var hn, tn []nodeSpec
 		for j, m := range tc.modes {
-			hn = append(hn, nodeSpec{name: fmt.Sprintf("h%d", j), addr: e.httpBackend(fmt.Sprintf("h%d", j), host+byte(j)).addr, mode: m})
-			tn = append(tn, nodeSpec{name: fmt.Sprintf("t%d", j), addr: e.tcpBackend(fmt.Sprintf("t%d", j), host+5+byte(j)).addr, mode: m})
+			hb, tb := e.httpBackend(fmt.Sprintf("h%d", j), host+byte(j)), e.tcpBackend(fmt.Sprintf("t%d", j), host+5+byte(j))
+			hb.sick.Store(tc.down)
+			tb.sick.Store(tc.down)
+			hn = append(hn, nodeSpec{name: hb.name, addr: hb.addr, mode: m})
+			tn = append(tn, nodeSpec{name: tb.name, addr: tb.addr, mode: m})
 		}
-		hl := e.balancer(unchecked(linodego.ProtocolHTTP, linodego.StickinessNone), hn...)
-		tl := e.balancer(unchecked(linodego.ProtocolTCP, linodego.StickinessNone), tn...)
+		cfg := unchecked
+		if tc.down {
+			cfg = checked
+		}
+		hl := e.balancer(cfg(linodego.ProtocolHTTP, linodego.StickinessNone), hn...)
+		tl := e.balancer(cfg(linodego.ProtocolTCP, linodego.StickinessNone), tn...)
+		if tc.down {
+			for j := range tc.modes {
+				hl.waitStatus(fmt.Sprintf("h%d", j), "DOWN", upWithin)
+				tl.waitStatus(fmt.Sprintf("t%d", j), "DOWN", upWithin)
+			}
+		}
 		for range 5 {
 			start := time.Now()
 			r, err := get(c, hl.url("/"), "")
