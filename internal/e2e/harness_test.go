@@ -128,11 +128,13 @@ func ptr[T any](v T) *T { return &v }
 // ---- backends -------------------------------------------------------------
 
 // httpBackend is an HTTP server that answers every path with its name, and /health
-// with 200 (or 500 once made sick) and a body tests may change. It counts both.
+// with 200 (or 500 once made sick, or nothing once made to hang) and a body tests may
+// change. It counts both.
 type httpBackend struct {
 	name       string
 	addr       netip.AddrPort
-	sick       atomic.Bool
+	sick       atomic.Bool // /health answers 500
+	hang       atomic.Bool // /health does not answer
 	healthBody atomic.Pointer[string]
 	hits       atomic.Int64 // requests other than /health
 	healthHits atomic.Int64
@@ -158,6 +160,13 @@ func (e *env) httpBackend(name string, host byte) *httpBackend {
 func (b *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/health" {
 		b.healthHits.Add(1)
+		if b.hang.Load() { // longer than any check_timeout the tests use
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
 		if b.sick.Load() {
 			w.WriteHeader(500)
 		}

@@ -62,40 +62,60 @@ func TestHealthHTTPDownAndBack(t *testing.T) {
 	t.Logf("UP again %v after /health recovered", tookUp)
 }
 
-// TestHealthBodyMismatch: an http_body check takes a node DOWN when its /health body
-// stops matching check_body, though the status stays 200, and UP when it matches again.
-func TestHealthBodyMismatch(t *testing.T) {
-	e := newEnv(t)
-	a, b := e.httpBackend("a", 1), e.httpBackend("b", 2)
-	opts := checked(linodego.ProtocolHTTP, linodego.StickinessNone)
-	opts.Check, opts.CheckBody = linodego.CheckHTTPBody, "^ok-[a-z]+$"
-	l := e.balancer(opts, nodeSpec{name: "a", addr: a.addr}, nodeSpec{name: "b", addr: b.addr})
-	l.waitStatus("a", "UP", upWithin)
-	l.waitStatus("b", "UP", upWithin)
-	client := e.httpClient(0, true)
-	tr := background(httpSender(client, l.url("/")))
+// TestHealthFailureKinds: an http_body check takes a node DOWN when its /health body
+// stops matching check_body though the status stays 200, and an http check takes it
+// DOWN when /health stops answering within check_timeout; both within interval ×
+// attempts + timeout, with no client request failing or reaching the node once it is
+// DOWN, and the node comes back UP and into rotation when /health recovers.
+func TestHealthFailureKinds(t *testing.T) {
+	bad, good := "maintenance", "ok-again"
+	for _, tc := range []struct {
+		name    string
+		check   linodego.ConfigCheck
+		fail    func(*httpBackend)
+		recover func(*httpBackend)
+	}{
+		{"http_body mismatch", linodego.CheckHTTPBody,
+			func(b *httpBackend) { b.healthBody.Store(&bad) }, func(b *httpBackend) { b.healthBody.Store(&good) }},
+		{"http timeout", linodego.CheckHTTP,
+			func(b *httpBackend) { b.hang.Store(true) }, func(b *httpBackend) { b.hang.Store(false) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			a, b := e.httpBackend("a", 1), e.httpBackend("b", 2)
+			opts := checked(linodego.ProtocolHTTP, linodego.StickinessNone)
+			opts.Check = tc.check
+			if tc.check == linodego.CheckHTTPBody {
+				opts.CheckBody = "^ok-[a-z]+$"
+			}
+			l := e.balancer(opts, nodeSpec{name: "a", addr: a.addr}, nodeSpec{name: "b", addr: b.addr})
+			l.waitStatus("a", "UP", upWithin)
+			l.waitStatus("b", "UP", upWithin)
+			client := e.httpClient(0, true)
+			tr := background(httpSender(client, l.url("/")))
 
-	bad := "maintenance"
-	a.healthBody.Store(&bad)
-	took := l.waitStatus("a", "DOWN", 2*time.Second+time.Second+downSlack)
-	downSeen := time.Now()
-	if up, down := l.nodesStatus(); up != 1 || down != 1 {
-		t.Fatalf("nodes_status up %d down %d, want 1 and 1", up, down)
-	}
-	time.Sleep(500 * time.Millisecond)
-	ss := tr.finish()
-	if f := failures(ss); len(f) > 0 {
-		t.Fatalf("%d of %d requests failed; first: %v", len(f), len(ss), f[0].err)
-	}
-	if n := reached(ss, "a", downSeen); n > 0 {
-		t.Fatalf("%d requests reached a after the API showed it DOWN", n)
-	}
-	t.Logf("http_body mismatch: DOWN after %v", took)
+			time.Sleep(200 * time.Millisecond)
+			tc.fail(a)
+			took := l.waitStatus("a", "DOWN", 2*time.Second+time.Second+downSlack)
+			downSeen := time.Now()
+			if up, down := l.nodesStatus(); up != 1 || down != 1 {
+				t.Fatalf("nodes_status up %d down %d, want 1 and 1", up, down)
+			}
+			time.Sleep(500 * time.Millisecond)
+			ss := tr.finish()
+			if f := failures(ss); len(f) > 0 {
+				t.Fatalf("%d of %d requests failed; first: %v", len(f), len(ss), f[0].err)
+			}
+			if n := reached(ss, "a", downSeen); n > 0 {
+				t.Fatalf("%d requests reached a after the API showed it DOWN", n)
+			}
+			t.Logf("%s: DOWN after %v (bound %v)", tc.name, took, 3*time.Second)
 
-	good := "ok-again"
-	a.healthBody.Store(&good)
-	l.waitStatus("a", "UP", upWithin)
-	settle(t, client, l.url("/"), "", "a")
+			tc.recover(a)
+			l.waitStatus("a", "UP", upWithin)
+			settle(t, client, l.url("/"), "", "a")
+		})
+	}
 }
 
 // TestHealthConnectionDown: a connection check takes a tcp node DOWN once its listener
