@@ -243,13 +243,25 @@ func (p *Plane) Reconcile(st store.State) {
 		limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
 		for _, c := range nb.Configs {
 			wantCfg[c.ID] = true
+			addr := netip.AddrPortFrom(ip, uint16(c.Port))
+			if l := p.listeners[c.ID]; l != nil && l.serves(c, limiter, addr) {
+				// Unchanged: building pick tables again would cost time for nothing
+				// (tens of ms for a thousand nodes).
+				s := l.snap.Load()
+				for i := 0; i < s.pool.Len(); i++ {
+					n := s.pool.Node(i)
+					wantBackend[backendKey{n.ID, n.Addr}] = true
+				}
+				continue
+			}
 			s, err := p.snapshot(nb.NodeBalancer, c, limiter, wantBackend)
 			if err != nil {
 				p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
 				p.failed[c.ID] = err
 				continue
 			}
-			p.place(c.ID, netip.AddrPortFrom(ip, uint16(c.Port)), c.Protocol, s)
+			s.source = c
+			p.place(c.ID, addr, c.Protocol, s)
 		}
 	}
 	for id, l := range p.listeners {

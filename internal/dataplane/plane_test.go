@@ -566,3 +566,24 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+func TestUnchangedConfigsKeepTheirSnapshot(t *testing.T) {
+	e := newEnv(t, "127.0.40.0/24")
+	nameServer(t, "127.0.41.2:9010", "a")
+	nb := e.create(config(model.ProtocolHTTP, 80, node("aa1", "127.0.41.2:9010", 50)),
+		config(model.ProtocolHTTP, 81, node("aa2", "127.0.41.2:9010", 50)))
+	cfgs, _ := e.db.Configs(nb.ID)
+	snap := func(id int) *snapshot {
+		e.plane.mu.Lock()
+		defer e.plane.mu.Unlock()
+		return e.plane.listeners[id].snap.Load()
+	}
+	before0, before1 := snap(cfgs[0].ID), snap(cfgs[1].ID)
+	if _, err := e.db.UpdateConfig(nb.ID, cfgs[0].ID, func(c *model.Config) error { c.Algorithm = model.AlgorithmLeastConn; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the changed config's new snapshot", func() bool { return snap(cfgs[0].ID) != before0 })
+	if snap(cfgs[1].ID) != before1 {
+		t.Fatal("a config that did not change got a new snapshot")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
 	"github.com/nodebalancer/nodebalancer/internal/health"
@@ -26,6 +27,7 @@ type snapshot struct {
 	nb      *stats.Counters
 	stats   *stats.Counters // the config's
 	now     func() int64
+	source  model.ConfigWithNodes // what the snapshot was built from
 }
 
 // backend is the data plane's runtime for one node: its health handle (whose State is
@@ -126,6 +128,13 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 		}
 	}
 	return s, nil
+}
+
+// serves reports whether l already serves config c with limiter on addr, so that the
+// snapshot need not be built again.
+func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addr netip.AddrPort) bool {
+	s := l.snap.Load()
+	return l.addr == addr && s.limiter == limiter && s.source.Config == c.Config && slices.Equal(s.source.Nodes, c.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a
