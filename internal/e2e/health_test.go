@@ -50,8 +50,8 @@ func TestHealthHTTPDownAndBack(t *testing.T) {
 	if reached(ss, "a", time.Time{}) == 0 || reached(ss, "b", downSeen) == 0 || reached(ss, "c", downSeen) == 0 {
 		t.Fatal("traffic did not spread as expected before and after a went DOWN")
 	}
-	t.Logf("http check, interval 2 s, attempts 2: DOWN %v after /health turned 500 (bound %v); %d requests, none failed",
-		tookDown, 5*time.Second, len(ss))
+	t.Logf("http check, interval 2 s, attempts 2: DOWN %v after /health turned 500 (bound %v + %v slack); %d requests, none failed",
+		tookDown, 5*time.Second, downSlack, len(ss))
 
 	a.sick.Store(false)
 	tookUp := l.waitStatus("a", "UP", upWithin)
@@ -109,7 +109,7 @@ func TestHealthFailureKinds(t *testing.T) {
 			if n := reached(ss, "a", downSeen); n > 0 {
 				t.Fatalf("%d requests reached a after the API showed it DOWN", n)
 			}
-			t.Logf("%s: DOWN after %v (bound %v)", tc.name, took, 3*time.Second)
+			t.Logf("%s: DOWN after %v (bound 3 s + %v slack)", tc.name, took, downSlack)
 
 			tc.recover(a)
 			l.waitStatus("a", "UP", upWithin)
