@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# compare.sh — nodebalancer side by side with HAProxy and nginx, in one run on one
+# machine, loopback only. See bench/README.md for what each workload means.
+#
+#   bench/compare.sh                 # 3 rounds, writes bench/results/<date>.md
+#   ROUNDS=5 bench/compare.sh        # more rounds
+#   ONLY=l7ka,l4bulk ROUNDS=1 bench/compare.sh   # a subset, for quick A/B work
+#   NB_BIN=/path/to/nodebalancer bench/compare.sh   # measure a given build
+#
+# Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), ONLY (workload
+# list: l7ka l7close l4ka l4close l4bulk httpska idle modechange), OUT (results file;
+# "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"),
+# BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001).
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+IDLE_CONNS=${IDLE_CONNS:-5000}
+ONLY=${ONLY:-}
+NB_ENV=${NB_ENV:-}
+BA=${BACKEND_A:-127.0.0.2:9001}
+BB=${BACKEND_B:-127.0.0.3:9001}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+DATE=$(date -u +%Y-%m-%d)
+OUT=${OUT:-$HERE/results/$DATE.md}
+
+say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+want() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+
+# --- what it needs ------------------------------------------------------------------
+need=()
+for c in haproxy nginx wrk openssl ss; do command -v "$c" >/dev/null || need+=("$c"); done
+[[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || need+=(libnginx-mod-stream)
+if ((${#need[@]})); then
+	[[ $(id -u) == 0 ]] || die "missing ${need[*]}; run as root to install them from Debian"
+	pkgs=(haproxy nginx libnginx-mod-stream wrk openssl iproute2)
+	say "installing ${pkgs[*]}"
+	# Keep the packages' own services from starting (they would take port 80).
+	policy=""
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+		policy=/usr/sbin/policy-rc.d
+	fi
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+	[[ -n $policy ]] && rm -f "$policy"
+fi
+command -v go >/dev/null || [[ -n ${NB_BIN:-} ]] || die "go is needed to build nodebalancer (or set NB_BIN)"
+
+DIR=$(mktemp -d /tmp/nb-bench.XXXXXX)
+BULK=/dev/shm/nb-bench-512m.bin
+PIDS=()
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	rm -f "$BULK"
+	if ((rc != 0)); then say "logs kept in $DIR"; else rm -rf "$DIR"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- ports --------------------------------------------------------------------------
+NB_IP=127.0.9.1
+API=127.0.0.1:18080
+ADDRS=($BA $BB 127.0.0.4:9002 $API
+	127.0.0.1:8081 127.0.0.1:8091 127.0.0.1:8191 127.0.0.1:8481
+	127.0.0.1:8082 127.0.0.1:8092 127.0.0.1:8192 127.0.0.1:8482
+	$NB_IP:8083 $NB_IP:8093 $NB_IP:8193 $NB_IP:8483)
+listening=$(ss -Htln | awk '{print $4}')
+for a in "${ADDRS[@]}"; do
+	port=${a##*:}
+	if grep -qxE "(${a//./\\.}|0\.0\.0\.0:$port|\*:$port|\[::\]:$port)" <<<"$listening"; then
+		die "$a is already in use (by: $(ss -Htlnp "sport = :$port" | awk '{print $6}' | head -1)); stop it and run again"
+	fi
+done
+
+# --- build and files ----------------------------------------------------------------
+if [[ -n ${NB_BIN:-} ]]; then
+	cp "$NB_BIN" "$DIR/nodebalancer"
+else
+	say "building nodebalancer"
+	(cd "$ROOT" && go build -o "$DIR/nodebalancer" ./cmd/nodebalancer)
+fi
+(cd "$ROOT" && go build -o "$DIR/nbbench" ./bench/nbbench)
+NBB=$DIR/nbbench
+for f in backend-nginx.conf bulk-nginx.conf haproxy.cfg lb-nginx.conf; do
+	sed "s|@DIR@|$DIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g" "$HERE/conf/$f" >"$DIR/$f"
+done
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	-subj /CN=bench.test -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
+cat "$DIR/cert.pem" "$DIR/key.pem" >"$DIR/cert-and-key.pem"
+say "writing the 512 MiB bulk file to $BULK"
+dd if=/dev/zero of="$BULK" bs=1M count=512 status=none
+
+# --- start everything ---------------------------------------------------------------
+start() { # name cmd...
+	local name=$1
+	shift
+	"$@" >"$DIR/$name.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$name=$!"
+}
+wait_port() { # addr
+	for _ in $(seq 100); do
+		ss -Htln | awk '{print $4}' | grep -qx "$1" && return 0
+		sleep 0.1
+	done
+	die "nothing listens on $1; see $DIR/*.log"
+}
+start backend nginx -c "$DIR/backend-nginx.conf"
+start bulk nginx -c "$DIR/bulk-nginx.conf"
+start haproxy haproxy -db -f "$DIR/haproxy.cfg"
+start lbnginx nginx -c "$DIR/lb-nginx.conf"
+TOKEN=bench-token-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+# shellcheck disable=SC2086
+start nodebalancer env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
+	--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000
+for a in $BA $BB 127.0.0.4:9002 127.0.0.1:8081 127.0.0.1:8082 $API; do wait_port "$a"; done
+NODE_URL=$("$NBB" setup -api "http://$API" -token "$TOKEN" -ipv4 $NB_IP -cert "$DIR/cert.pem" -key "$DIR/key.pem" -a "$BA" -b "$BB")
+for a in $NB_IP:8083 $NB_IP:8093 $NB_IP:8193 $NB_IP:8483; do wait_port "$a"; done
+# HAProxy's checks: both servers UP (rise 2 at inter 2s).
+for _ in $(seq 100); do
+	up=$(echo "show stat" | "$NBB" sock "$DIR/haproxy.sock" 2>/dev/null | grep -cE '^(be|be4),(a|b),.*,UP' || true)
+	[[ $up == 4 ]] && break
+	sleep 0.2
+done
+[[ $up == 4 ]] || die "HAProxy's servers are not all UP"
+say "all up: nodebalancer pid $PID_nodebalancer, haproxy pid $PID_haproxy, nginx pid $PID_lbnginx"
+
+# --- workloads ----------------------------------------------------------------------
+RAW=$DIR/raw.tsv
+: >"$RAW"
+NOTES=$DIR/notes.txt
+: >"$NOTES"
+declare -A L7=([nodebalancer]=http://$NB_IP:8083/ [haproxy]=http://127.0.0.1:8081/ [nginx]=http://127.0.0.1:8082/ [direct]=http://$BA/)
+declare -A L4=([nodebalancer]=http://$NB_IP:8093/ [haproxy]=http://127.0.0.1:8091/ [nginx]=http://127.0.0.1:8092/ [direct]=http://$BA/)
+declare -A TLS=([nodebalancer]=https://$NB_IP:8483/ [haproxy]=https://127.0.0.1:8481/ [nginx]=https://127.0.0.1:8482/)
+declare -A BULKA=([nodebalancer]=$NB_IP:8193 [haproxy]=127.0.0.1:8191 [nginx]=127.0.0.1:8192 [direct]=127.0.0.4:9002)
+
+# wrk_run WORKLOAD BALANCER ROUND URL CONNS [HEADER]: one wrk run, req/s and p99 (ms).
+wrk_run() {
+	local work=$1 bal=$2 round=$3 url=$4 conns=$5 hdr=${6:-}
+	local args=(-t1 -c"$conns" -d"$DURATION" --latency)
+	[[ -n $hdr ]] && args+=(-H "$hdr")
+	local out
+	out=$(wrk "${args[@]}" "$url" 2>&1) || die "wrk $url failed: $out"
+	local rps p99 errs
+	rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
+	p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
+	errs=$(awk '/Socket errors|Non-2xx/' <<<"$out" | tr -s ' ' | paste -sd';')
+	[[ -n $rps ]] || die "no result from wrk $url: $out"
+	[[ -n $errs ]] && echo "$work $bal round $round: $errs" >>"$NOTES"
+	printf '%s\t%s\t%s\treq/s\t%s\n%s\t%s\t%s\tp99 ms\t%s\n' "$work" "$bal" "$round" "$rps" "$work" "$bal" "$round" "$p99" >>"$RAW"
+	say "  $work $bal: $rps req/s, p99 ${p99} ms${errs:+ ($errs)}"
+}
+
+run_one() { # WORKLOAD BALANCER ROUND
+	local work=$1 bal=$2 r=$3
+	case $work in
+	l7ka) wrk_run "L7 keep-alive (c64)" "$bal" "$r" "${L7[$bal]}" 64 ;;
+	l7close) wrk_run "L7 new conn/request (c32)" "$bal" "$r" "${L7[$bal]}" 32 "Connection: close" ;;
+	l4ka) wrk_run "L4 keep-alive (c64)" "$bal" "$r" "${L4[$bal]}" 64 ;;
+	l4close) wrk_run "L4 new conn/request (c32)" "$bal" "$r" "${L4[$bal]}" 32 "Connection: close" ;;
+	httpska) [[ $bal == direct ]] || wrk_run "https keep-alive (c64)" "$bal" "$r" "${TLS[$bal]}" 64 ;;
+	l4bulk)
+		local res
+		res=$("$NBB" bulk "${BULKA[$bal]}" /nb-bench-512m.bin) || die "bulk through $bal failed"
+		printf '%s\t%s\t%s\tGB/s\t%s\n' "L4 bulk 512 MiB" "$bal" "$r" "${res##* }" >>"$RAW"
+		say "  bulk $bal: $res (bytes s GB/s)"
+		;;
+	esac
+}
+
+BALS=(nodebalancer haproxy nginx direct)
+WORKS=()
+for w in l7ka l7close l4ka l4close l4bulk httpska; do want $w && WORKS+=($w); done
+
+if ((${#WORKS[@]})); then
+	say "warm-up"
+	for b in nodebalancer haproxy nginx; do
+		wrk -t1 -c64 -d1s "${L7[$b]}" >/dev/null
+		wrk -t1 -c64 -d1s "${TLS[$b]}" >/dev/null
+		wrk -t1 -c64 -d1s "${L4[$b]}" >/dev/null
+	done
+fi
+for ((r = 1; r <= ROUNDS; r++)); do
+	((${#WORKS[@]})) || break
+	say "round $r of $ROUNDS"
+	for w in "${WORKS[@]}"; do
+		# Rotate the order each round so that no balancer always runs first or last.
+		for ((i = 0; i < ${#BALS[@]}; i++)); do
+			run_one "$w" "${BALS[$(((i + r - 1) % ${#BALS[@]}))]}" "$r"
+		done
+	done
+done
+
+if want idle; then
+	say "idle connections: $IDLE_CONNS held through each balancer"
+	declare -A IDLE_TCP=([nodebalancer]=$NB_IP:8093 [haproxy]=127.0.0.1:8091 [nginx]=127.0.0.1:8092)
+	declare -A IDLE_HTTP=([nodebalancer]=$NB_IP:8083 [haproxy]=127.0.0.1:8081 [nginx]=127.0.0.1:8082)
+	declare -A PIDOF=([nodebalancer]=$PID_nodebalancer [haproxy]=$PID_haproxy [nginx]=$PID_lbnginx)
+	for b in nodebalancer haproxy nginx; do
+		for kind in tcp http; do
+			if [[ $kind == tcp ]]; then addr=${IDLE_TCP[$b]} flag=""; else addr=${IDLE_HTTP[$b]} flag=-http; fi
+			# shellcheck disable=SC2086
+			res=$("$NBB" idle -addr "$addr" -n "$IDLE_CONNS" $flag -pids "${PIDOF[$b]}") ||
+				{ echo "idle $kind $b: failed ($res)" >>"$NOTES"; say "  idle $kind $b failed"; continue; }
+			printf '%s\t%s\t1\tB/conn\t%s\n' "idle $kind ($IDLE_CONNS conns), RSS growth" "$b" "${res##* }" >>"$RAW"
+			say "  idle $kind $b: $res (conns KiB B/conn)"
+			sleep 2 # let the closes settle
+		done
+	done
+fi
+
+if want modechange; then
+	say "mode-change latency"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		ms=$("$NBB" modechange -addr $NB_IP:8083 -api "$NODE_URL" -token "$TOKEN") || die "modechange (nodebalancer) failed"
+		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" nodebalancer "$r" "$ms" >>"$RAW"
+		ms2=$("$NBB" modechange -addr 127.0.0.1:8081 -haproxy-sock "$DIR/haproxy.sock" -server be/a) || die "modechange (haproxy) failed"
+		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" haproxy "$r" "$ms2" >>"$RAW"
+		say "  nodebalancer $ms ms, haproxy $ms2 ms"
+	done
+fi
+
+# --- the table ----------------------------------------------------------------------
+TABLE=$("$NBB" table "$RAW")
+echo
+echo "$TABLE"
+if [[ -s $NOTES ]]; then echo; echo "Notes:"; cat "$NOTES"; fi
+if [[ $OUT != - ]]; then
+	mkdir -p "$(dirname "$OUT")"
+	{
+		echo "# nodebalancer vs HAProxy vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo
+		echo "\`bench/compare.sh\`, ROUNDS=$ROUNDS, wrk -t1 -d$DURATION; medians (n = samples)."
+		echo "Machine: $(nproc) cores, $(uname -r); $(haproxy -v | head -1 | cut -d' ' -f1-3);"
+		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")."
+		echo "Ratios: > 1 means nodebalancer is better (throughput ours÷theirs; latency, memory theirs÷ours)."
+		echo
+		echo "$TABLE"
+		if [[ -s $NOTES ]]; then echo; echo "Notes:"; echo; sed 's/^/- /' "$NOTES"; fi
+		echo
+		echo "Raw samples:"
+		echo
+		echo '```'
+		cat "$RAW"
+		echo '```'
+	} >"$OUT"
+	say "wrote $OUT"
+fi
