@@ -81,27 +81,26 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 		}
 	}
 
-	done := make(chan error, 1)
-	var in int64 // written before done is sent
+	done := make(chan copied, 1)
 	go func() {
-		var err error
-		in, err = copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
+		n, err := copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
 		if err == nil {
 			upstream.CloseWrite()
 		} else { // a reset or a forced close: end the other direction too
 			client.Close()
 			upstream.Close()
 		}
-		done <- err
+		done <- copied{n, err}
 	}()
 	out, err := copyCounted(client, upstream, &be.stats.BytesOut, &s.nb.BytesOut, &s.stats.BytesOut)
+	var in copied
 	waited := false
 	if err == nil {
 		client.CloseWrite()
 		// The client has its whole answer; the other direction gets a bounded time to
 		// end (HAProxy's "timeout client-fin").
 		select {
-		case err = <-done:
+		case in = <-done:
 			waited = true
 		case <-time.After(l.plane.opts.Timeouts.HalfClose):
 		}
@@ -109,12 +108,18 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 	client.Close()
 	upstream.Close()
 	if !waited {
-		<-done // both sockets are closed: the other copy ends at once
+		in = <-done // both sockets are closed: the other copy ends at once
 	}
 	if logf != nil {
 		logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr,
-			Node: be.addr, NodeID: n.ID, BytesIn: in, BytesOut: out})
+			Node: be.addr, NodeID: n.ID, BytesIn: in.n, BytesOut: out})
 	}
+}
+
+// copied is what the client-to-node copy reports: bytes and how it ended.
+type copied struct {
+	n   int64
+	err error
 }
 
 // maxAttempts bounds how many nodes a failed connect is retried on.

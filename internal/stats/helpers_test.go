@@ -75,17 +75,3 @@ func utc(s string) time.Time {
 	}
 	return t
 }
-
-// total integrates a series back into the count it was made from: rate × bucket
-// seconds, for buckets of width w except the last, which lasts lastSecs.
-func total(pts []Point, w time.Duration, lastSecs float64) float64 {
-	var sum float64
-	for i, p := range pts {
-		secs := w.Seconds()
-		if i == len(pts)-1 {
-			secs = lastSecs
-		}
-		sum += p[1] * secs
-	}
-	return sum
-}
