@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +32,12 @@ type TransferSource interface {
 }
 
 // StatsSource serves GET /nodebalancers/{id}/stats: the value returned is sent as
-// the JSON body (Linode's {"data":{"connections":…,"traffic":…},"title":…}). An error
-// matching store.ErrNotFound answers 404; any other error answers 500. Without a
-// source the endpoint answers 404.
+// the JSON body (Linode's {"data":{"connections":…,"traffic":…},"title":…}). query is
+// the request's query string, for options such as the series' period. An error
+// matching store.ErrNotFound answers 404, model.Errors 400, any other error 500.
+// Without a source the endpoint answers 404.
 type StatsSource interface {
-	NodeBalancerStats(id int) (any, error)
+	NodeBalancerStats(id int, query url.Values) (any, error)
 }
 
 // Options configure the API.
@@ -284,6 +286,19 @@ func (a *API) authorize(c *call, need access) error {
 		return errForbidden
 	}
 	return nil
+}
+
+// RequireRead returns next guarded by the API's tokens: a request passes when it
+// carries a valid token that may read NodeBalancers, and otherwise gets the API's own
+// 401 or 403. It guards endpoints served beside the API, such as /metrics.
+func (a *API) RequireRead(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.authorize(&call{a: a, w: w, r: r}, readNB); err != nil {
+			writeErr(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // apiError is an error with its HTTP status and envelope.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -441,11 +442,11 @@ func TestNodeStatusShown(t *testing.T) {
 // panicSource panics, standing for a bug in a plugged-in source.
 type panicSource struct{}
 
-func (panicSource) NodeBalancerStats(int) (any, error) { panic("boom with secret detail") }
+func (panicSource) NodeBalancerStats(int, url.Values) (any, error) { panic("boom with secret detail") }
 
 type errSource struct{}
 
-func (errSource) NodeBalancerStats(int) (any, error) {
+func (errSource) NodeBalancerStats(int, url.Values) (any, error) {
 	return nil, fmt.Errorf("disk on fire at /var/secret")
 }
 
@@ -490,6 +491,34 @@ func BenchmarkAuthorize(b *testing.B) {
 	for b.Loop() {
 		if err := e.api.authorize(&call{a: e.api, r: req}, readNB); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestRequireReadGuardsWithTheAPIsTokens(t *testing.T) {
+	e := newEnv(t)
+	ro := e.must("POST", "/v4/profile/tokens", `{"label":"ro","scopes":"nodebalancers:read_only"}`)["token"].(string)
+	other := e.must("POST", "/v4/profile/tokens", `{"label":"other","scopes":"linodes:read_write"}`)["token"].(string)
+	h := e.api.RequireRead(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("metrics")) }))
+	for _, tt := range []struct {
+		name, token string
+		status      int
+		body        string
+	}{
+		{"bootstrap token", e.token, 200, "metrics"},
+		{"read_only token", ro, 200, "metrics"},
+		{"no nodebalancers scope", other, 403, "not authorized"},
+		{"unknown token", "nope-nope-nope-nope", 401, "Invalid Token"},
+		{"no token", "", 401, "Invalid Token"},
+	} {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		if tt.token != "" {
+			r.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.body) {
+			t.Errorf("%s: %d %s, want %d %s", tt.name, rec.Code, rec.Body, tt.status, tt.body)
 		}
 	}
 }

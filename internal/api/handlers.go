@@ -115,7 +115,7 @@ func getStats(c *call) (any, error) {
 	if c.a.o.Stats == nil {
 		return nil, errNotFound
 	}
-	return c.a.o.Stats.NodeBalancerStats(c.ids[0])
+	return c.a.o.Stats.NodeBalancerStats(c.ids[0], c.r.URL.Query())
 }
 
 // firewallJSON stands for Linode's Firewall object; none exist yet.

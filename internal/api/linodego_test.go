@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -555,7 +556,7 @@ func TestLinodegoTokens(t *testing.T) {
 // statsSource is a fixed StatsSource.
 type statsSource struct{}
 
-func (statsSource) NodeBalancerStats(id int) (any, error) {
+func (statsSource) NodeBalancerStats(id int, _ url.Values) (any, error) {
 	return linodego.NodeBalancerStats{Title: fmt.Sprintf("nb %d", id), Data: linodego.NodeBalancerStatsData{
 		Connections: [][]float64{{1000, 3}}, Traffic: linodego.StatsTraffic{In: [][]float64{{1000, 10}}, Out: [][]float64{}},
 	}}, nil

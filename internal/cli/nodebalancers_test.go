@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -175,7 +176,7 @@ func TestAliasAndDashedFlagSpellings(t *testing.T) {
 // fixedStats serves the same statistics for every NodeBalancer.
 type fixedStats struct{ body any }
 
-func (s fixedStats) NodeBalancerStats(int) (any, error) { return s.body, nil }
+func (s fixedStats) NodeBalancerStats(int, url.Values) (any, error) { return s.body, nil }
 
 func TestStatsSummarisesTheLatestSample(t *testing.T) {
 	t.Parallel()

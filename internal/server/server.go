@@ -252,13 +252,12 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker},
 		Stats: st, Transfer: st})
-	withStats := st.WrapAPI(apiHandler)
-	mux.Handle("/v4/", withStats)
-	mux.Handle("/v4beta/", withStats)
+	mux.Handle("/v4/", apiHandler)
+	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())
 	metrics := st.MetricsHandler()
 	if s.cfg.MetricsToken {
-		metrics = stats.RequireAPIToken(apiHandler, metrics)
+		metrics = apiHandler.RequireRead(metrics)
 	}
 	var metricsSrv *http.Server
 	if s.metricsLn == nil {

@@ -265,16 +265,6 @@ func human(d time.Duration) string {
 	return fmt.Sprintf("%d ms", d/time.Millisecond)
 }
 
-// NodeBalancerStats implements the API's StatsSource: the day series of NodeBalancer
-// id. An unknown id is an error wrapping store.ErrNotFound.
-func (s *Stats) NodeBalancerStats(id int) (any, error) {
-	nb, err := s.o.DB.NodeBalancer(id)
-	if err != nil {
-		return nil, err
-	}
-	return s.Series(id, nb.Label, PeriodDay), nil
-}
-
 // persist writes every series of a NodeBalancer that still exists to the store, and
 // forgets the others.
 func (s *Stats) persist() error {
