@@ -30,7 +30,7 @@ func newServeCommand() *cobra.Command {
 		Long: `Run the load balancer on the embedded store under --data.
 
 On first start with an empty store, NODEBALANCER_BOOTSTRAP_TOKEN (if set) becomes the
-first read_write token; otherwise one is generated and written to <data>/bootstrap-token.`,
+first token (scope *); otherwise one is generated and written to <data>/bootstrap-token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
