@@ -1,11 +1,9 @@
 package dataplane
 
 // This file is on the per-connection hot path of tcp configs. It reads the listener's
-// immutable snapshot and atomics only, and keeps both sides of the copy bare
-// *net.TCPConn so that io.Copy splices in the kernel.
+// immutable snapshot and atomics only; the bytes move in the kernel (spliceCopy).
 
 import (
-	"io"
 	"net"
 	"net/netip"
 	"time"
@@ -16,9 +14,8 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 )
 
-// chunk is how many bytes one splice run moves before the byte counters are updated,
-// so long-lived sessions show up in live graphs without a wrapper that would stop the
-// kernel from splicing.
+// chunk is how many bytes spliceCopy moves before the byte counters are updated, so
+// long-lived sessions show up in live graphs.
 const chunk = 4 << 20
 
 // serveTCP proxies one client connection to a node of snapshot s.
@@ -83,7 +80,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 
 	done := make(chan copied, 1)
 	go func() {
-		n, err := copyCounted(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
+		n, err := spliceCopy(upstream, client, &be.stats.BytesIn, &s.nb.BytesIn, &s.stats.BytesIn)
 		if err == nil {
 			upstream.CloseWrite()
 		} else { // a reset or a forced close: end the other direction too
@@ -92,7 +89,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 		}
 		done <- copied{n, err}
 	}()
-	out, err := copyCounted(client, upstream, &be.stats.BytesOut, &s.nb.BytesOut, &s.stats.BytesOut)
+	out, err := spliceCopy(client, upstream, &be.stats.BytesOut, &s.nb.BytesOut, &s.stats.BytesOut)
 	var in copied
 	waited := false
 	if err == nil {
@@ -125,26 +122,5 @@ type copied struct {
 // maxAttempts bounds how many nodes a failed connect is retried on.
 const maxAttempts = 3
 
-// adder is the one method of an atomic counter copyCounted needs.
+// adder is the one method of an atomic counter spliceCopy needs.
 type adder interface{ Add(uint64) uint64 }
-
-// copyCounted splices src to dst in chunks, adding each chunk to every counter. It
-// returns the bytes copied, and a nil error when src ended cleanly (EOF).
-func copyCounted(dst, src *net.TCPConn, counters ...adder) (int64, error) {
-	var total int64
-	for {
-		n, err := io.CopyN(dst, src, chunk)
-		if n > 0 {
-			total += n
-			for _, c := range counters {
-				c.Add(uint64(n))
-			}
-		}
-		switch {
-		case err == io.EOF:
-			return total, nil
-		case err != nil:
-			return total, err
-		}
-	}
-}
