@@ -123,6 +123,7 @@ type backendConn struct {
 	r         connReader
 	wdl       deadline
 	idleSince time.Time
+	send      rawSend // nil rc when c is not a plain TCP connection
 }
 
 var backendBufPool = sync.Pool{New: func() any { b := make([]byte, backendBufferSize); return &b }}
@@ -173,6 +174,11 @@ func (b *Backend) dial() (*backendConn, error) {
 	bp := backendBufPool.Get().(*[]byte)
 	bc := &backendConn{b: b, c: c}
 	bc.r = connReader{conn: c, buf: *bp}
+	if tc, ok := c.(*net.TCPConn); ok {
+		bc.send.rc, _ = tc.SyscallConn()
+		bc.send.r = &bc.r
+		bc.send.fn = bc.send.step // bound once: no allocation per request
+	}
 	return bc, nil
 }
 

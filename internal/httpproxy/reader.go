@@ -4,7 +4,9 @@ package httpproxy
 
 import (
 	"errors"
+	"io"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -42,6 +44,44 @@ func (cr *connReader) fill() (int, error) {
 		err = nil // use what arrived; a sticky error shows again on the next read
 	}
 	return n, err
+}
+
+// room returns how much the next fill may read.
+func (cr *connReader) room() int {
+	if cr.r == cr.w {
+		return len(cr.buf)
+	}
+	if cr.w == len(cr.buf) {
+		return len(cr.buf) - (cr.w - cr.r)
+	}
+	return len(cr.buf) - cr.w
+}
+
+// rawFill is fill for a callback of syscall.RawConn.Read: one non-blocking read of fd.
+// It returns syscall.EAGAIN when nothing is there, io.EOF at the end.
+func (cr *connReader) rawFill(fd int) (int, error) {
+	if cr.r == cr.w {
+		cr.r, cr.w = 0, 0
+	} else if cr.w == len(cr.buf) {
+		if cr.r == 0 {
+			return 0, errBufferFull
+		}
+		cr.w = copy(cr.buf, cr.buf[cr.r:cr.w])
+		cr.r = 0
+	}
+	for {
+		n, err := syscall.Read(fd, cr.buf[cr.w:])
+		switch {
+		case n > 0:
+			cr.w += n
+			return n, nil
+		case err == syscall.EINTR:
+			continue
+		case err == nil:
+			return 0, io.EOF
+		}
+		return 0, err
+	}
 }
 
 // deadlineSlack lets consecutive requests reuse a deadline instead of resetting the
@@ -93,4 +133,74 @@ var aLongTimeAgo = time.Unix(1, 0)
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// rawSend writes a request and waits for the first bytes of the answer within one
+// poller registration. Through net.Conn, the read that follows a write finds nothing
+// yet (EAGAIN) before it waits: a wasted system call per request. Here the wait starts
+// right after the write; anything that arrives after the registration (which precedes
+// the write) wakes it, so nothing is missed. It is used only on connections where
+// nothing is expected before the request: fresh or briefly pooled backend connections.
+type rawSend struct {
+	rc syscall.RawConn
+	fn func(uintptr) bool // step, bound once
+	r  *connReader
+
+	out        []byte // to send
+	written    int    // of out
+	wrote      bool   // the write phase is over
+	werr, rerr error
+}
+
+// exchange sends out and reads the first bytes of the answer into r. It returns with
+// written < len(out) and no error when the socket buffer was full (the caller sends
+// the rest), with werr set when the write failed and with rerr or err set when the read
+// failed or timed out (under r's read deadline).
+func (x *rawSend) exchange(out []byte) (err error) {
+	x.out, x.written, x.wrote, x.werr, x.rerr = out, 0, false, nil, nil
+	err = x.rc.Read(x.fn)
+	x.out = nil
+	return err
+}
+
+func (x *rawSend) step(fd uintptr) bool {
+	if !x.wrote {
+		x.wrote = true
+		for x.written < len(x.out) {
+			n, err := syscall.Write(int(fd), x.out[x.written:])
+			if n > 0 {
+				x.written += n
+			}
+			switch err {
+			case nil:
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true // the caller sends the rest with a blocking write
+			default:
+				x.werr = err
+				return true
+			}
+		}
+		return false // wait for the answer
+	}
+	r := x.r
+	if r.r == r.w {
+		r.r, r.w = 0, 0
+	}
+	for {
+		n, err := syscall.Read(int(fd), r.buf[r.w:])
+		switch {
+		case n > 0:
+			r.w += n
+			return true
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err == nil:
+			err = io.EOF
+		}
+		x.rerr = err
+		return true
+	}
 }

@@ -7,6 +7,7 @@ package httpproxy
 // head and a small body come back in one write.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -84,6 +85,18 @@ type clientConn struct {
 	bodyFail atomic.Int32
 	bodySent int64
 
+	// The keep-alive loop on a plain TCP connection (serveRaw).
+	rc        syscall.RawConn
+	rawFn     func(uintptr) bool // rawStep, bound once
+	rawCfg    *Config            // of the request being read
+	rawRead   bool               // read before waiting: the socket may hold more
+	rawIdle   bool               // waiting for the next request, marked idle
+	rawDone   bool               // the connection is to be closed
+	rawServe  bool               // a parsed request needs the blocking path
+	inRequest bool               // bytes of the next request have arrived
+	scanned   int                // bytes of the partial head searched so far
+	headerDL  bool               // the header timeout is set for this request
+
 	// Per request.
 	start    time.Time
 	headLen  int
@@ -109,12 +122,19 @@ func newClientConn(s *Server, c net.Conn, local netip.AddrPort, bufSize int) *cl
 	cc.remote = addrPortOf(c.RemoteAddr())
 	cc.client = cc.remote.Addr().Unmap()
 	cc.idle, cc.tunnel = false, nil
+	cc.rc, cc.inRequest, cc.scanned, cc.headerDL = nil, false, 0, false
+	if tc, ok := c.(*net.TCPConn); ok {
+		cc.rc, _ = tc.SyscallConn()
+		if cc.rawFn == nil {
+			cc.rawFn = cc.rawStep
+		}
+	}
 	cc.stopping.Store(false)
 	return cc
 }
 
 func (cc *clientConn) release() {
-	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend = nil, nil, nil, nil, nil
+	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg = nil, nil, nil, nil, nil, nil, nil
 	// Drop references into the old buffer contents.
 	clear(cc.req.headers[:cap(cc.req.headers)])
 	clear(cc.resp.headers[:cap(cc.resp.headers)])
@@ -165,6 +185,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, local netip.AddrPort
 			recycle = stop()
 		}()
 	}
+	if cc.rc != nil {
+		cc.serveRaw()
+		return
+	}
 	for {
 		cfg := s.cfg.Load()
 		if !cc.readRequest(cfg) {
@@ -174,6 +198,121 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, local netip.AddrPort
 			return
 		}
 	}
+}
+
+// serveRaw is ServeConn's loop on a plain TCP connection. Requests are read and served
+// inside the callback of one poller registration (syscall.RawConn.Read) for as long
+// as possible. Through net.Conn, each wait for the next request starts with a read that
+// finds nothing (EAGAIN): a wasted system call per request. Here, after a read that
+// left the socket empty (it returned less than the room it had), the callback waits
+// at once; whatever arrives after the registration wakes it, so nothing is missed.
+// Requests whose body is not all buffered, and upgrades, need blocking reads of the
+// client connection, which cannot happen inside the callback: for them the callback
+// returns and the request is served the ordinary way.
+func (cc *clientConn) serveRaw() {
+	for {
+		cc.rawRead, cc.rawIdle, cc.rawDone, cc.rawServe = true, false, false, false
+		err := cc.rc.Read(cc.rawFn)
+		switch {
+		case cc.rawDone:
+			return
+		case err != nil:
+			// Idle timeout, stop, or header timeout.
+			if cc.rawIdle {
+				return
+			}
+			if cc.inRequest && cc.r.n() > 0 && isTimeout(err) && !cc.stopping.Load() {
+				cc.fail(cc.rawCfg, 408, false)
+			}
+			return
+		case cc.rawServe:
+			cc.inRequest = false
+			if !cc.serveRequest(cc.rawCfg) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// rawStep is serveRaw's callback: it reads, parses and serves requests, and returns
+// false to wait until the connection is readable again, true to leave.
+func (cc *clientConn) rawStep(fd uintptr) bool {
+	if cc.rawIdle {
+		cc.rawIdle = false
+		if !cc.setIdle(false) {
+			cc.r.dl.forget()
+		}
+		cc.rawRead = true
+	}
+	for {
+		if cc.rawRead {
+			room := cc.r.room()
+			n, err := cc.r.rawFill(int(fd))
+			switch {
+			case err == syscall.EAGAIN:
+				return cc.rawWait()
+			case n == 0:
+				// Closed or reset, or a head filling the buffer: the parser answers that.
+				if err != errBufferFull {
+					cc.rawDone = true
+					return true
+				}
+			}
+			cc.rawRead = n == room
+		}
+		if cc.r.n() == 0 {
+			if cc.rawRead {
+				continue
+			}
+			return cc.rawWait()
+		}
+		if !cc.inRequest {
+			cc.rawCfg = cc.s.cfg.Load()
+			cc.beginRequest(cc.rawCfg)
+		}
+		switch cc.nextHead(cc.rawCfg) {
+		case headFailed:
+			cc.rawDone = true
+			return true
+		case headNeedMore:
+			if cc.rawRead {
+				continue
+			}
+			return cc.rawWait()
+		}
+		req := &cc.req
+		if req.chunked || req.contentLength > int64(cc.r.n()) || req.connUpgrade {
+			cc.rawServe = true
+			return true
+		}
+		cc.inRequest = false
+		if !cc.serveRequest(cc.rawCfg) {
+			cc.rawDone = true
+			return true
+		}
+	}
+}
+
+// rawWait prepares rawStep's wait: for the next request (idle timeout, marked idle for
+// a graceful stop) or for the rest of a head (header timeout).
+func (cc *clientConn) rawWait() bool {
+	if cc.inRequest {
+		if !cc.headerDL {
+			cc.headerDL = true
+			setReadDeadline(cc.c, &cc.r.dl, cc.start, cc.rawCfg.Timeouts.ClientHeader)
+		}
+		return false
+	}
+	cfg := cc.s.cfg.Load()
+	setReadDeadline(cc.c, &cc.r.dl, time.Now(), cfg.Timeouts.ClientIdle)
+	cc.rawIdle = true
+	if !cc.setIdle(true) {
+		cc.rawDone = true
+		return true
+	}
+	return false
 }
 
 // stop is the graceful-stop callback: it wakes an idle connection and ends a tunnel.
@@ -217,12 +356,6 @@ func (cc *clientConn) fail(cfg *Config, code int, keep bool) bool {
 // readRequest reads and parses the next request head. It returns false when the
 // connection is to be closed (after answering an error where one is due).
 func (cc *clientConn) readRequest(cfg *Config) bool {
-	limit := cfg.MaxHeaderBytes
-	if len(cc.r.buf) < limit {
-		nb := make([]byte, limit)
-		cc.r.w = copy(nb, cc.r.buffered())
-		cc.r.r, cc.r.buf = 0, nb
-	}
 	if cc.r.n() == 0 {
 		// Waiting for the next request: the deadline is set before marking the
 		// connection idle so that a concurrent stop's past deadline wins.
@@ -238,44 +371,17 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 			return false // closed, idle timeout or stop: nothing to answer
 		}
 	}
-	cc.start = time.Now()
-	cc.sentResp, cc.status, cc.backend, cc.failure = 0, 0, nil, FailNone
-	headerDL := false
-	scanned := 0
+	cc.beginRequest(cfg)
 	for {
-		buf := cc.r.buffered()
-		// Empty lines before a request line are to be ignored (RFC 9112 section 2.2).
-		for len(buf) >= 2 && buf[0] == '\r' && buf[1] == '\n' && scanned == 0 {
-			cc.r.consume(2)
-			buf = buf[2:]
+		switch cc.nextHead(cfg) {
+		case headReady:
+			cc.inRequest = false
+			return true
+		case headFailed:
+			return false
 		}
-		if len(buf) > 0 {
-			from := max(scanned-3, 0)
-			end, err := findHeadEnd(buf[from:min(len(buf), limit)])
-			if err != nil {
-				return cc.fail(cfg, 400, false)
-			}
-			if end > 0 {
-				end += from
-				if err := parseRequest(buf[:end], &cc.req, cfg.StickyCookie); err != nil {
-					var pe *protoError
-					code := 400
-					if errors.As(err, &pe) {
-						code = pe.status
-					}
-					return cc.fail(cfg, code, false)
-				}
-				cc.r.consume(end)
-				cc.headLen = end
-				return true
-			}
-			if len(buf) >= limit {
-				return cc.fail(cfg, 431, false)
-			}
-			scanned = len(buf)
-		}
-		if !headerDL {
-			headerDL = true
+		if !cc.headerDL {
+			cc.headerDL = true
 			setReadDeadline(cc.c, &cc.r.dl, cc.start, cfg.Timeouts.ClientHeader)
 		}
 		n, err := cc.r.fill()
@@ -289,6 +395,67 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 			return false
 		}
 	}
+}
+
+// beginRequest starts the next request once its first bytes have arrived.
+func (cc *clientConn) beginRequest(cfg *Config) {
+	if limit := cfg.MaxHeaderBytes; len(cc.r.buf) < limit {
+		nb := make([]byte, limit)
+		cc.r.w = copy(nb, cc.r.buffered())
+		cc.r.r, cc.r.buf = 0, nb
+	}
+	cc.inRequest, cc.scanned, cc.headerDL = true, 0, false
+	cc.start = time.Now()
+	cc.sentResp, cc.status, cc.backend, cc.failure = 0, 0, nil, FailNone
+}
+
+// Results of nextHead.
+const (
+	headNeedMore = iota // no whole head buffered yet
+	headReady           // cc.req holds the parsed head
+	headFailed          // answered with an error; the connection closes
+)
+
+// nextHead parses the request head at the start of the buffered bytes, if it is all
+// there.
+func (cc *clientConn) nextHead(cfg *Config) int {
+	limit := cfg.MaxHeaderBytes
+	buf := cc.r.buffered()
+	// Empty lines before a request line are to be ignored (RFC 9112 section 2.2).
+	for len(buf) >= 2 && buf[0] == '\r' && buf[1] == '\n' && cc.scanned == 0 {
+		cc.r.consume(2)
+		buf = buf[2:]
+	}
+	if len(buf) == 0 {
+		return headNeedMore
+	}
+	from := max(cc.scanned-3, 0)
+	end, err := findHeadEnd(buf[from:min(len(buf), limit)])
+	if err != nil {
+		cc.fail(cfg, 400, false)
+		return headFailed
+	}
+	if end > 0 {
+		end += from
+		if err := parseRequest(buf[:end], &cc.req, cfg.StickyCookie); err != nil {
+			var pe *protoError
+			code := 400
+			if errors.As(err, &pe) {
+				code = pe.status
+			}
+			cc.fail(cfg, code, false)
+			return headFailed
+		}
+		cc.r.consume(end)
+		cc.headLen = end
+		return headReady
+	}
+	if len(buf) >= limit {
+		cc.fail(cfg, 431, false)
+		return headFailed
+	}
+	cc.scanned = len(buf)
+	return headNeedMore
 }
 
 // bodyMode is how a request or response body is delimited on the wire it is read from.
@@ -426,12 +593,31 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 	retried := false
 
 send:
-	setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
-	if _, err := bc.c.Write(cc.out); err != nil {
+	// firstErr is a failed first read of the response by rawSend, handled below like
+	// any failed read of the head.
+	var firstErr error
+	var werr error
+	if bodyDone && bc.send.rc != nil && bc.r.n() == 0 && (!reused || now.Sub(bc.idleSince) < rawSendMaxIdle) {
+		setReadDeadline(bc.c, &bc.r.dl, now, t.BackendResponseHeader)
+		rerr := bc.send.exchange(cc.out)
+		werr = bc.send.werr
+		if werr == nil && bc.send.written < len(cc.out) {
+			setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
+			_, werr = bc.c.Write(cc.out[bc.send.written:])
+		}
+		if werr == nil {
+			firstErr = cmp.Or(rerr, bc.send.rerr)
+		}
+	} else {
+		setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
+		_, werr = bc.c.Write(cc.out)
+	}
+	if werr != nil {
 		bc.close()
 		if reused && !retried {
 			// A pooled connection the backend had closed: once more on a new one.
 			retried, reused = true, false
+			var err error
 			if bc, err = b.dial(); err == nil {
 				goto send
 			}
@@ -458,7 +644,11 @@ send:
 	var end int
 	for {
 		var err error
-		end, err = readHead(&bc.r, len(bc.r.buf))
+		if firstErr != nil {
+			err, firstErr = firstErr, nil
+		} else {
+			end, err = readHead(&bc.r, len(bc.r.buf))
+		}
 		if err == nil {
 			err = parseResponse(bc.r.buffered()[:end], &cc.resp)
 			res.RespBytes += int64(end)
@@ -617,6 +807,11 @@ send:
 	}
 	return res, clientKeep
 }
+
+// rawSendMaxIdle is how long a pooled backend connection may have been idle for the
+// request to be sent with rawSend. Longer idle connections are read before waiting, as
+// the backend may have closed them (its keep-alive timeout) and said so already.
+const rawSendMaxIdle = time.Second
 
 // errMalformedResponse is a backend response that cannot be parsed.
 var errMalformedResponse = errors.New("httpproxy: malformed response from backend")
