@@ -93,6 +93,7 @@ type clientConn struct {
 	rawIdle   bool               // waiting for the next request, marked idle
 	rawDone   bool               // the connection is to be closed
 	rawServe  bool               // a parsed request needs the blocking path
+	rawEOF    bool               // the client closed (or reset) its side
 	inRequest bool               // bytes of the next request have arrived
 	scanned   int                // bytes of the partial head searched so far
 	headerDL  bool               // the header timeout is set for this request
@@ -211,7 +212,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, local netip.AddrPort
 // returns and the request is served the ordinary way.
 func (cc *clientConn) serveRaw() {
 	for {
-		cc.rawRead, cc.rawIdle, cc.rawDone, cc.rawServe = true, false, false, false
+		cc.rawIdle, cc.rawDone, cc.rawServe, cc.rawEOF = false, false, false, false
 		err := cc.rc.Read(cc.rawFn)
 		switch {
 		case cc.rawDone:
@@ -239,28 +240,30 @@ func (cc *clientConn) serveRaw() {
 // rawStep is serveRaw's callback: it reads, parses and serves requests, and returns
 // false to wait until the connection is readable again, true to leave.
 func (cc *clientConn) rawStep(fd uintptr) bool {
+	// Called first after the registration, then after each wait: either way the
+	// socket may hold bytes.
+	cc.rawRead = true
 	if cc.rawIdle {
 		cc.rawIdle = false
 		if !cc.setIdle(false) {
 			cc.r.dl.forget()
 		}
-		cc.rawRead = true
 	}
 	for {
 		if cc.rawRead {
 			room := cc.r.room()
 			n, err := cc.r.rawFill(int(fd))
 			switch {
-			case err == syscall.EAGAIN:
-				return cc.rawWait()
+			case err == syscall.EAGAIN, err == errBufferFull:
+				// Nothing more now, or a head filling the buffer (the parser answers
+				// that): what is buffered comes first.
+				cc.rawRead = false
 			case n == 0:
-				// Closed or reset, or a head filling the buffer: the parser answers that.
-				if err != errBufferFull {
-					cc.rawDone = true
-					return true
-				}
+				// Closed or reset: requests already buffered are still served.
+				cc.rawRead, cc.rawEOF = false, true
+			default:
+				cc.rawRead = n == room
 			}
-			cc.rawRead = n == room
 		}
 		if cc.r.n() == 0 {
 			if cc.rawRead {
@@ -298,6 +301,10 @@ func (cc *clientConn) rawStep(fd uintptr) bool {
 // rawWait prepares rawStep's wait: for the next request (idle timeout, marked idle for
 // a graceful stop) or for the rest of a head (header timeout).
 func (cc *clientConn) rawWait() bool {
+	if cc.rawEOF {
+		cc.rawDone = true
+		return true
+	}
 	if cc.inRequest {
 		if !cc.headerDL {
 			cc.headerDL = true
