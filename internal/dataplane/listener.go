@@ -34,7 +34,12 @@ type listener struct {
 // listen binds addr. Go sets SO_REUSEADDR on listeners, so a moved or re-created
 // config may rebind a port whose old connections linger in TIME_WAIT.
 func listen(addr netip.AddrPort) (*net.TCPListener, error) {
-	return net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+	lc := listenConfig()
+	ln, err := lc.Listen(context.Background(), "tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
 }
 
 // serve runs the accept loop until the listener is closed.

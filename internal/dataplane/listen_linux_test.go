@@ -1,0 +1,50 @@
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+)
+
+// Accepted client connections keep TCP keep-alive (15 s idle, 15 s interval, 9 probes)
+// although it is set once on the listening socket.
+func TestAcceptedConnectionsInheritKeepAlive(t *testing.T) {
+	ln, err := listen(netip.MustParseAddrPort("127.0.83.9:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rc, err := s.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct {
+		name       string
+		level, opt int
+		want       int
+	}{
+		{"SO_KEEPALIVE", syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{"TCP_KEEPIDLE", syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
+		{"TCP_KEEPINTVL", syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
+		{"TCP_KEEPCNT", syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9},
+		{"TCP_NODELAY", syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+	} {
+		var v int
+		var gerr error
+		rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), o.level, o.opt) })
+		if gerr != nil || v != o.want {
+			t.Errorf("%s = %d (%v), want %d", o.name, v, gerr, o.want)
+		}
+	}
+}
