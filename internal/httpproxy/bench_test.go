@@ -120,11 +120,29 @@ func (r singleRouter) Done(*Backend, Result)                       {}
 // BenchmarkProxyKeepAlive measures one keep-alive request through the whole proxy:
 // client conn -> ServeConn -> pooled backend conn -> minimal backend, over loopback TCP.
 func BenchmarkProxyKeepAlive(b *testing.B) {
+	benchmarkKeepAlive(b, &Config{StickyCookie: true})
+}
+
+// BenchmarkProxyKeepAliveCounted adds an AccessLog hook that only counts, as the data
+// plane's statistics do: still no allocation per request.
+func BenchmarkProxyKeepAliveCounted(b *testing.B) {
+	var requests, bytes int64
+	benchmarkKeepAlive(b, &Config{StickyCookie: true, AccessLog: func(e AccessEntry) {
+		requests++
+		bytes += e.RespBytes
+	}})
+	if requests == 0 || bytes == 0 {
+		b.Fatal("the AccessLog hook saw nothing")
+	}
+}
+
+func benchmarkKeepAlive(b *testing.B, cfg *Config) {
 	addr, stop := minimalBackend(b, "127.0.0.2")
 	defer stop()
 	be := NewBackend(addr, BackendOptions{})
 	defer be.Close()
-	srv := NewServer(&Config{Router: singleRouter{be}, StickyCookie: true}, nil)
+	cfg.Router = singleRouter{be}
+	srv := NewServer(cfg, nil)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -748,7 +748,7 @@ func TestAccessLogHook(t *testing.T) {
 	be := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	entries := make(chan AccessEntry, 4)
 	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
-	p := startProxy(t, &Config{Router: tr, AccessLog: func(e AccessEntry) { entries <- e }})
+	p := startProxy(t, &Config{Router: tr, LogRequestLine: true, AccessLog: func(e AccessEntry) { entries <- e }})
 	rc := dialProxy(t, p)
 	rc.send("GET /logged?q=1 HTTP/1.1\r\nHost: h\r\n\r\n")
 	body(t, rc.response("GET"))
@@ -884,7 +884,7 @@ func TestStreamedUploadKeepsCookieAndLogFields(t *testing.T) {
 	be := newTestBackend(t, "127.0.0.2", hashHandler())
 	entries := make(chan AccessEntry, 4)
 	tr := &testRouter{backends: []*Backend{backendFor(be, "srv-a")}}
-	p := startProxy(t, &Config{Router: tr, StickyCookie: true, AccessLog: func(e AccessEntry) { entries <- e }})
+	p := startProxy(t, &Config{Router: tr, StickyCookie: true, LogRequestLine: true, AccessLog: func(e AccessEntry) { entries <- e }})
 	rc := dialProxy(t, p)
 	const size = 1 << 20
 	rc.send("POST /upload-target HTTP/1.1\r\nHost: h\r\nCookie: NB_SRVID=srv-a\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n")
