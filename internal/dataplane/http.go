@@ -65,9 +65,10 @@ func (r *router) Done(b *httpproxy.Backend, res httpproxy.Result) {
 // httpConfig is the L7 engine's configuration for snapshot s.
 func (s *snapshot) httpConfig(log accessLogger) *httpproxy.Config {
 	c := &httpproxy.Config{
-		Router:       &router{s},
-		Scheme:       string(s.cfg.Protocol),
-		StickyCookie: s.cfg.Stickiness == model.StickinessHTTPCookie,
+		Router:         &router{s},
+		Scheme:         string(s.cfg.Protocol),
+		StickyCookie:   s.cfg.Stickiness == model.StickinessHTTPCookie,
+		LogRequestLine: log != nil,
 	}
 	nb, cfg := s.nb, s.stats
 	c.AccessLog = func(e httpproxy.AccessEntry) {
@@ -95,6 +96,12 @@ func (l *listener) serveHTTP(s *snapshot, c *net.TCPConn, src netip.AddrPort) {
 		l.http.ServeConn(l.ctx, c, l.addr)
 		return
 	}
+	l.serveHTTPS(s, c)
+}
+
+// serveHTTPS serves one https client connection. It is apart from serveHTTP so that
+// its larger frame is not on the stack of every plain http connection.
+func (l *listener) serveHTTPS(s *snapshot, c *net.TCPConn) {
 	tc := tls.Server(c, s.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, l.plane.opts.Timeouts.TLSHandshake)
 	err := tc.HandshakeContext(ctx)
