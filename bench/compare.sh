@@ -10,13 +10,18 @@
 # Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), ONLY (workload
 # list: l7ka l7close l4ka l4close l4bulk httpska idle modechange), OUT (results file;
 # "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"),
-# BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001).
+# BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
+# HOLD (seconds to keep everything up after setup, before the workloads: for profiling
+# by hand; the pids and addresses are printed), PIN (1: the balancers on CPU 1, wrk,
+# the backends and the helpers on CPU 0, each balancer with one thread/worker/P; 0:
+# no pinning, each balancer with two).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 ONLY=${ONLY:-}
+PIN=${PIN:-1}
 NB_ENV=${NB_ENV:-}
 BA=${BACKEND_A:-127.0.0.2:9001}
 BB=${BACKEND_B:-127.0.0.3:9001}
@@ -90,8 +95,14 @@ else
 fi
 (cd "$ROOT" && go build -o "$DIR/nbbench" ./bench/nbbench)
 NBB=$DIR/nbbench
+if [[ $PIN == 1 ]]; then
+	((NPROC = $(nproc) )) && ((NPROC >= 2)) || die "PIN=1 needs two CPUs"
+	LB_CPU=(taskset -c 1) LOAD_CPU=(taskset -c 0) LBPROCS=1
+else
+	LB_CPU=() LOAD_CPU=() LBPROCS=2
+fi
 for f in backend-nginx.conf bulk-nginx.conf haproxy.cfg lb-nginx.conf; do
-	sed "s|@DIR@|$DIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g" "$HERE/conf/$f" >"$DIR/$f"
+	sed "s|@DIR@|$DIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 	-subj /CN=bench.test -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
@@ -114,13 +125,13 @@ wait_port() { # addr
 	done
 	die "nothing listens on $1; see $DIR/*.log"
 }
-start backend nginx -c "$DIR/backend-nginx.conf"
-start bulk nginx -c "$DIR/bulk-nginx.conf"
-start haproxy haproxy -db -f "$DIR/haproxy.cfg"
-start lbnginx nginx -c "$DIR/lb-nginx.conf"
+start backend "${LOAD_CPU[@]}" nginx -c "$DIR/backend-nginx.conf"
+start bulk "${LOAD_CPU[@]}" nginx -c "$DIR/bulk-nginx.conf"
+start haproxy "${LB_CPU[@]}" haproxy -db -f "$DIR/haproxy.cfg"
+start lbnginx "${LB_CPU[@]}" nginx -c "$DIR/lb-nginx.conf"
 TOKEN=bench-token-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 # shellcheck disable=SC2086
-start nodebalancer env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
+start nodebalancer "${LB_CPU[@]}" env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
 	--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000
 for a in $BA $BB 127.0.0.4:9002 127.0.0.1:8081 127.0.0.1:8082 $API; do wait_port "$a"; done
 NODE_URL=$("$NBB" setup -api "http://$API" -token "$TOKEN" -ipv4 $NB_IP -cert "$DIR/cert.pem" -key "$DIR/key.pem" -a "$BA" -b "$BB")
@@ -133,6 +144,11 @@ for _ in $(seq 100); do
 done
 [[ $up == 4 ]] || die "HAProxy's servers are not all UP"
 say "all up: nodebalancer pid $PID_nodebalancer, haproxy pid $PID_haproxy, nginx pid $PID_lbnginx"
+if [[ -n ${HOLD:-} ]]; then
+	say "holding for $HOLD s: nodebalancer $NB_IP:8083 (http) :8093 (tcp) :8193 (bulk) :8483 (https), HAProxy 127.0.0.1:8081/8091/8191/8481, nginx 8082/8092/8192/8482"
+	sleep "$HOLD" &
+	wait $! # (a signal ends wait at once, and the trap stops everything)
+fi
 
 # --- workloads ----------------------------------------------------------------------
 RAW=$DIR/raw.tsv
@@ -150,7 +166,7 @@ wrk_run() {
 	local args=(-t1 -c"$conns" -d"$DURATION" --latency)
 	[[ -n $hdr ]] && args+=(-H "$hdr")
 	local out
-	out=$(wrk "${args[@]}" "$url" 2>&1) || die "wrk $url failed: $out"
+	out=$("${LOAD_CPU[@]}" wrk "${args[@]}" "$url" 2>&1) || die "wrk $url failed: $out"
 	local rps p99 errs
 	rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
 	p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
@@ -171,7 +187,7 @@ run_one() { # WORKLOAD BALANCER ROUND
 	httpska) [[ $bal == direct ]] || wrk_run "https keep-alive (c64)" "$bal" "$r" "${TLS[$bal]}" 64 ;;
 	l4bulk)
 		local res
-		res=$("$NBB" bulk "${BULKA[$bal]}" /nb-bench-512m.bin) || die "bulk through $bal failed"
+		res=$("${LOAD_CPU[@]}" "$NBB" bulk "${BULKA[$bal]}" /nb-bench-512m.bin) || die "bulk through $bal failed"
 		printf '%s\t%s\t%s\tGB/s\t%s\n' "L4 bulk 512 MiB" "$bal" "$r" "${res##* }" >>"$RAW"
 		say "  bulk $bal: $res (bytes s GB/s)"
 		;;
@@ -185,9 +201,9 @@ for w in l7ka l7close l4ka l4close l4bulk httpska; do want $w && WORKS+=($w); do
 if ((${#WORKS[@]})); then
 	say "warm-up"
 	for b in nodebalancer haproxy nginx; do
-		wrk -t1 -c64 -d1s "${L7[$b]}" >/dev/null
-		wrk -t1 -c64 -d1s "${TLS[$b]}" >/dev/null
-		wrk -t1 -c64 -d1s "${L4[$b]}" >/dev/null
+		"${LOAD_CPU[@]}" wrk -t1 -c64 -d1s "${L7[$b]}" >/dev/null
+		"${LOAD_CPU[@]}" wrk -t1 -c64 -d1s "${TLS[$b]}" >/dev/null
+		"${LOAD_CPU[@]}" wrk -t1 -c64 -d1s "${L4[$b]}" >/dev/null
 	done
 fi
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -210,7 +226,7 @@ if want idle; then
 		for kind in tcp http; do
 			if [[ $kind == tcp ]]; then addr=${IDLE_TCP[$b]} flag=""; else addr=${IDLE_HTTP[$b]} flag=-http; fi
 			# shellcheck disable=SC2086
-			res=$("$NBB" idle -addr "$addr" -n "$IDLE_CONNS" $flag -pids "${PIDOF[$b]}") ||
+			res=$("${LOAD_CPU[@]}" "$NBB" idle -addr "$addr" -n "$IDLE_CONNS" $flag -pids "${PIDOF[$b]}") ||
 				{ echo "idle $kind $b: failed ($res)" >>"$NOTES"; say "  idle $kind $b failed"; continue; }
 			printf '%s\t%s\t1\tB/conn\t%s\n' "idle $kind ($IDLE_CONNS conns), RSS growth" "$b" "${res##* }" >>"$RAW"
 			say "  idle $kind $b: $res (conns KiB B/conn)"
@@ -241,6 +257,11 @@ if [[ $OUT != - ]]; then
 		echo "# nodebalancer vs HAProxy vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC')"
 		echo
 		echo "\`bench/compare.sh\`, ROUNDS=$ROUNDS, wrk -t1 -d$DURATION; medians (n = samples)."
+		if [[ $PIN == 1 ]]; then
+			echo "PIN=1: each balancer on CPU 1 with one thread (HAProxy nbthread 1, nginx 1 worker, Go GOMAXPROCS 1); wrk, backends, helpers on CPU 0."
+		else
+			echo "PIN=0: nothing pinned; each balancer with two threads/workers/Ps, sharing both CPUs with wrk and the backends."
+		fi
 		echo "Machine: $(nproc) cores, $(uname -r); $(haproxy -v | head -1 | cut -d' ' -f1-3);"
 		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")."
 		echo "Ratios: > 1 means nodebalancer is better (throughput ours÷theirs; latency, memory theirs÷ours)."
