@@ -112,3 +112,42 @@ func TestPipelinedRequestsBeforeHalfClose(t *testing.T) {
 		}
 	}
 }
+
+// Durations reported to the Router and the access log cover the whole response, a
+// streamed body included, and the wait for a slow backend.
+func TestDurationsCoverTheWholeResponse(t *testing.T) {
+	be := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow-head" {
+			time.Sleep(150 * time.Millisecond)
+			io.WriteString(w, "late")
+			return
+		}
+		w.Write([]byte("part1-"))
+		w.(http.Flusher).Flush() // the head and a first chunk go out now
+		time.Sleep(150 * time.Millisecond)
+		w.Write([]byte("part2"))
+	}))
+	entries := make(chan AccessEntry, 4)
+	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+	p := startProxy(t, &Config{Router: tr, AccessLog: func(e AccessEntry) { entries <- e }})
+	rc := dialProxy(t, p)
+	for i, path := range []string{"/slow-head", "/slow-body"} {
+		rc.send("GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		body(t, rc.response("GET"))
+		select {
+		case e := <-entries:
+			if e.Duration < 150*time.Millisecond {
+				t.Errorf("%s: access log duration %v", path, e.Duration)
+			}
+			if e.Method != "" || e.Target != "" {
+				t.Errorf("%s: request line %q %q copied without LogRequestLine", path, e.Method, e.Target)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("no access log entry")
+		}
+		d := tr.waitDone(t, i+1)
+		if got := d[i].r.Duration; got < 150*time.Millisecond {
+			t.Errorf("%s: Done duration %v", path, got)
+		}
+	}
+}

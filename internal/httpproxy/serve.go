@@ -101,6 +101,7 @@ type clientConn struct {
 
 	// Per request.
 	start    time.Time
+	end      time.Time // when the response (or its head) was written; zero before
 	headLen  int
 	sentResp int64 // bytes written to the client
 	status   int   // status sent to the client
@@ -320,7 +321,12 @@ func (cc *clientConn) rawWait() bool {
 		return false
 	}
 	cfg := cc.s.cfg.Load()
-	setReadDeadline(cc.c, &cc.r.dl, time.Now(), cfg.Timeouts.ClientIdle)
+	now := cc.end // the last response was just written
+	if now.IsZero() {
+		now = time.Now()
+	}
+	cc.end = time.Time{}
+	setReadDeadline(cc.c, &cc.r.dl, now, cfg.Timeouts.ClientIdle)
 	cc.rawIdle = true
 	if !cc.setIdle(true) {
 		cc.rawDone = true
@@ -390,7 +396,12 @@ func (cc *clientConn) setIdle(idle bool) bool {
 
 // write sends b to the client under the client write timeout.
 func (cc *clientConn) write(cfg *Config, b []byte) error {
-	setWriteDeadline(cc.c, &cc.wdl, time.Now(), cfg.Timeouts.Client)
+	return cc.writeAt(cfg, b, time.Now())
+}
+
+// writeAt is write with the current time already read.
+func (cc *clientConn) writeAt(cfg *Config, b []byte, now time.Time) error {
+	setWriteDeadline(cc.c, &cc.wdl, now, cfg.Timeouts.Client)
 	n, err := cc.c.Write(b)
 	cc.sentResp += int64(n)
 	return err
@@ -457,7 +468,7 @@ func (cc *clientConn) beginRequest(cfg *Config) {
 		cc.r.r, cc.r.buf = 0, nb
 	}
 	cc.inRequest, cc.scanned, cc.headerDL = true, 0, false
-	cc.start = time.Now()
+	cc.start, cc.end = time.Now(), time.Time{}
 	cc.sentResp, cc.status, cc.backend, cc.failure = 0, 0, nil, FailNone
 }
 
@@ -542,6 +553,15 @@ func (cc *clientConn) serveRequest(cfg *Config) bool {
 	return keep
 }
 
+// sinceStart is how long the request has taken: until the response was written when
+// it was (cc.end), else until now.
+func (cc *clientConn) sinceStart() time.Duration {
+	if cc.end.After(cc.start) {
+		return cc.end.Sub(cc.start)
+	}
+	return time.Since(cc.start)
+}
+
 // logRequest calls the AccessLog hook. It is kept out of serveRequest so that the entry
 // does not sit in that frame, on the stack of every connection, during the exchange.
 //
@@ -549,7 +569,7 @@ func (cc *clientConn) serveRequest(cfg *Config) bool {
 func (cc *clientConn) logRequest(cfg *Config, method, target string) {
 	cfg.AccessLog(AccessEntry{
 		Start:     cc.start,
-		Duration:  time.Since(cc.start),
+		Duration:  cc.sinceStart(),
 		Client:    cc.remote,
 		Local:     cc.local,
 		Method:    method,
@@ -622,7 +642,11 @@ func (cc *clientConn) route(cfg *Config) bool {
 			}
 			return cc.fail(cfg, code, clientKeep && bodyDone)
 		}
-		start := time.Now()
+		start := cc.start // the request has just been read
+		if attempt > 0 {
+			start = time.Now()
+		}
+		cc.end = time.Time{}
 		bc, reused, err := b.get(start)
 		if err != nil {
 			cfg.Router.Done(b, Result{Failure: FailConnect, Duration: time.Since(start)})
@@ -640,7 +664,10 @@ func (cc *clientConn) route(cfg *Config) bool {
 			setCookie = b.cookie
 		}
 		res, keep := cc.exchange(cfg, b, bc, reused, start, mode, inline, bodyDone, upgrade, clientKeep, setCookie)
-		res.Duration = time.Since(start)
+		if cc.end.IsZero() {
+			cc.end = time.Now()
+		}
+		res.Duration = cc.end.Sub(start)
 		cc.failure = res.Failure
 		cfg.Router.Done(b, res)
 		return keep
@@ -833,13 +860,16 @@ send:
 		bc.r.consume(bc.r.n())
 	}
 	cc.out = out
+	// One clock read serves the write deadline, the pool, the durations and the next
+	// idle deadline.
+	cc.end = time.Now()
 	if complete && !streaming && backendKeep && inMode != bodyUntilClose {
 		// The whole response is in out: the backend connection can serve others
 		// before the client has it.
-		b.put(bc, time.Now())
+		b.put(bc, cc.end)
 		bc = nil
 	}
-	if err := cc.write(cfg, out); err != nil {
+	if err := cc.writeAt(cfg, out, cc.end); err != nil {
 		if bc == nil {
 			res.Failure = FailClientAbort
 			return res, false
@@ -876,8 +906,9 @@ send:
 		}
 		res.ReqBytes += cc.bodySent - int64(inline)
 	}
+	cc.end = time.Now() // the body streamed: the head's time is out of date
 	if backendKeep && inMode != bodyUntilClose {
-		b.put(bc, time.Now())
+		b.put(bc, cc.end)
 	} else {
 		bc.close()
 	}
@@ -895,6 +926,7 @@ var errMalformedResponse = errors.New("httpproxy: malformed response from backen
 // finish ends an exchange that broke after the response head was sent: the client gets
 // a truncated response, so both connections close.
 func (cc *clientConn) finish(bc *backendConn, streaming bool, res Result, f Failure) (Result, bool) {
+	cc.end = time.Time{}
 	if streaming {
 		cc.stopRequestBody(bc)
 	}
