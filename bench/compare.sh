@@ -82,7 +82,7 @@ listening=$(ss -Htln | awk '{print $4}')
 for a in "${ADDRS[@]}"; do
 	port=${a##*:}
 	if grep -qxE "(${a//./\\.}|0\.0\.0\.0:$port|\*:$port|\[::\]:$port)" <<<"$listening"; then
-		die "$a is already in use (by: $(ss -Htlnp "sport = :$port" | awk '{print $6}' | head -1)); stop it and run again"
+		die "$a is already in use (by: $(ss -Htlnp src "$a" | awk '{print $6}' | head -1)); stop it and run again"
 	fi
 done
 
@@ -160,21 +160,41 @@ declare -A L4=([nodebalancer]=http://$NB_IP:8093/ [haproxy]=http://127.0.0.1:809
 declare -A TLS=([nodebalancer]=https://$NB_IP:8483/ [haproxy]=https://127.0.0.1:8481/ [nginx]=https://127.0.0.1:8482/)
 declare -A BULKA=([nodebalancer]=$NB_IP:8193 [haproxy]=127.0.0.1:8191 [nginx]=127.0.0.1:8192 [direct]=127.0.0.4:9002)
 
-# wrk_run WORKLOAD BALANCER ROUND URL CONNS [HEADER]: one wrk run, req/s and p99 (ms).
+declare -A PIDOF=([nodebalancer]=$PID_nodebalancer [haproxy]=$PID_haproxy [nginx]=$PID_lbnginx)
+# cpu_ticks PID: user+system clock ticks of PID and its children (nginx's workers).
+cpu_ticks() {
+	local t=0 p f
+	for p in $1 $(pgrep -P "$1"); do
+		read -r -a f <"/proc/$p/stat" || continue
+		t=$((t + f[13] + f[14]))
+	done
+	echo $t
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# wrk_run WORKLOAD BALANCER ROUND URL CONNS [HEADER]: one wrk run: req/s, p99 (ms) and
+# the balancer's CPU time per request (µs).
 wrk_run() {
 	local work=$1 bal=$2 round=$3 url=$4 conns=$5 hdr=${6:-}
 	local args=(-t1 -c"$conns" -d"$DURATION" --latency)
 	[[ -n $hdr ]] && args+=(-H "$hdr")
-	local out
+	local out t0=0 t1=0 pid=${PIDOF[$bal]:-}
+	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
 	out=$("${LOAD_CPU[@]}" wrk "${args[@]}" "$url" 2>&1) || die "wrk $url failed: $out"
-	local rps p99 errs
+	[[ -n $pid ]] && t1=$(cpu_ticks "$pid")
+	local rps p99 errs reqs cpu=""
+	reqs=$(awk '/requests in/{print $1}' <<<"$out")
+	if [[ -n $pid && ${reqs:-0} -gt 0 ]]; then
+		cpu=$(awk -v t=$((t1 - t0)) -v us=$TICK_US -v n="$reqs" 'BEGIN{printf "%.2f", t*us/n}')
+	fi
 	rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
 	p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
 	errs=$(awk '/Socket errors|Non-2xx/' <<<"$out" | tr -s ' ' | paste -sd';')
 	[[ -n $rps ]] || die "no result from wrk $url: $out"
 	[[ -n $errs ]] && echo "$work $bal round $round: $errs" >>"$NOTES"
 	printf '%s\t%s\t%s\treq/s\t%s\n%s\t%s\t%s\tp99 ms\t%s\n' "$work" "$bal" "$round" "$rps" "$work" "$bal" "$round" "$p99" >>"$RAW"
-	say "  $work $bal: $rps req/s, p99 ${p99} ms${errs:+ ($errs)}"
+	[[ -n $cpu ]] && printf '%s\t%s\t%s\tCPU µs/req\t%s\n' "$work" "$bal" "$round" "$cpu" >>"$RAW"
+	say "  $work $bal: $rps req/s, p99 ${p99} ms${cpu:+, CPU $cpu µs/req}${errs:+ ($errs)}"
 }
 
 run_one() { # WORKLOAD BALANCER ROUND
@@ -221,7 +241,6 @@ if want idle; then
 	say "idle connections: $IDLE_CONNS held through each balancer"
 	declare -A IDLE_TCP=([nodebalancer]=$NB_IP:8093 [haproxy]=127.0.0.1:8091 [nginx]=127.0.0.1:8092)
 	declare -A IDLE_HTTP=([nodebalancer]=$NB_IP:8083 [haproxy]=127.0.0.1:8081 [nginx]=127.0.0.1:8082)
-	declare -A PIDOF=([nodebalancer]=$PID_nodebalancer [haproxy]=$PID_haproxy [nginx]=$PID_lbnginx)
 	for b in nodebalancer haproxy nginx; do
 		for kind in tcp http; do
 			if [[ $kind == tcp ]]; then addr=${IDLE_TCP[$b]} flag=""; else addr=${IDLE_HTTP[$b]} flag=-http; fi
