@@ -17,8 +17,11 @@
 //
 // The HTTP/1.1 path is built for speed: one goroutine per client connection, buffers
 // owned by the connection and recycled, heads parsed in place, the backend head and a
-// small body sent in one write, and no allocation per request in steady state. The hot
-// path lives in serve.go, forward.go, parse.go, chunked.go and reader.go.
+// small body sent in one write, and no allocation per request in steady state. On plain
+// TCP no read comes back empty (EAGAIN): a client's keep-alive loop runs inside one
+// poller registration (serveRaw) and a request is sent and its answer awaited in
+// another (rawSend). An idle keep-alive connection holds no buffer. The hot path lives
+// in serve.go, forward.go, parse.go, chunked.go and reader.go.
 //
 // Behaviour in brief: requests are refused with 400 (431 for heads over
 // MaxHeaderBytes, 505 for other HTTP versions, 501 for CONNECT) and the connection
