@@ -127,12 +127,25 @@ wait_port() { # addr
 }
 start backend "${LOAD_CPU[@]}" nginx -c "$DIR/backend-nginx.conf"
 start bulk "${LOAD_CPU[@]}" nginx -c "$DIR/bulk-nginx.conf"
-start haproxy "${LB_CPU[@]}" haproxy -db -f "$DIR/haproxy.cfg"
-start lbnginx "${LB_CPU[@]}" nginx -c "$DIR/lb-nginx.conf"
 TOKEN=bench-token-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
-# shellcheck disable=SC2086
-start nodebalancer "${LB_CPU[@]}" env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
-	--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000
+# start_balancers starts HAProxy, nginx and nodebalancer (which keeps its store, so a
+# restart brings its configuration back).
+start_balancers() {
+	start haproxy "${LB_CPU[@]}" haproxy -db -f "$DIR/haproxy.cfg"
+	start lbnginx "${LB_CPU[@]}" nginx -c "$DIR/lb-nginx.conf"
+	# shellcheck disable=SC2086
+	start nodebalancer "${LB_CPU[@]}" env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
+		--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000
+}
+# stop_balancers stops the three and waits until they are gone.
+stop_balancers() {
+	local p
+	for p in $PID_haproxy $PID_lbnginx $PID_nodebalancer; do kill "$p" 2>/dev/null || true; done
+	for p in $PID_haproxy $PID_lbnginx $PID_nodebalancer; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	done
+}
+start_balancers
 for a in $BA $BB 127.0.0.4:9002 127.0.0.1:8081 127.0.0.1:8082 $API; do wait_port "$a"; done
 NODE_URL=$("$NBB" setup -api "http://$API" -token "$TOKEN" -ipv4 $NB_IP -cert "$DIR/cert.pem" -key "$DIR/key.pem" -a "$BA" -b "$BB")
 for a in $NB_IP:8083 $NB_IP:8093 $NB_IP:8193 $NB_IP:8483; do wait_port "$a"; done
@@ -241,8 +254,17 @@ if want idle; then
 	say "idle connections: $IDLE_CONNS held through each balancer"
 	declare -A IDLE_TCP=([nodebalancer]=$NB_IP:8093 [haproxy]=127.0.0.1:8091 [nginx]=127.0.0.1:8092)
 	declare -A IDLE_HTTP=([nodebalancer]=$NB_IP:8083 [haproxy]=127.0.0.1:8081 [nginx]=127.0.0.1:8082)
-	for b in nodebalancer haproxy nginx; do
-		for kind in tcp http; do
+	for kind in tcp http; do
+		# Fresh processes for each kind: memory a balancer grew for earlier work (its
+		# pools, our stacks) would otherwise be reused and hide the growth.
+		stop_balancers
+		start_balancers
+		for a in 127.0.0.1:8081 127.0.0.1:8082 127.0.0.1:8091 127.0.0.1:8092 $NB_IP:8083 $NB_IP:8093; do
+			wait_port "$a"
+			"$NBB" get "$a" || die "no answer through $a after the restart"
+		done
+		PIDOF=([nodebalancer]=$PID_nodebalancer [haproxy]=$PID_haproxy [nginx]=$PID_lbnginx)
+		for b in nodebalancer haproxy nginx; do
 			if [[ $kind == tcp ]]; then addr=${IDLE_TCP[$b]} flag=""; else addr=${IDLE_HTTP[$b]} flag=-http; fi
 			# shellcheck disable=SC2086
 			res=$("${LOAD_CPU[@]}" "$NBB" idle -addr "$addr" -n "$IDLE_CONNS" $flag -pids "${PIDOF[$b]}") ||

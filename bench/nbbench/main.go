@@ -12,6 +12,7 @@
 //	nbbench table RAW.tsv                  markdown table of medians and ratios
 //	nbbench setup -api URL -token T ...    create the benchmark NodeBalancer, wait for UP nodes
 //	nbbench sock PATH                      send stdin to a unix socket (HAProxy's), print the answer
+//	nbbench get ADDR                       wait (up to 20 s) until ADDR answers a GET with a backend's body
 package main
 
 import (
@@ -52,6 +53,8 @@ func main() {
 		err = setup(os.Args[2:])
 	case "sock":
 		err = sock(os.Args[2:])
+	case "get":
+		err = get(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -632,4 +635,28 @@ func sock(args []string) error {
 	}
 	_, err = io.Copy(os.Stdout, c)
 	return err
+}
+
+// get waits until args[0] answers a GET with one of the backends' bodies.
+func get(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: get ADDR")
+	}
+	var last error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", args[0], time.Second)
+		if err != nil {
+			last = err
+			continue
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if err == nil && bytes.HasPrefix(b, []byte("HTTP/1.1 200")) && bytes.Contains(b, []byte("hello from ")) {
+			return nil
+		}
+		last = fmt.Errorf("answer %q, %v", b, err)
+	}
+	return fmt.Errorf("%s: %v", args[0], last)
 }
