@@ -4,17 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +23,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/proxyproto"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // env is a running data plane over a real store, with its frontend pool in a /24 of
@@ -276,19 +272,8 @@ func TestProxyProtocolHeaders(t *testing.T) {
 
 func selfSigned(t *testing.T) (certPEM, keyPEM string, pool *x509.CertPool) {
 	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "nb.test"},
-		DNSNames: []string{"nb.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})), pool
+	c := testcert.New(t, "nb.test")
+	return c.CertPEM, c.KeyPEM, c.Pool
 }
 
 func TestHTTPSTerminationHTTP1AndHTTP2(t *testing.T) {

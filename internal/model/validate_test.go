@@ -1,17 +1,11 @@
 package model
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 var testPolicy = Policy{Region: "local", BackendRanges: DefaultBackendRanges()}
@@ -238,20 +232,6 @@ func TestErrorsMerge(t *testing.T) {
 // selfSigned returns a PEM certificate and key for cn.
 func selfSigned(t testing.TB, cn string) (string, string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+	c := testcert.New(t, cn)
+	return c.CertPEM, c.KeyPEM
 }
