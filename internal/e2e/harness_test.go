@@ -20,12 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodebalancer/nodebalancer/internal/testcert"
-
 	"github.com/linode/linodego"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/server"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // testNet numbers the tests that start a server, giving each its own loopback /24s.
