@@ -131,7 +131,9 @@ func New(o Options) *Plane {
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
 	}
-	p.dialer = net.Dialer{Timeout: o.Timeouts.Connect}
+	// No TCP keep-alive probes towards nodes (as HAProxy without srvtcpka): they would
+	// cost four setsockopt calls on every session's connect.
+	p.dialer = net.Dialer{Timeout: o.Timeouts.Connect, KeepAlive: -1}
 	if o.BackendSource.IsValid() {
 		p.dialer.LocalAddr = &net.TCPAddr{IP: o.BackendSource.AsSlice()}
 	}

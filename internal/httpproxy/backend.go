@@ -69,6 +69,7 @@ func NewBackend(addr netip.AddrPort, opts BackendOptions) *Backend {
 		idleTO:  orDefault(opts.IdleTimeout, DefaultIdleTimeout),
 	}
 	b.dialer.Timeout = orDefault(opts.DialTimeout, DefaultDialTimeout)
+	b.dialer.KeepAlive = -1 // pooled connections live seconds: probes would only cost syscalls
 	if opts.LocalAddr.IsValid() {
 		b.dialer.LocalAddr = &net.TCPAddr{IP: opts.LocalAddr.AsSlice(), Zone: opts.LocalAddr.Zone()}
 	}
