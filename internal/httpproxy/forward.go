@@ -112,7 +112,7 @@ const (
 
 // appendResponseHead writes the head sent to the client. setCookie, when not empty, is
 // the NB_SRVID value to set.
-func appendResponseHead(out []byte, resp *response, req *request, framing respFraming, clientKeep bool, setCookie string) []byte {
+func appendResponseHead(out []byte, resp *response, req *request, framing respFraming, clientKeep bool, setCookie string, secure bool) []byte {
 	out = append(out, "HTTP/1.1 "...)
 	out = strconv.AppendInt(out, int64(resp.status), 10)
 	out = append(out, ' ')
@@ -153,7 +153,11 @@ func appendResponseHead(out []byte, resp *response, req *request, framing respFr
 	if setCookie != "" {
 		out = append(out, "Set-Cookie: "+stickyCookieName+"="...)
 		out = append(out, setCookie...)
-		out = append(out, "; Path=/; HttpOnly\r\n"...)
+		out = append(out, "; Path=/; HttpOnly"...)
+		if secure { // a cookie set over https is never sent back over plain http
+			out = append(out, "; Secure"...)
+		}
+		out = append(out, '\r', '\n')
 	}
 	switch framing {
 	case frameLength:

@@ -199,7 +199,7 @@ var errResponseTimeout = errors.New("httpproxy: backend response header timeout"
 func h2ModifyResponse(resp *http.Response) error {
 	st := resp.Request.Context().Value(h2Key{}).(*h2State)
 	if st.cfg.StickyCookie && st.backend != nil && st.backend.cookie != "" && string(st.cookie) != st.backend.cookie {
-		resp.Header.Add("Set-Cookie", stickyCookieName+"="+st.backend.cookie+"; Path=/; HttpOnly")
+		resp.Header.Add("Set-Cookie", stickyCookieName+"="+st.backend.cookie+"; Path=/; HttpOnly; Secure") // h2 is only served over TLS
 	}
 	return nil
 }

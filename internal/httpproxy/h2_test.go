@@ -123,7 +123,7 @@ func TestHTTP2ClientsForwarded(t *testing.T) {
 				t.Errorf("h2=%v: backend saw\n%s\nwant %q", h2, got, w)
 			}
 		}
-		if sc := resp.Header.Get("Set-Cookie"); sc != "NB_SRVID=ok; Path=/; HttpOnly" {
+		if sc := resp.Header.Get("Set-Cookie"); sc != "NB_SRVID=ok; Path=/; HttpOnly; Secure" {
 			t.Errorf("h2=%v: Set-Cookie %q", h2, sc)
 		}
 	}

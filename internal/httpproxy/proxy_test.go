@@ -661,6 +661,21 @@ func TestStickyCookie(t *testing.T) {
 	}
 }
 
+// An https listener's cookie is Secure, so browsers never send it back in clear. (The
+// proxy does not terminate TLS itself: the Scheme is what the data plane tells it.)
+func TestStickyCookieSecureOnHTTPS(t *testing.T) {
+	a := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a") }))
+	tr := &testRouter{backends: []*Backend{backendFor(a, "ca")}}
+	p := startProxy(t, &Config{Router: tr, StickyCookie: true, Scheme: "https"})
+	rc := dialProxy(t, p)
+	rc.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp := rc.response("GET")
+	body(t, resp)
+	if sc := resp.Header.Get("Set-Cookie"); sc != "NB_SRVID=ca; Path=/; HttpOnly; Secure" {
+		t.Fatalf("Set-Cookie %q on https", sc)
+	}
+}
+
 func TestBadRequestsRefused(t *testing.T) {
 	be := newTestBackend(t, "127.0.0.2", echoHeaders())
 	tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}

@@ -787,7 +787,7 @@ send:
 		}
 		sawInterim = true
 		if req.minor == 1 {
-			cc.out = appendResponseHead(cc.out[:0], &cc.resp, req, frameNone, true, "")
+			cc.out = appendResponseHead(cc.out[:0], &cc.resp, req, frameNone, true, "", false)
 			if err := cc.write(cfg, cc.out); err != nil {
 				return cc.finish(bc, streaming, res, FailClientAbort)
 			}
@@ -821,7 +821,7 @@ send:
 	if cc.stopping.Load() {
 		clientKeep = false
 	}
-	out := appendResponseHead(cc.out[:0], resp, req, framing, clientKeep, setCookie)
+	out := appendResponseHead(cc.out[:0], resp, req, framing, clientKeep, setCookie, cfg.Scheme == "https")
 	bc.r.consume(end)
 	// Whatever body is already buffered goes out with the head.
 	remaining := resp.contentLength

@@ -10,7 +10,7 @@ import (
 // The connection is never reused afterwards.
 func (cc *clientConn) tunnelUpgrade(cfg *Config, bc *backendConn, end int, res Result) (Result, bool) {
 	res.Status, cc.status = 101, 101
-	out := appendResponseHead(cc.out[:0], &cc.resp, &cc.req, frameNone, true, "")
+	out := appendResponseHead(cc.out[:0], &cc.resp, &cc.req, frameNone, true, "", false)
 	bc.r.consume(end)
 	// Bytes the backend sent right after its head belong to the new protocol.
 	out = append(out, bc.r.buffered()...)
