@@ -3,16 +3,46 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds cmd/nodebalancer once for every test of the package that runs
+// the real binary.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nodebalancer-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "nodebalancer")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/nodebalancer").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
 
 // TestDemoEndToEnd runs the real binary's demo: it must balance 25/25/50, follow a
 // drain made with the CLI, and stop cleanly on SIGINT leaving no listener behind.
@@ -20,11 +50,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "nodebalancer")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/nodebalancer")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	cmd := exec.Command(bin, "demo", "--listen", "127.0.0.1:0", "--frontend-pool", "127.0.4.0/24", "--port", "8000", "--watch", "300ms")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -118,4 +144,13 @@ func TestDemoEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMain removes the binary buildBinary made.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }

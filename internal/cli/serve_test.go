@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/linode/linodego"
+)
+
+// runServe starts the real binary's serve on dir and returns its API URL and a stop
+// function that sends sig and returns the exit error.
+func runServe(t *testing.T, dir string, env ...string) (apiURL string, stop func(sig syscall.Signal) error) {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), "serve", "--listen", "127.0.0.1:0", "--data", dir, "--frontend-pool", "127.0.5.0/24")
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, API string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "nodebalancer ready" {
+				found <- line.API
+			}
+		}
+		close(found)
+	}()
+	select {
+	case apiURL = <-found:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not log that it was ready")
+	}
+	if apiURL == "" {
+		t.Fatal("serve exited before it was ready")
+	}
+	return apiURL, func(sig syscall.Signal) error {
+		cmd.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatalf("serve did not stop within 15 s of %v", sig)
+			return nil
+		}
+	}
+}
+
+// TestServeKeepsStateAcrossARestart is the first thing a user does: start serve,
+// create a NodeBalancer with two nodes through linodego, stop it with SIGTERM, start
+// it again on the same data directory and find everything as it was.
+func TestServeKeepsStateAcrossARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	const token = "serve-test-token-0123456789"
+	ctx := context.Background()
+	apiURL, stop := runServe(t, dir, "NODEBALANCER_BOOTSTRAP_TOKEN="+token)
+	c := linodego.NewClient(nil)
+	c.SetBaseURL(apiURL).SetAPIVersion("v4").SetToken(token)
+	label := "web"
+	nb, err := c.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: &label,
+		Configs: []*linodego.NodeBalancerConfigCreateOptions{{Port: 8080, Nodes: []linodego.NodeBalancerNodeCreateOptions{
+			{Label: "web-1", Address: "127.0.0.2:80"}, {Label: "web-2", Address: "127.0.0.3:80", Weight: 100},
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("serve exit on SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bootstrap-token")); !os.IsNotExist(err) {
+		t.Fatal("a bootstrap token from the environment must not be written to disk")
+	}
+
+	apiURL, stop = runServe(t, dir)
+	c.SetBaseURL(apiURL)
+	got, err := c.GetNodeBalancer(ctx, nb.ID)
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if *got.Label != "web" || *got.IPv4 != *nb.IPv4 {
+		t.Fatalf("after restart %+v, before %+v", got, nb)
+	}
+	cfgs, err := c.ListNodeBalancerConfigs(ctx, nb.ID, nil)
+	if err != nil || len(cfgs) != 1 {
+		t.Fatalf("configs after restart: %v %v", cfgs, err)
+	}
+	nodes, err := c.ListNodeBalancerNodes(ctx, nb.ID, cfgs[0].ID, nil)
+	if err != nil || len(nodes) != 2 || nodes[1].Weight != 100 || nodes[0].Address != "127.0.0.2:80" {
+		t.Fatalf("nodes after restart: %+v %v", nodes, err)
+	}
+	if err := stop(syscall.SIGINT); err != nil {
+		t.Fatalf("serve exit on SIGINT: %v", err)
+	}
+}
+
+// TestServeWritesAGeneratedTokenPrivately: without NODEBALANCER_BOOTSTRAP_TOKEN the
+// first start writes a token only its owner can read, and that token works.
+func TestServeWritesAGeneratedTokenPrivately(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	apiURL, stop := runServe(t, dir, "NODEBALANCER_BOOTSTRAP_TOKEN=")
+	defer stop(syscall.SIGTERM)
+	path := filepath.Join(dir, "bootstrap-token")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	c := linodego.NewClient(nil)
+	c.SetBaseURL(apiURL).SetAPIVersion("v4").SetToken(strings.TrimSpace(string(b)))
+	if _, err := c.ListNodeBalancers(context.Background(), nil); err != nil {
+		t.Fatalf("the written token does not work: %v", err)
+	}
+}
