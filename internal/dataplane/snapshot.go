@@ -160,9 +160,6 @@ func (s *snapshot) choose(client netip.Addr, key uint64, tried *balance.Node) *b
 	return n
 }
 
-// counters returns the config's counters.
-func (s *snapshot) counters() *stats.Counters { return s.stats }
-
 // refuse closes a client the snapshot will not serve.
 func (s *snapshot) refuse(c net.Conn) {
 	s.stats.Refused.Add(1)

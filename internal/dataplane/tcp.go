@@ -46,9 +46,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 		tried = n
 	}
 	if upstream == nil {
-		s.counters().Refused.Add(1)
-		s.nb.Refused.Add(1)
-		client.Close()
+		s.refuse(client)
 		if logf != nil {
 			logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr})
 		}
