@@ -22,18 +22,17 @@ type router struct{ s *snapshot }
 func (r *router) Route(client netip.Addr, cookie []byte, tried *httpproxy.Backend) *httpproxy.Backend {
 	s := r.s
 	var n *balance.Node
-	if tried != nil {
-		t := s.pool.Lookup(tried.Data().(*backend).id)
-		n = s.pool.PickExcluding(balance.HashAddr(client), t)
-	} else {
-		if len(cookie) > 0 {
-			if c := s.pool.ByToken(string(cookie)); c != nil && s.pool.Honour(c) {
-				n = c
-			}
+	if tried == nil && len(cookie) > 0 {
+		if c := s.pool.ByToken(string(cookie)); c != nil && s.pool.Honour(c) {
+			n = c
 		}
-		if n == nil {
-			n = s.choose(client, balance.HashAddr(client), nil)
+	}
+	if n == nil {
+		var t *balance.Node
+		if tried != nil {
+			t = s.pool.Lookup(tried.Data().(*backend).id)
 		}
+		n = s.choose(client, balance.HashAddr(client), t)
 	}
 	if n == nil {
 		return nil
