@@ -46,7 +46,7 @@ func (r *router) Route(client netip.Addr, cookie []byte, tried *httpproxy.Backen
 // Done implements httpproxy.Router.
 func (r *router) Done(b *httpproxy.Backend, res httpproxy.Result) {
 	be := b.Data().(*backend)
-	be.state.Release()
+	be.health.State().Release()
 	be.stats.Active.Add(-1)
 	if res.Status != 0 {
 		be.stats.Requests.Add(1)

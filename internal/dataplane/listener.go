@@ -74,14 +74,14 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 	p := l.plane
 	if p.active.Add(1) > int64(p.opts.MaxConns) {
 		p.active.Add(-1)
-		s.refuse(c)
+		s.refuse(c, true)
 		return false
 	}
 	if s.limiter != nil {
 		src := remoteAddr(c)
 		if !s.limiter.Allow(src.Addr(), p.now()) {
 			p.active.Add(-1)
-			s.refuse(c)
+			s.refuse(c, true)
 			return false
 		}
 	}

@@ -262,7 +262,6 @@ func (p *Plane) Reconcile(st store.State) {
 				p.failed[c.ID] = err
 				continue
 			}
-			s.source = c
 			p.place(c.ID, addr, c.Protocol, s)
 		}
 	}
@@ -295,10 +294,11 @@ func (p *Plane) Reconcile(st store.State) {
 			delete(p.backends, k)
 		}
 	}
-	p.opts.Stats.Retain(wantNB, wantCfg, wantBackend2IDs(wantBackend))
+	p.opts.Stats.Retain(wantNB, wantCfg, nodeIDs(wantBackend))
 }
 
-func wantBackend2IDs(m map[backendKey]bool) map[int]bool {
+// nodeIDs returns the node IDs of a set of backends.
+func nodeIDs(m map[backendKey]bool) map[int]bool {
 	out := make(map[int]bool, len(m))
 	for k := range m {
 		out[k.id] = true

@@ -27,7 +27,7 @@ type snapshot struct {
 	nb      *stats.Counters
 	stats   *stats.Counters // the config's
 	now     func() int64
-	source  model.ConfigWithNodes // what the snapshot was built from
+	nodes   []model.Node // the config's nodes as stored, to tell whether they changed
 }
 
 // backend is the data plane's runtime for one node: its health handle (whose State is
@@ -36,8 +36,7 @@ type snapshot struct {
 type backend struct {
 	id     int
 	addr   netip.AddrPort
-	state  *balance.State
-	health *health.Node
+	health *health.Node // its State is the node's balance.State
 	stats  *stats.Counters
 	http   *httpproxy.Backend // http and https configs
 	now    func() int64
@@ -82,7 +81,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 			b = nil
 		}
 		if b == nil {
-			b = &backend{id: n.ID, addr: addr, health: handles[i], state: handles[i].State(),
+			b = &backend{id: n.ID, addr: addr, health: handles[i],
 				stats: p.opts.Stats.Node(n.ID), now: p.now}
 			p.backends[k] = b
 		}
@@ -95,7 +94,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 			})
 		}
 		seen[k] = true
-		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.state, Addr: addr, Data: b})
+		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
 	}
 	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey))
 	if err != nil {
@@ -104,6 +103,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 	s := &snapshot{
 		nbID:    nb.ID,
 		cfg:     c.Config,
+		nodes:   c.Nodes,
 		pool:    pool,
 		limiter: limiter,
 		nb:      p.opts.Stats.NodeBalancer(nb.ID),
@@ -134,7 +134,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 // snapshot need not be built again.
 func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addr netip.AddrPort) bool {
 	s := l.snap.Load()
-	return l.addr == addr && s.limiter == limiter && s.source.Config == c.Config && slices.Equal(s.source.Nodes, c.Nodes)
+	return l.addr == addr && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a
@@ -160,12 +160,14 @@ func (s *snapshot) choose(client netip.Addr, key uint64, tried *balance.Node) *b
 	return n
 }
 
-// refuse closes a client the snapshot will not serve.
-func (s *snapshot) refuse(c net.Conn) {
+// refuse closes a client the snapshot will not serve. reset sends an RST at once, for
+// clients over the connection cap or throttle; otherwise the client sees an orderly
+// close (no node could take it).
+func (s *snapshot) refuse(c *net.TCPConn, reset bool) {
 	s.stats.Refused.Add(1)
 	s.nb.Refused.Add(1)
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0) // refuse quickly: RST rather than a FIN handshake
+	if reset {
+		c.SetLinger(0)
 	}
 	c.Close()
 }

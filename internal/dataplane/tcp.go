@@ -46,7 +46,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 		tried = n
 	}
 	if upstream == nil {
-		s.refuse(client)
+		s.refuse(client, false)
 		if logf != nil {
 			logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr})
 		}
