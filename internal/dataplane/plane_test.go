@@ -24,6 +24,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 	"github.com/nodebalancer/nodebalancer/internal/testcert"
+	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
 // env is a running data plane over a real store, with its frontend pool in a /24 of
@@ -169,33 +170,19 @@ func TestHTTPWeightedDistribution(t *testing.T) {
 // writes a trailer and closes: it proves both directions and half-close.
 func echoServer(t *testing.T, addr string, proxyHeaders chan<- proxyproto.Header) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	testnet.ServeConns(t, addr, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		if proxyHeaders != nil {
+			h, err := proxyproto.Read(r)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if proxyHeaders != nil {
-					h, err := proxyproto.Read(r)
-					if err != nil {
-						return
-					}
-					proxyHeaders <- h
-				}
-				n, _ := io.Copy(c, r)
-				fmt.Fprintf(c, "|echoed %d", n)
-				c.(*net.TCPConn).CloseWrite()
-			}()
+			proxyHeaders <- h
 		}
-	}()
+		n, _ := io.Copy(c, r)
+		fmt.Fprintf(c, "|echoed %d", n)
+		c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 func TestTCPByteExactWithHalfClose(t *testing.T) {
@@ -311,29 +298,15 @@ func TestHTTPSTerminationHTTP1AndHTTP2(t *testing.T) {
 
 func TestWebSocketUpgradeThroughHTTPConfig(t *testing.T) {
 	e := newEnv(t, "127.0.30.0/24")
-	ln, err := net.Listen("tcp", "127.0.31.2:9005")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				req, err := http.ReadRequest(r)
-				if err != nil || req.Header.Get("Upgrade") != "websocket" {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				io.Copy(c, r) // echo frames back, whatever they are
-			}()
+	testnet.ServeConns(t, "127.0.31.2:9005", func(c net.Conn) {
+		r := bufio.NewReader(c)
+		req, err := http.ReadRequest(r)
+		if err != nil || req.Header.Get("Upgrade") != "websocket" {
+			return
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(c, r) // echo frames back, whatever they are
+	})
 	nb := e.create(config(model.ProtocolHTTP, 80, node("ws1", "127.0.31.2:9005", 50)))
 	c, err := net.Dial("tcp", nb.IPv4+":80")
 	if err != nil {

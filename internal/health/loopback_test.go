@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
 // These tests check real nodes on loopback in real time; each backend has
@@ -190,20 +191,7 @@ func TestHTTPBodyCheckFollowsBody(t *testing.T) {
 func TestConnectionCheckDetectsClosedListener(t *testing.T) {
 	t.Parallel()
 	listen := func(addr string) net.Listener {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				conn, err := l.Accept()
-				if err != nil {
-					return
-				}
-				conn.Close()
-			}
-		}()
-		return l
+		return testnet.ServeConns(t, addr, func(net.Conn) {})
 	}
 	l := listen("127.0.41.3:0")
 	addr := l.Addr().String()

@@ -30,6 +30,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/server"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
+	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
 const token = "stats-integration-token-0123456789"
@@ -132,25 +133,10 @@ func httpBackend(t *testing.T, addr string) string {
 
 // echoBackend sends back whatever it receives, then closes.
 func echoBackend(t *testing.T, addr string) string {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testnet.ServeConns(t, addr, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	}).Addr().String()
 }
 
 // echoThrough sends n bytes through the tcp frontend and reads them back.
