@@ -148,11 +148,10 @@ func (s *Server) bootstrap() error {
 	if err != nil {
 		return fmt.Errorf("bootstrap token: %w", err)
 	}
-	if secret == "" || s.cfg.BootstrapToken != "" {
-		s.Token = secret
+	s.Token = secret
+	if secret == "" || s.cfg.BootstrapToken != "" { // tokens existed, or the operator chose it
 		return nil
 	}
-	s.Token = secret
 	s.TokenFile = filepath.Join(s.cfg.DataDir, "bootstrap-token")
 	if err := os.WriteFile(s.TokenFile, []byte(secret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", s.TokenFile, err)
