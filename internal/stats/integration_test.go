@@ -254,18 +254,33 @@ func TestTrafficShowsInCountersStatsTransferAndMetricsAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpFront, tcpFront := *nb.IPv4+":8080", *nb.IPv4+":9000"
+	probes := map[string]float64{}
 	waitFor(t, "listeners", func() bool {
 		for _, a := range []string{httpFront, tcpFront} {
 			c, err := net.Dial("tcp", a)
 			if err != nil {
 				return false
 			}
+			probes[a]++
 			c.Close()
 		}
 		return true
 	})
-	// The probes above were connections too: measure growth from here.
-	base, _ := metrics(t, r.url+"/metrics", "")
+	// The probes above were connections too, and a dial completes from the kernel's
+	// backlog before the balancer accepts it: wait until each probe has been counted
+	// and has ended, then measure growth from there.
+	var base map[string]float64
+	waitFor(t, "the probes counted and ended", func() bool {
+		base, _ = metrics(t, r.url+"/metrics", "")
+		for a, port := range map[string]string{httpFront: "8080", tcpFront: "9000"} {
+			l := []string{"nodebalancer", label, "config_port", port}
+			if base[key("nodebalancer_config_connections_total", l...)] != probes[a] ||
+				base[key("nodebalancer_config_active_connections", l...)] != 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	const requests, reqBody = 40, 2000
 	const tcpConns, tcpBytes = 5, 1 << 20
