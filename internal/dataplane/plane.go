@@ -59,6 +59,9 @@ type Options struct {
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
 	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
 	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
+	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
+	// that others (stats) can read it; Run makes its own when nil.
+	Mirror *store.Mirror
 }
 
 // Plane is the running data plane.
@@ -72,12 +75,14 @@ type Plane struct {
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
 	backends  map[backendKey]*backend
-	limiters  map[int]*limiterEntry
-	sticky    map[int]*balance.StickyTable
-	failed    map[int]error // configs whose listener could not be opened
-	closing   sync.WaitGroup
-	ready     atomic.Bool
-	accessLog accessLogger
+	// cfgBackends are the backends of each config, to close those a rebuild drops.
+	cfgBackends map[int]map[backendKey]bool
+	limiters    map[int]*limiterEntry
+	sticky      map[int]*balance.StickyTable
+	failed      map[int]error // configs whose listener could not be opened
+	closing     sync.WaitGroup
+	ready       atomic.Bool
+	accessLog   accessLogger
 }
 
 type backendKey struct {
@@ -119,14 +124,15 @@ func New(o Options) *Plane {
 		o.Health = health.New(health.Options{Logger: o.Log})
 	}
 	p := &Plane{
-		opts:      o,
-		log:       o.Log,
-		start:     time.Now(),
-		listeners: map[int]*listener{},
-		backends:  map[backendKey]*backend{},
-		limiters:  map[int]*limiterEntry{},
-		sticky:    map[int]*balance.StickyTable{},
-		failed:    map[int]error{},
+		opts:        o,
+		log:         o.Log,
+		start:       time.Now(),
+		listeners:   map[int]*listener{},
+		backends:    map[backendKey]*backend{},
+		cfgBackends: map[int]map[backendKey]bool{},
+		limiters:    map[int]*limiterEntry{},
+		sticky:      map[int]*balance.StickyTable{},
+		failed:      map[int]error{},
 	}
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
@@ -155,31 +161,56 @@ func (p *Plane) dial(addr netip.AddrPort) (*net.TCPConn, error) {
 // Ready reports whether the first state has been applied.
 func (p *Plane) Ready() bool { return p.ready.Load() }
 
-// Run applies the store's state now and after every change until ctx ends, then
-// closes every listener within the grace period.
+// Run follows the store until ctx ends, then closes every listener within the grace
+// period. It loads the whole state once; after that each change costs what it
+// changed: the mirror reads only the keys the change names, and only the configs
+// they touch are rebuilt.
 func (p *Plane) Run(ctx context.Context, db *store.DB) error {
-	w := db.Watch(ctx)
+	m := p.opts.Mirror
+	if m == nil {
+		m = store.NewMirror(db)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	apply := func() {
-		st, err := db.State()
-		if err != nil {
-			p.log.Error("read desired state", "err", err)
-			return
+	var w <-chan store.Change
+	for {
+		d, err := m.Load()
+		if err == nil {
+			p.Apply(m, d)
+			w = db.Watch(ctx, d.Revision)
+			break
 		}
-		p.Reconcile(st)
+		p.log.Error("read desired state", "err", err)
+		select {
+		case <-ctx.Done():
+			p.Close()
+			return nil
+		case <-tick.C:
+		}
 	}
-	apply()
 	p.ready.Store(true)
 	for i := 1; ; i++ {
 		select {
 		case <-ctx.Done():
 			p.Close()
 			return nil
-		case <-w:
-			apply()
+		case c, ok := <-w:
+			if !ok {
+				w = nil // ctx ended: the next turn returns
+				continue
+			}
+			d, err := m.Apply(c)
+			if err != nil {
+				// The mirror may now lag the store: read it all again, below.
+				p.log.Error("read changed state", "revision", c.Revision, "err", err)
+				c = store.Change{Revision: c.Revision, Reset: true}
+				if d, err = m.Apply(c); err != nil {
+					continue
+				}
+			}
+			p.Apply(m, d)
 		case <-tick.C:
-			p.maintain(i%3 == 0, apply)
+			p.maintain(i%3 == 0, m)
 		}
 	}
 }
@@ -187,9 +218,12 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 // maintain runs once a second: it refreshes pick tables (a status change that raced a
 // snapshot swap is picked up here), sweeps expired sticky pins, and every few seconds
 // retries listeners that could not be opened.
-func (p *Plane) maintain(retry bool, apply func()) {
+func (p *Plane) maintain(retry bool, m *store.Mirror) {
 	p.mu.Lock()
-	failed := len(p.failed) > 0
+	var failed []int
+	for id := range p.failed {
+		failed = append(failed, id)
+	}
 	snaps := make([]*snapshot, 0, len(p.listeners))
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
@@ -202,8 +236,8 @@ func (p *Plane) maintain(retry bool, apply func()) {
 			s.sticky.Sweep(now)
 		}
 	}
-	if retry && failed {
-		apply()
+	if retry && len(failed) > 0 {
+		p.Apply(m, store.Delta{Configs: failed})
 	}
 }
 
@@ -228,82 +262,99 @@ func (p *Plane) retire(l *listener) {
 	}()
 }
 
-// Reconcile converges listeners, pools and node state to st.
-func (p *Plane) Reconcile(st store.State) {
+// Apply converges the listeners, pools and node state of the configs d names to what
+// m holds for them; the other configs are not looked at. It costs O(nodes of the
+// configs in d).
+func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	wantCfg := map[int]bool{}
-	wantBackend := map[backendKey]bool{}
-	wantNB := map[int]bool{}
-	for _, nb := range st.NodeBalancers {
-		wantNB[nb.ID] = true
-		ip, err := netip.ParseAddr(nb.IPv4)
-		if err != nil {
-			p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
+	for _, id := range d.NodeBalancers {
+		if _, ok := m.NodeBalancer(id); !ok {
+			delete(p.limiters, id)
+			p.opts.Stats.ForgetNodeBalancer(id)
+		}
+	}
+	for _, id := range d.Configs {
+		cs, ok := m.Config(id)
+		if !ok {
+			p.remove(id)
 			continue
 		}
-		limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
-		for _, c := range nb.Configs {
-			wantCfg[c.ID] = true
-			addr := netip.AddrPortFrom(ip, uint16(c.Port))
-			if l := p.listeners[c.ID]; l != nil && l.serves(c, limiter, addr) {
-				// Unchanged: building pick tables again would cost time for nothing
-				// (tens of ms for a thousand nodes).
-				s := l.snap.Load()
-				for i := 0; i < s.pool.Len(); i++ {
-					n := s.pool.Node(i)
-					wantBackend[backendKey{n.ID, n.Addr}] = true
-				}
-				continue
-			}
-			s, err := p.snapshot(nb.NodeBalancer, c, limiter, wantBackend)
-			if err != nil {
-				p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
-				p.failed[c.ID] = err
-				continue
-			}
-			p.place(c.ID, addr, c.Protocol, s)
-		}
+		p.converge(cs)
 	}
-	for id, l := range p.listeners {
-		if !wantCfg[id] {
-			p.opts.Health.Remove(id)
-			p.retire(l)
-			delete(p.listeners, id)
-			p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
-		}
+}
+
+// converge makes config cs served as the state says. p.mu is held.
+func (p *Plane) converge(cs *store.ConfigState) {
+	nb, c := cs.NodeBalancer, cs.Config
+	ip, err := netip.ParseAddr(nb.IPv4)
+	if err != nil {
+		p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
+		p.remove(c.ID)
+		return
 	}
-	for id := range p.failed {
-		if !wantCfg[id] {
-			delete(p.failed, id)
-		}
+	limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
+	addr := netip.AddrPortFrom(ip, uint16(c.Port))
+	if l := p.listeners[c.ID]; l != nil && l.serves(cs, limiter, addr) {
+		// Unchanged (a NodeBalancer label, say): building pick tables again would
+		// cost time for nothing.
+		return
 	}
-	for id := range p.sticky {
-		if !wantCfg[id] {
-			delete(p.sticky, id)
-		}
+	seen := map[backendKey]bool{}
+	s, err := p.snapshot(*nb, cs, limiter, seen)
+	if err != nil {
+		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
+		p.failed[c.ID] = err
+		return
 	}
-	for id := range p.limiters {
-		if !wantNB[id] {
-			delete(p.limiters, id)
+	p.dropBackends(c.ID, seen)
+	p.place(c.ID, addr, c.Protocol, s)
+}
+
+// dropBackends closes the backends config id had and no longer has. p.mu is held.
+func (p *Plane) dropBackends(id int, keep map[backendKey]bool) {
+	for k := range p.cfgBackends[id] {
+		if keep[k] {
+			continue
 		}
-	}
-	for k, b := range p.backends {
-		if !wantBackend[k] {
+		if b := p.backends[k]; b != nil {
 			b.close()
 			delete(p.backends, k)
 		}
+		if !hasNode(keep, k.id) {
+			p.opts.Stats.ForgetNode(k.id)
+		}
 	}
-	p.opts.Stats.Retain(wantNB, wantCfg, nodeIDs(wantBackend))
+	if len(keep) == 0 {
+		delete(p.cfgBackends, id)
+		return
+	}
+	p.cfgBackends[id] = keep
 }
 
-// nodeIDs returns the node IDs of a set of backends.
-func nodeIDs(m map[backendKey]bool) map[int]bool {
-	out := make(map[int]bool, len(m))
-	for k := range m {
-		out[k.id] = true
+// hasNode reports whether keep holds a backend of node id (under any address).
+func hasNode(keep map[backendKey]bool, id int) bool {
+	for k := range keep {
+		if k.id == id {
+			return true
+		}
 	}
-	return out
+	return false
+}
+
+// remove stops serving config id: its listener drains, its nodes stop being checked,
+// its counters are forgotten. p.mu is held.
+func (p *Plane) remove(id int) {
+	if l := p.listeners[id]; l != nil {
+		p.retire(l)
+		delete(p.listeners, id)
+		p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
+	}
+	p.opts.Health.Remove(id)
+	delete(p.failed, id)
+	delete(p.sticky, id)
+	p.dropBackends(id, nil)
+	p.opts.Stats.ForgetConfig(id)
 }
 
 // place makes sure config id listens on addr with protocol and serves s. p.mu is held.

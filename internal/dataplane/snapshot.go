@@ -12,6 +12,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
+	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/throttle"
 )
 
@@ -55,7 +56,8 @@ func (b *backend) passiveFailure() { b.health.Failure(b.now()) }
 func (b *backend) passiveSuccess() { b.health.Success() }
 
 // snapshot builds the snapshot of config c of nb. p.mu is held.
-func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter *throttle.Limiter, seen map[backendKey]bool) (*snapshot, error) {
+func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *throttle.Limiter, seen map[backendKey]bool) (*snapshot, error) {
+	c := model.ConfigWithNodes{Config: cs.Config, Nodes: cs.Nodes}
 	algo, err := balance.ParseAlgorithm(string(c.Algorithm))
 	if err != nil {
 		return nil, err
@@ -132,9 +134,9 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 
 // serves reports whether l already serves config c with limiter on addr, so that the
 // snapshot need not be built again.
-func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addr netip.AddrPort) bool {
+func (l *listener) serves(cs *store.ConfigState, limiter *throttle.Limiter, addr netip.AddrPort) bool {
 	s := l.snap.Load()
-	return l.addr == addr && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
+	return l.addr == addr && s.limiter == limiter && s.cfg == cs.Config && slices.Equal(s.nodes, cs.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a
