@@ -62,8 +62,8 @@
 // overlap: the next starts at the first grid point after the previous one
 // started, or as soon as it ends if it ended later (a slow check delays the
 // next). A node that starts failing is therefore DOWN within
-// check_attempts×check_interval + check_timeout + J, plus goroutine wake-up
-// latency.
+// check_attempts×check_interval + check_timeout + J, plus timer wake-up
+// latency, while fewer than MaxConcurrentChecks checks are in flight.
 //
 // # Modes and configuration changes
 //
@@ -82,8 +82,16 @@
 //
 // # Concurrency
 //
-// Each checked node has one goroutine, started under Run's context; a check
-// runs in a short-lived goroutine that its node's goroutine waits for. Run
-// returns only when all of them have ended. Status changes are coalesced per
-// configuration and delivered to Options.OnChange from a single goroutine.
+// No goroutine waits on behalf of a node. Every node's next active check sits
+// on one timer heap; a single scheduler goroutine sleeps until the earliest,
+// then starts each due check in a short-lived goroutine, at most
+// MaxConcurrentChecks (default 1,024) at once; a check schedules its node's
+// next one when it ends, which is what keeps a node's checks from overlapping.
+// A node with passive checks only has nothing running: its Failure reports
+// queue a trip (once per run of failures) that Run's goroutine applies, and the
+// cool-down is a timer (time.AfterFunc). So 50,000 nodes with check none cost
+// no goroutine each, and idle nodes with active checks cost one heap entry.
+// Run returns only when the scheduler and every check in flight have ended.
+// Status changes are coalesced per configuration and delivered to
+// Options.OnChange from a single goroutine.
 package health
