@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodebalancer/nodebalancer/internal/balance"
 	"github.com/nodebalancer/nodebalancer/internal/server"
+	"github.com/nodebalancer/nodebalancer/internal/store"
 )
 
 // serveFlags are the flags of `serve` before they are parsed into a server.Config.
@@ -19,7 +21,8 @@ type serveFlags struct {
 	grace                                                                     time.Duration
 	maxConns                                                                  int
 	accessLog, metricsListen                                                  string
-	metricsToken                                                              bool
+	metricsToken, metricsNodeSeries                                           bool
+	maxNodes, maxNodesPremium                                                 int
 }
 
 func newServeCommand() *cobra.Command {
@@ -62,6 +65,9 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better")
+	fl.BoolVar(&f.metricsNodeSeries, "metrics-node-series", true, "export per-node series on /metrics (false keeps the per-NodeBalancer and per-config ones)")
+	fl.IntVar(&f.maxNodes, "max-nodes-per-config", store.DefaultMaxNodesPerConfig, "most nodes a config of a common NodeBalancer may have")
+	fl.IntVar(&f.maxNodesPremium, "max-nodes-per-config-premium", store.DefaultMaxNodesPerConfigPremium, "most nodes a config of a premium NodeBalancer may have")
 	return cmd
 }
 
@@ -89,6 +95,16 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--max-conns must be at least 1")
 	}
 	cfg.MaxConns = f.maxConns
+	for _, x := range []struct {
+		flag string
+		v    int
+	}{{"--max-nodes-per-config", f.maxNodes}, {"--max-nodes-per-config-premium", f.maxNodesPremium}} {
+		if x.v < 1 || x.v > balance.MaxNodes {
+			return cfg, fmt.Errorf("%s must be between 1 and %d", x.flag, balance.MaxNodes)
+		}
+	}
+	cfg.MaxNodesPerConfig, cfg.MaxNodesPerConfigPremium = f.maxNodes, f.maxNodesPremium
+	cfg.MetricsNoNodeSeries = !f.metricsNodeSeries
 	if f.backendSource != "" {
 		a, err := netip.ParseAddr(f.backendSource)
 		if err != nil {

@@ -282,6 +282,14 @@ func (c *Checker) Lookup(nodeID int) *Node {
 	return c.nodes[nodeID]
 }
 
+// NodeStats returns the counters of a node, false when no configuration has it.
+func (c *Checker) NodeStats(nodeID int) (NodeStats, bool) {
+	if n := c.Lookup(nodeID); n != nil {
+		return n.Stats(), true
+	}
+	return NodeStats{}, false
+}
+
 // Status returns a node's status as the API shows it: DOWN for a reject node,
 // unknown for a node the checker does not know or has no verdict on yet.
 func (c *Checker) Status(nodeID int) model.NodeStatus {

@@ -331,5 +331,8 @@ func patchNodes(nodes []model.Node, changes map[int]*model.Node) []model.Node {
 	if added {
 		slices.SortFunc(out, func(a, b model.Node) int { return a.ID - b.ID })
 	}
+	if len(out) == 0 {
+		return nil // as a store read returns a config without nodes
+	}
 	return out
 }

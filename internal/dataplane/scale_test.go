@@ -1,0 +1,87 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+)
+
+// scanCounter is a Backend that counts range scans, the reads whose cost grows with
+// the state.
+type scanCounter struct {
+	store.Backend
+	scans atomic.Int64
+}
+
+type scanCountingTx struct {
+	store.Tx
+	c *scanCounter
+}
+
+func (c *scanCounter) View(fn func(store.Tx) error) error {
+	return c.Backend.View(func(tx store.Tx) error { return fn(scanCountingTx{tx, c}) })
+}
+
+func (t scanCountingTx) Scan(k store.Kind, prefix []byte, fn func(k, v []byte) error) error {
+	t.c.scans.Add(1)
+	return t.Tx.Scan(k, prefix, fn)
+}
+
+func TestAChangeIsAppliedWithoutReadingTheWholeState(t *testing.T) {
+	b, err := bolt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &scanCounter{Backend: b}
+	db := store.New(cb, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.44.0/24")}})
+	defer db.Close()
+	var nbs []model.NodeBalancer
+	for i := range 20 {
+		var nodes []model.Node
+		for j := range 50 {
+			nodes = append(nodes, node(fmt.Sprintf("n%d-%d", i, j), fmt.Sprintf("10.1.%d.%d:80", i, j+1), 50))
+		}
+		nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{config(model.ProtocolTCP, 80, nodes...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nbs = append(nbs, nb)
+	}
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, db) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 2*time.Second, "every listener", func() bool { return len(p.Listening()) == 20 })
+
+	cfgs, _ := db.Configs(nbs[7].ID)
+	nodes, _ := db.Nodes(nbs[7].ID, cfgs[0].ID)
+	snap := func(id int) *snapshot {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.listeners[id].snap.Load()
+	}
+	other, _ := db.Configs(nbs[8].ID)
+	beforeOther := snap(other[0].ID)
+	scans := cb.scans.Load()
+	if _, err := db.UpdateNode(nbs[7].ID, cfgs[0].ID, nodes[3].ID, func(n *model.Node) error { n.Mode = model.ModeDrain; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the drain to reach the data plane", func() bool {
+		return snap(cfgs[0].ID).pool.Lookup(nodes[3].ID).Mode.String() == "drain"
+	})
+	if n := cb.scans.Load() - scans; n != 0 {
+		t.Fatalf("one node's change made %d range scans of the store; want none (read the changed key only)", n)
+	}
+	if snap(other[0].ID) != beforeOther {
+		t.Fatal("another config was rebuilt")
+	}
+}
