@@ -26,7 +26,9 @@ func next(t *testing.T, w <-chan store.Change) store.Change {
 	return store.Change{}
 }
 
-func ref(k store.Kind, ids ...int) store.Ref { return store.Ref{Kind: k, Key: string(store.Key(ids...))} }
+func ref(k store.Kind, ids ...int) store.Ref {
+	return store.Ref{Kind: k, Key: string(store.Key(ids...))}
+}
 
 func TestFeedCoalescesKeysOfALaggingReader(t *testing.T) {
 	f := store.NewFeed(10, 100)
