@@ -74,15 +74,15 @@ type Plane struct {
 
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
-	backends  map[backendKey]*backend
-	// cfgBackends are the backends of each config, to close those a rebuild drops.
-	cfgBackends map[int]map[backendKey]bool
-	limiters    map[int]*limiterEntry
-	sticky      map[int]*balance.StickyTable
-	failed      map[int]error // configs whose listener could not be opened
-	closing     sync.WaitGroup
-	ready       atomic.Bool
-	accessLog   accessLogger
+	// backends are each config's node runtimes, by config id: a rebuild reuses
+	// those whose node keeps its address and closes the others.
+	backends  map[int]map[backendKey]*backend
+	limiters  map[int]*limiterEntry
+	sticky    map[int]*balance.StickyTable
+	failed    map[int]error // configs whose listener could not be opened
+	closing   sync.WaitGroup
+	ready     atomic.Bool
+	accessLog accessLogger
 }
 
 type backendKey struct {
@@ -124,15 +124,14 @@ func New(o Options) *Plane {
 		o.Health = health.New(health.Options{Logger: o.Log})
 	}
 	p := &Plane{
-		opts:        o,
-		log:         o.Log,
-		start:       time.Now(),
-		listeners:   map[int]*listener{},
-		backends:    map[backendKey]*backend{},
-		cfgBackends: map[int]map[backendKey]bool{},
-		limiters:    map[int]*limiterEntry{},
-		sticky:      map[int]*balance.StickyTable{},
-		failed:      map[int]error{},
+		opts:      o,
+		log:       o.Log,
+		start:     time.Now(),
+		listeners: map[int]*listener{},
+		backends:  map[int]map[backendKey]*backend{},
+		limiters:  map[int]*limiterEntry{},
+		sticky:    map[int]*balance.StickyTable{},
+		failed:    map[int]error{},
 	}
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
@@ -300,40 +299,43 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		// cost time for nothing.
 		return
 	}
-	seen := map[backendKey]bool{}
-	s, err := p.snapshot(*nb, cs, limiter, seen)
+	next := make(map[backendKey]*backend, len(cs.Nodes))
+	s, err := p.snapshot(*nb, cs, limiter, next)
 	if err != nil {
 		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
 		p.failed[c.ID] = err
+		for k, b := range next { // made for the failed snapshot only
+			if p.backends[c.ID][k] != b {
+				b.close()
+			}
+		}
 		return
 	}
-	p.dropBackends(c.ID, seen)
+	p.dropBackends(c.ID, next)
 	p.place(c.ID, addr, c.Protocol, s)
 }
 
-// dropBackends closes the backends config id had and no longer has. p.mu is held.
-func (p *Plane) dropBackends(id int, keep map[backendKey]bool) {
-	for k := range p.cfgBackends[id] {
-		if keep[k] {
+// dropBackends makes keep the backends of config id, closing those it had and no
+// longer has. p.mu is held.
+func (p *Plane) dropBackends(id int, keep map[backendKey]*backend) {
+	for k, b := range p.backends[id] {
+		if keep[k] == b {
 			continue
 		}
-		if b := p.backends[k]; b != nil {
-			b.close()
-			delete(p.backends, k)
-		}
-		if !hasNode(keep, k.id) {
+		b.close()
+		if _, ok := keep[k]; !ok && !hasNode(keep, k.id) {
 			p.opts.Stats.ForgetNode(k.id)
 		}
 	}
 	if len(keep) == 0 {
-		delete(p.cfgBackends, id)
+		delete(p.backends, id)
 		return
 	}
-	p.cfgBackends[id] = keep
+	p.backends[id] = keep
 }
 
 // hasNode reports whether keep holds a backend of node id (under any address).
-func hasNode(keep map[backendKey]bool, id int) bool {
+func hasNode(keep map[backendKey]*backend, id int) bool {
 	for k := range keep {
 		if k.id == id {
 			return true

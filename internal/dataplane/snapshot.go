@@ -56,7 +56,7 @@ func (b *backend) passiveFailure() { b.health.Failure(b.now()) }
 func (b *backend) passiveSuccess() { b.health.Success() }
 
 // snapshot builds the snapshot of config c of nb. p.mu is held.
-func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *throttle.Limiter, seen map[backendKey]bool) (*snapshot, error) {
+func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *throttle.Limiter, next map[backendKey]*backend) (*snapshot, error) {
 	c := model.ConfigWithNodes{Config: cs.Config, Nodes: cs.Nodes}
 	algo, err := balance.ParseAlgorithm(string(c.Algorithm))
 	if err != nil {
@@ -75,17 +75,16 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 			return nil, err
 		}
 		k := backendKey{n.ID, addr}
-		b := p.backends[k]
+		b := p.backends[c.ID][k]
 		if b != nil && b.health != handles[i] {
 			// The checker made the node a new handle (and State): make a new backend
-			// rather than write to one that connections in flight are reading.
-			b.close()
+			// rather than write to one that connections in flight are reading (the
+			// old one is closed once the new snapshot is in).
 			b = nil
 		}
 		if b == nil {
 			b = &backend{id: n.ID, addr: addr, health: handles[i],
 				stats: p.opts.Stats.Node(n.ID), now: p.now}
-			p.backends[k] = b
 		}
 		if c.Protocol != model.ProtocolTCP && b.http == nil {
 			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
@@ -95,7 +94,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 				LocalAddr:   p.opts.BackendSource,
 			})
 		}
-		seen[k] = true
+		next[k] = b
 		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
 	}
 	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey))

@@ -138,7 +138,7 @@ func (m *Mirror) Load() (Delta, error) {
 		// together and in id order.
 		return tx.Scan(KindNode, nil, func(k, v []byte) error {
 			var n model.Node
-			if err := json.Unmarshal(v, &n); err != nil {
+			if err := decodeNode(v, &n); err != nil {
 				return fmt.Errorf("decode %s %x: %w", KindNode, k, err)
 			}
 			if cs := configs[n.ConfigID]; cs != nil {
@@ -223,7 +223,7 @@ func (m *Mirror) Apply(c Change) (Delta, error) {
 				var n *model.Node
 				if v != nil {
 					n = new(model.Node)
-					if err := json.Unmarshal(v, n); err != nil {
+					if err := decodeNode(v, n); err != nil {
 						return fmt.Errorf("decode %s %x: %w", ref.Kind, key, err)
 					}
 				}
