@@ -64,7 +64,7 @@ var scenarios = []scenario{
 	{name: "100", nbs: 0, configs: 1, nodes: 0, probeSize: 100},
 	{name: "10k", nbs: 9, configs: 1, nodes: 1000, probeSize: 1000},
 	{name: "50k", nbs: 49, configs: 1, nodes: 1000, probeSize: 1000},
-	{name: "2000cfg", nbs: 199, configs: 10, nodes: 1, probeSize: 1},
+	{name: "2000cfg", nbs: 200, configs: 10, nodes: 1, probeSize: 1},
 	{name: "premium2000", nbs: 0, configs: 1, nodes: 0, probeSize: 2000, premium: true},
 }
 

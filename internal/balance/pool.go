@@ -67,6 +67,15 @@ type Option func(*poolOptions)
 
 type poolOptions struct {
 	cookieKey []byte
+	prev      *Pool
+}
+
+// WithPrevious lets NewPool take the cookie tokens of nodes it shares (by ID) with
+// prev, the pool it replaces, instead of deriving them again: a change to one node
+// of a thousand then costs no MAC. prev must have been built with the same cookie
+// key; a pool built with another is ignored.
+func WithPrevious(prev *Pool) Option {
+	return func(o *poolOptions) { o.prev = prev }
 }
 
 // WithCookieKey sets the secret key from which node cookie tokens are derived
@@ -87,11 +96,12 @@ func WithCookieKey(key []byte) Option {
 // All methods are safe for concurrent use. Pick, PickExcluding, Choose,
 // Honour, Lookup and ByToken never lock and never allocate.
 type Pool struct {
-	algo    Algorithm
-	nodes   []Node
-	byID    map[int]*Node
-	byToken map[string]*Node
-	msize   int // Maglev table size, for Source
+	algo      Algorithm
+	cookieKey []byte
+	nodes     []Node
+	byID      map[int]*Node
+	byToken   map[string]*Node
+	msize     int // Maglev table size, for Source
 
 	mu  sync.Mutex // serialises Refresh; readers never take it
 	tab atomic.Pointer[table]
@@ -144,6 +154,11 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 		msize:   maglevSize(len(nodes)),
 	}
 	copy(p.nodes, nodes)
+	p.cookieKey = o.cookieKey
+	prev := o.prev
+	if prev != nil && !hmac.Equal(prev.cookieKey, o.cookieKey) {
+		prev = nil
+	}
 	mac := hmac.New(sha256.New, o.cookieKey)
 	for i := range p.nodes {
 		n := &p.nodes[i]
@@ -161,7 +176,11 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 			n.State = new(State)
 		}
 		n.index = uint16(i)
-		n.token = cookieToken(mac, n.ID)
+		if old := prev.lookup(n.ID); old != nil {
+			n.token = old.token
+		} else {
+			n.token = cookieToken(mac, n.ID)
+		}
 		p.byID[n.ID] = n
 		p.byToken[n.token] = n
 	}
@@ -180,6 +199,14 @@ func (p *Pool) Node(i int) *Node { return &p.nodes[i] }
 
 // Lookup returns the node with the given ID, or nil if the pool has none.
 func (p *Pool) Lookup(id int) *Node { return p.byID[id] }
+
+// lookup is Lookup on a pool that may be nil.
+func (p *Pool) lookup(id int) *Node {
+	if p == nil {
+		return nil
+	}
+	return p.byID[id]
+}
 
 // ByToken returns the node whose Token is tok, or nil. It is how the data
 // plane turns an NB_SRVID cookie back into a node.

@@ -117,3 +117,37 @@ func TestPoolLookupAndTokens(t *testing.T) {
 		t.Error("ByToken accepted a forged token")
 	}
 }
+
+func TestWithPreviousReusesTokensOfTheSameKeyOnly(t *testing.T) {
+	key := []byte("k1")
+	nodes := func(ids ...int) []Node {
+		var out []Node
+		for _, id := range ids {
+			out = append(out, Node{ID: id, Weight: 1})
+		}
+		return out
+	}
+	old, err := NewPool(RoundRobin, nodes(1, 2), WithCookieKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A token NewPool did not derive shows it was taken from prev.
+	old.byID[2].token = "from-prev"
+	next, err := NewPool(RoundRobin, nodes(2, 3), WithCookieKey(key), WithPrevious(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Lookup(2).Token() != "from-prev" || next.Lookup(3).Token() != CookieToken(key, 3) {
+		t.Fatalf("tokens %q %q", next.Lookup(2).Token(), next.Lookup(3).Token())
+	}
+	if next.ByToken("from-prev") != next.Lookup(2) {
+		t.Fatal("ByToken does not find the reused token")
+	}
+	other, err := NewPool(RoundRobin, nodes(2), WithCookieKey([]byte("k2")), WithPrevious(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Lookup(2).Token() != CookieToken([]byte("k2"), 2) {
+		t.Fatal("a pool with another key reused tokens")
+	}
+}

@@ -97,7 +97,11 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 		next[k] = b
 		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
 	}
-	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey))
+	var prev *balance.Pool
+	if l := p.listeners[c.ID]; l != nil {
+		prev = l.snap.Load().pool
+	}
+	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev))
 	if err != nil {
 		return nil, err
 	}

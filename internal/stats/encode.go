@@ -37,6 +37,28 @@ func ln(k string, n int) label { return label{k: k, n: n, num: true} }
 type enc struct {
 	w   *bufio.Writer
 	buf []byte
+	tmp [8]label // with's result, used before the next call
+}
+
+// with returns ls (sorted by name) with x inserted where it sorts, le last, as
+// Prometheus' own encoder orders labels. The result lives in e.tmp.
+func (e *enc) with(ls []label, x label) []label {
+	n := 0
+	placed := false
+	for _, y := range ls {
+		if !placed && x.k != "le" && x.k < y.k {
+			e.tmp[n] = x
+			n++
+			placed = true
+		}
+		e.tmp[n] = y
+		n++
+	}
+	if !placed {
+		e.tmp[n] = x
+		n++
+	}
+	return e.tmp[:n]
 }
 
 // family writes the HELP and TYPE lines that open a metric family.
@@ -53,16 +75,9 @@ func (e *enc) family(name, typ, help string) {
 	e.w.Write(e.buf)
 }
 
-// head starts a series line: name and labels, sorted by name with le last, as
-// Prometheus' own encoder writes them.
-func (e *enc) head(name string, labels []label) {
-	var tmp [8]label // sorted here: the caller's slice may share its array with later calls
-	ls := tmp[:copy(tmp[:], labels)]
-	for i := 1; i < len(ls); i++ {
-		for j := i; j > 0 && labelLess(ls[j], ls[j-1]); j-- {
-			ls[j], ls[j-1] = ls[j-1], ls[j]
-		}
-	}
+// head starts a series line: name and labels, which the caller gives sorted by name
+// (le last).
+func (e *enc) head(name string, ls []label) {
 	e.buf = append(e.buf[:0], name...)
 	if len(ls) > 0 {
 		e.buf = append(e.buf, '{')
@@ -82,13 +97,6 @@ func (e *enc) head(name string, labels []label) {
 		e.buf = append(e.buf, '}')
 	}
 	e.buf = append(e.buf, ' ')
-}
-
-func labelLess(a, b label) bool {
-	if a.k == "le" || b.k == "le" {
-		return b.k == "le" && a.k != "le"
-	}
-	return a.k < b.k
 }
 
 // appendEscaped appends a label value with backslash, quote and newline escaped.
@@ -161,12 +169,12 @@ var traffic = []struct {
 	}},
 	{"responses_total", "counter", "HTTP responses by status class (1xx…5xx, other)", func(e *enc, name string, c *Counters, ls []label) {
 		for i := range c.Responses {
-			e.u(name, c.Responses[i].Load(), append(ls, l("class", classes[i]))...)
+			e.u(name, c.Responses[i].Load(), e.with(ls, l("class", classes[i]))...)
 		}
 	}},
 	{"bytes_total", "counter", "Bytes from clients (direction=in) and to clients (direction=out)", func(e *enc, name string, c *Counters, ls []label) {
-		e.u(name, c.BytesIn.Load(), append(ls, l("direction", "in"))...)
-		e.u(name, c.BytesOut.Load(), append(ls, l("direction", "out"))...)
+		e.u(name, c.BytesIn.Load(), e.with(ls, l("direction", "in"))...)
+		e.u(name, c.BytesOut.Load(), e.with(ls, l("direction", "out"))...)
 	}},
 }
 
@@ -186,9 +194,9 @@ type walk struct {
 	v    view
 }
 
-// nodeLabels are a node's labels, with room for two more.
+// nodeLabels are a node's labels, sorted by name.
 func nodeLabels(buf *[7]label, nb *model.NodeBalancer, c *store.ConfigState, n *model.Node) []label {
-	buf[0], buf[1], buf[2], buf[3] = l("nodebalancer", nb.Label), ln("config_port", c.Config.Port), l("node", n.Label), ln("node_id", n.ID)
+	buf[0], buf[1], buf[2], buf[3] = ln("config_port", c.Config.Port), l("node", n.Label), ln("node_id", n.ID), l("nodebalancer", nb.Label)
 	return buf[:4]
 }
 
@@ -204,7 +212,7 @@ func (s *Stats) WriteMetrics(w *bufio.Writer) error {
 	e.family("nodebalancer_info", "gauge", "Always 1: the id and ipv4 of each NodeBalancer.")
 	for _, x := range sc.view {
 		nb := x.NodeBalancer
-		e.u("nodebalancer_info", 1, l("nodebalancer", nb.Label), ln("nodebalancer_id", nb.ID), l("ipv4", nb.IPv4))
+		e.u("nodebalancer_info", 1, l("ipv4", nb.IPv4), l("nodebalancer", nb.Label), ln("nodebalancer_id", nb.ID))
 	}
 	for _, t := range traffic {
 		name := "nodebalancer_" + t.name
@@ -218,20 +226,20 @@ func (s *Stats) WriteMetrics(w *bufio.Writer) error {
 		"Bytes from (direction=in) and to (direction=out) clients this calendar month (UTC), as the API's transfer shows.")
 	for _, x := range sc.view {
 		in, out, _ := s.NodeBalancerTransfer(x.NodeBalancer.ID)
-		e.f("nodebalancer_transfer_month_bytes", in*bytesPerMB, l("nodebalancer", x.NodeBalancer.Label), l("direction", "in"))
-		e.f("nodebalancer_transfer_month_bytes", out*bytesPerMB, l("nodebalancer", x.NodeBalancer.Label), l("direction", "out"))
+		e.f("nodebalancer_transfer_month_bytes", in*bytesPerMB, l("direction", "in"), l("nodebalancer", x.NodeBalancer.Label))
+		e.f("nodebalancer_transfer_month_bytes", out*bytesPerMB, l("direction", "out"), l("nodebalancer", x.NodeBalancer.Label))
 	}
 
 	e.family("nodebalancer_config_info", "gauge", "Always 1: the id and protocol of each config.")
 	eachConfig(sc, func(nb *model.NodeBalancer, c *store.ConfigState) {
-		e.u("nodebalancer_config_info", 1, l("nodebalancer", nb.Label), ln("config_port", c.Config.Port),
-			ln("config_id", c.Config.ID), l("protocol", string(c.Config.Protocol)))
+		e.u("nodebalancer_config_info", 1, ln("config_id", c.Config.ID), ln("config_port", c.Config.Port),
+			l("nodebalancer", nb.Label), l("protocol", string(c.Config.Protocol)))
 	})
 	for _, t := range traffic {
 		name := "nodebalancer_config_" + t.name
 		e.family(name, t.typ, t.help+" of the "+configWhat+".")
 		eachConfig(sc, func(nb *model.NodeBalancer, c *store.ConfigState) {
-			lb[0], lb[1] = l("nodebalancer", nb.Label), ln("config_port", c.Config.Port)
+			lb[0], lb[1] = ln("config_port", c.Config.Port), l("nodebalancer", nb.Label)
 			t.write(e, name, counters(sc.v.configs[c.Config.ID]), lb[:2])
 		})
 	}
@@ -243,7 +251,7 @@ func (s *Stats) WriteMetrics(w *bufio.Writer) error {
 				name string
 				n    int
 			}{{"up", k.Up}, {"down", k.Down}, {"unknown", k.Unknown}} {
-				e.u("nodebalancer_config_nodes", uint64(st.n), l("nodebalancer", nb.Label), ln("config_port", c.Config.Port), l("status", st.name))
+				e.u("nodebalancer_config_nodes", uint64(st.n), ln("config_port", c.Config.Port), l("nodebalancer", nb.Label), l("status", st.name))
 			}
 		})
 	}
@@ -296,8 +304,9 @@ func (s *Stats) writeNodes(e *enc, sc walk) map[int]bool {
 	var lb [7]label
 	e.family("nodebalancer_node_info", "gauge", "Always 1: the address and mode of each node.")
 	eachNode(sc, func(nb *model.NodeBalancer, c *store.ConfigState, n *model.Node) {
-		ls := nodeLabels(&lb, nb, c, n)
-		e.u("nodebalancer_node_info", 1, append(ls, l("address", n.Address), l("mode", string(n.Mode)))...)
+		lb[0], lb[1], lb[2], lb[3], lb[4], lb[5] = l("address", n.Address), ln("config_port", c.Config.Port), l("mode", string(n.Mode)),
+			l("node", n.Label), ln("node_id", n.ID), l("nodebalancer", nb.Label)
+		e.u("nodebalancer_node_info", 1, lb[:6]...)
 	})
 	for _, t := range traffic {
 		name := "nodebalancer_node_" + t.name
@@ -341,8 +350,8 @@ func (s *Stats) writeNodes(e *enc, sc walk) map[int]bool {
 		}
 		h := hs(n.ID)
 		ls := nodeLabels(&lb, nb, c, n)
-		e.u("nodebalancer_health_checks_total", h.Checks-h.CheckFailures, append(ls, l("result", "pass"))...)
-		e.u("nodebalancer_health_checks_total", h.CheckFailures, append(ls, l("result", "fail"))...)
+		e.u("nodebalancer_health_checks_total", h.Checks-h.CheckFailures, e.with(ls, l("result", "pass"))...)
+		e.u("nodebalancer_health_checks_total", h.CheckFailures, e.with(ls, l("result", "fail"))...)
 	})
 	const dur = "nodebalancer_health_check_duration_seconds"
 	e.family(dur, "histogram", "Duration of active health checks, passed or failed.")
@@ -358,13 +367,13 @@ func (s *Stats) writeNodes(e *enc, sc walk) map[int]bool {
 			if lat != nil {
 				count += lat.counts[i].Load()
 			}
-			e.u(dur+"_bucket", count, append(ls, label{k: "le", v: leText[i]})...)
+			e.u(dur+"_bucket", count, e.with(ls, l("le", leText[i]))...)
 		}
 		if lat != nil {
 			count += lat.counts[len(latencyBounds)].Load()
 			sum = time.Duration(lat.sumNs.Load()).Seconds()
 		}
-		e.u(dur+"_bucket", count, append(ls, l("le", "+Inf"))...)
+		e.u(dur+"_bucket", count, e.with(ls, l("le", "+Inf"))...)
 		e.f(dur+"_sum", sum, ls...)
 		e.u(dur+"_count", count, ls...)
 	})
