@@ -455,12 +455,11 @@ func measure(ctx context.Context, bin, dir string, s scenario, changes int) (res
 
 	time.Sleep(time.Second)
 	r.rssMiB = rssMiB(srv.cmd.Process.Pid)
-	body, d, err := scrape()
+	size, d, g, err := scrape()
 	if err != nil {
 		return r, err
 	}
-	r.metricsTime, r.metricsBytes = d, int64(len(body))
-	r.goroutines = int(metricValue(body, "go_goroutines"))
+	r.metricsTime, r.metricsBytes, r.goroutines = d, size, int(g)
 	r.rssAfterScrape = rssMiB(srv.cmd.Process.Pid)
 
 	srv.stop()
@@ -470,11 +469,11 @@ func measure(ctx context.Context, bin, dir string, s scenario, changes int) (res
 	if _, err := waitHealthy(ctx, 30*time.Second); err != nil {
 		return r, err
 	}
-	body, d, err = scrape()
+	size, d, _, err = scrape()
 	if err != nil {
 		return r, err
 	}
-	r.metricsAggTime, r.metricsAggBytes = d, int64(len(body))
+	r.metricsAggTime, r.metricsAggBytes = d, size
 	return r, nil
 }
 
@@ -491,53 +490,83 @@ func listenerAddrs(s scenario, probeIP string) []string {
 	return out
 }
 
-// waitListening dials every address until each has accepted once and returns the
-// time since t0 when the last did.
+// waitListening dials every address, 32 at a time, until each has accepted once and
+// returns the time since t0 when the last did.
 func waitListening(ctx context.Context, addrs []string, t0 time.Time) (time.Duration, error) {
-	pending := addrs
-	for time.Since(t0) < 60*time.Second {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		var still []string
-		for _, a := range pending {
-			c, err := net.DialTimeout("tcp", a, time.Second)
-			if err != nil {
-				still = append(still, a)
-				continue
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	work := make(chan string)
+	done := make(chan time.Duration, len(addrs))
+	for range 32 {
+		go func() {
+			for a := range work {
+				for {
+					c, err := net.DialTimeout("tcp", a, time.Second)
+					if err == nil {
+						c.Close()
+						done <- time.Since(t0)
+						break
+					}
+					if wctx.Err() != nil {
+						done <- -1
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
 			}
-			c.Close()
-		}
-		if len(still) == 0 {
-			return time.Since(t0), nil
-		}
-		pending = still
-		time.Sleep(time.Millisecond)
+		}()
 	}
-	return 0, fmt.Errorf("%d listeners not accepting after 60 s (first %s)", len(pending), pending[0])
+	go func() {
+		defer close(work)
+		for _, a := range addrs {
+			select {
+			case work <- a:
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	var last time.Duration
+	for range addrs {
+		select {
+		case d := <-done:
+			if d < 0 {
+				return 0, errors.New("listeners not all accepting after 60 s")
+			}
+			last = max(last, d)
+		case <-wctx.Done():
+			return 0, errors.New("listeners not all accepting after 60 s")
+		}
+	}
+	return last, nil
 }
 
-func scrape() ([]byte, time.Duration, error) {
+// scrape reads /metrics line by line (as a scraper would, without holding the whole
+// answer) and returns its size, the time it took and the go_goroutines value.
+func scrape() (size int64, d time.Duration, goroutines float64, err error) {
 	t0 := time.Now()
 	resp, err := client.Get("http://" + apiAddr + "/metrics")
 	if err != nil {
-		return nil, 0, err
+		return 0, 0, 0, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return b, time.Since(t0), err
-}
-
-func metricValue(body []byte, name string) float64 {
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, name+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimPrefix(line, name+" "), 64)
-			return v
+	r := bufio.NewReaderSize(resp.Body, 256<<10)
+	for {
+		line, err := r.ReadSlice('\n')
+		size += int64(len(line))
+		if bytes.HasPrefix(line, []byte("go_goroutines ")) {
+			goroutines, _ = strconv.ParseFloat(strings.TrimSpace(string(line[len("go_goroutines "):])), 64)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == io.EOF {
+			return size, time.Since(t0), goroutines, nil
+		}
+		if err != nil {
+			return size, 0, 0, err
 		}
 	}
-	return -1
 }
 
 // cpuTime is a process's user+system CPU time.
