@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
 	"github.com/nodebalancer/nodebalancer/internal/server"
@@ -51,7 +52,12 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 			return s.Run(cmd.Context())
 		},
 	}
-	fl := cmd.Flags()
+	f.bind(cmd.Flags())
+	return cmd
+}
+
+// bind defines serve's flags on fl, storing into f.
+func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "API address (host:port)")
 	fl.StringVar(&f.data, "data", "./nodebalancer-data", "data directory of the embedded store")
 	fl.StringVar(&f.frontendPool, "frontend-pool", "127.0.1.0/24", "CIDRs (comma separated) NodeBalancer ipv4 addresses come from")
@@ -68,7 +74,6 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 	fl.BoolVar(&f.metricsNodeSeries, "metrics-node-series", true, "export per-node series on /metrics (false keeps the per-NodeBalancer and per-config ones)")
 	fl.IntVar(&f.maxNodes, "max-nodes-per-config", store.DefaultMaxNodesPerConfig, "most nodes a config of a common NodeBalancer may have")
 	fl.IntVar(&f.maxNodesPremium, "max-nodes-per-config-premium", store.DefaultMaxNodesPerConfigPremium, "most nodes a config of a premium NodeBalancer may have")
-	return cmd
 }
 
 func (f *serveFlags) config() (server.Config, error) {

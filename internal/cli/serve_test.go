@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/linode/linodego"
+	"github.com/spf13/pflag"
 )
 
 // runServe starts the real binary's serve on dir and returns its API URL and a stop
@@ -134,5 +135,32 @@ func TestServeWritesAGeneratedTokenPrivately(t *testing.T) {
 	c.SetBaseURL(apiURL).SetAPIVersion("v4").SetToken(strings.TrimSpace(string(b)))
 	if _, err := c.ListNodeBalancers(context.Background(), nil); err != nil {
 		t.Fatalf("the written token does not work: %v", err)
+	}
+}
+
+func TestServeFlagsForScale(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in the error; "" when the flags are good
+	}{
+		{[]string{"--max-nodes-per-config", "0"}, "--max-nodes-per-config must be between 1 and"},
+		{[]string{"--max-nodes-per-config-premium", "5000"}, "--max-nodes-per-config-premium must be between 1 and"},
+		{[]string{"--max-nodes-per-config", "500", "--max-nodes-per-config-premium", "2000", "--metrics-node-series=false"}, ""},
+	} {
+		var f serveFlags
+		fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want == "" && (cfg.MaxNodesPerConfig != 500 || cfg.MaxNodesPerConfigPremium != 2000 || !cfg.MetricsNoNodeSeries):
+			t.Errorf("%v: config %+v", tc.args, cfg)
+		}
 	}
 }
