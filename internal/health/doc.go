@@ -14,7 +14,9 @@
 //   - http: GET check_path over HTTP/1.1 (Host: the node address,
 //     Connection: close, User-Agent: nodebalancer-health-check/1); a 2xx or
 //     3xx status passes (redirects are not followed), any other status, a
-//     timeout or a connect error fails;
+//     timeout or a connect error fails. Only the status line is read (interim
+//     1xx answers skipped), without an HTTP client: it is the cheapest check
+//     that still sees the application answer;
 //   - http_body: as http, and the first MaxBodyBytes (64 KiB) of the body
 //     must also match the check_body regular expression, compiled once per
 //     configuration change;
