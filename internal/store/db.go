@@ -122,7 +122,11 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 	if err := db.ensureIndex(); err != nil {
 		return nb, err
 	}
+	in := nb
 	err := db.b.Update(func(tx Tx) error {
+		// A backend may run this more than once (etcd retries a conflict): start
+		// from what the caller asked for each time.
+		nb = in
 		id, err := tx.NextID(KindNodeBalancer)
 		if err != nil {
 			return err
@@ -565,6 +569,7 @@ func deleteConfig(tx Tx, c model.Config) error {
 // nodes without are created, and existing nodes not listed are deleted.
 func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, nodes []model.Node) (out model.ConfigWithNodes, err error) {
 	err = db.b.Update(func(tx Tx) error {
+		out = model.ConfigWithNodes{} // a retried attempt starts over
 		c, err := db.updateConfig(tx, nbID, id, mutate)
 		if err != nil {
 			return err

@@ -30,11 +30,12 @@ const DefaultFeedLog = 1 << 18
 
 // Feed fans committed changes out to watchers. A Backend publishes each committed
 // revision with its changed keys; Watch serves them. The bbolt backend publishes
-// from its Update; an etcd backend would publish what its etcd watch reports, so
+// from its Update; the etcd backend publishes what its etcd watch reports, so
 // that readers see the same feed whichever store runs.
 type Feed struct {
 	mu      sync.Mutex
 	rev     uint64  // the latest published revision
+	from    uint64  // log holds every change after this revision
 	log     []entry // recent revisions, oldest first
 	logKeys int     // keys held in log
 	maxKeys int
@@ -52,11 +53,12 @@ func NewFeed(rev uint64, maxKeys int) *Feed {
 	if maxKeys <= 0 {
 		maxKeys = DefaultFeedLog
 	}
-	return &Feed{rev: rev, maxKeys: maxKeys, subs: map[chan struct{}]struct{}{}}
+	return &Feed{rev: rev, from: rev, maxKeys: maxKeys, subs: map[chan struct{}]struct{}{}}
 }
 
 // Publish records that revision rev committed writes to keys, and wakes the
-// watchers. Revisions must be published in increasing order.
+// watchers. Revisions must be published in increasing order; they need not be
+// consecutive (etcd's revision also counts writes that are not state).
 func (f *Feed) Publish(rev uint64, keys []Ref) {
 	f.mu.Lock()
 	f.rev = rev
@@ -68,15 +70,31 @@ func (f *Feed) Publish(rev uint64, keys []Ref) {
 		drop++
 	}
 	if drop > 0 {
+		f.from = f.log[drop-1].rev
 		f.log = append(f.log[:0:0], f.log[drop:]...)
 	}
+	f.wake()
+	f.mu.Unlock()
+}
+
+// Reset tells every watcher that the state must be read again at revision rev or
+// later: the backend lost track of what changed (an etcd watch that fell behind a
+// compaction).
+func (f *Feed) Reset(rev uint64) {
+	f.mu.Lock()
+	f.rev, f.from, f.log, f.logKeys = rev, rev, nil, 0
+	f.wake()
+	f.mu.Unlock()
+}
+
+// wake pokes every watcher; f.mu is held.
+func (f *Feed) wake() {
 	for ch := range f.subs {
 		select {
 		case ch <- struct{}{}:
 		default: // already woken
 		}
 	}
-	f.mu.Unlock()
 }
 
 // Revision returns the latest published revision.
@@ -95,7 +113,7 @@ func (f *Feed) since(after uint64) (Change, bool) {
 		return Change{}, false
 	}
 	c := Change{Revision: f.rev}
-	if len(f.log) == 0 || f.log[0].rev > after+1 {
+	if after < f.from {
 		c.Reset = true
 		return c, true
 	}

@@ -16,6 +16,15 @@ import (
 // ErrNotFound is returned when an addressed object does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable wraps the errors of a Backend that cannot reach its storage (an
+// etcd cluster without quorum or out of reach): the request may succeed later, and
+// nothing was written. The API answers 503.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ErrConflict is returned when an optimistic transaction kept conflicting with
+// concurrent writers past its retry bound; nothing was written.
+var ErrConflict = errors.New("store: too many conflicting concurrent writes")
+
 // Kind names a collection in a Backend.
 type Kind string
 
@@ -62,7 +71,9 @@ type Backend interface {
 	// View runs fn in a read-only transaction.
 	View(fn func(Tx) error) error
 	// Update runs fn in a read-write transaction, committed when fn returns nil and
-	// discarded otherwise. A committed Update advances the revision.
+	// discarded otherwise. A committed Update advances the revision. A backend with
+	// optimistic transactions may run fn more than once (each on a fresh Tx): fn
+	// must start from its inputs every time.
 	Update(fn func(Tx) error) error
 	// Revision is the number of committed Updates that changed state.
 	Revision() (uint64, error)
