@@ -874,3 +874,15 @@ func (db *DB) Blob(name string) (b []byte, err error) {
 func (db *DB) PutBlob(name string, b []byte) error {
 	return db.b.Update(func(tx Tx) error { return tx.Put(KindBlob, []byte(name), b) })
 }
+
+// Blobs returns every blob whose name begins with prefix, by name.
+func (db *DB) Blobs(prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := db.b.View(func(tx Tx) error {
+		return tx.Scan(KindBlob, []byte(prefix), func(k, v []byte) error {
+			out[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
+}
