@@ -93,7 +93,8 @@ type Checker struct {
 	schedMu   sync.Mutex
 	heap      timerHeap     // every node's next active check
 	schedWake chan struct{} // the earliest check changed
-	slots     chan struct{} // one token per check in flight
+	slots     chan struct{} // one token per worker
+	jobs      chan due      // checks handed to idle workers
 
 	dirtyMu sync.Mutex
 	dirty   map[int]struct{} // configurations whose nodes changed status
@@ -143,6 +144,7 @@ func New(o Options) *Checker {
 
 		schedWake: make(chan struct{}, 1),
 		slots:     make(chan struct{}, o.MaxConcurrentChecks),
+		jobs:      make(chan due),
 		client: &http.Client{
 			Transport: newTransport(dialer),
 			// A 3xx passes as it is; following it could leave the node.
@@ -507,18 +509,10 @@ func (c *Checker) schedule(ctx context.Context) {
 		}
 		c.schedMu.Unlock()
 		for i, d := range ready {
-			select {
-			case c.slots <- struct{}{}:
-			case <-ctx.Done():
+			if !c.dispatch(ctx, d) {
 				return
 			}
 			ready[i] = due{}
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.check(ctx, d)
-				<-c.slots
-			}()
 		}
 		if len(ready) > 0 {
 			continue // time went on while starting them
@@ -527,6 +521,50 @@ func (c *Checker) schedule(ctx context.Context) {
 		select {
 		case <-timer.C:
 		case <-c.schedWake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// workerIdle is how long a worker waits for another check before it ends.
+const workerIdle = 10 * time.Second
+
+// dispatch hands d to an idle worker, or starts a worker for it while fewer than
+// MaxConcurrentChecks run, or waits for a worker. Workers outlive one check so that
+// a steady flow of checks reuses a few goroutines and their grown stacks. It
+// reports false when ctx ended first.
+func (c *Checker) dispatch(ctx context.Context, d due) bool {
+	select {
+	case c.jobs <- d:
+		return true
+	default:
+	}
+	select {
+	case c.jobs <- d:
+		return true
+	case c.slots <- struct{}{}:
+		c.wg.Add(1)
+		go c.worker(ctx, d)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// worker runs checks until none comes for workerIdle, or ctx ends.
+func (c *Checker) worker(ctx context.Context, d due) {
+	defer c.wg.Done()
+	defer func() { <-c.slots }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.check(ctx, d)
+		idle.Reset(workerIdle)
+		select {
+		case d = <-c.jobs:
+		case <-idle.C:
+			return
 		case <-ctx.Done():
 			return
 		}

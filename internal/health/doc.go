@@ -86,9 +86,11 @@
 //
 // No goroutine waits on behalf of a node. Every node's next active check sits
 // on one timer heap; a single scheduler goroutine sleeps until the earliest,
-// then starts each due check in a short-lived goroutine, at most
-// MaxConcurrentChecks (default 1,024) at once; a check schedules its node's
-// next one when it ends, which is what keeps a node's checks from overlapping.
+// then hands each due check to a worker goroutine: at most
+// MaxConcurrentChecks (default 1,024) of them, started as needed and ended
+// after 10 s without work, so a steady flow of checks reuses a few workers and
+// their grown stacks. A check schedules its node's next one when it ends,
+// which is what keeps a node's checks from overlapping.
 // A node with passive checks only has nothing running: its Failure reports
 // queue a trip (once per run of failures) that Run's goroutine applies, and the
 // cool-down is a timer (time.AfterFunc). So 50,000 nodes with check none cost
