@@ -29,8 +29,8 @@ const DefaultTTL = 5 * time.Second
 type Options struct {
 	// Client reaches the cluster's etcd.
 	Client *clientv3.Client
-	// Prefix is the store's key prefix; cluster keys live under <prefix>hosts/ and
-	// <prefix>views/.
+	// Prefix is the store's key prefix; cluster keys live under <prefix>c/hosts/
+	// and <prefix>c/views/, apart from the store's.
 	Prefix string
 	// HostID names this host; unique in the cluster.
 	HostID string
@@ -73,19 +73,21 @@ type Member struct {
 	started time.Time
 
 	mu        sync.RWMutex
-	hosts     map[string]bool                        // live hosts, by id
-	views     map[int]map[string]model.NodeStatus    // node id → host id → status
-	published map[int]model.NodeStatus               // what this host last wrote
+	hosts     map[string]bool                     // live hosts, by id
+	views     map[int]map[string]model.NodeStatus // node id → host id → status
+	published map[int]model.NodeStatus            // what this host last wrote
 }
 
 // ErrDuplicateHost is returned by Join when another live host holds the id.
 var ErrDuplicateHost = errors.New("host id already in use")
 
-func (o *Options) hostKey(id string) string { return o.Prefix + "hosts/" + id }
+// The cluster's own keys, all under <prefix>c/ so that one watch follows them.
+func (o *Options) base() string             { return o.Prefix + "c/" }
+func (o *Options) hostKey(id string) string { return o.base() + "hosts/" + id }
 
-// viewKey is <prefix>views/<node id>/<host id>.
+// viewKey is <prefix>c/views/<node id>/<host id>.
 func (o *Options) viewKey(node int, host string) string {
-	return o.Prefix + "views/" + strconv.Itoa(node) + "/" + host
+	return o.base() + "views/" + strconv.Itoa(node) + "/" + host
 }
 
 // Join claims this host's id under a new lease. When the id is held (by a live
@@ -142,7 +144,7 @@ func Join(ctx context.Context, o Options) (*Member, error) {
 	}
 }
 
-// record is this host's entry in <prefix>hosts/.
+// record is this host's entry in <prefix>c/hosts/.
 func (m *Member) record() []byte {
 	h := Host{ID: m.o.HostID, Version: m.o.Version, API: m.o.API, Started: m.started, Heartbeat: time.Now().UTC()}
 	if m.o.Applied != nil {
@@ -246,7 +248,7 @@ func (m *Member) follow(ctx context.Context) {
 		rev, err := m.load(ctx)
 		if err == nil {
 			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-			for resp := range m.o.Client.Watch(wctx, m.o.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+			for resp := range m.o.Client.Watch(wctx, m.o.base(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 				if resp.Err() != nil {
 					break
 				}
@@ -269,11 +271,11 @@ func (m *Member) follow(ctx context.Context) {
 func (m *Member) load(ctx context.Context) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	hosts, err := m.o.Client.Get(cctx, m.o.Prefix+"hosts/", clientv3.WithPrefix())
+	hosts, err := m.o.Client.Get(cctx, m.o.base()+"hosts/", clientv3.WithPrefix())
 	if err != nil {
 		return 0, err
 	}
-	views, err := m.o.Client.Get(cctx, m.o.Prefix+"views/", clientv3.WithPrefix(), clientv3.WithRev(hosts.Header.Revision))
+	views, err := m.o.Client.Get(cctx, m.o.base()+"views/", clientv3.WithPrefix(), clientv3.WithRev(hosts.Header.Revision))
 	if err != nil {
 		return 0, err
 	}
@@ -286,9 +288,9 @@ func (m *Member) load(ctx context.Context) (int64, error) {
 	return hosts.Header.Revision, nil
 }
 
-// apply records one key of <prefix>hosts/ or <prefix>views/; m.mu is held.
+// apply records one key of <prefix>c/hosts/ or <prefix>c/views/; m.mu is held.
 func (m *Member) apply(key string, value []byte, deleted bool) {
-	rest, ok := strings.CutPrefix(key, m.o.Prefix)
+	rest, ok := strings.CutPrefix(key, m.o.base())
 	if !ok {
 		return
 	}
@@ -355,7 +357,7 @@ func combine(views map[string]model.NodeStatus, live map[string]bool, own model.
 
 // Hosts lists the live hosts, read linearizably from etcd, in id order.
 func (m *Member) Hosts(ctx context.Context) ([]Host, error) {
-	r, err := m.o.Client.Get(ctx, m.o.Prefix+"hosts/", clientv3.WithPrefix())
+	r, err := m.o.Client.Get(ctx, m.o.base()+"hosts/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
