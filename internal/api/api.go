@@ -334,6 +334,9 @@ func statusOf(err error) int {
 	if errors.Is(err, store.ErrNotFound) {
 		return http.StatusNotFound
 	}
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict) {
+		return http.StatusServiceUnavailable
+	}
 	return http.StatusInternalServerError
 }
 
@@ -346,6 +349,10 @@ func writeErr(w http.ResponseWriter, err error) int {
 		es = model.Errors{{Reason: reasonInternal}}
 	case st == http.StatusNotFound && errors.Is(err, store.ErrNotFound):
 		es = model.Errors{{Reason: reasonNotFound}}
+	case st == http.StatusServiceUnavailable && (errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict)):
+		// The store's reason (etcd out of reach, no answer in time) tells the
+		// client that nothing was written and that a retry may succeed.
+		es = model.Errors{{Reason: "the store cannot take requests now, nothing was changed: " + err.Error()}}
 	default:
 		if e, ok := errors.AsType[*apiError](err); ok {
 			es = e.errs

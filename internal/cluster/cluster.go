@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -76,6 +77,16 @@ type Member struct {
 	hosts     map[string]bool                     // live hosts, by id
 	views     map[int]map[string]model.NodeStatus // node id → host id → status
 	published map[int]model.NodeStatus            // what this host last wrote
+
+	problem atomic.Pointer[string] // why the last heartbeat failed; nil when it did not
+}
+
+// Problem is why this host's last heartbeat failed, "" when it succeeded.
+func (m *Member) Problem() string {
+	if p := m.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // ErrDuplicateHost is returned by Join when another live host holds the id.
@@ -172,7 +183,14 @@ func (m *Member) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		if err := m.beat(ctx); err != nil && ctx.Err() == nil {
-			m.o.Log.Warn("cluster heartbeat", "host", m.o.HostID, "err", err)
+			if m.Problem() == "" {
+				m.o.Log.Warn("cluster heartbeat failed", "host", m.o.HostID, "err", err)
+			}
+			p := err.Error()
+			m.problem.Store(&p)
+		} else if err == nil && m.problem.Load() != nil {
+			m.o.Log.Info("cluster heartbeat back", "host", m.o.HostID)
+			m.problem.Store(nil)
 		}
 	}
 }

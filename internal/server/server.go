@@ -15,18 +15,21 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
+	"github.com/nodebalancer/nodebalancer/internal/cluster"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/store/etcd"
 	"github.com/nodebalancer/nodebalancer/web"
 )
 
@@ -68,7 +71,26 @@ type Config struct {
 	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
 	// a common and a premium NodeBalancer (store defaults when zero).
 	MaxNodesPerConfig, MaxNodesPerConfigPremium int
+	// Store is StoreBolt (the default: the embedded file under DataDir) or
+	// StoreEtcd (shared by several hosts).
+	Store string
+	// Etcd configures the etcd store.
+	Etcd etcd.Options
+	// HostID names this host among the hosts sharing an etcd store.
+	HostID string
+	// Version is this build's version, shown by GET /cluster.
+	Version string
 }
+
+// The stores Config.Store names.
+const (
+	StoreBolt = "bolt"
+	StoreEtcd = "etcd"
+)
+
+// ClusterPersistEvery is how often a host of an etcd cluster persists its stats, so
+// that the other hosts' /stats and transfer include its traffic this recently.
+const ClusterPersistEvery = 10 * time.Second
 
 // Server is a running nodebalancer.
 type Server struct {
@@ -84,6 +106,13 @@ type Server struct {
 	Token string
 	// TokenFile is where a generated bootstrap token was written.
 	TokenFile string
+
+	// With the etcd store: the backend and this host's cluster membership.
+	etcd   *etcd.Backend
+	member *cluster.Member
+	// mirror and checker are set by Run; the membership's callbacks read them.
+	mirror  atomic.Pointer[store.Mirror]
+	checker atomic.Pointer[health.Checker]
 }
 
 // New opens the store, bootstraps the first token and binds the API listener, so a
@@ -95,28 +124,96 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
-	b, err := bolt.Open(cfg.DataDir)
+	s := &Server{cfg: cfg}
+	b, err := s.openStore()
 	if err != nil {
 		return nil, err
 	}
 	db := store.New(b, store.Options{FrontendPool: cfg.FrontendPool,
 		MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
-	s := &Server{cfg: cfg, db: db}
+	s.db = db
 	if err := s.bootstrap(); err != nil {
+		s.leave()
 		db.Close()
 		return nil, err
 	}
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		s.leave()
 		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if err := s.openExtras(); err != nil {
 		s.ln.Close()
+		s.leave()
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// openStore opens the store Config.Store names; with etcd it also claims this
+// host's id in the cluster, so that a duplicate id fails the start.
+func (s *Server) openStore() (store.Backend, error) {
+	switch s.cfg.Store {
+	case "", StoreBolt:
+		return bolt.Open(s.cfg.DataDir)
+	case StoreEtcd:
+	default:
+		return nil, fmt.Errorf("store %q: must be %s or %s", s.cfg.Store, StoreBolt, StoreEtcd)
+	}
+	eo := s.cfg.Etcd
+	eo.Log = s.cfg.Log
+	b, err := etcd.Open(eo)
+	if err != nil {
+		return nil, err
+	}
+	m, err := cluster.Join(context.Background(), cluster.Options{
+		Client: b.Client(), Prefix: b.Prefix(), HostID: s.cfg.HostID, Version: s.cfg.Version,
+		API: s.cfg.Listen, Log: s.cfg.Log, Applied: s.applied, Views: s.views,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	s.etcd, s.member = b, m
+	s.cfg.Log.Info("joined the cluster", "host_id", s.cfg.HostID, "etcd", strings.Join(eo.Endpoints, ","),
+		"prefix", b.Prefix())
+	return b, nil
+}
+
+// leave gives up this host's cluster id at once (a start that failed after Join).
+func (s *Server) leave() {
+	if s.member != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		s.member.Run(ctx) // with ctx done: revokes the lease and returns
+	}
+}
+
+// applied is the store revision the data plane's mirror reflects.
+func (s *Server) applied() uint64 {
+	if m := s.mirror.Load(); m != nil {
+		return m.Revision()
+	}
+	return 0
+}
+
+// views is this host's status of every node of the state it serves.
+func (s *Server) views() map[int]model.NodeStatus {
+	m, c := s.mirror.Load(), s.checker.Load()
+	if m == nil || c == nil {
+		return nil
+	}
+	out := map[int]model.NodeStatus{}
+	for _, v := range m.View() {
+		for _, cs := range v.Configs {
+			for _, n := range cs.Nodes {
+				out[n.ID] = c.Status(n.ID)
+			}
+		}
+	}
+	return out
 }
 
 // openExtras binds the metrics listener and opens the access log, when asked for.
@@ -180,23 +277,30 @@ func (s *Server) MetricsAddr() net.Addr {
 // DB is the server's store.
 func (s *Server) DB() *store.DB { return s.db }
 
-// statusSource answers the API's node status questions from the health checker.
-type statusSource struct{ c *health.Checker }
+// statusSource answers the API's node status questions: this host's health checker,
+// or, in a cluster, the status the live hosts' views combine to (cluster.Member.Status).
+type statusSource struct {
+	c *health.Checker
+	m *cluster.Member
+}
 
-func (s statusSource) NodeStatus(_, nodeID int) model.NodeStatus { return s.c.Status(nodeID) }
+func (s statusSource) NodeStatus(_, nodeID int) model.NodeStatus {
+	own := s.c.Status(nodeID)
+	if s.m == nil {
+		return own
+	}
+	return s.m.Status(nodeID, own)
+}
 
-// cookieKey returns this host's key for sticky-cookie values, made on first start and
-// kept in the store so cookies stay valid across restarts.
+// cookieKey returns the key for sticky-cookie values, made on first start and kept
+// in the store so cookies stay valid across restarts, and, on a shared store, across
+// hosts: a cookie set through one host pins the client on any other.
 func cookieKey(db *store.DB) ([]byte, error) {
-	k, err := db.Blob("cookie-key")
-	if err != nil || len(k) == 32 {
+	return db.EnsureBlob("cookie-key", func(k []byte) bool { return len(k) == 32 }, func() ([]byte, error) {
+		k := make([]byte, 32)
+		_, err := rand.Read(k)
 		return k, err
-	}
-	k = make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return nil, err
-	}
-	return k, db.PutBlob("cookie-key", k)
+	})
 }
 
 // Run serves until ctx ends, then stops accepting, lets in-flight work finish within
@@ -218,8 +322,15 @@ func (s *Server) Run(ctx context.Context) error {
 	counters := stats.NewRegistry()
 	// The data plane keeps the mirror current; /metrics reads its labels from it.
 	mirror := store.NewMirror(s.db)
+	s.mirror.Store(mirror)
 	so := s.cfg.Stats
 	so.DB, so.Registry, so.Log, so.Mirror = s.db, counters, s.cfg.Log, mirror
+	if s.member != nil {
+		so.HostID = s.cfg.HostID
+		if so.PersistEvery == 0 {
+			so.PersistEvery = ClusterPersistEvery
+		}
+	}
 	so.NoNodeSeries = so.NoNodeSeries || s.cfg.MetricsNoNodeSeries
 	so.HealthOf = func(id int) (health.NodeStats, bool) { return checker.NodeStats(id) }
 	so.HealthCounts = func(id int) health.Counts { return checker.Counts(id) }
@@ -233,6 +344,7 @@ func (s *Server) Run(ctx context.Context) error {
 		OnChange: func(configID int) { plane.StatusChanged(configID) },
 		Observer: st,
 	})
+	s.checker.Store(checker)
 	popts := dataplane.Options{
 		Log:           s.cfg.Log,
 		MaxConns:      s.cfg.MaxConns,
@@ -258,10 +370,15 @@ func (s *Server) Run(ctx context.Context) error {
 			http.Error(w, "starting\n", http.StatusServiceUnavailable)
 			return
 		}
+		if reason := s.storeProblem(); reason != "" {
+			http.Error(w, "degraded: "+reason+"\n", http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
-	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker},
+	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker, s.member},
 		Stats: st, Transfer: st})
+	mux.Handle("GET /cluster", apiHandler.RequireRead(http.HandlerFunc(s.serveCluster)))
 	mux.Handle("/v4/", apiHandler)
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())
@@ -304,6 +421,10 @@ func (s *Server) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return plane.Run(gctx, s.db) })
+	if s.member != nil {
+		g.Go(func() error { return s.member.Run(gctx) })
+		g.Go(func() error { s.probeStore(gctx); return nil })
+	}
 	g.Go(func() error {
 		if err := hs.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)

@@ -886,3 +886,49 @@ func (db *DB) Blobs(prefix string) (map[string][]byte, error) {
 	})
 	return out, err
 }
+
+// EnsureBlob returns the named blob, first storing make()'s value when the blob is
+// absent or not valid by ok — in one transaction, so that hosts starting together
+// on a shared store agree on one value.
+func (db *DB) EnsureBlob(name string, ok func([]byte) bool, make func() ([]byte, error)) (b []byte, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		v, err := tx.Get(KindBlob, []byte(name))
+		if err != nil {
+			return err
+		}
+		if v != nil && ok(v) {
+			b = append([]byte(nil), v...)
+			return nil
+		}
+		if b, err = make(); err != nil {
+			return err
+		}
+		return tx.Put(KindBlob, []byte(name), b)
+	})
+	return b, err
+}
+
+// CreateFirstToken stores t, as CreateToken does, only when no token exists yet, in
+// one transaction: of hosts bootstrapping a shared store together, one creates it.
+// created reports whether this call did.
+func (db *DB) CreateFirstToken(t model.Token) (out model.Token, created bool, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		created = false
+		exists := false
+		if err := tx.Scan(KindToken, nil, func(_, _ []byte) error { exists = true; return errStop }); err != nil && !errors.Is(err, errStop) {
+			return err
+		}
+		if exists {
+			return nil
+		}
+		id, err := tx.NextID(KindToken)
+		if err != nil {
+			return err
+		}
+		out = t
+		out.ID, out.Created = id, db.stamp()
+		created = true
+		return put(tx, KindToken, Key(id), out)
+	})
+	return out, created, err
+}

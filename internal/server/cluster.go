@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/cluster"
+)
+
+// storeProblem is why the store cannot take requests now ("" when it can): the
+// etcd store out of reach, or this host's heartbeat failing.
+func (s *Server) storeProblem() string {
+	if s.etcd == nil {
+		return ""
+	}
+	if r := s.etcd.Unreachable(); r != "" {
+		return "store: " + r + " (serving the last configuration; API reads and writes answer 503)"
+	}
+	if r := s.member.Problem(); r != "" {
+		return "cluster heartbeat: " + r
+	}
+	return ""
+}
+
+// probeStore reads etcd's revision every second, so that /healthz learns that etcd
+// went away, or came back, even when no request touches the store.
+func (s *Server) probeStore(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.etcd.Revision() // records the outcome for storeProblem
+		}
+	}
+}
+
+// clusterResponse is the body of GET /cluster.
+type clusterResponse struct {
+	// HostID is the host that answered.
+	HostID string `json:"host_id"`
+	// Store is "bolt" or "etcd".
+	Store string `json:"store"`
+	// Revision is the store's current revision as the answering host reads it.
+	Revision uint64         `json:"revision"`
+	Data     []cluster.Host `json:"data"`
+	Results  int            `json:"results"`
+}
+
+// serveCluster answers GET /cluster (not a Linode endpoint): the hosts serving this
+// store with their heartbeat age, applied revision and version. With the embedded
+// store it lists this host alone.
+func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
+	resp := clusterResponse{HostID: s.cfg.HostID, Store: StoreBolt}
+	rev, err := s.db.Backend().Revision()
+	if err == nil && s.member != nil {
+		resp.Store = StoreEtcd
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Etcd.Timeout+time.Second)
+		resp.Data, err = s.member.Hosts(ctx)
+		cancel()
+	} else if err == nil {
+		now := time.Now().UTC()
+		resp.Data = []cluster.Host{{ID: s.cfg.HostID, Version: s.cfg.Version, API: s.cfg.Listen,
+			Heartbeat: now, Applied: s.applied(), Self: true}}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"reason": "cannot read the cluster's hosts: " + err.Error()}}})
+		return
+	}
+	resp.Revision, resp.Results = rev, len(resp.Data)
+	json.NewEncoder(w).Encode(resp)
+}
