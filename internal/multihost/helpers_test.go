@@ -74,7 +74,8 @@ func startHost(t *testing.T, netns, id string, args ...string) (*host, error) {
 	}
 	h := &host{id: id, cmd: exec.Command(name, argv...), exited: make(chan struct{})}
 	h.cmd.Env = append(os.Environ(), "NODEBALANCER_BOOTSTRAP_TOKEN="+token)
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking OS thread ends, and the namespace
+	// dialer retires threads. t.Cleanup kills the host.
 	pipe, err := h.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -45,7 +45,9 @@ type clusterResponse struct {
 	HostID string `json:"host_id"`
 	// Store is "bolt" or "etcd".
 	Store string `json:"store"`
-	// Revision is the store's current revision as the answering host reads it.
+	// Revision is the revision of the store's latest change to the desired state:
+	// a host whose applied_revision is at least this one serves the latest
+	// configuration.
 	Revision uint64         `json:"revision"`
 	Data     []cluster.Host `json:"data"`
 	Results  int            `json:"results"`
@@ -56,7 +58,13 @@ type clusterResponse struct {
 // store it lists this host alone.
 func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 	resp := clusterResponse{HostID: s.cfg.HostID, Store: StoreBolt}
-	rev, err := s.db.Backend().Revision()
+	var rev uint64
+	var err error
+	if s.etcd != nil {
+		rev, err = s.etcd.StateRevision()
+	} else {
+		rev, err = s.db.Backend().Revision()
+	}
 	if err == nil && s.member != nil {
 		resp.Store = StoreEtcd
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Etcd.Timeout+time.Second)

@@ -181,6 +181,26 @@ func (b *Backend) Revision() (uint64, error) {
 	return uint64(r.Header.Revision), nil
 }
 
+// StateRevision is the etcd revision of the latest write to the desired state (as
+// opposed to Revision, which also counts tokens, stats and heartbeats): a host whose
+// data plane has applied it is up to date. Every write to a kind rewrites its
+// version key, so the newest of the state kinds' version keys tells.
+func (b *Backend) StateRevision() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	r, err := b.c.Get(ctx, b.prefix+"ver/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, b.unavailable(err)
+	}
+	var rev int64
+	for _, kv := range r.Kvs {
+		if store.Kind(strings.TrimPrefix(string(kv.Key), b.prefix+"ver/")).State() {
+			rev = max(rev, kv.ModRevision)
+		}
+	}
+	return uint64(rev), nil
+}
+
 // View implements store.Backend: every read of fn sees the state at one revision,
 // the one the first read found (read linearizably).
 func (b *Backend) View(fn func(store.Tx) error) error {
