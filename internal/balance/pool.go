@@ -68,6 +68,14 @@ type Option func(*poolOptions)
 type poolOptions struct {
 	cookieKey []byte
 	prev      *Pool
+	noCookies bool
+}
+
+// WithoutCookies builds a pool whose nodes have no cookie token: Token returns ""
+// and ByToken finds nothing. A configuration without cookie stickiness never asks,
+// and a thousand tokens cost a thousand MACs and a map.
+func WithoutCookies() Option {
+	return func(o *poolOptions) { o.noCookies = true }
 }
 
 // WithPrevious lets NewPool take the cookie tokens of nodes it shares (by ID) with
@@ -147,11 +155,15 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 		opt(&o)
 	}
 	p := &Pool{
-		algo:    algo,
-		nodes:   make([]Node, len(nodes)),
-		byID:    make(map[int]*Node, len(nodes)),
-		byToken: make(map[string]*Node, len(nodes)),
-		msize:   maglevSize(len(nodes)),
+		algo:  algo,
+		nodes: make([]Node, len(nodes)),
+		byID:  make(map[int]*Node, len(nodes)),
+		msize: maglevSize(len(nodes)),
+	}
+	var mac hash.Hash
+	if !o.noCookies {
+		p.byToken = make(map[string]*Node, len(nodes))
+		mac = hmac.New(sha256.New, o.cookieKey)
 	}
 	copy(p.nodes, nodes)
 	p.cookieKey = o.cookieKey
@@ -159,7 +171,6 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 	if prev != nil && !hmac.Equal(prev.cookieKey, o.cookieKey) {
 		prev = nil
 	}
-	mac := hmac.New(sha256.New, o.cookieKey)
 	for i := range p.nodes {
 		n := &p.nodes[i]
 		switch {
@@ -176,12 +187,15 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 			n.State = new(State)
 		}
 		n.index = uint16(i)
-		if old := prev.lookup(n.ID); old != nil {
+		p.byID[n.ID] = n
+		if o.noCookies {
+			continue
+		}
+		if old := prev.lookup(n.ID); old != nil && old.token != "" {
 			n.token = old.token
 		} else {
 			n.token = cookieToken(mac, n.ID)
 		}
-		p.byID[n.ID] = n
 		p.byToken[n.token] = n
 	}
 	p.tab.Store(p.build())

@@ -151,3 +151,21 @@ func TestWithPreviousReusesTokensOfTheSameKeyOnly(t *testing.T) {
 		t.Fatal("a pool with another key reused tokens")
 	}
 }
+
+func TestWithoutCookiesHasNoTokens(t *testing.T) {
+	p, err := NewPool(RoundRobin, []Node{{ID: 1, Weight: 1}, {ID: 2, Weight: 1}}, WithCookieKey([]byte("k")), WithoutCookies())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Lookup(1).Token() != "" || p.ByToken(CookieToken([]byte("k"), 1)) != nil || p.ByToken("") != nil {
+		t.Fatal("a pool without cookies has tokens")
+	}
+	// A later pool with cookies derives them rather than taking the empty ones.
+	q, err := NewPool(RoundRobin, []Node{{ID: 1, Weight: 1}}, WithCookieKey([]byte("k")), WithPrevious(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Lookup(1).Token() != CookieToken([]byte("k"), 1) {
+		t.Fatalf("token %q", q.Lookup(1).Token())
+	}
+}

@@ -101,7 +101,11 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 	if l := p.listeners[c.ID]; l != nil {
 		prev = l.snap.Load().pool
 	}
-	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev))
+	popts := []balance.Option{balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev)}
+	if c.Stickiness != model.StickinessHTTPCookie {
+		popts = append(popts, balance.WithoutCookies()) // only http_cookie asks for a node by token
+	}
+	pool, err := balance.NewPool(algo, nodes, popts...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,12 @@
-// Command prof profiles the data plane's start at 50,000 nodes in-process: it stores
-// 50 NodeBalancers × 1,000 nodes (check none, loopback data no traffic reaches) in a
-// temporary store, then times Mirror.Load and Plane.Apply of the whole state and
+// Command prof profiles the data plane's start in-process: it stores -nbs
+// NodeBalancers of -configs tcp configs of -nodes nodes (default 50 × 1 × 1,000;
+// check none, loopback data no traffic reaches) in a temporary store, then times Mirror.Load and Plane.Apply of the whole state and
 // writes a CPU profile (/tmp/nbprof-start.pprof) and a heap profile
 // (/tmp/nbprof-heap.pprof) for `go tool pprof`.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -28,6 +29,10 @@ func main() {
 }
 
 func run() error {
+	nbs := flag.Int("nbs", 50, "NodeBalancers")
+	configs := flag.Int("configs", 1, "configs per NodeBalancer")
+	nodes := flag.Int("nodes", 1000, "nodes per config")
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "nbprof")
 	if err != nil {
 		return err
@@ -39,17 +44,22 @@ func run() error {
 	}
 	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.231.0/24")}})
 	defer db.Close()
-	for i := range 50 {
-		c := model.NewConfig()
-		c.Port, c.Protocol = 80, model.ProtocolTCP
-		var ns []model.Node
-		for j := range 1000 {
-			n := model.NewNode()
-			k := i*1000 + j
-			n.Label, n.Address = fmt.Sprintf("node%d", j), fmt.Sprintf("127.0.240.%d:%d", 1+k%250, 10000+k/250)
-			ns = append(ns, n)
+	k := 0
+	for range *nbs {
+		var cfgs []model.ConfigWithNodes
+		for ci := range *configs {
+			c := model.NewConfig()
+			c.Port, c.Protocol = 80+ci, model.ProtocolTCP
+			var ns []model.Node
+			for j := range *nodes {
+				n := model.NewNode()
+				n.Label, n.Address = fmt.Sprintf("node%d", j), fmt.Sprintf("127.0.240.%d:%d", 1+k%250, 10000+k/250)
+				k++
+				ns = append(ns, n)
+			}
+			cfgs = append(cfgs, model.ConfigWithNodes{Config: c, Nodes: ns})
 		}
-		if _, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{{Config: c, Nodes: ns}}); err != nil {
+		if _, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, cfgs); err != nil {
 			return err
 		}
 	}
