@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -178,6 +180,80 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 		hosts["a"] = start("a")
 		a = hosts["a"]
 		waitFor(t, 10*time.Second, "transfer adds up after a restart", func() bool { return transferIs(a) && transferIs(b) })
+	})
+
+	t.Run("CookieFromAPinsOnB", func(t *testing.T) {
+		for _, name := range []string{"h1", "h2"} {
+			port := map[string]string{"h1": "9011", "h2": "9012"}[name]
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(name)) })}
+			ln, err := net.Listen("tcp", labGateway+":"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+		}
+		label := "sticky"
+		nb, err := a.lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
+			Label: &label, Region: "local",
+			Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+				Port: 84, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone, Stickiness: linodego.StickinessHTTPCookie,
+				Nodes: []linodego.NodeBalancerNodeCreateOptions{
+					{Label: "node-h1", Address: labGateway + ":9011", Weight: 100, Mode: linodego.ModeAccept},
+					{Label: "node-h2", Address: labGateway + ":9012", Weight: 100, Mode: linodego.ModeAccept},
+				},
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: l.clientDial, DisableKeepAlives: true}}
+		front := "http://" + *nb.IPv4 + ":84/"
+		fetch := func(cookie *http.Cookie) (string, *http.Cookie, error) {
+			req, _ := http.NewRequest(http.MethodGet, front, nil)
+			if cookie != nil {
+				req.AddCookie(cookie)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return "", nil, err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			for _, c := range resp.Cookies() {
+				if c.Name == "NB_SRVID" {
+					return string(b), c, nil
+				}
+			}
+			return string(b), nil, nil
+		}
+		l.via("a")
+		var first string
+		var cookie *http.Cookie
+		waitFor(t, 5*time.Second, "a cookie through a", func() bool {
+			var err error
+			first, cookie, err = fetch(nil)
+			return err == nil && cookie != nil
+		})
+		l.via("b")
+		for i := range 10 {
+			got, _, err := fetch(cookie)
+			if err != nil || got != first {
+				t.Fatalf("request %d through b with a's cookie: %q %v, want %q", i, got, err, first)
+			}
+		}
+		// Without the cookie b spreads clients over both nodes.
+		seen := map[string]bool{}
+		for range 10 {
+			got, _, err := fetch(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[got] = true
+		}
+		if len(seen) != 2 {
+			t.Fatalf("without a cookie: %v", seen)
+		}
 	})
 
 	t.Run("ClusterStatus", func(t *testing.T) {
