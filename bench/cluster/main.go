@@ -51,8 +51,8 @@ func main() {
 	fmt.Println("|---|---|---|---|---|")
 	for _, st := range []string{server.StoreBolt, server.StoreEtcd} {
 		cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir + "/" + st, Region: "local",
-			FrontendPool:  []netip.Prefix{netip.MustParsePrefix("127.0.240.0/22")},
-			BackendRanges: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			FrontendPool:   []netip.Prefix{netip.MustParsePrefix("127.0.240.0/22")},
+			BackendRanges:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 			BootstrapToken: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: st, HostID: "bench",
 			Etcd: etcd.Options{Endpoints: []string{endpoint}, Prefix: "/bench/"}}
 		apiBench(cfg, st, *n)
