@@ -96,7 +96,6 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 	})
 
 	t.Run("CreateStormsLeaveNoDuplicates", func(t *testing.T) {
-		type made struct{ id int }
 		var mu sync.Mutex
 		acked := map[int]string{}
 		var wg sync.WaitGroup

@@ -181,10 +181,7 @@ func testCreateStorm(t *testing.T, open Open) {
 	a, b := open(t)
 	dbs := []*store.DB{db(a), db(b)}
 	const per = 25
-	type made struct {
-		nb  model.NodeBalancer
-		cfg int
-	}
+	type made struct{ nb model.NodeBalancer }
 	var mu sync.Mutex
 	var acked []made
 	var wg sync.WaitGroup
