@@ -60,6 +60,9 @@ func (s scenario) totalNodes() int { return s.nbs*s.configs*s.nodes + s.probeSiz
 
 func (s scenario) totalConfigs() int { return s.nbs*s.configs + 1 }
 
+// noAgg skips the restart with --metrics-node-series=false.
+var noAgg bool
+
 var scenarios = []scenario{
 	{name: "100", nbs: 0, configs: 1, nodes: 0, probeSize: 100},
 	{name: "10k", nbs: 9, configs: 1, nodes: 1000, probeSize: 1000},
@@ -74,6 +77,7 @@ func main() {
 	changes := flag.Int("changes", 200, "mode changes measured per scenario")
 	health := flag.Bool("health", false, "also compare health-check CPU with HAProxy (needs haproxy)")
 	noStates := flag.Bool("no-states", false, "skip the state-size scenarios")
+	flag.BoolVar(&noAgg, "no-agg", false, "skip the scrape with --metrics-node-series=false (for binaries without the flag)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "stop everything after this long")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -462,6 +466,9 @@ func measure(ctx context.Context, bin, dir string, s scenario, changes int) (res
 	r.metricsTime, r.metricsBytes, r.goroutines = d, size, int(g)
 	r.rssAfterScrape = rssMiB(srv.cmd.Process.Pid)
 
+	if noAgg {
+		return r, nil
+	}
 	srv.stop()
 	if srv, err = start(ctx, bin, dir, "--metrics-node-series=false"); err != nil {
 		return r, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -69,6 +70,14 @@ type poolOptions struct {
 	cookieKey []byte
 	prev      *Pool
 	noCookies bool
+	adopt     bool
+}
+
+// Adopt makes NewPool keep the slice of nodes it is given instead of copying it: a
+// caller that builds the slice for the pool and never touches it again saves a copy
+// of every node.
+func Adopt() Option {
+	return func(o *poolOptions) { o.adopt = true }
 }
 
 // WithoutCookies builds a pool whose nodes have no cookie token: Token returns ""
@@ -156,16 +165,18 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 	}
 	p := &Pool{
 		algo:  algo,
-		nodes: make([]Node, len(nodes)),
+		nodes: nodes,
 		byID:  make(map[int]*Node, len(nodes)),
 		msize: maglevSize(len(nodes)),
+	}
+	if !o.adopt {
+		p.nodes = slices.Clone(nodes)
 	}
 	var mac hash.Hash
 	if !o.noCookies {
 		p.byToken = make(map[string]*Node, len(nodes))
 		mac = hmac.New(sha256.New, o.cookieKey)
 	}
-	copy(p.nodes, nodes)
 	p.cookieKey = o.cookieKey
 	prev := o.prev
 	if prev != nil && !hmac.Equal(prev.cookieKey, o.cookieKey) {

@@ -74,20 +74,17 @@ type Plane struct {
 
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
-	// backends are each config's node runtimes, by config id: a rebuild reuses
-	// those whose node keeps its address and closes the others.
-	backends  map[int]map[backendKey]*backend
+	// backends are each config's node runtimes, by config id then node id: a
+	// rebuild reuses those whose node keeps its address and health handle, and
+	// closes the others. round marks the backends the current rebuild keeps.
+	backends  map[int]map[int]*backend
+	round     uint64
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
 	failed    map[int]error // configs whose listener could not be opened
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
-}
-
-type backendKey struct {
-	id   int
-	addr netip.AddrPort
 }
 
 type limiterEntry struct {
@@ -128,7 +125,7 @@ func New(o Options) *Plane {
 		log:       o.Log,
 		start:     time.Now(),
 		listeners: map[int]*listener{},
-		backends:  map[int]map[backendKey]*backend{},
+		backends:  map[int]map[int]*backend{},
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
 		failed:    map[int]error{},
@@ -299,49 +296,40 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		// cost time for nothing.
 		return
 	}
-	next := make(map[backendKey]*backend, len(cs.Nodes))
-	s, err := p.snapshot(*nb, cs, limiter, next)
+	p.round++
+	s, replaced, err := p.snapshot(*nb, cs, limiter)
 	if err != nil {
+		// The old snapshot, if any, serves on with its backends: put back those
+		// the failed build replaced (the ones it made have no connections yet).
+		for _, b := range replaced {
+			p.backends[c.ID][b.id] = b
+		}
 		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
 		p.failed[c.ID] = err
-		for k, b := range next { // made for the failed snapshot only
-			if p.backends[c.ID][k] != b {
-				b.close()
-			}
-		}
 		return
 	}
-	p.dropBackends(c.ID, next)
+	for _, b := range replaced {
+		b.close()
+	}
+	p.dropBackends(c.ID, p.round)
 	p.place(c.ID, addr, c.Protocol, s)
 }
 
-// dropBackends makes keep the backends of config id, closing those it had and no
-// longer has. p.mu is held.
-func (p *Plane) dropBackends(id int, keep map[backendKey]*backend) {
-	for k, b := range p.backends[id] {
-		if keep[k] == b {
+// dropBackends closes and forgets the backends of config id that the rebuild of
+// round did not keep (every one when round is 0). p.mu is held.
+func (p *Plane) dropBackends(id int, round uint64) {
+	cur := p.backends[id]
+	for nodeID, b := range cur {
+		if round != 0 && b.round == round {
 			continue
 		}
 		b.close()
-		if _, ok := keep[k]; !ok && !hasNode(keep, k.id) {
-			p.opts.Stats.ForgetNode(k.id)
-		}
+		delete(cur, nodeID)
+		p.opts.Stats.ForgetNode(nodeID)
 	}
-	if len(keep) == 0 {
+	if len(cur) == 0 {
 		delete(p.backends, id)
-		return
 	}
-	p.backends[id] = keep
-}
-
-// hasNode reports whether keep holds a backend of node id (under any address).
-func hasNode(keep map[backendKey]*backend, id int) bool {
-	for k := range keep {
-		if k.id == id {
-			return true
-		}
-	}
-	return false
 }
 
 // remove stops serving config id: its listener drains, its nodes stop being checked,
@@ -355,7 +343,7 @@ func (p *Plane) remove(id int) {
 	p.opts.Health.Remove(id)
 	delete(p.failed, id)
 	delete(p.sticky, id)
-	p.dropBackends(id, nil)
+	p.dropBackends(id, 0)
 	p.opts.Stats.ForgetConfig(id)
 }
 

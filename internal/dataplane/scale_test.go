@@ -85,3 +85,47 @@ func TestAChangeIsAppliedWithoutReadingTheWholeState(t *testing.T) {
 		t.Fatal("another config was rebuilt")
 	}
 }
+
+// BenchmarkApplyOneNodeChange is one node's mode change in a config of 1,000 nodes:
+// the mirror reads the node, the data plane rebuilds that config.
+func BenchmarkApplyOneNodeChange(b *testing.B) {
+	bk, err := bolt.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := store.New(bk, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.44.0/24")}})
+	defer db.Close()
+	var nodes []model.Node
+	for j := range 1000 {
+		nodes = append(nodes, node(fmt.Sprintf("node%d", j), fmt.Sprintf("127.0.45.%d:%d", 1+j%250, 10000+j/250), 50))
+	}
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{config(model.ProtocolTCP, 80, nodes...)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfgs, _ := db.Configs(nb.ID)
+	ns, _ := db.Nodes(nb.ID, cfgs[0].ID)
+	m := store.NewMirror(db)
+	d, err := m.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	p.Apply(m, d)
+	key := store.Ref{Kind: store.KindNode, Key: string(store.Key(cfgs[0].ID, ns[5].ID))}
+	modes := []model.Mode{model.ModeDrain, model.ModeAccept}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		if _, err := db.UpdateNode(nb.ID, cfgs[0].ID, ns[5].ID, func(n *model.Node) error { n.Mode = modes[i%2]; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		d, err := m.Apply(store.Change{Revision: uint64(i + 2), Keys: []store.Ref{key}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Apply(m, d)
+	}
+}

@@ -41,6 +41,7 @@ type backend struct {
 	stats  *stats.Counters
 	http   *httpproxy.Backend // http and https configs
 	now    func() int64
+	round  uint64 // the last rebuild of its config that kept it
 }
 
 // close drops the node's idle L7 connections when it leaves the configuration.
@@ -56,36 +57,46 @@ func (b *backend) passiveFailure() { b.health.Failure(b.now()) }
 func (b *backend) passiveSuccess() { b.health.Success() }
 
 // snapshot builds the snapshot of config c of nb. p.mu is held.
-func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *throttle.Limiter, next map[backendKey]*backend) (*snapshot, error) {
+// It records the backends it uses in p.backends (marked with p.round) and returns
+// those it replaced, for the caller to close once the snapshot is in.
+func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *throttle.Limiter) (*snapshot, []*backend, error) {
 	c := model.ConfigWithNodes{Config: cs.Config, Nodes: cs.Nodes}
 	algo, err := balance.ParseAlgorithm(string(c.Algorithm))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	cur := p.backends[c.ID]
+	if cur == nil {
+		cur = make(map[int]*backend, len(c.Nodes))
+		p.backends[c.ID] = cur
+	}
+	var replaced []*backend
 	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c.Config), c.Nodes)
 	nodes := make([]balance.Node, 0, len(c.Nodes))
 	for i, n := range c.Nodes {
 		addr, err := netip.ParseAddrPort(n.Address)
 		if err != nil {
-			return nil, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
+			return nil, replaced, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
 		}
 		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 		mode, err := balance.ParseMode(string(n.Mode))
 		if err != nil {
-			return nil, err
+			return nil, replaced, err
 		}
-		k := backendKey{n.ID, addr}
-		b := p.backends[c.ID][k]
-		if b != nil && b.health != handles[i] {
-			// The checker made the node a new handle (and State): make a new backend
-			// rather than write to one that connections in flight are reading (the
-			// old one is closed once the new snapshot is in).
+		b := cur[n.ID]
+		if b != nil && (b.addr != addr || b.health != handles[i]) {
+			// A new address, or the checker made the node a new handle (and State):
+			// make a new backend rather than write to one that connections in flight
+			// are reading; the old one is closed once the new snapshot is in.
+			replaced = append(replaced, b)
 			b = nil
 		}
 		if b == nil {
 			b = &backend{id: n.ID, addr: addr, health: handles[i],
 				stats: p.opts.Stats.Node(n.ID), now: p.now}
+			cur[n.ID] = b
 		}
+		b.round = p.round
 		if c.Protocol != model.ProtocolTCP && b.http == nil {
 			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
 				Cookie:      balance.CookieToken(p.opts.CookieKey, n.ID),
@@ -94,20 +105,19 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 				LocalAddr:   p.opts.BackendSource,
 			})
 		}
-		next[k] = b
 		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
 	}
 	var prev *balance.Pool
 	if l := p.listeners[c.ID]; l != nil {
 		prev = l.snap.Load().pool
 	}
-	popts := []balance.Option{balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev)}
+	popts := []balance.Option{balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev), balance.Adopt()}
 	if c.Stickiness != model.StickinessHTTPCookie {
 		popts = append(popts, balance.WithoutCookies()) // only http_cookie asks for a node by token
 	}
 	pool, err := balance.NewPool(algo, nodes, popts...)
 	if err != nil {
-		return nil, err
+		return nil, replaced, err
 	}
 	s := &snapshot{
 		nbID:    nb.ID,
@@ -133,10 +143,10 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 	}
 	if c.Protocol == model.ProtocolHTTPS {
 		if s.tls, err = tlsConfig(c.Config); err != nil {
-			return nil, err
+			return nil, replaced, err
 		}
 	}
-	return s, nil
+	return s, replaced, nil
 }
 
 // serves reports whether l already serves config c with limiter on addr, so that the

@@ -94,6 +94,13 @@ func (r *Registry) view() view {
 	return view{nbs: maps.Clone(r.nbs), configs: maps.Clone(r.configs), nodes: maps.Clone(r.nodes)}
 }
 
+// nodeBalancers copies the NodeBalancer counter map only.
+func (r *Registry) nodeBalancers() map[int]*Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.nbs)
+}
+
 // lookupNodeBalancer returns the counters of NodeBalancer id, nil when the data plane
 // has none; unlike NodeBalancer it never creates them.
 func (r *Registry) lookupNodeBalancer(id int) *Counters {

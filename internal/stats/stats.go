@@ -157,7 +157,7 @@ func (s *Stats) Run(ctx context.Context) error {
 // sample reads the counters of every NodeBalancer and adds their growth since the last
 // sample to its series and monthly transfer, as traffic of the interval ending at.
 func (s *Stats) sample(at time.Time) {
-	v := s.o.Registry.view()
+	v := view{nbs: s.o.Registry.nodeBalancers()} // the sampler needs no per-node map
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	from := s.last
