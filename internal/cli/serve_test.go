@@ -164,3 +164,41 @@ func TestServeFlagsForScale(t *testing.T) {
 		}
 	}
 }
+
+func TestServeFlagsForTheStore(t *testing.T) {
+	ep := []string{"--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379,https://127.0.0.2:2379"}
+	for _, tc := range []struct {
+		args []string
+		want string // in the error; "" when the flags are good
+	}{
+		{nil, ""},
+		{[]string{"--store", "zookeeper"}, `--store: "zookeeper" is not bolt or etcd`},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379"}, "--etcd-* flags need --store etcd"},
+		{[]string{"--store", "etcd"}, "--store etcd needs --etcd-endpoints"},
+		{[]string{"--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"}, `--etcd-endpoints: "127.0.0.1:2379" is not a URL`},
+		{append(ep, "--etcd-prefix", "nb"), `--etcd-prefix: "nb" must begin and end with '/'`},
+		{append(ep, "--etcd-cert", "c.pem"), "--etcd-cert and --etcd-key go together"},
+		{append(ep, "--etcd-cacert", "/nonexistent/ca.pem"), "--etcd-cacert:"},
+		{append(ep, "--etcd-timeout", "1ms"), "--etcd-timeout must be at least 100ms"},
+		{append(ep, "--host-id", "a/b"), `--host-id: "a/b" must not contain`},
+		{append(ep, "--host-id", "edge-1", "--etcd-prefix", "/lb/"), ""},
+	} {
+		var f serveFlags
+		fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want == "" && cfg.HostID == "":
+			t.Errorf("%v: no host id", tc.args)
+		case tc.want == "" && len(tc.args) > 0 && (cfg.Store != "etcd" || len(cfg.Etcd.Endpoints) != 2 || cfg.Etcd.Prefix != "/lb/" || cfg.HostID != "edge-1"):
+			t.Errorf("%v: config %+v", tc.args, cfg)
+		}
+	}
+}
