@@ -75,7 +75,9 @@ type Backend interface {
 	// optimistic transactions may run fn more than once (each on a fresh Tx): fn
 	// must start from its inputs every time.
 	Update(fn func(Tx) error) error
-	// Revision is the number of committed Updates that changed state.
+	// Revision is the state's current revision: it grows with every committed
+	// Update that changed state (bbolt counts exactly those; etcd's revision also
+	// grows with other writes, so revisions need not be consecutive).
 	Revision() (uint64, error)
 	// Watch sends, until ctx ends, what changed after revision after: the revision
 	// reached and the keys of state kinds written or deleted (see Change and Feed,
