@@ -288,6 +288,11 @@ func (a *API) authorize(c *call, need access) error {
 	return nil
 }
 
+// TokensChanged tells the API that tokens changed in the store behind its back
+// (another host sharing it created or revoked one): the next request reads them
+// again, instead of after the cache's bounds.
+func (a *API) TokensChanged() { a.tokens.invalidate() }
+
 // RequireRead returns next guarded by the API's tokens: a request passes when it
 // carries a valid token that may read NodeBalancers, and otherwise gets the API's own
 // 401 or 403. It guards endpoints served beside the API, such as /metrics.

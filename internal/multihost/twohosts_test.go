@@ -255,6 +255,37 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 		}
 	})
 
+	t.Run("TokenMadeOnAWorksOnB", func(t *testing.T) {
+		label := "shared-token"
+		tok, err := a.lc.CreateToken(context.Background(), linodego.TokenCreateOptions{Label: label, Scopes: "nodebalancers:read_only"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := linodego.NewClient(&http.Client{Timeout: 10 * time.Second})
+		c.SetBaseURL(b.url).SetAPIVersion("v4").SetToken(tok.Token)
+		// b follows token writes with an etcd watch: the new token works there
+		// within milliseconds, and a revocation through b counts on a as soon.
+		waitFor(t, 100*time.Millisecond, "a's new token works on b", func() bool {
+			_, err := c.ListNodeBalancers(context.Background(), nil)
+			return err == nil
+		})
+		if _, err := a.lc.ListNodeBalancers(context.Background(), nil); err != nil { // a's cache is fresh
+			t.Fatal(err)
+		}
+		c.SetBaseURL(a.url)
+		if _, err := c.ListNodeBalancers(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.lc.DeleteToken(context.Background(), tok.ID); err != nil {
+			t.Fatal(err)
+		}
+		var le *linodego.Error
+		waitFor(t, 100*time.Millisecond, "the token revoked on b is refused on a", func() bool {
+			_, err := c.ListNodeBalancers(context.Background(), nil)
+			return errors.As(err, &le) && le.Code == http.StatusUnauthorized
+		})
+	})
+
 	t.Run("ClusterStatus", func(t *testing.T) {
 		var body string
 		// a restarted just now: wait for a heartbeat that carries its applied revision.

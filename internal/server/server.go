@@ -424,6 +424,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.member != nil {
 		g.Go(func() error { return s.member.Run(gctx) })
 		g.Go(func() error { s.probeStore(gctx); return nil })
+		// A token created or revoked through another host counts here at once.
+		g.Go(func() error { s.etcd.Changed(gctx, store.KindToken, apiHandler.TokensChanged); return nil })
 	}
 	g.Go(func() error {
 		if err := hs.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {

@@ -243,6 +243,30 @@ func (b *Backend) Update(fn func(store.Tx) error) error {
 	return fmt.Errorf("%w (%d attempts)", store.ErrConflict, b.tries)
 }
 
+// Changed calls fn after every write to kind k by anyone (a kind outside the
+// change feed, such as tokens), until ctx ends: how a host learns that another
+// host revoked a token. A broken watch is started again (and fn called, since
+// writes may have been missed).
+func (b *Backend) Changed(ctx context.Context, k store.Kind, fn func()) {
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for resp := range b.c.Watch(wctx, b.kindPrefix(k), clientv3.WithPrefix()) {
+			if resp.Err() != nil {
+				break
+			}
+			if len(resp.Events) > 0 {
+				fn()
+			}
+		}
+		cancel()
+		fn() // writes may have gone unseen while the watch was down
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // Watch implements store.Backend.
 func (b *Backend) Watch(ctx context.Context, after uint64) <-chan store.Change {
 	return b.feed.Watch(ctx, after)
