@@ -95,6 +95,53 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 		})
 	})
 
+	t.Run("HostsDisagreeTheAPICombinesMetricsShowOwn", func(t *testing.T) {
+		// 198.18.0.50 answers in the root namespace, but b's route to it is a
+		// blackhole: a sees the node UP, b sees it DOWN.
+		l.ip("addr", "add", "198.18.0.50/32", "dev", l.bridge)
+		l.ip("-n", l.ns["b"], "route", "add", "blackhole", "198.18.0.50/32")
+		backend(t, "198.18.0.50:9001", "split")
+		label := "split"
+		nb, err := a.lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
+			Label: &label, Region: "local",
+			Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+				Port: 85, Protocol: linodego.ProtocolTCP, Check: linodego.CheckConnection, CheckInterval: 2, CheckTimeout: 1, CheckAttempts: 1,
+				Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "split-node", Address: "198.18.0.50:9001", Weight: 100, Mode: linodego.ModeAccept}},
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metricUp := func(h *host) string {
+			_, body, err := h.get("/metrics")
+			if err != nil {
+				return ""
+			}
+			for line := range strings.SplitSeq(body, "\n") {
+				if strings.HasPrefix(line, "nodebalancer_node_up{") && strings.Contains(line, `node="split-node"`) {
+					return line[strings.LastIndexByte(line, ' ')+1:]
+				}
+			}
+			return ""
+		}
+		apiStatus := func(h *host) string {
+			cfgs, err := h.lc.ListNodeBalancerConfigs(context.Background(), nb.ID, nil)
+			if err != nil || len(cfgs) != 1 {
+				return ""
+			}
+			nodes, err := h.lc.ListNodeBalancerNodes(context.Background(), nb.ID, cfgs[0].ID, nil)
+			if err != nil || len(nodes) != 1 {
+				return ""
+			}
+			return nodes[0].Status
+		}
+		// One UP, one DOWN: not a majority, so DOWN on both APIs; /metrics shows
+		// each host's own view.
+		waitFor(t, 15*time.Second, "a's /metrics UP, b's DOWN, both APIs DOWN", func() bool {
+			return metricUp(a) == "1" && metricUp(b) == "0" && apiStatus(a) == "DOWN" && apiStatus(b) == "DOWN"
+		})
+	})
+
 	t.Run("CreateStormsLeaveNoDuplicates", func(t *testing.T) {
 		var mu sync.Mutex
 		acked := map[int]string{}
