@@ -1,0 +1,30 @@
+# Every NodeBalancer data source of the provider, read back from what main.tf made.
+
+data "linode_nodebalancer" "web" {
+  id = linode_nodebalancer.web.id
+}
+
+data "linode_nodebalancers" "by_label" {
+  filter {
+    name   = "label"
+    values = [linode_nodebalancer.web.label]
+  }
+}
+
+data "linode_nodebalancer_config" "http" {
+  id              = linode_nodebalancer_config.http.id
+  nodebalancer_id = linode_nodebalancer.web.id
+}
+
+data "linode_nodebalancer_configs" "web" {
+  nodebalancer_id = linode_nodebalancer.web.id
+  order_by        = "port"
+}
+
+data "linode_nodebalancer_node" "web2" {
+  id              = linode_nodebalancer_node.web2.id
+  nodebalancer_id = linode_nodebalancer.web.id
+  config_id       = linode_nodebalancer_config.http.id
+}
+
+data "linode_nb_types" "all" {}

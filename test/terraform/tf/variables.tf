@@ -1,0 +1,44 @@
+variable "api_url" {
+  description = "Base URL of the nodebalancer API, e.g. http://127.77.0.1:8080 (no /v4)."
+  type        = string
+}
+
+variable "token" {
+  description = "API token (run.sh uses the server's bootstrap token)."
+  type        = string
+  sensitive   = true
+}
+
+variable "region" {
+  description = "The one region the server serves (its --region)."
+  type        = string
+  default     = "local"
+}
+
+variable "backend_web1" {
+  description = "Address of the first http backend."
+  type        = string
+}
+
+variable "backend_web2" {
+  description = "Address of the second http backend."
+  type        = string
+}
+
+variable "backend_tcp" {
+  description = "Address of the backend that expects a PROXY v2 header."
+  type        = string
+}
+
+# run.sh changes these two in its "change a node" step.
+variable "web2_mode" {
+  description = "Mode of node web-2."
+  type        = string
+  default     = "accept"
+}
+
+variable "web2_weight" {
+  description = "Weight of node web-2."
+  type        = number
+  default     = 50
+}
