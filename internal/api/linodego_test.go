@@ -74,7 +74,7 @@ func TestLinodegoNodeBalancerCRUD(t *testing.T) {
 	}
 
 	// Defaults when the body names nothing: a generated label, the server's region.
-	nb2, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{})
+	nb2, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("cfg-lb")})
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("cfg-lb")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", 
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -235,7 +235,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatalf("a 1-character node label must be refused by its full path, got %v", err)
 	}
 	before := e.snapshot()
-	_, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{
+	_, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", 
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "aaa"}}},
@@ -249,7 +249,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatal("a refused create stored something")
 	}
 
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{
+	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", 
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -275,7 +275,7 @@ func TestLinodegoRebuild(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("rebuild"),
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("rebuild"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
 				{Address: "127.0.2.1:80", Label: "keep"}, {Address: "127.0.2.2:80", Label: "drop"},
@@ -344,7 +344,7 @@ func TestLinodegoPaginationAndFilter(t *testing.T) {
 		if i%2 == 1 {
 			tags = []string{"odd"}
 		}
-		if _, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr(fmt.Sprintf("lb-%02d", i)), Tags: tags}); err != nil {
+		if _, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr(fmt.Sprintf("lb-%02d", i)), Tags: tags}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -395,7 +395,7 @@ func TestLinodegoTLSConfig(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("tls")})
+	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("tls")})
 	certPEM, keyPEM := selfSigned(t, "www.example.test")
 	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 443, Protocol: "https", SSLCert: certPEM, SSLKey: keyPEM,
@@ -443,7 +443,7 @@ func TestLinodegoAuth(t *testing.T) {
 	srv := e.serve()
 	admin := client(srv, e.token)
 	ctx := context.Background()
-	nb, err := admin.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("auth")})
+	nb, err := admin.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("auth")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestLinodegoTokens(t *testing.T) {
 	}
 
 	ci := client(srv, tok.Token)
-	if _, err := ci.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{}); err != nil {
+	if _, err := ci.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local"}); err != nil {
 		t.Fatalf("new token: %v", err)
 	}
 	// A token cannot create a broader token, nor revoke a broader one.
@@ -591,7 +591,7 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	plain := newEnv(t)
 	lc := client(plain.serve(), plain.token)
 	ctx := context.Background()
-	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{})
+	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local"})
 	if _, err := lc.GetNodeBalancerStats(ctx, nb.ID); !linodego.IsNotFound(err) {
 		t.Fatalf("stats without a source: %v", err)
 	}
@@ -606,7 +606,7 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	st := newStatusSource()
 	e := newEnv(t, func(o *Options) { o.Stats, o.Transfer, o.Status = statsSource{}, transferSource{}, st })
 	lc = client(e.serve(), e.token)
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Configs: []*linodego.NodeBalancerConfigCreateOptions{{
 		Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "up-1"}, {Address: "127.0.2.2:80", Label: "down-1"}, {Address: "127.0.2.3:80", Label: "new-1"}},
 	}}})
 	if err != nil {
@@ -673,7 +673,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	srv := httptest.NewServer(e.api)
 	lc := client(srv, e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("durable"), Tags: []string{"keep"},
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("durable"), Tags: []string{"keep"},
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{{Port: 8080, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "n-1"}}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -262,8 +262,14 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 	if len(es) > 0 {
 		return model.NodeBalancer{}, nil, es
 	}
-	nb := model.NodeBalancer{Region: pol.Region, Type: model.DefaultType}
+	nb := model.NodeBalancer{Type: model.DefaultType}
 	p.apply(&nb)
+	if nb.Region == "" {
+		// As the live API: a region is never assumed, even with one to choose from.
+		// The other fields are still checked, as if the region had been given.
+		es.Add("region", "region is required")
+		nb.Region = pol.Region
+	}
 	es = append(es, validateNodeBalancer(nb, pol)...)
 	out := make([]model.ConfigWithNodes, 0, len(cfgs))
 	for i, ci := range cfgs {
