@@ -222,7 +222,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", 
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -235,7 +235,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatalf("a 1-character node label must be refused by its full path, got %v", err)
 	}
 	before := e.snapshot()
-	_, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", 
+	_, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "aaa"}}},
@@ -249,7 +249,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatal("a refused create stored something")
 	}
 
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", 
+	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
