@@ -17,7 +17,7 @@ import (
 // paths.
 func fixture(e *env) (nbPath, cfPath, nodePath string) {
 	e.t.Helper()
-	nb := e.must("POST", "/v4/nodebalancers", `{"label":"fixture","configs":[{"port":80,"nodes":[{"address":"127.0.2.1:80","label":"node-1"}]}]}`)
+	nb := e.must("POST", "/v4/nodebalancers", `{"region":"local","label":"fixture","configs":[{"port":80,"nodes":[{"address":"127.0.2.1:80","label":"node-1"}]}]}`)
 	nbPath = fmt.Sprintf("/v4/nodebalancers/%v", nb["id"])
 	cfgs := e.must("GET", nbPath+"/configs", "")
 	cf := cfgs["data"].([]any)[0].(map[string]any)
@@ -41,36 +41,44 @@ func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 		fields                   []string // every field named, "" for an error without one
 		reason                   string   // a substring of some reason
 	}{
-		{"malformed JSON", "POST", "/v4/nodebalancers", `{"label":`, nil, 400, []string{""}, "Malformed JSON"},
+		{"malformed JSON", "POST", "/v4/nodebalancers", `{"region":"local","label":`, nil, 400, []string{""}, "Malformed JSON"},
 		{"trailing garbage", "POST", "/v4/nodebalancers", `{} {}`, nil, 400, []string{""}, "Malformed JSON"},
 		{"not an object", "POST", "/v4/nodebalancers", `["label"]`, nil, 400, []string{""}, "JSON object"},
-		{"wrong type", "POST", "/v4/nodebalancers", `{"label":5}`, nil, 400, []string{"label"}, "must be a string"},
-		{"unknown field", "POST", "/v4/nodebalancers", `{"labl":"abc"}`, nil, 400, []string{"labl"}, "unknown field"},
+		{"wrong type", "POST", "/v4/nodebalancers", `{"region":"local","label":5}`, nil, 400, []string{"label"}, "must be a string"},
+		{"unknown field", "POST", "/v4/nodebalancers", `{"region":"local","labl":"abc"}`, nil, 400, []string{"labl"}, "unknown field"},
+		{"no region", "POST", "/v4/nodebalancers", `{}`, nil, 400, []string{"region"}, "region is required"},
+		{"empty body, no region", "POST", "/v4/nodebalancers", ``, nil, 400, []string{"region"}, "region is required"},
+		{"null region", "POST", "/v4/nodebalancers", `{"region":null,"label":"fine-label"}`, nil, 400, []string{"region"}, "region is required"},
+		{"empty region and a bad label", "POST", "/v4/nodebalancers", `{"region":"","label":"x"}`, nil, 400, []string{"region", "label"}, "region is required"},
 		{"several errors at once", "POST", "/v4/nodebalancers", `{"label":"x","client_conn_throttle":99,"region":"us-east"}`, nil, 400,
 			[]string{"label", "client_conn_throttle", "region"}, "between 0 and 20"},
 		{"nested wrong type", "POST", "/v4/nodebalancers",
-			`{"configs":[{"nodes":[{"address":"127.0.2.1:80","label":"aaa"},{"address":"127.0.2.2:80","label":"bbb","weight":"x"}]}]}`, nil, 400,
+			`{"region":"local","configs":[{"nodes":[{"address":"127.0.2.1:80","label":"aaa"},{"address":"127.0.2.2:80","label":"bbb","weight":"x"}]}]}`, nil, 400,
 			[]string{"configs[0].nodes[1].weight"}, "integer"},
 		{"nested validation", "POST", "/v4/nodebalancers",
-			`{"label":"nested","configs":[{"port":70000,"nodes":[{"address":"8.8.8.8:80","label":"aaa","weight":0}]}]}`, nil, 400,
+			`{"region":"local","label":"nested","configs":[{"port":70000,"nodes":[{"address":"8.8.8.8:80","label":"aaa","weight":0}]}]}`, nil, 400,
 			[]string{"configs[0].port", "configs[0].nodes[0].address", "configs[0].nodes[0].weight"}, "outside the allowed backend ranges"},
-		{"nested unknown field", "POST", "/v4/nodebalancers", `{"configs":[{"nodes":[{"adress":"x"}]}]}`, nil, 400,
+		{"nested unknown field", "POST", "/v4/nodebalancers", `{"region":"local","configs":[{"nodes":[{"adress":"x"}]}]}`, nil, 400,
 			[]string{"configs[0].nodes[0].adress"}, "unknown field"},
-		{"config not an object", "POST", "/v4/nodebalancers", `{"configs":[5]}`, nil, 400, []string{"configs[0]"}, "JSON object"},
-		{"fractional integer", "POST", "/v4/nodebalancers", `{"client_conn_throttle":1.5}`, nil, 400, []string{"client_conn_throttle"}, "integer"},
+		{"config not an object", "POST", "/v4/nodebalancers", `{"region":"local","configs":[5]}`, nil, 400, []string{"configs[0]"}, "JSON object"},
+		{"fractional integer", "POST", "/v4/nodebalancers", `{"region":"local","client_conn_throttle":1.5}`, nil, 400, []string{"client_conn_throttle"}, "integer"},
 		{"huge integer", "POST", nbPath + "/configs", `{"port":1e99}`, nil, 400, []string{"port"}, "integer"},
-		{"unsupported udp throttle", "POST", "/v4/nodebalancers", `{"client_udp_sess_throttle":5}`, nil, 400,
-			[]string{"client_udp_sess_throttle"}, "not supported by this server"},
-		{"unsupported firewall", "POST", "/v4/nodebalancers", `{"firewall_id":12}`, nil, 400, []string{"firewall_id"}, "not supported"},
-		{"unsupported vpcs", "POST", "/v4/nodebalancers", `{"vpcs":[{"subnet_id":1}]}`, nil, 400, []string{"vpcs"}, "not supported"},
-		{"unsupported type", "POST", "/v4/nodebalancers", `{"type":"premium_40gb"}`, nil, 400, []string{"type"}, "not supported"},
-		{"taken ipv4", "POST", "/v4/nodebalancers", `{"ipv4":"127.0.1.1"}`, nil, 400, []string{"ipv4"}, "already used"},
-		{"bad tag", "POST", "/v4/nodebalancers", `{"tags":["ok-tag","x"]}`, nil, 400, []string{"tags[1]"}, "characters"},
-		{"tags not strings", "POST", "/v4/nodebalancers", `{"tags":[1]}`, nil, 400, []string{"tags[0]"}, "string"},
-		{"duplicate label", "POST", "/v4/nodebalancers", `{"label":"fixture"}`, nil, 400, []string{"label"}, "already in use"},
+		{"udp throttle range", "POST", "/v4/nodebalancers", `{"region":"local","client_udp_sess_throttle":21}`, nil, 400,
+			[]string{"client_udp_sess_throttle"}, "between 0 and 20"},
+		{"udp throttle update range", "PUT", nbPath, `{"client_udp_sess_throttle":-1}`, nil, 400,
+			[]string{"client_udp_sess_throttle"}, "between 0 and 20"},
+		{"unsupported firewall", "POST", "/v4/nodebalancers", `{"region":"local","firewall_id":12}`, nil, 400, []string{"firewall_id"}, "not supported"},
+		{"unsupported vpcs", "POST", "/v4/nodebalancers", `{"region":"local","vpcs":[{"subnet_id":1}]}`, nil, 400, []string{"vpcs"}, "not supported"},
+		{"unsupported type", "POST", "/v4/nodebalancers", `{"region":"local","type":"premium_40gb"}`, nil, 400, []string{"type"}, "not supported"},
+		{"taken ipv4", "POST", "/v4/nodebalancers", `{"region":"local","ipv4":"127.0.1.1"}`, nil, 400, []string{"ipv4"}, "already used"},
+		{"bad tag", "POST", "/v4/nodebalancers", `{"region":"local","tags":["ok-tag","x"]}`, nil, 400, []string{"tags[1]"}, "characters"},
+		{"tags not strings", "POST", "/v4/nodebalancers", `{"region":"local","tags":[1]}`, nil, 400, []string{"tags[0]"}, "string"},
+		{"duplicate label", "POST", "/v4/nodebalancers", `{"region":"local","label":"fixture"}`, nil, 400, []string{"label"}, "already in use"},
 		{"udp protocol", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp"}`, nil, 400, []string{"protocol"}, "not supported by this server"},
 		{"ring_hash", "POST", nbPath + "/configs", `{"port":81,"algorithm":"ring_hash"}`, nil, 400, []string{"algorithm"}, "not supported"},
-		{"udp_check_port", "POST", nbPath + "/configs", `{"port":81,"udp_check_port":53}`, nil, 400, []string{"udp_check_port"}, "not supported"},
+		{"udp_check_port range", "POST", nbPath + "/configs", `{"port":81,"udp_check_port":65536}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
+		{"udp_check_port zero", "PUT", cfPath, `{"udp_check_port":0}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
+		{"udp_check_port type", "PUT", cfPath, `{"udp_check_port":"53"}`, nil, 400, []string{"udp_check_port"}, "integer"},
 		{"check_body regex", "POST", nbPath + "/configs", `{"port":81,"check":"http_body","check_body":"(unclosed"}`, nil, 400, []string{"check_body"}, "regular expression"},
 		{"check_path characters", "POST", nbPath + "/configs", `{"port":81,"check_path":"/a b"}`, nil, 400, []string{"check_path"}, "check_path"},
 		{"interval not above timeout", "POST", nbPath + "/configs", `{"port":81,"check_interval":5,"check_timeout":5}`, nil, 400, []string{"check_interval"}, "greater"},
@@ -115,7 +123,7 @@ func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 		{"node under missing config", "POST", nbPath + "/configs/999999/nodes", `{"address":"10.0.0.1:80","label":"abc"}`, nil, 404, []string{""}, "Not found"},
 		{"configs of missing NodeBalancer", "POST", "/v4/nodebalancers/999999/configs", `{"port":1}`, nil, 404, []string{""}, "Not found"},
 		{"method not allowed", "DELETE", "/v4/nodebalancers", "", nil, 405, []string{""}, "not allowed"},
-		{"body too large", "POST", "/v4/nodebalancers", `{"label":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, nil, 413, []string{""}, "too large"},
+		{"body too large", "POST", "/v4/nodebalancers", `{"region":"local","label":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, nil, 413, []string{""}, "too large"},
 		{"token bad scopes", "POST", "/v4/profile/tokens", `{"scopes":"nodebalancers"}`, nil, 400, []string{"scopes"}, "unknown scope"},
 		{"token bad expiry", "POST", "/v4/profile/tokens", `{"expiry":"tomorrow"}`, nil, 400, []string{"expiry"}, "YYYY-MM-DDTHH:MM:SS"},
 		{"token label control", "POST", "/v4/profile/tokens", `{"label":"a\u0007b"}`, nil, 400, []string{"label"}, "control"},
@@ -200,7 +208,7 @@ func TestAcceptedRequests(t *testing.T) {
 
 	// A config echoed back whole, read-only fields included, is accepted unchanged.
 	cf := e.must("GET", cfPath, "")
-	if cf["ssl_cert"] != nil || cf["ssl_key"] != nil || cf["ssl_commonname"] != "" || cf["udp_check_port"] != 0.0 || cf["udp_session_timeout"] != 0.0 {
+	if cf["ssl_cert"] != nil || cf["ssl_key"] != nil || cf["ssl_commonname"] != "" || cf["udp_check_port"] != 80.0 || cf["udp_session_timeout"] != 2.0 {
 		t.Fatalf("config without TLS: %v", cf)
 	}
 	echo, _ := json.Marshal(cf)
@@ -229,7 +237,7 @@ func TestAcceptedRequests(t *testing.T) {
 func TestPaginationEnvelope(t *testing.T) {
 	e := newEnv(t)
 	for i := range 30 {
-		e.must("POST", "/v4/nodebalancers", fmt.Sprintf(`{"label":"p-%02d"}`, i))
+		e.must("POST", "/v4/nodebalancers", fmt.Sprintf(`{"region":"local","label":"p-%02d"}`, i))
 	}
 	tests := []struct {
 		query                 string
@@ -468,7 +476,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 // token lookup (a hash and a map read) plus a store read and the JSON answer.
 func BenchmarkGetNodeBalancer(b *testing.B) {
 	e := newEnv(b)
-	nb := e.must("POST", "/v4/nodebalancers", `{"label":"bench"}`)
+	nb := e.must("POST", "/v4/nodebalancers", `{"region":"local","label":"bench"}`)
 	path := fmt.Sprintf("/v4/nodebalancers/%v", nb["id"])
 	req := httptest.NewRequest("GET", path, nil)
 	req.Header.Set("Authorization", "Bearer "+e.token)
