@@ -105,7 +105,8 @@ tf() {
 	"$TOFU" -chdir="$dir" "$@" -no-color >"$LAST_LOG" 2>&1
 	TF_RC=$?
 	set -e
-	grep -E '^(Apply complete|Destroy complete|No changes|Plan:|Import successful|OpenTofu has been successfully initialized|Error:|Warning:)|^ *(# |~ |[+-] )|must be replaced|will be (created|updated|destroyed)|has changed' "$LAST_LOG" | sed 's/^/    /' || true
+	grep -E '^(Apply complete|Destroy complete|No changes|Plan:|Import successful|OpenTofu has been successfully initialized|Error:|Warning:|Note:)|^  # .* (will be|must be|has been|has changed)|^ +~ [a-z_]+ += .* -> ' "$LAST_LOG" |
+		grep -v 'Warning: Provider development overrides are in effect' | sed 's/^/    /' || true
 	echo "    (exit $TF_RC)"
 }
 
@@ -134,7 +135,7 @@ curl -fsS "http://$API_ADDR/healthz" >/dev/null || fail "server did not answer /
 for b in "$WEB1" "$WEB2"; do
 	curl -fsS "http://$b/" >/dev/null || fail "backend $b does not answer"
 done
-pass "tofu: $("$TOFU" version | head -n1)"
+pass
 
 # The provider, installed from a local filesystem mirror. dev_overrides makes
 # plan/apply use the binary directly; init still resolves linode/linode through the
@@ -157,6 +158,8 @@ export TF_CLI_CONFIG_FILE="$WORK/tofurc" TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOIN
 export TF_VAR_api_url="http://$API_ADDR" TF_VAR_token="$TOKEN" TF_VAR_region=local
 export TF_VAR_backend_web1="$WEB1" TF_VAR_backend_web2="$WEB2" TF_VAR_backend_tcp="$TCP1"
 unset TF_VAR_web2_mode TF_VAR_web2_weight
+
+echo "    $("$TOFU" version | head -n1), provider: $PROVIDER_BIN"
 
 A="$WORK/a"
 mkdir -p "$A"
@@ -186,10 +189,10 @@ echo "    nodebalancer $NB at $IPV4: http config $HTTP_CFG (nodes $WEB1_ID, $WEB
 
 step "data sources read back what was applied"
 got="label=$(out data_nodebalancer_label) nodebalancers=$(out data_nodebalancers_count) stickiness=$(out data_config_stickiness)"
-got+=" ports=$("$TOFU" -chdir="$A" output -json data_configs_ports | jq -c .) proxy=$("$TOFU" -chdir="$A" output -json data_configs_proxy_protocols | jq -c .)"
+got+=" configs=$("$TOFU" -chdir="$A" output -json data_configs | jq -c .)"
 got+=" web2=$(out data_node_web2) nb_types=$(out data_nb_types_count)"
 echo "    $got"
-want='label=tf-web nodebalancers=1 stickiness=http_cookie ports=[8081,8082] proxy=["none","v2"] web2=accept/50'
+want='label=tf-web nodebalancers=1 stickiness=http_cookie configs={"8081":"none","8082":"v2"} web2=accept/50'
 [[ "$got" == "$want nb_types="* && "$got" != *"nb_types=0" ]] || fail "want $want nb_types>0"
 pass
 
@@ -237,7 +240,7 @@ step "tofu apply the node change"
 tf "$A" apply2 apply -auto-approve
 [[ $TF_RC == 0 ]] || fail "tofu apply exited $TF_RC"
 grep -q 'Apply complete! Resources: 0 added, 1 changed, 0 destroyed' "$LAST_LOG" || fail "expected 1 changed"
-node=$(api "/nodebalancers/$NB/configs/$HTTP_CFG/nodes/$WEB2_ID" | jq -c '{label,mode,weight,status}')
+node=$(api "/nodebalancers/$NB/configs/$HTTP_CFG/nodes/$WEB2_ID" | jq -c '{label: .label, mode: .mode, weight: .weight, status: .status}')
 echo "    API: $node   data source: $(out data_node_web2)"
 [[ $(jq -r '"\(.mode)/\(.weight)"' <<<"$node") == backup/100 ]] || fail "the API does not show backup/100"
 [[ $(out data_node_web2) == backup/100 ]] || fail "the node data source does not show backup/100"

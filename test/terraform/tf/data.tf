@@ -18,7 +18,9 @@ data "linode_nodebalancer_config" "http" {
 
 data "linode_nodebalancer_configs" "web" {
   nodebalancer_id = linode_nodebalancer.web.id
-  order_by        = "port"
+
+  # It names no config, so only this makes it wait for them.
+  depends_on = [linode_nodebalancer_config.http, linode_nodebalancer_config.tcp]
 }
 
 data "linode_nodebalancer_node" "web2" {

@@ -37,12 +37,9 @@ output "data_config_stickiness" {
   value = data.linode_nodebalancer_config.http.stickiness
 }
 
-output "data_configs_ports" {
-  value = [for c in data.linode_nodebalancer_configs.web.nodebalancer_configs : c.port]
-}
-
-output "data_configs_proxy_protocols" {
-  value = [for c in data.linode_nodebalancer_configs.web.nodebalancer_configs : c.proxy_protocol]
+output "data_configs" {
+  description = "port => proxy_protocol of every config the configs data source lists"
+  value       = { for c in data.linode_nodebalancer_configs.web.nodebalancer_configs : tostring(c.port) => c.proxy_protocol }
 }
 
 output "data_node_web2" {
