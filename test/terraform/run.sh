@@ -7,8 +7,9 @@
 #     test/terraform/run.sh
 #
 # Steps: init, apply, plan -detailed-exitcode (must be 0), traffic through the
-# frontend, change a node's mode and weight, apply, plan (0 again), import every
-# resource into a fresh state, plan (0), destroy. Each step prints PASS or FAIL; the
+# frontend, change a node's mode and weight, apply, plan (0 again), change a config
+# and the NodeBalancer, apply, plan (0), import every resource into a fresh state,
+# plan (0), destroy. Each step prints PASS or FAIL; the
 # script exits non-zero at the first failure and stops every process it started.
 #
 # Set KEEP=1 to keep the work directory (state, logs) for a look afterwards.
@@ -35,7 +36,8 @@ Build them outside this repository (they are not on the Go module proxy):
 
   OpenTofu v1.12.6 (Go 1.26):
     git clone --depth 1 --branch v1.12.6 https://github.com/opentofu/opentofu
-    cd opentofu && go build -o tofu ./cmd/tofu          # then TOFU=$PWD/tofu
+    cd opentofu && go build -ldflags "-X github.com/opentofu/opentofu/version.dev=no" -o tofu ./cmd/tofu
+    # then TOFU=$PWD/tofu (without the -ldflags it calls itself v1.12.6-dev)
 
   terraform-provider-linode v3.13.0 (it asks for linodego v1.69.0, which the
   module proxy refuses; v1.69.1 is the patch release that builds):
@@ -105,7 +107,7 @@ tf() {
 	"$TOFU" -chdir="$dir" "$@" -no-color >"$LAST_LOG" 2>&1
 	TF_RC=$?
 	set -e
-	grep -E '^(Apply complete|Destroy complete|No changes|Plan:|Import successful|OpenTofu has been successfully initialized|Error:|Warning:|Note:)|^  # .* (will be|must be|has been|has changed)|^ +~ [a-z_]+ += .* -> ' "$LAST_LOG" |
+	grep -E '^(Apply complete|Destroy complete|No changes|Plan:|Import successful|OpenTofu has been successfully initialized|Error:|Warning:|Note:)|^  # .* (will be|must be|has been|has changed)|^ {8,}~ [a-z_]+ += .* -> ' "$LAST_LOG" |
 		grep -v 'Warning: Provider development overrides are in effect' | sed 's/^/    /' || true
 	echo "    (exit $TF_RC)"
 }
@@ -137,17 +139,14 @@ for b in "$WEB1" "$WEB2"; do
 done
 pass
 
-# The provider, installed from a local filesystem mirror. dev_overrides makes
-# plan/apply use the binary directly; init still resolves linode/linode through the
-# registry unless a filesystem_mirror answers for it.
+# The provider, installed the way a user installs a provider without the registry:
+# from a filesystem mirror (unpacked layout), locked in .terraform.lock.hcl by init.
+# No dev_overrides: init, plan and apply use the installed copy.
 MIRROR="$WORK/mirror/registry.opentofu.org/linode/linode/$PROVIDER_VERSION/linux_amd64"
 mkdir -p "$MIRROR"
 cp "$PROVIDER_BIN" "$MIRROR/"
 cat >"$WORK/tofurc" <<EOF
 provider_installation {
-  dev_overrides {
-    "registry.opentofu.org/linode/linode" = "$PROVIDER_DIR"
-  }
   filesystem_mirror {
     path    = "$WORK/mirror"
     include = ["registry.opentofu.org/linode/linode"]
@@ -157,7 +156,7 @@ EOF
 export TF_CLI_CONFIG_FILE="$WORK/tofurc" TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 export TF_VAR_api_url="http://$API_ADDR" TF_VAR_token="$TOKEN" TF_VAR_region=local
 export TF_VAR_backend_web1="$WEB1" TF_VAR_backend_web2="$WEB2" TF_VAR_backend_tcp="$TCP1"
-unset TF_VAR_web2_mode TF_VAR_web2_weight
+unset TF_VAR_web2_mode TF_VAR_web2_weight TF_VAR_http_check_interval TF_VAR_nb_tags
 
 echo "    $("$TOFU" version | head -n1), provider: $PROVIDER_BIN"
 
@@ -190,9 +189,9 @@ echo "    nodebalancer $NB at $IPV4: http config $HTTP_CFG (nodes $WEB1_ID, $WEB
 step "data sources read back what was applied"
 got="label=$(out data_nodebalancer_label) nodebalancers=$(out data_nodebalancers_count) stickiness=$(out data_config_stickiness)"
 got+=" configs=$("$TOFU" -chdir="$A" output -json data_configs | jq -c .)"
-got+=" web2=$(out data_node_web2) nb_types=$(out data_nb_types_count)"
+got+=" web2=$(out data_node_web2) vpcs=$(out data_nb_vpcs_count) nb_types=$(out data_nb_types_count)"
 echo "    $got"
-want='label=tf-web nodebalancers=1 stickiness=http_cookie configs={"8081":"none","8082":"v2"} web2=accept/50'
+want='label=tf-web nodebalancers=1 stickiness=http_cookie configs={"8081":"none","8082":"v2"} web2=accept/50 vpcs=0'
 [[ "$got" == "$want nb_types="* && "$got" != *"nb_types=0" ]] || fail "want $want nb_types>0"
 pass
 
@@ -254,6 +253,29 @@ pass
 
 step "tofu plan -detailed-exitcode after the change (0 = no changes)"
 tf "$A" plan3 plan -detailed-exitcode
+[[ $TF_RC == 0 ]] || fail "plan exited $TF_RC, want 0"
+pass "exit 0"
+
+step "change the http config (check_interval 5 -> 10) and the NodeBalancer's tags; tofu plan shows it"
+export TF_VAR_http_check_interval=10 TF_VAR_nb_tags='["terraform","test","changed"]'
+tf "$A" plan5 plan -detailed-exitcode
+[[ $TF_RC == 2 ]] || fail "plan exited $TF_RC, want 2 (changes)"
+grep -q 'Plan: 0 to add, 2 to change, 0 to destroy' "$LAST_LOG" || fail "want exactly two in-place changes"
+pass "exit 2, two in-place changes"
+
+step "tofu apply the config and NodeBalancer change"
+tf "$A" apply3 apply -auto-approve
+[[ $TF_RC == 0 ]] || fail "tofu apply exited $TF_RC"
+grep -q 'Apply complete! Resources: 0 added, 2 changed, 0 destroyed' "$LAST_LOG" || fail "expected 2 changed"
+cfg=$(api "/nodebalancers/$NB/configs/$HTTP_CFG" | jq -c '{check_interval: .check_interval, udp_check_port: .udp_check_port, stickiness: .stickiness}')
+tags=$(api "/nodebalancers/$NB" | jq -c .tags)
+echo "    API: config $cfg, tags $tags; data sources: check_interval=$(out data_config_check_interval) tags=$(out data_nodebalancer_tags)"
+[[ $(jq -r .check_interval <<<"$cfg") == 10 && $(out data_config_check_interval) == 10 ]] || fail "check_interval is not 10"
+[[ $(jq -r 'sort | join(",")' <<<"$tags") == changed,terraform,test && $(out data_nodebalancer_tags) == changed,terraform,test ]] || fail "tags not updated"
+pass
+
+step "tofu plan -detailed-exitcode after that change (0 = no changes)"
+tf "$A" plan6 plan -detailed-exitcode
 [[ $TF_RC == 0 ]] || fail "plan exited $TF_RC, want 0"
 pass "exit 0"
 

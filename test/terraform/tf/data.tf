@@ -30,3 +30,8 @@ data "linode_nodebalancer_node" "web2" {
 }
 
 data "linode_nb_types" "all" {}
+
+# This server has no VPCs: the list is empty.
+data "linode_nodebalancer_vpcs" "web" {
+  nodebalancer_id = linode_nodebalancer.web.id
+}

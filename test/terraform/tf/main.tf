@@ -2,7 +2,7 @@ resource "linode_nodebalancer" "web" {
   label                = "tf-web"
   region               = var.region
   client_conn_throttle = 0
-  tags                 = ["terraform", "test"]
+  tags                 = var.nb_tags
 }
 
 # Layer 7: http with active http checks, passive checks and cookie stickiness.
@@ -14,7 +14,7 @@ resource "linode_nodebalancer_config" "http" {
   stickiness      = "http_cookie"
   check           = "http"
   check_path      = "/healthz"
-  check_interval  = 5
+  check_interval  = var.http_check_interval
   check_timeout   = 3
   check_attempts  = 2
   check_passive   = true

@@ -49,3 +49,16 @@ output "data_node_web2" {
 output "data_nb_types_count" {
   value = length(data.linode_nb_types.all.types)
 }
+
+output "data_nb_vpcs_count" {
+  # The provider gives null, not an empty list, when there are none.
+  value = data.linode_nodebalancer_vpcs.web.vpc_configs == null ? 0 : length(data.linode_nodebalancer_vpcs.web.vpc_configs)
+}
+
+output "data_config_check_interval" {
+  value = data.linode_nodebalancer_config.http.check_interval
+}
+
+output "data_nodebalancer_tags" {
+  value = join(",", sort(data.linode_nodebalancer.web.tags))
+}

@@ -42,3 +42,16 @@ variable "web2_weight" {
   type        = number
   default     = 50
 }
+
+# run.sh changes these two in its "change a config and the NodeBalancer" step.
+variable "http_check_interval" {
+  description = "check_interval of the http config."
+  type        = number
+  default     = 5
+}
+
+variable "nb_tags" {
+  description = "Tags of the NodeBalancer."
+  type        = list(string)
+  default     = ["terraform", "test"]
+}
