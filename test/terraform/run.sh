@@ -61,6 +61,7 @@ PROVIDER_BIN="$PROVIDER_DIR/terraform-provider-linode_v$PROVIDER_VERSION"
 [[ -x "$PROVIDER_BIN" ]] || { echo "run.sh: $PROVIDER_BIN is missing or not executable." >&2; how_to_build; }
 command -v curl >/dev/null || die "curl is needed"
 command -v jq >/dev/null || die "jq is needed"
+command -v openssl >/dev/null || die "openssl is needed"
 
 WORK=$(mktemp -d /tmp/nb-terraform.XXXXXX)
 PIDS=()
@@ -155,6 +156,9 @@ provider_installation {
 EOF
 export TF_CLI_CONFIG_FILE="$WORK/tofurc" TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 export TF_VAR_api_url="http://$API_ADDR" TF_VAR_token="$TOKEN" TF_VAR_region=local
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=tf.nodebalancer.test -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1 || fail "openssl could not make a certificate"
+export TF_VAR_tls_cert="$(cat "$WORK/tls.crt")" TF_VAR_tls_key="$(cat "$WORK/tls.key")"
 export TF_VAR_backend_web1="$WEB1" TF_VAR_backend_web2="$WEB2" TF_VAR_backend_tcp="$TCP1"
 unset TF_VAR_web2_mode TF_VAR_web2_weight TF_VAR_http_check_interval TF_VAR_nb_tags
 
@@ -172,7 +176,7 @@ pass
 step "tofu apply"
 tf "$A" apply apply -auto-approve
 [[ $TF_RC == 0 ]] || fail "tofu apply exited $TF_RC"
-grep -q 'Apply complete! Resources: 6 added, 0 changed, 0 destroyed' "$LAST_LOG" || fail "expected 6 resources added"
+grep -q 'Apply complete! Resources: 8 added, 0 changed, 0 destroyed' "$LAST_LOG" || fail "expected 8 resources added"
 pass
 
 out() { "$TOFU" -chdir="$A" output -raw "$1"; }
@@ -180,18 +184,20 @@ NB=$(out nodebalancer_id)
 IPV4=$(out ipv4)
 HTTP_CFG=$(out http_config_id)
 TCP_CFG=$(out tcp_config_id)
+HTTPS_CFG=$(out https_config_id)
 NODES_JSON=$("$TOFU" -chdir="$A" output -json node_ids)
 WEB1_ID=$(jq -r .web1 <<<"$NODES_JSON")
 WEB2_ID=$(jq -r .web2 <<<"$NODES_JSON")
 TCP1_ID=$(jq -r .tcp1 <<<"$NODES_JSON")
-echo "    nodebalancer $NB at $IPV4: http config $HTTP_CFG (nodes $WEB1_ID, $WEB2_ID), tcp config $TCP_CFG (node $TCP1_ID)"
+TLS1_ID=$(jq -r .tls1 <<<"$NODES_JSON")
+echo "    nodebalancer $NB at $IPV4: http config $HTTP_CFG (nodes $WEB1_ID, $WEB2_ID), tcp config $TCP_CFG (node $TCP1_ID), https config $HTTPS_CFG (node $TLS1_ID, certificate CN $(out https_commonname))"
 
 step "data sources read back what was applied"
 got="label=$(out data_nodebalancer_label) nodebalancers=$(out data_nodebalancers_count) stickiness=$(out data_config_stickiness)"
 got+=" configs=$("$TOFU" -chdir="$A" output -json data_configs | jq -c .)"
 got+=" web2=$(out data_node_web2) vpcs=$(out data_nb_vpcs_count) nb_types=$(out data_nb_types_count)"
 echo "    $got"
-want='label=tf-web nodebalancers=1 stickiness=http_cookie configs={"8081":"none","8082":"v2"} web2=accept/50 vpcs=0'
+want='label=tf-web nodebalancers=1 stickiness=http_cookie configs={"8081":"none","8082":"v2","8443":"none"} web2=accept/50 vpcs=0'
 [[ "$got" == "$want nb_types="* && "$got" != *"nb_types=0" ]] || fail "want $want nb_types>0"
 pass
 
@@ -226,6 +232,9 @@ echo "    with the NB_SRVID cookie of $first, 6 requests went to: $sticky"
 tcp_answer=$(curl -fsS "http://$IPV4:8082/")
 echo "    :8082 (tcp, proxy_protocol v2) answered: $tcp_answer"
 [[ "$tcp_answer" == "backend=tcp-1 client=127.0.0.1 proxy=v2 path=/" ]] || fail "tcp config should pass the client address in a PROXY v2 header"
+tls_answer=$(curl -fsS --cacert "$WORK/tls.crt" --resolve "tf.nodebalancer.test:8443:$IPV4" https://tf.nodebalancer.test:8443/)
+echo "    :8443 (https, the certificate Terraform uploaded) answered: $tls_answer"
+[[ "$tls_answer" == backend=web-1* ]] || fail "https config should terminate TLS with the uploaded certificate and reach web-1"
 pass
 
 step "change node web-2: mode accept -> backup, weight 50 -> 100; tofu plan shows it"
@@ -291,9 +300,11 @@ imports=(
 	"linode_nodebalancer.web=$NB"
 	"linode_nodebalancer_config.http=$NB,$HTTP_CFG"
 	"linode_nodebalancer_config.tcp=$NB,$TCP_CFG"
+	"linode_nodebalancer_config.https=$NB,$HTTPS_CFG"
 	"linode_nodebalancer_node.web1=$NB,$HTTP_CFG,$WEB1_ID"
 	"linode_nodebalancer_node.web2=$NB,$HTTP_CFG,$WEB2_ID"
 	"linode_nodebalancer_node.tcp1=$NB,$TCP_CFG,$TCP1_ID"
+	"linode_nodebalancer_node.tls1=$NB,$HTTPS_CFG,$TLS1_ID"
 )
 for imp in "${imports[@]}"; do
 	addr=${imp%%=*} id=${imp#*=}
@@ -311,7 +322,7 @@ pass "exit 0"
 step "tofu destroy (from the imported state)"
 tf "$B" destroy destroy -auto-approve
 [[ $TF_RC == 0 ]] || fail "tofu destroy exited $TF_RC"
-grep -q 'Destroy complete! Resources: 6 destroyed' "$LAST_LOG" || fail "expected 6 destroyed"
+grep -q 'Destroy complete! Resources: 8 destroyed' "$LAST_LOG" || fail "expected 8 destroyed"
 left=$(api "/nodebalancers" | jq .results)
 echo "    NodeBalancers left on the server: $left"
 [[ "$left" == 0 ]] || fail "the server still has NodeBalancers"

@@ -20,7 +20,7 @@ data "linode_nodebalancer_configs" "web" {
   nodebalancer_id = linode_nodebalancer.web.id
 
   # It names no config, so only this makes it wait for them.
-  depends_on = [linode_nodebalancer_config.http, linode_nodebalancer_config.tcp]
+  depends_on = [linode_nodebalancer_config.http, linode_nodebalancer_config.tcp, linode_nodebalancer_config.https]
 }
 
 data "linode_nodebalancer_node" "web2" {

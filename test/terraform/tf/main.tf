@@ -34,6 +34,26 @@ resource "linode_nodebalancer_config" "tcp" {
   check_attempts  = 2
 }
 
+# TLS termination: the API never returns the certificate or key (only the common name
+# and fingerprint), so after an import the provider cannot know them; ignore_changes
+# keeps an imported config from planning to re-send them.
+resource "linode_nodebalancer_config" "https" {
+  nodebalancer_id = linode_nodebalancer.web.id
+  port            = 8443
+  protocol        = "https"
+  algorithm       = "source"
+  stickiness      = "none"
+  check           = "http_body"
+  check_path      = "/healthz"
+  check_body      = "backend=web"
+  ssl_cert        = var.tls_cert
+  ssl_key         = var.tls_key
+
+  lifecycle {
+    ignore_changes = [ssl_cert, ssl_key]
+  }
+}
+
 resource "linode_nodebalancer_node" "web1" {
   nodebalancer_id = linode_nodebalancer.web.id
   config_id       = linode_nodebalancer_config.http.id
@@ -57,4 +77,12 @@ resource "linode_nodebalancer_node" "tcp1" {
   config_id       = linode_nodebalancer_config.tcp.id
   label           = "tcp-1"
   address         = var.backend_tcp
+}
+
+resource "linode_nodebalancer_node" "tls1" {
+  nodebalancer_id = linode_nodebalancer.web.id
+  config_id       = linode_nodebalancer_config.https.id
+  label           = "tls-1"
+  address         = var.backend_web1
+  weight          = 10
 }

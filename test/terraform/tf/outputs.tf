@@ -16,11 +16,20 @@ output "tcp_config_id" {
   value = linode_nodebalancer_config.tcp.id
 }
 
+output "https_config_id" {
+  value = linode_nodebalancer_config.https.id
+}
+
+output "https_commonname" {
+  value = linode_nodebalancer_config.https.ssl_commonname
+}
+
 output "node_ids" {
   value = {
     web1 = linode_nodebalancer_node.web1.id
     web2 = linode_nodebalancer_node.web2.id
     tcp1 = linode_nodebalancer_node.tcp1.id
+    tls1 = linode_nodebalancer_node.tls1.id
   }
 }
 

@@ -55,3 +55,14 @@ variable "nb_tags" {
   type        = list(string)
   default     = ["terraform", "test"]
 }
+
+variable "tls_cert" {
+  description = "PEM certificate of the https config (run.sh makes a self-signed one)."
+  type        = string
+}
+
+variable "tls_key" {
+  description = "PEM private key of the https config."
+  type        = string
+  sensitive   = true
+}
