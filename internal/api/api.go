@@ -20,7 +20,7 @@ import (
 )
 
 // NodeStatusSource tells the status of a node as this host's health checker sees
-// it. Without one every node shows "unknown" (and a node in mode reject "DOWN").
+// it. Without one every node shows "Unknown" (and a node in mode reject "DOWN").
 type NodeStatusSource interface {
 	NodeStatus(configID, nodeID int) model.NodeStatus
 }

@@ -220,7 +220,7 @@ func TestAcceptedRequests(t *testing.T) {
 	n["status"], n["id"], n["config_id"] = "UP", 424242, 1
 	echo, _ = json.Marshal(n)
 	n2 := e.must("PUT", nodePath, string(echo))
-	if n2["status"] != "unknown" || n2["id"] == 424242.0 {
+	if n2["status"] != "Unknown" || n2["id"] == 424242.0 {
 		t.Fatalf("read-only node fields were taken from the body: %v", n2)
 	}
 
@@ -432,7 +432,7 @@ func TestNodeStatusShown(t *testing.T) {
 	}{
 		{model.StatusUp, "accept", "UP", 1},
 		{model.StatusDown, "accept", "DOWN", 0},
-		{"", "accept", "unknown", 0},
+		{"", "accept", "Unknown", 0},
 		{model.StatusUp, "reject", "DOWN", 0},
 		{model.StatusUp, "backup", "UP", 1},
 	} {

@@ -167,7 +167,7 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n1.Weight != 50 || n1.Mode != "accept" || n1.Status != "unknown" || n1.ConfigID != cf.ID || n1.NodeBalancerID != nb.ID {
+	if n1.Weight != 50 || n1.Mode != "accept" || n1.Status != "Unknown" || n1.ConfigID != cf.ID || n1.NodeBalancerID != nb.ID {
 		t.Fatalf("node defaults %+v", n1)
 	}
 	n2, err := lc.CreateNodeBalancerNode(ctx, nb.ID, cf.ID, linodego.NodeBalancerNodeCreateOptions{
