@@ -44,7 +44,7 @@ func TestDecodeConfigCreate(t *testing.T) {
 		{"udp_check_port too high", `{"udp_check_port":65536}`, nil, []string{"udp_check_port"}},
 	}
 	for _, tt := range tests {
-		c, es := decodeConfigCreate([]byte(tt.body), testPolicy)
+		c, es := decodeConfigCreate([]byte(tt.body), testPolicy, nil)
 		var fields []string
 		for _, e := range es {
 			fields = append(fields, e.Field)
@@ -68,7 +68,7 @@ func FuzzDecodeConfigCreate(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, es := decodeConfigCreate(body, testPolicy)
+		c, es := decodeConfigCreate(body, testPolicy, nil)
 		if len(es) > 0 {
 			return
 		}
@@ -90,10 +90,10 @@ func FuzzDecodeRequests(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		decodeNodeBalancerCreate(body, testPolicy)
-		decodeNodeBalancerUpdate(body)
-		decodeConfigUpdate(body)
-		p, nodes, es := decodeRebuild(body)
+		decodeNodeBalancerCreate(body, testPolicy, nil)
+		decodeNodeBalancerUpdate(body, nil)
+		decodeConfigUpdate(body, nil)
+		p, nodes, es := decodeRebuild(body, nil)
 		if len(es) == 0 {
 			c := model.NewConfig()
 			p.apply(&c, false)
@@ -102,7 +102,7 @@ func FuzzDecodeRequests(f *testing.F) {
 				np.apply(&n)
 			}
 		}
-		decodeNodeCreate(body, testPolicy)
-		decodeNodeUpdate(body)
+		decodeNodeCreate(body, testPolicy, nil)
+		decodeNodeUpdate(body, nil)
 	})
 }
