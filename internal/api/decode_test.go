@@ -18,7 +18,9 @@ func TestDecodeConfigCreate(t *testing.T) {
 			d := model.NewConfig()
 			return c.Config == d && len(c.Nodes) == 0
 		}, nil},
-		{"port 0 means default", `{"port":0}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port omitted means default", `{"protocol":"tcp"}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port null means default", `{"port":null}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port 0 is refused", `{"port":0}`, nil, []string{"port"}},
 		{"empty enum means default", `{"protocol":"","algorithm":""}`, func(c model.ConfigWithNodes) bool {
 			return c.Protocol == "http" && c.Algorithm == "roundrobin"
 		}, nil},

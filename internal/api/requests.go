@@ -87,12 +87,10 @@ type configPatch struct {
 
 func readConfig(o *object) configPatch {
 	var p configPatch
+	// An explicit 0 is refused by validation (port 1-65535), as the live API does,
+	// although linodego sends "port": 0 when its caller leaves Port unset: reading
+	// it as "not given" would silently keep or default a port the caller never chose.
 	p.port = optInt(o, "port")
-	if p.port != nil && *p.port == 0 {
-		// linodego always sends "port" and sends 0 when the caller left it unset:
-		// 0 is never a valid port, so it means "not given".
-		p.port = nil
-	}
 	p.protocol = optEnum(o, "protocol")
 	p.algorithm = optEnum(o, "algorithm")
 	p.stickiness = optEnum(o, "stickiness")
