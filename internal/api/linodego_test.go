@@ -126,8 +126,13 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// An empty create shows every default.
-	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{})
+	// linodego sends "port": 0 when Port is left unset: refused by name, as live.
+	_, err = lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{})
+	if status(err) != 400 || !strings.Contains(err.Error(), "[port] port must be between 1 and 65535") {
+		t.Fatalf("create with port 0: %v", err)
+	}
+	// A create with only the port shows every other default.
+	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 80})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,10 +160,17 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	if cf.Port != 8080 || cf.Protocol != "tcp" || cf.CheckPath != "/healthz" || cf.CheckPassive || cf.ProxyProtocol != "v2" || cf.Algorithm != "roundrobin" {
 		t.Fatalf("updated %+v", cf)
 	}
-	// Port left 0 by the caller means unchanged.
-	cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Algorithm: "leastconn"})
-	if err != nil || cf.Port != 8080 || cf.Algorithm != "leastconn" {
-		t.Fatalf("update without port: %+v, %v", cf, err)
+	// Port left 0 by the caller is refused (linodego always sends it) and changes
+	// nothing; GetUpdateOptions carries the port over, as clients do.
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Algorithm: "leastconn"}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "[port]") {
+		t.Fatalf("update with port 0: %v", err)
+	}
+	upd := cf.GetUpdateOptions()
+	upd.Algorithm = "leastconn"
+	cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, upd)
+	if err != nil || cf.Port != 8080 || cf.Algorithm != "leastconn" || cf.CheckPath != "/healthz" {
+		t.Fatalf("update from GetUpdateOptions: %+v, %v", cf, err)
 	}
 
 	n1, err := lc.CreateNodeBalancerNode(ctx, nb.ID, cf.ID, linodego.NodeBalancerNodeCreateOptions{
@@ -167,7 +179,7 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n1.Weight != 50 || n1.Mode != "accept" || n1.Status != "unknown" || n1.ConfigID != cf.ID || n1.NodeBalancerID != nb.ID {
+	if n1.Weight != 50 || n1.Mode != "accept" || n1.Status != "Unknown" || n1.ConfigID != cf.ID || n1.NodeBalancerID != nb.ID {
 		t.Fatalf("node defaults %+v", n1)
 	}
 	n2, err := lc.CreateNodeBalancerNode(ctx, nb.ID, cf.ID, linodego.NodeBalancerNodeCreateOptions{
@@ -222,7 +234,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
+	_, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -249,7 +261,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatal("a refused create stored something")
 	}
 
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -424,7 +436,7 @@ func TestLinodegoTLSConfig(t *testing.T) {
 		t.Fatal("<REDACTED> replaced the stored certificate")
 	}
 	// Switching to http drops the certificate linodego cannot null out.
-	cf3, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Protocol: "http"})
+	cf3, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, Protocol: "http"})
 	if err != nil || cf3.SSLCert != "" || cf3.SSLCommonName != "" {
 		t.Fatalf("https→http: %+v, %v", cf3, err)
 	}
@@ -607,7 +619,7 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Stats, o.Transfer, o.Status = statsSource{}, transferSource{}, st })
 	lc = client(e.serve(), e.token)
 	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-		Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "up-1"}, {Address: "127.0.2.2:80", Label: "down-1"}, {Address: "127.0.2.3:80", Label: "new-1"}},
+		Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "up-1"}, {Address: "127.0.2.2:80", Label: "down-1"}, {Address: "127.0.2.3:80", Label: "new-1"}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
