@@ -108,7 +108,7 @@ tf() {
 	"$TOFU" -chdir="$dir" "$@" -no-color >"$LAST_LOG" 2>&1
 	TF_RC=$?
 	set -e
-	grep -E '^(Apply complete|Destroy complete|No changes|Plan:|Import successful|OpenTofu has been successfully initialized|Error:|Warning:|Note:)|^  # .* (will be|must be|has been|has changed)|^ {8,}~ [a-z_]+ += .* -> ' "$LAST_LOG" |
+	grep -E '^(Apply complete|Destroy complete|No changes|Plan:|Import successful|OpenTofu has been successfully initialized|Error:|Warning:|Note:)|^  # .* (will be|must be|has been|has changed)|^ {4,}~ [a-z_]+ += .* -> ' "$LAST_LOG" |
 		grep -v 'Warning: Provider development overrides are in effect' | sed 's/^/    /' || true
 	echo "    (exit $TF_RC)"
 }
