@@ -42,8 +42,8 @@ type Feed struct {
 }
 
 type entry struct {
-	rev  uint64
-	keys []Ref
+	prev, rev uint64 // the revision before this one was published, and this one's
+	keys      []Ref
 }
 
 // NewFeed returns a feed whose state stands at revision rev, remembering up to
@@ -56,11 +56,12 @@ func NewFeed(rev uint64, maxKeys int) *Feed {
 }
 
 // Publish records that revision rev committed writes to keys, and wakes the
-// watchers. Revisions must be published in increasing order.
+// watchers. Revisions must be published in increasing order; they need not be
+// consecutive (etcd's advance with writes that are not state, such as tokens).
 func (f *Feed) Publish(rev uint64, keys []Ref) {
 	f.mu.Lock()
+	f.log = append(f.log, entry{f.rev, rev, keys})
 	f.rev = rev
-	f.log = append(f.log, entry{rev, keys})
 	f.logKeys += len(keys)
 	drop := 0
 	for f.logKeys > f.maxKeys && drop < len(f.log)-1 {
@@ -95,7 +96,7 @@ func (f *Feed) since(after uint64) (Change, bool) {
 		return Change{}, false
 	}
 	c := Change{Revision: f.rev}
-	if len(f.log) == 0 || f.log[0].rev > after+1 {
+	if len(f.log) == 0 || f.log[0].prev > after {
 		c.Reset = true
 		return c, true
 	}

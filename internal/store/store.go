@@ -3,6 +3,14 @@
 // a small key-value Backend (bbolt embedded, etcd shared); the consistency rules that
 // span entities (unique labels and ports, frontend address allocation, cascading
 // deletes, rebuild) are written once here, above any Backend.
+//
+// Readers follow changes through Backend.Watch: each Change names the revision
+// reached and the keys of NodeBalancers, configs and nodes written since, so a
+// Mirror re-reads only those. A Backend publishes its commits to a Feed, which does
+// the fan-out, coalescing and Reset. The bbolt backend publishes the keys each
+// Update wrote; an etcd backend publishes what its etcd watch reports (each event's
+// key under the state kinds and its mod revision; a compaction is a Reset), and
+// implements Tx over one etcd transaction with Revision the header's revision.
 package store
 
 import (
