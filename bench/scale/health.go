@@ -195,7 +195,7 @@ func measureOurs(ctx context.Context, bin, dir, check string, nodes []string, ta
 	for i, a := range nodes {
 		c.Nodes = append(c.Nodes, nodeJSON{Label: fmt.Sprintf("node%d", i), Address: a, Weight: 50})
 	}
-	if _, err := api("POST", "/nodebalancers", map[string]any{"label": "health", "configs": []cfg{c}}, nil); err != nil {
+	if _, err := api("POST", "/nodebalancers", map[string]any{"label": "health", "region": "local", "configs": []cfg{c}}, nil); err != nil {
 		return 0, 0, err
 	}
 	return cpuPerCheck(ctx, srv.cmd.Process.Pid, checksDone, warm, window)

@@ -258,10 +258,11 @@ type configJSON struct {
 }
 
 type nbJSON struct {
-	ID    int    `json:"id"`
-	Label string `json:"label"`
-	IPv4  string `json:"ipv4"`
-	Type  string `json:"type,omitempty"`
+	ID     int    `json:"id"`
+	Label  string `json:"label"`
+	Region string `json:"region,omitempty"`
+	IPv4   string `json:"ipv4"`
+	Type   string `json:"type,omitempty"`
 
 	Configs []configJSON `json:"configs,omitempty"`
 }
@@ -283,7 +284,7 @@ func populate(s scenario) (probe nbJSON, cfgID, nodeID int, creates []time.Durat
 		n.Mode = "drain" // eligible only for sticky clients: never reached
 		pc.Nodes = append(pc.Nodes, n)
 	}
-	req := nbJSON{Label: "probe", Configs: []configJSON{pc}}
+	req := nbJSON{Label: "probe", Region: "local", Configs: []configJSON{pc}}
 	if s.premium {
 		req.Type = "premium"
 	}
@@ -293,7 +294,7 @@ func populate(s scenario) (probe nbJSON, cfgID, nodeID int, creates []time.Durat
 	}
 	creates = append(creates, d)
 	for i := range s.nbs {
-		req := nbJSON{Label: fmt.Sprintf("filler-%d", i)}
+		req := nbJSON{Label: fmt.Sprintf("filler-%d", i), Region: "local"}
 		for c := range s.configs {
 			cf := configJSON{Port: 80 + c, Protocol: "tcp", Check: "none"}
 			for j := range s.nodes {

@@ -185,6 +185,7 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 		}
 	}
 	p.ready.Store(true)
+	stale := false // a change could not be read: the mirror lags until a full read
 	for i := 1; ; i++ {
 		select {
 		case <-ctx.Done():
@@ -195,17 +196,26 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 				w = nil // ctx ended: the next turn returns
 				continue
 			}
+			if stale {
+				c.Reset = true
+			}
 			d, err := m.Apply(c)
-			if err != nil {
-				// The mirror may now lag the store: read it all again, below.
+			if err != nil && !c.Reset {
 				p.log.Error("read changed state", "revision", c.Revision, "err", err)
-				c = store.Change{Revision: c.Revision, Reset: true}
-				if d, err = m.Apply(c); err != nil {
-					continue
-				}
+				d, err = m.Load() // the change is lost to the mirror: read everything
+			}
+			if stale = err != nil; stale {
+				p.log.Error("read desired state", "err", err)
+				continue
 			}
 			p.Apply(m, d)
 		case <-tick.C:
+			if stale { // retry the full read that failed
+				if d, err := m.Load(); err == nil {
+					stale = false
+					p.Apply(m, d)
+				}
+			}
 			p.maintain(i%3 == 0, m)
 		}
 	}

@@ -244,13 +244,13 @@ func (s *Stats) WriteMetrics(w *bufio.Writer) error {
 		})
 	}
 	if s.o.HealthCounts != nil {
-		e.family("nodebalancer_config_nodes", "gauge", "Nodes of the config by status (up, down, unknown).")
+		e.family("nodebalancer_config_nodes", "gauge", "Nodes of the config by status (UP, DOWN, Unknown), as the API's nodes_status counts them.")
 		eachConfig(sc, func(nb *model.NodeBalancer, c *store.ConfigState) {
 			k := s.o.HealthCounts(c.Config.ID)
 			for _, st := range []struct {
 				name string
 				n    int
-			}{{"up", k.Up}, {"down", k.Down}, {"unknown", k.Unknown}} {
+			}{{string(model.StatusUp), k.Up}, {string(model.StatusDown), k.Down}, {string(model.StatusUnknown), k.Unknown}} {
 				e.u("nodebalancer_config_nodes", uint64(st.n), ln("config_port", c.Config.Port), l("nodebalancer", nb.Label), l("status", st.name))
 			}
 		})
@@ -322,13 +322,28 @@ func (s *Stats) writeNodes(e *enc, sc walk) map[int]bool {
 		h, _ := s.o.HealthOf(id)
 		return h
 	}
-	e.family("nodebalancer_node_up", "gauge", "1 when the node's status is UP, 0 when DOWN or unknown.")
+	e.family("nodebalancer_node_up", "gauge", "1 when the node's status is UP, 0 when DOWN or Unknown (an Unknown node still takes traffic; see nodebalancer_node_status).")
 	eachNode(sc, func(nb *model.NodeBalancer, c *store.ConfigState, n *model.Node) {
 		up := uint64(0)
 		if hs(n.ID).Status == model.StatusUp {
 			up = 1
 		}
 		e.u("nodebalancer_node_up", up, nodeLabels(&lb, nb, c, n)...)
+	})
+	e.family("nodebalancer_node_status", "gauge", "1 for the node's status as the API shows it (UP, DOWN or Unknown: not checked, or check none), 0 for the others.")
+	eachNode(sc, func(nb *model.NodeBalancer, c *store.ConfigState, n *model.Node) {
+		status := hs(n.ID).Status
+		if status == "" {
+			status = model.StatusUnknown // the checker has no verdict on it (yet)
+		}
+		ls := nodeLabels(&lb, nb, c, n)
+		for _, st := range nodeStatuses {
+			v := uint64(0)
+			if st == status {
+				v = 1
+			}
+			e.u("nodebalancer_node_status", v, e.with(ls, l("status", string(st)))...)
+		}
 	})
 	e.family("nodebalancer_node_status_changes_total", "counter", "Status transitions of the node (UP/DOWN), including those caused by mode changes.")
 	eachNode(sc, func(nb *model.NodeBalancer, c *store.ConfigState, n *model.Node) {
@@ -379,6 +394,9 @@ func (s *Stats) writeNodes(e *enc, sc walk) map[int]bool {
 	})
 	return seen
 }
+
+// nodeStatuses are the values of nodebalancer_node_status's status label.
+var nodeStatuses = []model.NodeStatus{model.StatusUp, model.StatusDown, model.StatusUnknown}
 
 // leText are latencyBounds as the le label writes them.
 var leText = func() []string {

@@ -67,8 +67,8 @@ func TestMetricsWithoutNodeSeriesKeepPerConfigAggregates(t *testing.T) {
 	got := parseMetrics(t, strings.NewReader(out))
 	for k, want := range map[string]float64{
 		metricKey("nodebalancer_config_connections_total", "nodebalancer", "nb-0-connection", "config_port", "80"):       7,
-		metricKey("nodebalancer_config_nodes", "nodebalancer", "nb-0-connection", "config_port", "80", "status", "up"):   2,
-		metricKey("nodebalancer_config_nodes", "nodebalancer", "nb-1-connection", "config_port", "80", "status", "down"): 1,
+		metricKey("nodebalancer_config_nodes", "nodebalancer", "nb-0-connection", "config_port", "80", "status", "UP"):   2,
+		metricKey("nodebalancer_config_nodes", "nodebalancer", "nb-1-connection", "config_port", "80", "status", "DOWN"): 1,
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)

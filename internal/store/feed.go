@@ -35,7 +35,6 @@ const DefaultFeedLog = 1 << 18
 type Feed struct {
 	mu      sync.Mutex
 	rev     uint64  // the latest published revision
-	from    uint64  // log holds every change after this revision
 	log     []entry // recent revisions, oldest first
 	logKeys int     // keys held in log
 	maxKeys int
@@ -43,8 +42,8 @@ type Feed struct {
 }
 
 type entry struct {
-	rev  uint64
-	keys []Ref
+	prev, rev uint64 // the revision before this one was published, and this one's
+	keys      []Ref
 }
 
 // NewFeed returns a feed whose state stands at revision rev, remembering up to
@@ -53,16 +52,16 @@ func NewFeed(rev uint64, maxKeys int) *Feed {
 	if maxKeys <= 0 {
 		maxKeys = DefaultFeedLog
 	}
-	return &Feed{rev: rev, from: rev, maxKeys: maxKeys, subs: map[chan struct{}]struct{}{}}
+	return &Feed{rev: rev, maxKeys: maxKeys, subs: map[chan struct{}]struct{}{}}
 }
 
 // Publish records that revision rev committed writes to keys, and wakes the
 // watchers. Revisions must be published in increasing order; they need not be
-// consecutive (etcd's revision also counts writes that are not state).
+// consecutive (etcd's advance with writes that are not state, such as tokens).
 func (f *Feed) Publish(rev uint64, keys []Ref) {
 	f.mu.Lock()
+	f.log = append(f.log, entry{f.rev, rev, keys})
 	f.rev = rev
-	f.log = append(f.log, entry{rev, keys})
 	f.logKeys += len(keys)
 	drop := 0
 	for f.logKeys > f.maxKeys && drop < len(f.log)-1 {
@@ -70,7 +69,6 @@ func (f *Feed) Publish(rev uint64, keys []Ref) {
 		drop++
 	}
 	if drop > 0 {
-		f.from = f.log[drop-1].rev
 		f.log = append(f.log[:0:0], f.log[drop:]...)
 	}
 	f.wake()
@@ -82,7 +80,7 @@ func (f *Feed) Publish(rev uint64, keys []Ref) {
 // compaction).
 func (f *Feed) Reset(rev uint64) {
 	f.mu.Lock()
-	f.rev, f.from, f.log, f.logKeys = rev, rev, nil, 0
+	f.rev, f.log, f.logKeys = rev, nil, 0
 	f.wake()
 	f.mu.Unlock()
 }
@@ -113,7 +111,7 @@ func (f *Feed) since(after uint64) (Change, bool) {
 		return Change{}, false
 	}
 	c := Change{Revision: f.rev}
-	if after < f.from {
+	if len(f.log) == 0 || f.log[0].prev > after {
 		c.Reset = true
 		return c, true
 	}

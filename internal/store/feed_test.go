@@ -238,3 +238,21 @@ func TestMirrorDeltaNamesOnlyTheChangedConfig(t *testing.T) {
 		t.Fatalf("%d NodeBalancers mirrored, want 4", len(f.m.View()))
 	}
 }
+
+func TestFeedServesRevisionsWithGaps(t *testing.T) {
+	// etcd's revision also advances with writes that are not state.
+	f := store.NewFeed(10, 100)
+	f.Publish(14, []store.Ref{ref(store.KindNode, 1, 1)})
+	f.Publish(20, []store.Ref{ref(store.KindNode, 1, 2)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if c := next(t, f.Watch(ctx, 10)); c.Reset || c.Revision != 20 || len(c.Keys) != 2 {
+		t.Fatalf("from 10: %+v, want both keys without a Reset", c)
+	}
+	if c := next(t, f.Watch(ctx, 17)); c.Reset || len(c.Keys) != 1 {
+		t.Fatalf("from 17 (between published revisions): %+v", c)
+	}
+	if c := next(t, f.Watch(ctx, 9)); !c.Reset {
+		t.Fatalf("from 9 (before the log): %+v, want a Reset", c)
+	}
+}

@@ -3,6 +3,15 @@
 // a small key-value Backend (bbolt embedded, etcd shared); the consistency rules that
 // span entities (unique labels and ports, frontend address allocation, cascading
 // deletes, rebuild) are written once here, above any Backend.
+//
+// Readers follow changes through Backend.Watch: each Change names the revision
+// reached and the keys of NodeBalancers, configs and nodes written since, so a
+// Mirror re-reads only those. A Backend publishes its commits to a Feed, which does
+// the fan-out, coalescing and Reset. The bbolt backend publishes the keys each
+// Update wrote; the etcd backend (store/etcd) publishes what its etcd watch reports
+// (each event's key under the state kinds and its mod revision; a compaction is a
+// Reset), and implements Tx as reads at one etcd revision and writes committed in
+// one etcd transaction guarded by what was read.
 package store
 
 import (
@@ -11,6 +20,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
 // ErrNotFound is returned when an addressed object does not exist.
@@ -116,7 +127,16 @@ func get[T any](tx Tx, kind Kind, key []byte) (T, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("decode %s %x: %w", kind, key, err)
 	}
+	fillStoredDefaults(&v)
 	return v, nil
+}
+
+// fillStoredDefaults gives a decoded config the defaults of fields added after it was
+// stored.
+func fillStoredDefaults(v any) {
+	if c, ok := v.(*model.Config); ok {
+		c.FillStoredDefaults()
+	}
 }
 
 func put(tx Tx, kind Kind, key []byte, v any) error {
@@ -134,6 +154,7 @@ func scan[T any](tx Tx, kind Kind, prefix []byte) ([]T, error) {
 		if err := json.Unmarshal(b, &v); err != nil {
 			return fmt.Errorf("decode %s %x: %w", kind, k, err)
 		}
+		fillStoredDefaults(&v)
 		out = append(out, v)
 		return nil
 	})
