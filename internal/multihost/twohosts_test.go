@@ -378,7 +378,31 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// b is killed while it takes writes: every write it acknowledged is there.
+		var acked []int
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				got, err := tcpNB(t, b, "inflight"+strconv.Itoa(i), 83, labGateway+":9001")
+				if err != nil {
+					return
+				}
+				acked = append(acked, got.ID)
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
 		b.kill()
+		<-done
+		if len(acked) == 0 {
+			t.Fatal("b acknowledged no write before it was killed")
+		}
+		for _, id := range acked {
+			if _, err := a.lc.GetNodeBalancer(context.Background(), id); err != nil {
+				t.Fatalf("write %d acknowledged by b before its SIGKILL: %v", id, err)
+			}
+		}
+		t.Logf("%d writes acknowledged by b before its SIGKILL, all present", len(acked))
 		l.via("a")
 		waitGreets(t, l.clientDial, *nb.IPv4+":83", "b1")
 		nb2, err := tcpNB(t, a, "after-kill", 83, labGateway+":9001")
