@@ -92,7 +92,7 @@ type limiterEntry struct {
 	l         *throttle.Limiter
 }
 
-// New returns a Plane with no listeners; Reconcile or Run give it some.
+// New returns a Plane with no listeners; Run (or Apply) gives it some.
 func New(o Options) *Plane {
 	if o.Log == nil {
 		o.Log = slog.Default()
