@@ -21,7 +21,8 @@
 // TCP no read comes back empty (EAGAIN): a client's keep-alive loop runs inside one
 // poller registration (serveRaw) and a request is sent and its answer awaited in
 // another (rawSend). An idle keep-alive connection holds no buffer. The hot path lives
-// in serve.go, forward.go, parse.go, chunked.go and reader.go.
+// in serve.go, conn.go, rawloop.go, exchange.go, body.go, forward.go, parse.go,
+// chunked.go and reader.go.
 //
 // Behaviour in brief: requests are refused with 400 (431 for heads over
 // MaxHeaderBytes, 505 for other HTTP versions, 501 for CONNECT) and the connection
