@@ -56,6 +56,7 @@ type clientConn struct {
 	headerDL  bool               // the header timeout is set for this request
 
 	// Per request.
+	plan     exchangePlan
 	start    time.Time
 	end      time.Time // when the response (or its head) was written; zero before
 	headLen  int
@@ -101,6 +102,7 @@ func (cc *clientConn) release() {
 	clear(cc.req.headers[:cap(cc.req.headers)])
 	clear(cc.resp.headers[:cap(cc.resp.headers)])
 	cc.req.method, cc.req.target, cc.req.cookie, cc.resp.reason = nil, nil, nil, nil
+	cc.plan.setCookie = ""
 	if cap(cc.out) > 64<<10 {
 		cc.out = make([]byte, 0, 4096)
 	}

@@ -60,9 +60,10 @@ func (cc *clientConn) logRequest(cfg *Config, method, target string) {
 	})
 }
 
-// route builds the backend head, picks a backend (trying others after connect
-// failures) and runs the exchange.
-func (cc *clientConn) route(cfg *Config) bool {
+// planRequest puts the backend head, and as much of the body as is already buffered, in
+// cc.out (they go out in one write) and fills in cc.plan. It returns false when the
+// request was refused (a malformed chunked body) and the connection is to close.
+func (cc *clientConn) planRequest(cfg *Config) bool {
 	req := &cc.req
 	cc.bodySent = 0
 	clientKeep := !req.connClose && (req.minor == 1 || req.connKeepAlive) && !cc.stopping.Load()
@@ -76,7 +77,6 @@ func (cc *clientConn) route(cfg *Config) bool {
 		mode = bodyLength
 	}
 
-	// The head, and as much of the body as is already buffered, go out in one write.
 	out := appendRequestHead(cc.out[:0], req, cc.client, cc.local, cfg.Scheme, upgrade)
 	inline := 0
 	bodyDone := true
@@ -102,7 +102,17 @@ func (cc *clientConn) route(cfg *Config) bool {
 	// out holds a copy, which is what a retry resends: the client's bytes can go.
 	cc.r.consume(inline)
 	cc.bodySent = int64(inline)
+	cc.plan = exchangePlan{mode: mode, inline: inline, bodyDone: bodyDone, upgrade: upgrade, clientKeep: clientKeep}
+	return true
+}
 
+// route picks a backend (trying others after connect failures) and runs the exchange.
+func (cc *clientConn) route(cfg *Config) bool {
+	req := &cc.req
+	if !cc.planRequest(cfg) {
+		return false
+	}
+	clientKeep, bodyDone := cc.plan.clientKeep, cc.plan.bodyDone
 	if cfg.Router == nil {
 		return cc.fail(cfg, 503, clientKeep && bodyDone)
 	}
@@ -137,11 +147,11 @@ func (cc *clientConn) route(cfg *Config) bool {
 		}
 		cc.backend = b
 		// Decided now: once a body streams, the buffer the cookie points into is reused.
-		setCookie := ""
+		cc.plan.setCookie = ""
 		if cfg.StickyCookie && b.cookie != "" && (!req.hasCookie || string(req.cookie) != b.cookie) {
-			setCookie = b.cookie
+			cc.plan.setCookie = b.cookie
 		}
-		res, keep := cc.exchange(cfg, b, bc, reused, start, mode, inline, bodyDone, upgrade, clientKeep, setCookie)
+		res, keep := cc.exchange(cfg, b, bc, reused, start)
 		if cc.end.IsZero() {
 			cc.end = time.Now()
 		}
@@ -152,20 +162,130 @@ func (cc *clientConn) route(cfg *Config) bool {
 	}
 }
 
-// exchange sends the request on bc and relays the response. It owns bc: it pools or
-// closes it.
-func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused bool, now time.Time,
-	mode bodyMode, inline int, bodyDone, upgrade, clientKeep bool, setCookie string) (res Result, keep bool) {
-	req := &cc.req
-	t := &cfg.Timeouts
-	retried := false
+// exchangePlan is what route decided about a request before the exchange: how its body
+// is sent and what the client connection may do afterwards. It lives in the
+// clientConn, so passing it costs nothing.
+type exchangePlan struct {
+	mode       bodyMode // how the request body is delimited
+	inline     int      // body bytes already in cc.out, after the head
+	bodyDone   bool     // cc.out holds the whole request
+	upgrade    bool     // the request asks for an upgrade the proxy will tunnel
+	clientKeep bool     // the client connection may serve another request
+	setCookie  string   // NB_SRVID value to set on the response, or ""
+}
 
-send:
-	// firstErr is a failed first read of the response by rawSend, handled below like
-	// any failed read of the head.
-	var firstErr error
-	var werr error
-	if bodyDone && bc.send.rc != nil && bc.r.n() == 0 && (!reused || now.Sub(bc.idleSince) < rawSendMaxIdle) {
+// exchange sends the request in cc.out on bc and relays the response. It owns bc: it
+// pools or closes it. A pooled connection the backend turns out to have closed is
+// replaced by a new one once, when that is safe (see retryable).
+func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused bool, now time.Time) (res Result, keep bool) {
+	p := &cc.plan
+	streaming := !p.bodyDone
+	var end int
+	for attempt := 0; ; attempt++ {
+		firstErr, werr := cc.sendHead(cfg, bc, reused, now)
+		if werr != nil {
+			bc.close()
+			if !reused || attempt > 0 {
+				res.Failure = FailProtocol
+				return res, cc.fail(cfg, 502, p.clientKeep && p.bodyDone)
+			}
+			// A pooled connection the backend had closed: once more on a new one.
+			var err error
+			if bc, err = b.dial(); err != nil {
+				res.Failure = FailConnect
+				return res, cc.fail(cfg, 502, p.clientKeep && p.bodyDone)
+			}
+			reused = false
+			continue
+		}
+		res.ReqBytes = int64(len(cc.out))
+		if streaming {
+			cc.startRequestBody(cfg, bc)
+		}
+		var sawInterim bool
+		var err error
+		end, sawInterim, err = cc.readFinalHead(cfg, bc, now, firstErr, &res)
+		if err == nil {
+			break
+		}
+		if err == errInterimNotRelayed {
+			return cc.finish(bc, streaming, res, FailClientAbort)
+		}
+		bodyErr := error(nil)
+		if streaming {
+			bodyErr = cc.stopRequestBody(bc)
+		}
+		bc.close()
+		if bodyErr == nil && !isTimeout(err) && reused && attempt == 0 && !streaming && !sawInterim &&
+			res.RespBytes == 0 && isClosedByPeer(err) {
+			// The backend closed the pooled connection as the request arrived, before
+			// answering anything: nothing was processed, so send it once more.
+			if bc, err = b.dial(); err != nil {
+				res.Failure = FailConnect
+				return res, cc.fail(cfg, 502, p.clientKeep)
+			}
+			reused = false
+			continue
+		}
+		return cc.headFailed(cfg, err, bodyErr, streaming, res)
+	}
+	resp := &cc.resp
+	if resp.status == 101 {
+		if !p.upgrade || streaming {
+			res, _ = cc.finish(bc, streaming, res, FailProtocol)
+			return res, cc.fail(cfg, 502, false)
+		}
+		return cc.tunnelUpgrade(cfg, bc, end, res)
+	}
+	res.Status, cc.status = resp.status, resp.status
+	fr := responseFraming(&cc.req, resp, p.clientKeep)
+	if streaming && fr.clientKeep && !cc.waitRequestBody() {
+		// The backend answered before the upload ended; the connection cannot be
+		// reused since the rest of the upload will not be read.
+		fr.clientKeep = false
+	}
+	if cc.stopping.Load() {
+		fr.clientKeep = false
+	}
+	return cc.relayResponse(cfg, b, bc, end, streaming, fr, res)
+}
+
+// startRequestBody starts the streamer of the rest of the request body to bc.
+func (cc *clientConn) startRequestBody(cfg *Config, bc *backendConn) {
+	remaining := int64(0)
+	if cc.plan.mode == bodyLength {
+		remaining = cc.req.contentLength - int64(cc.plan.inline)
+	}
+	cc.bodyFail.Store(0)
+	go cc.streamRequestBody(cfg, bc, cc.plan.mode, remaining)
+}
+
+// headFailed answers a request whose response head could not be read: err is
+// readFinalHead's, bodyErr the request body streamer's.
+func (cc *clientConn) headFailed(cfg *Config, err, bodyErr error, streaming bool, res Result) (Result, bool) {
+	switch {
+	case bodyErr == errBadChunk:
+		res.Failure = FailClientAbort
+		return res, cc.fail(cfg, 400, false)
+	case bodyErr == errClientBody:
+		res.Failure = FailClientAbort
+		return res, cc.fail(cfg, 408, false)
+	case isTimeout(err):
+		res.Failure = FailTimeout
+		return res, cc.fail(cfg, 504, false)
+	}
+	res.Failure = FailProtocol
+	return res, cc.fail(cfg, 502, cc.plan.clientKeep && !streaming)
+}
+
+// sendHead writes cc.out (the head and any inline body) to bc. On a fresh or briefly
+// pooled connection with nothing left to send after it, the write and the wait for the
+// first bytes of the answer share one poller registration (rawSend); firstErr is then a
+// failed first read, which readFinalHead reports like any failed read of the head.
+// werr is a failed write.
+func (cc *clientConn) sendHead(cfg *Config, bc *backendConn, reused bool, now time.Time) (firstErr, werr error) {
+	t := &cfg.Timeouts
+	if cc.plan.bodyDone && bc.send.rc != nil && bc.r.n() == 0 && (!reused || now.Sub(bc.idleSince) < rawSendMaxIdle) {
 		setReadDeadline(bc.c, &bc.r.dl, now, t.BackendResponseHeader)
 		rerr := bc.send.exchange(cc.out)
 		werr = bc.send.werr
@@ -176,172 +296,100 @@ send:
 		if werr == nil {
 			firstErr = cmp.Or(rerr, bc.send.rerr)
 		}
-	} else {
-		setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
-		_, werr = bc.c.Write(cc.out)
+		return firstErr, werr
 	}
-	if werr != nil {
-		bc.close()
-		if reused && !retried {
-			// A pooled connection the backend had closed: once more on a new one.
-			retried, reused = true, false
-			var err error
-			if bc, err = b.dial(); err == nil {
-				goto send
-			}
-			res.Failure = FailConnect
-			return res, cc.fail(cfg, 502, clientKeep && bodyDone)
-		}
-		res.Failure = FailProtocol
-		return res, cc.fail(cfg, 502, clientKeep && bodyDone)
-	}
-	res.ReqBytes = int64(len(cc.out))
-	streaming := !bodyDone
-	if streaming {
-		remaining := int64(0)
-		if mode == bodyLength {
-			remaining = req.contentLength - int64(inline)
-		}
-		cc.bodyFail.Store(0)
-		go cc.streamRequestBody(cfg, bc, mode, remaining)
-	}
+	setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
+	_, werr = bc.c.Write(cc.out)
+	return nil, werr
+}
 
-	// Read the response head, relaying interim (1xx) responses.
-	setReadDeadline(bc.c, &bc.r.dl, now, t.BackendResponseHeader)
-	sawInterim := false
-	var end int
+// errInterimNotRelayed ends an exchange whose client went away while an interim (1xx)
+// response was relayed to it.
+var errInterimNotRelayed = errors.New("httpproxy: interim response not relayed")
+
+// readFinalHead reads the response head into cc.resp and returns its length, relaying
+// interim (1xx) responses to HTTP/1.1 clients on the way; a 101 is final. firstErr is
+// sendHead's. err is a failed read, a malformed head (errMalformedResponse) or
+// errInterimNotRelayed; sawInterim says whether an interim response came first.
+func (cc *clientConn) readFinalHead(cfg *Config, bc *backendConn, now time.Time, firstErr error, res *Result) (end int, sawInterim bool, err error) {
+	setReadDeadline(bc.c, &bc.r.dl, now, cfg.Timeouts.BackendResponseHeader)
 	for {
-		var err error
 		if firstErr != nil {
-			err, firstErr = firstErr, nil
-		} else {
-			end, err = readHead(&bc.r, len(bc.r.buf))
+			return 0, sawInterim, firstErr
 		}
-		if err == nil {
-			err = parseResponse(bc.r.buffered()[:end], &cc.resp)
-			res.RespBytes += int64(end)
-			if err != nil {
-				err = errMalformedResponse
-			}
-		}
+		end, err = readHead(&bc.r, len(bc.r.buf))
 		if err != nil {
-			bodyErr := error(nil)
-			if streaming {
-				bodyErr = cc.stopRequestBody(bc)
-			}
-			bc.close()
-			switch {
-			case bodyErr == errBadChunk:
-				res.Failure = FailClientAbort
-				return res, cc.fail(cfg, 400, false)
-			case bodyErr == errClientBody:
-				res.Failure = FailClientAbort
-				return res, cc.fail(cfg, 408, false)
-			case isTimeout(err):
-				res.Failure = FailTimeout
-				return res, cc.fail(cfg, 504, false)
-			case reused && !retried && !streaming && !sawInterim && res.RespBytes == 0 && isClosedByPeer(err):
-				// The backend closed the pooled connection as the request arrived, before
-				// answering anything: nothing was processed, so send it once more.
-				retried, reused = true, false
-				if bc, err = b.dial(); err == nil {
-					goto send
-				}
-				res.Failure = FailConnect
-				return res, cc.fail(cfg, 502, clientKeep)
-			}
-			res.Failure = FailProtocol
-			return res, cc.fail(cfg, 502, clientKeep && !streaming)
+			return 0, sawInterim, err
 		}
-		if cc.resp.status >= 200 {
-			break
+		res.RespBytes += int64(end)
+		if parseResponse(bc.r.buffered()[:end], &cc.resp) != nil {
+			return 0, sawInterim, errMalformedResponse
 		}
-		if cc.resp.status == 101 {
-			if !upgrade || streaming {
-				res, _ = cc.finish(bc, streaming, res, FailProtocol)
-				return res, cc.fail(cfg, 502, false)
-			}
-			return cc.tunnelUpgrade(cfg, bc, end, res)
+		if cc.resp.status >= 200 || cc.resp.status == 101 {
+			return end, sawInterim, nil
 		}
 		sawInterim = true
-		if req.minor == 1 {
-			cc.out = appendResponseHead(cc.out[:0], &cc.resp, req, frameNone, true, "", false)
+		if cc.req.minor == 1 {
+			cc.out = appendResponseHead(cc.out[:0], &cc.resp, &cc.req, frameNone, true, "", false)
 			if err := cc.write(cfg, cc.out); err != nil {
-				return cc.finish(bc, streaming, res, FailClientAbort)
+				return 0, sawInterim, errInterimNotRelayed
 			}
 		}
 		bc.r.consume(end)
 	}
-	resp := &cc.resp
-	res.Status, cc.status = resp.status, resp.status
+}
 
-	// How the body is delimited, from the backend and to the client.
-	inMode, framing := bodyNone, frameNone
-	backendKeep := !resp.connClose && (resp.minor == 1 || resp.connKeepAlive)
-	if !(req.isHead || resp.status == 204 || resp.status == 304) {
-		switch {
-		case resp.chunked:
-			inMode, framing = bodyChunked, frameChunked
-			if req.minor == 0 {
-				framing, clientKeep = frameDechunk, false
-			}
-		case resp.contentLength >= 0:
-			inMode, framing = bodyLength, frameLength
-		default:
-			inMode, framing, clientKeep, backendKeep = bodyUntilClose, frameClose, false, false
+// framing is how a response body is read from the backend and sent to the client, and
+// which connections may serve another request afterwards.
+type framing struct {
+	in          bodyMode    // from the backend
+	out         respFraming // to the client
+	clientKeep  bool
+	backendKeep bool
+}
+
+// responseFraming decides the framing of a final response to req. clientKeep is what
+// the request allows; the response may take it away (a body delimited by the close,
+// or chunks an HTTP/1.0 client cannot read and must get decoded until the close).
+func responseFraming(req *request, resp *response, clientKeep bool) framing {
+	f := framing{in: bodyNone, out: frameNone, clientKeep: clientKeep,
+		backendKeep: !resp.connClose && (resp.minor == 1 || resp.connKeepAlive)}
+	if req.isHead || resp.status == 204 || resp.status == 304 {
+		return f
+	}
+	switch {
+	case resp.chunked:
+		f.in, f.out = bodyChunked, frameChunked
+		if req.minor == 0 {
+			f.out, f.clientKeep = frameDechunk, false
 		}
+	case resp.contentLength >= 0:
+		f.in, f.out = bodyLength, frameLength
+	default:
+		f.in, f.out, f.clientKeep, f.backendKeep = bodyUntilClose, frameClose, false, false
 	}
-	if streaming && clientKeep && !cc.waitRequestBody() {
-		// The backend answered before the upload ended; the connection cannot be
-		// reused since the rest of the upload will not be read.
-		clientKeep = false
-	}
-	if cc.stopping.Load() {
-		clientKeep = false
-	}
-	out := appendResponseHead(cc.out[:0], resp, req, framing, clientKeep, setCookie, cfg.Scheme == "https")
+	return f
+}
+
+// relayResponse sends the final response head (cc.resp, end bytes at the start of bc's
+// buffer) and its body to the client, then pools or closes bc.
+func (cc *clientConn) relayResponse(cfg *Config, b *Backend, bc *backendConn, end int, streaming bool, fr framing, res Result) (Result, bool) {
+	resp := &cc.resp
+	t := &cfg.Timeouts
+	out := appendResponseHead(cc.out[:0], resp, &cc.req, fr.out, fr.clientKeep, cc.plan.setCookie, cfg.Scheme == "https")
 	bc.r.consume(end)
 	// Whatever body is already buffered goes out with the head.
-	remaining := resp.contentLength
-	complete := inMode == bodyNone
-	switch inMode {
-	case bodyLength:
-		k := int(min(remaining, int64(bc.r.n())))
-		out = append(out, bc.r.buffered()[:k]...)
-		bc.r.consume(k)
-		res.RespBytes += int64(k)
-		remaining -= int64(k)
-		complete = remaining == 0
-	case bodyChunked:
-		cc.respCS.reset()
-		if framing == frameChunked {
-			buf := bc.r.buffered()
-			k := 0
-			for k < len(buf) && !cc.respCS.done() {
-				m, _, err := cc.respCS.next(buf[k:])
-				if err != nil {
-					// Send nothing of a malformed body: the client sees a 502.
-					cc.out = out
-					res, _ = cc.finish(bc, streaming, res, FailProtocol)
-					return res, cc.fail(cfg, 502, false)
-				}
-				k += m
-			}
-			out = append(out, buf[:k]...)
-			bc.r.consume(k)
-			res.RespBytes += int64(k)
-			complete = cc.respCS.done()
-		}
-	case bodyUntilClose:
-		out = append(out, bc.r.buffered()...)
-		res.RespBytes += int64(bc.r.n())
-		bc.r.consume(bc.r.n())
-	}
+	out, remaining, complete, err := cc.appendBufferedBody(out, bc, fr, &res)
 	cc.out = out
+	if err != nil {
+		// Send nothing of a malformed body: the client sees a 502.
+		res, _ = cc.finish(bc, streaming, res, FailProtocol)
+		return res, cc.fail(cfg, 502, false)
+	}
 	// One clock read serves the write deadline, the pool, the durations and the next
 	// idle deadline.
 	cc.end = time.Now()
-	if complete && !streaming && backendKeep && inMode != bodyUntilClose {
+	if complete && !streaming && fr.backendKeep && fr.in != bodyUntilClose {
 		// The whole response is in out: the backend connection can serve others
 		// before the client has it.
 		b.put(bc, cc.end)
@@ -355,17 +403,17 @@ send:
 		return cc.finish(bc, streaming, res, FailClientAbort)
 	}
 	if bc == nil {
-		return res, clientKeep
+		return res, fr.clientKeep
 	}
 	if !complete {
-		n, srcErr, dstErr := copyBody(&bc.r, t.Backend, cc.c, &cc.wdl, t.Client, inMode, remaining,
-			&cc.respCS, framing == frameDechunk, nil, 0)
+		n, srcErr, dstErr := copyBody(&bc.r, t.Backend, cc.c, &cc.wdl, t.Client, fr.in, remaining,
+			&cc.respCS, fr.out == frameDechunk, nil, 0)
 		res.RespBytes += n
 		cc.sentResp += n
 		switch {
 		case dstErr != nil:
 			return cc.finish(bc, streaming, res, FailClientAbort)
-		case srcErr != nil && inMode == bodyUntilClose && errors.Is(srcErr, io.EOF):
+		case srcErr != nil && fr.in == bodyUntilClose && errors.Is(srcErr, io.EOF):
 			// The normal end of a close-delimited body.
 		case srcErr != nil:
 			f := FailProtocol
@@ -380,17 +428,58 @@ send:
 	}
 	if streaming {
 		if err := cc.stopRequestBody(bc); err != nil {
-			backendKeep, clientKeep = false, false
+			fr.backendKeep, fr.clientKeep = false, false
 		}
-		res.ReqBytes += cc.bodySent - int64(inline)
+		res.ReqBytes += cc.bodySent - int64(cc.plan.inline)
 	}
 	cc.end = time.Now() // the body streamed: the head's time is out of date
-	if backendKeep && inMode != bodyUntilClose {
+	if fr.backendKeep && fr.in != bodyUntilClose {
 		b.put(bc, cc.end)
 	} else {
 		bc.close()
 	}
-	return res, clientKeep
+	return res, fr.clientKeep
+}
+
+// appendBufferedBody appends the part of the response body already in bc's buffer to
+// out. It returns how much of a Content-Length body is still to come, whether the body
+// is complete, and an error for malformed chunked framing.
+func (cc *clientConn) appendBufferedBody(out []byte, bc *backendConn, fr framing, res *Result) (_ []byte, remaining int64, complete bool, err error) {
+	remaining = cc.resp.contentLength
+	switch fr.in {
+	case bodyNone:
+		return out, remaining, true, nil
+	case bodyLength:
+		k := int(min(remaining, int64(bc.r.n())))
+		out = append(out, bc.r.buffered()[:k]...)
+		bc.r.consume(k)
+		res.RespBytes += int64(k)
+		remaining -= int64(k)
+		return out, remaining, remaining == 0, nil
+	case bodyChunked:
+		cc.respCS.reset()
+		if fr.out != frameChunked {
+			return out, remaining, false, nil
+		}
+		buf := bc.r.buffered()
+		k := 0
+		for k < len(buf) && !cc.respCS.done() {
+			m, _, err := cc.respCS.next(buf[k:])
+			if err != nil {
+				return out, remaining, false, err
+			}
+			k += m
+		}
+		out = append(out, buf[:k]...)
+		bc.r.consume(k)
+		res.RespBytes += int64(k)
+		return out, remaining, cc.respCS.done(), nil
+	}
+	// bodyUntilClose
+	out = append(out, bc.r.buffered()...)
+	res.RespBytes += int64(bc.r.n())
+	bc.r.consume(bc.r.n())
+	return out, remaining, false, nil
 }
 
 // rawSendMaxIdle is how long a pooled backend connection may have been idle for the
