@@ -32,7 +32,10 @@
 // control characters, non-ASCII targets. Backend responses get the same scrutiny (502).
 // X-Forwarded-For and Forwarded are appended to, X-Forwarded-Proto and X-Real-IP
 // replaced; hop-by-hop fields are dropped both ways and body framing is re-stated. A
-// connect failure is retried on the backend Route picks next, and a pooled connection
-// found closed is retried once on a new connection, both only before anything of the
-// response was seen. Upgrades (WebSocket) become a byte tunnel after a 101.
+// connect failure is retried on the backend Route picks next. A request that meets a
+// pooled connection closing under it, before anything of the response was seen, is
+// sent once more on a new connection only when none of it was written or it may run
+// twice (GET, HEAD, OPTIONS, TRACE, or an Idempotency-Key field, as in net/http);
+// otherwise it gets 502. Before any other request goes out on a pooled connection, a
+// non-blocking read checks that the backend has not closed it while it was idle. Upgrades (WebSocket) become a byte tunnel after a 101.
 package httpproxy

@@ -135,7 +135,9 @@ func (cc *clientConn) route(cfg *Config) bool {
 			start = time.Now()
 		}
 		cc.end = time.Time{}
-		bc, reused, err := b.get(start)
+		// A request that must not be sent twice does not go out on a pooled
+		// connection the backend has already closed: get checks for that.
+		bc, reused, err := b.get(start, !req.replayable())
 		if err != nil {
 			cfg.Router.Done(b, Result{Failure: FailConnect, Duration: time.Since(start)})
 			cc.backend, cc.failure = b, FailConnect
@@ -176,16 +178,18 @@ type exchangePlan struct {
 
 // exchange sends the request in cc.out on bc and relays the response. It owns bc: it
 // pools or closes it. A pooled connection the backend turns out to have closed is
-// replaced by a new one once, when that is safe (see retryable).
+// replaced by a new one once, when that is safe: when none of the request was written,
+// or when the request may be sent twice (request.replayable). Otherwise the backend
+// may have acted on it before closing, and the client gets 502.
 func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused bool, now time.Time) (res Result, keep bool) {
 	p := &cc.plan
 	streaming := !p.bodyDone
 	var end int
 	for attempt := 0; ; attempt++ {
-		firstErr, werr := cc.sendHead(cfg, bc, reused, now)
+		firstErr, werr, wrote := cc.sendHead(cfg, bc, reused, now)
 		if werr != nil {
 			bc.close()
-			if !reused || attempt > 0 {
+			if !reused || attempt > 0 || wrote && !cc.req.replayable() {
 				res.Failure = FailProtocol
 				return res, cc.fail(cfg, 502, p.clientKeep && p.bodyDone)
 			}
@@ -217,9 +221,11 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 		}
 		bc.close()
 		if bodyErr == nil && !isTimeout(err) && reused && attempt == 0 && !streaming && !sawInterim &&
-			res.RespBytes == 0 && isClosedByPeer(err) {
+			res.RespBytes == 0 && isClosedByPeer(err) && cc.req.replayable() {
 			// The backend closed the pooled connection as the request arrived, before
-			// answering anything: nothing was processed, so send it once more.
+			// answering anything. It may have closed on seeing the request or while
+			// processing it, which cannot be told apart: only a request that may run
+			// twice is sent once more.
 			if bc, err = b.dial(); err != nil {
 				res.Failure = FailConnect
 				return res, cc.fail(cfg, 502, p.clientKeep)
@@ -282,8 +288,8 @@ func (cc *clientConn) headFailed(cfg *Config, err, bodyErr error, streaming bool
 // pooled connection with nothing left to send after it, the write and the wait for the
 // first bytes of the answer share one poller registration (rawSend); firstErr is then a
 // failed first read, which readFinalHead reports like any failed read of the head.
-// werr is a failed write.
-func (cc *clientConn) sendHead(cfg *Config, bc *backendConn, reused bool, now time.Time) (firstErr, werr error) {
+// werr is a failed write; wrote says whether any of cc.out was written.
+func (cc *clientConn) sendHead(cfg *Config, bc *backendConn, reused bool, now time.Time) (firstErr, werr error, wrote bool) {
 	t := &cfg.Timeouts
 	if cc.plan.bodyDone && bc.send.rc != nil && bc.r.n() == 0 && (!reused || now.Sub(bc.idleSince) < rawSendMaxIdle) {
 		setReadDeadline(bc.c, &bc.r.dl, now, t.BackendResponseHeader)
@@ -296,11 +302,11 @@ func (cc *clientConn) sendHead(cfg *Config, bc *backendConn, reused bool, now ti
 		if werr == nil {
 			firstErr = cmp.Or(rerr, bc.send.rerr)
 		}
-		return firstErr, werr
+		return firstErr, werr, bc.send.written > 0
 	}
 	setWriteDeadline(bc.c, &bc.wdl, now, t.Backend)
-	_, werr = bc.c.Write(cc.out)
-	return nil, werr
+	n, werr := bc.c.Write(cc.out)
+	return nil, werr, n > 0
 }
 
 // errInterimNotRelayed ends an exchange whose client went away while an interim (1xx)
@@ -480,6 +486,24 @@ func (cc *clientConn) appendBufferedBody(out []byte, bc *backendConn, fr framing
 	res.RespBytes += int64(bc.r.n())
 	bc.r.consume(bc.r.n())
 	return out, remaining, false, nil
+}
+
+// replayable reports whether the request may reach the backend twice, by the rule of
+// Go's net/http client: a GET, HEAD, OPTIONS or TRACE, or a request carrying an
+// Idempotency-Key (or X-Idempotency-Key) field. PUT and DELETE are idempotent by
+// definition but, as in net/http, not trusted to be so in practice. Only called when a
+// resend or a pooled connection is considered: a GET answers at the first comparison.
+func (req *request) replayable() bool {
+	switch string(req.method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	for k := range req.headers {
+		if n := req.headers[k].name; eqFold(n, "idempotency-key") || eqFold(n, "x-idempotency-key") {
+			return true
+		}
+	}
+	return false
 }
 
 // rawSendMaxIdle is how long a pooled backend connection may have been idle for the
