@@ -46,7 +46,7 @@ type clientConn struct {
 	rawFn     func(uintptr) bool // rawStep, bound once
 	rawCfg    *Config            // of the request being read
 	rawRead   bool               // read before waiting: the socket may hold more
-	rawIdle   bool               // waiting for the next request, marked idle
+	rawIdle   bool               // this wait is marked idle (a stop ends it at once)
 	rawDone   bool               // the connection is to be closed
 	rawServe  bool               // a parsed request needs the blocking path
 	rawEOF    bool               // the client closed (or reset) its side
@@ -54,6 +54,7 @@ type clientConn struct {
 	inRequest bool               // bytes of the next request have arrived
 	scanned   int                // bytes of the partial head searched so far
 	headerDL  bool               // the header timeout is set for this request
+	first     bool               // no request has started on this connection yet
 
 	// Per request.
 	plan     exchangePlan
@@ -85,7 +86,7 @@ func newClientConn(s *Server, c net.Conn, local netip.AddrPort, bufSize int) *cl
 	cc.remote = addrPortOf(c.RemoteAddr())
 	cc.client = cc.remote.Addr().Unmap()
 	cc.idle, cc.tunnel = false, nil
-	cc.rc, cc.inRequest, cc.scanned, cc.headerDL = nil, false, 0, false
+	cc.rc, cc.inRequest, cc.scanned, cc.headerDL, cc.first = nil, false, 0, false, true
 	if tc, ok := c.(*net.TCPConn); ok {
 		cc.rc, _ = tc.SyscallConn()
 		if cc.rawFn == nil {
@@ -170,7 +171,7 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 	if cc.r.n() == 0 {
 		// Waiting for the next request: the deadline is set before marking the
 		// connection idle so that a concurrent stop's past deadline wins.
-		setReadDeadline(cc.c, &cc.r.dl, time.Now(), cfg.Timeouts.ClientIdle)
+		setReadDeadline(cc.c, &cc.r.dl, time.Now(), cc.waitTimeout(cfg))
 		if !cc.setIdle(true) {
 			return false
 		}
@@ -195,7 +196,14 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 			cc.headerDL = true
 			setReadDeadline(cc.c, &cc.r.dl, cc.start, cfg.Timeouts.ClientHeader)
 		}
+		// Nothing of the request has been acted on: a stop ends this wait too.
+		if !cc.setIdle(true) {
+			return false
+		}
 		n, err := cc.r.fill()
+		if !cc.setIdle(false) {
+			cc.r.dl.forget()
+		}
 		if n == 0 {
 			switch {
 			case errors.Is(err, errBufferFull):
@@ -208,6 +216,16 @@ func (cc *clientConn) readRequest(cfg *Config) bool {
 	}
 }
 
+// waitTimeout bounds the wait for the next request: the header timeout for a new
+// connection's first (a client that connects and says nothing is no better than one
+// that sends half a head), the keep-alive idle timeout between requests.
+func (cc *clientConn) waitTimeout(cfg *Config) time.Duration {
+	if cc.first {
+		return cfg.Timeouts.ClientHeader
+	}
+	return cfg.Timeouts.ClientIdle
+}
+
 // beginRequest starts the next request once its first bytes have arrived.
 func (cc *clientConn) beginRequest(cfg *Config) {
 	if limit := cfg.MaxHeaderBytes; len(cc.r.buf) < limit {
@@ -215,7 +233,7 @@ func (cc *clientConn) beginRequest(cfg *Config) {
 		cc.r.w = copy(nb, cc.r.buffered())
 		cc.r.r, cc.r.buf = 0, nb
 	}
-	cc.inRequest, cc.scanned, cc.headerDL = true, 0, false
+	cc.inRequest, cc.scanned, cc.headerDL, cc.first = true, 0, false, false
 	cc.start, cc.end = time.Now(), time.Time{}
 	cc.sentResp, cc.status, cc.backend, cc.failure = 0, 0, nil, FailNone
 }

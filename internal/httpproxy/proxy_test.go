@@ -725,6 +725,10 @@ func TestSlowHeaderGets408(t *testing.T) {
 func TestIdleClientClosed(t *testing.T) {
 	p := startProxy(t, &Config{Router: &testRouter{}, Timeouts: Timeouts{ClientIdle: 100 * time.Millisecond}})
 	rc := dialProxy(t, p)
+	// One request first: the wait for a connection's first request has the header
+	// timeout (TestSilentConnectionGetsHeaderTimeout).
+	rc.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	body(t, rc.response("GET"))
 	start := time.Now()
 	if !rc.closedByPeer() || time.Since(start) > 1500*time.Millisecond {
 		t.Errorf("idle connection not closed within the idle timeout")

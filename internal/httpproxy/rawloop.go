@@ -27,9 +27,6 @@ func (cc *clientConn) serveRaw() {
 			return
 		case err != nil:
 			// Idle timeout, stop, or header timeout.
-			if cc.rawIdle {
-				return
-			}
 			if cc.inRequest && cc.r.n() > 0 && isTimeout(err) && !cc.stopping.Load() {
 				cc.fail(cc.rawCfg, 408, false)
 			}
@@ -121,6 +118,12 @@ func (cc *clientConn) rawWait() bool {
 			cc.headerDL = true
 			setReadDeadline(cc.c, &cc.r.dl, cc.start, cc.rawCfg.Timeouts.ClientHeader)
 		}
+		// Nothing of the request has been acted on: a stop ends this wait too.
+		cc.rawIdle = true
+		if !cc.setIdle(true) {
+			cc.rawDone = true
+			return true
+		}
 		return false
 	}
 	cfg := cc.s.cfg.Load()
@@ -129,7 +132,7 @@ func (cc *clientConn) rawWait() bool {
 		now = time.Now()
 	}
 	cc.end = time.Time{}
-	setReadDeadline(cc.c, &cc.r.dl, now, cfg.Timeouts.ClientIdle)
+	setReadDeadline(cc.c, &cc.r.dl, now, cc.waitTimeout(cfg))
 	cc.rawIdle = true
 	if !cc.setIdle(true) {
 		cc.rawDone = true
