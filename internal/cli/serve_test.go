@@ -19,7 +19,13 @@ import (
 // function that sends sig and returns the exit error.
 func runServe(t *testing.T, dir string, env ...string) (apiURL string, stop func(sig syscall.Signal) error) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), "serve", "--listen", "127.0.0.1:0", "--data", dir, "--frontend-pool", "127.0.5.0/24")
+	return runServeArgs(t, dir, nil, env...)
+}
+
+// runServeArgs is runServe with more serve flags.
+func runServeArgs(t *testing.T, dir string, args []string, env ...string) (apiURL string, stop func(sig syscall.Signal) error) {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dir, "--frontend-pool", "127.0.5.0/24"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
