@@ -103,6 +103,7 @@ func (cc *clientConn) release() {
 	clear(cc.req.headers[:cap(cc.req.headers)])
 	clear(cc.resp.headers[:cap(cc.resp.headers)])
 	cc.req.method, cc.req.target, cc.req.cookie, cc.resp.reason = nil, nil, nil, nil
+	cc.req.authority, cc.req.path = nil, nil
 	cc.plan.setCookie = ""
 	if cap(cc.out) > 64<<10 {
 		cc.out = make([]byte, 0, 4096)

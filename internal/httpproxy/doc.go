@@ -31,7 +31,9 @@
 // than exactly "chunked", bad chunk framing, obsolete line folding, bare CR or LF,
 // control characters, non-ASCII targets. Backend responses get the same scrutiny (502).
 // X-Forwarded-For and Forwarded are appended to, X-Forwarded-Proto and X-Real-IP
-// replaced; hop-by-hop fields are dropped both ways and body framing is re-stated. A
+// replaced; hop-by-hop fields are dropped both ways and body framing is re-stated. An
+// absolute-form target ("GET http://h/x") is forwarded in origin form with Host set to
+// its authority (RFC 9112 section 3.2.2: the Host received is ignored). A
 // connect failure is retried on the backend Route picks next. A request that meets a
 // pooled connection closing under it, before anything of the response was seen, is
 // sent once more on a new connection only when none of it was written or it may run

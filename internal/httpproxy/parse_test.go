@@ -306,7 +306,15 @@ func FuzzParseRequest(f *testing.F) {
 		if err := parseRequest(out, &again, true); err != nil {
 			t.Fatalf("forwarded head refused (%v): %q from %q", err, out, head)
 		}
-		if again.chunked != req.chunked || again.contentLength != req.contentLength || !bytes.Equal(again.target, req.target) {
+		// An absolute-form target goes out in origin form, its authority as the one Host.
+		wantTarget := req.target
+		if req.authority != nil {
+			wantTarget = appendOriginForm(nil, &req)
+			if again.hosts != 1 || !bytes.Contains(out, []byte("\r\nHost: "+string(req.authority)+"\r\n")) {
+				t.Fatalf("absolute form without its authority as Host: %q -> %q", head, out)
+			}
+		}
+		if again.chunked != req.chunked || again.contentLength != req.contentLength || !bytes.Equal(again.target, wantTarget) {
 			t.Fatalf("framing changed: %q -> %q", head, out)
 		}
 	})

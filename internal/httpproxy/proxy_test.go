@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
 // echoHeaders answers with the request's method, target and headers as "Name: value"
@@ -923,5 +926,70 @@ func TestStreamedUploadKeepsCookieAndLogFields(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no access log entry")
+	}
+}
+
+// TestAbsoluteFormTarget: an absolute-form request target is forwarded in origin form
+// with Host replaced by the target's authority (RFC 9112 section 3.2.2: the Host
+// received is ignored), so the backend sees one host, the one in the target.
+func TestAbsoluteFormTarget(t *testing.T) {
+	// A raw backend that echoes the request line and Host (net/http's server would
+	// answer "OPTIONS *" itself).
+	ln := testnet.ServeConns(t, "127.0.0.2:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			echo := fmt.Sprintf("%s %s %s\nHost: %s\n", req.Method, req.RequestURI, req.Proto, req.Host)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(echo), echo)
+		}
+	})
+	be := &testBackend{addr: netip.MustParseAddrPort(ln.Addr().String())}
+	tests := []struct {
+		name, request string
+		status        int
+		want          []string
+	}{
+		{"path and query", "GET http://other.example/x?y=1 HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET /x?y=1 HTTP/1.1", "Host: other.example"}},
+		{"https scheme, case kept", "GET HTTPS://Other.Example:8443/a HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET /a HTTP/1.1", "Host: Other.Example:8443"}},
+		{"empty path", "GET http://other.example HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET / HTTP/1.1", "Host: other.example"}},
+		{"query without path", "GET http://other.example?q HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET /?q HTTP/1.1", "Host: other.example"}},
+		{"OPTIONS of the server", "OPTIONS http://other.example HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"OPTIONS * HTTP/1.1", "Host: other.example"}},
+		{"IPv6 authority", "GET http://[::1]:80/ HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET / HTTP/1.1", "Host: [::1]:80"}},
+		{"HTTP/1.0 without Host", "GET http://other.example/x HTTP/1.0\r\n\r\n", 200,
+			[]string{"GET /x HTTP/1.1", "Host: other.example"}},
+		{"userinfo refused", "GET http://user@other.example/ HTTP/1.1\r\nHost: t\r\n\r\n", 400, nil},
+		{"empty authority refused", "GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", 400, nil},
+		{"Host still required in HTTP/1.1", "GET http://other.example/ HTTP/1.1\r\n\r\n", 400, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+			p := startProxy(t, &Config{Router: tr})
+			rc := dialProxy(t, p)
+			rc.send(tc.request)
+			method, _, _ := strings.Cut(tc.request, " ")
+			resp := rc.response(method)
+			got := body(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (%q)", resp.StatusCode, tc.status, got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w+"\n") {
+					t.Errorf("backend saw:\n%s\nwant the line %q", got, w)
+				}
+			}
+			if strings.Contains(got, "Host: t\n") {
+				t.Errorf("the Host received was forwarded:\n%s", got)
+			}
+		})
 	}
 }
