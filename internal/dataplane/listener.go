@@ -74,7 +74,9 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 	p := l.plane
 	if p.active.Add(1) > int64(p.opts.MaxConns) {
 		p.active.Add(-1)
-		s.refuse(c, true)
+		if s.cfg.Protocol == model.ProtocolTCP || !l.answerBusy(s, c) {
+			s.refuse(c, true)
+		}
 		return false
 	}
 	if s.limiter != nil {

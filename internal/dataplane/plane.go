@@ -68,6 +68,7 @@ type Plane struct {
 	dialer net.Dialer
 	start  time.Time
 	active atomic.Int64 // client connections across every listener
+	busy   atomic.Int64 // refused http(s) clients being answered 503 (answerBusy)
 
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
