@@ -142,3 +142,20 @@ func TestServeWritesAGeneratedTokenPrivately(t *testing.T) {
 		t.Fatalf("the written token does not work: %v", err)
 	}
 }
+
+// TestServeTCPIdleTimeoutFlag: --tcp-idle-timeout reaches the server's config, and a
+// negative or sub-second value is refused naming the flag.
+func TestServeTCPIdleTimeoutFlag(t *testing.T) {
+	for _, v := range []string{"-1s", "500ms", "soon"} {
+		r := runRaw("serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-idle-timeout", v)
+		if r.code == 0 || !strings.Contains(r.stderr, "tcp-idle-timeout") {
+			t.Errorf("--tcp-idle-timeout %s: exit %d, stderr %q; want a refusal naming the flag", v, r.code, r.stderr)
+		}
+	}
+	f := serveFlags{frontendPool: "127.0.1.0/24", backendCIDRs: "127.0.0.0/8", region: "local", logLevel: "info",
+		maxConns: 1, tcpIdle: 5 * time.Minute}
+	cfg, err := f.config()
+	if err != nil || cfg.TCPIdleTimeout != 5*time.Minute {
+		t.Errorf("config: %v, TCPIdleTimeout %v; want 5m", err, cfg.TCPIdleTimeout)
+	}
+}

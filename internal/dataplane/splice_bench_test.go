@@ -35,8 +35,8 @@ func spliceSession(b *testing.B) *net.TCPConn {
 	}
 	var c1, c2 counter
 	done := make(chan struct{}, 2)
-	go func() { spliceCopy(node, front, &c1); node.CloseWrite(); done <- struct{}{} }()
-	go func() { spliceCopy(front, node, &c2); front.CloseWrite(); done <- struct{}{} }()
+	go func() { spliceCopy(node, front, nil, &c1); node.CloseWrite(); done <- struct{}{} }()
+	go func() { spliceCopy(front, node, nil, &c2); front.CloseWrite(); done <- struct{}{} }()
 	b.Cleanup(func() {
 		client.Close()
 		<-done
@@ -115,5 +115,15 @@ func BenchmarkTCPSession(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.Close()
+	}
+}
+
+// BenchmarkKeepAliveLaterStopped is what keep-alive costs a tcp session that ends
+// before keepAliveAfter: a timer started and stopped (compare BenchmarkKeepAliveOptions,
+// the four setsockopt calls a longer session pays once).
+func BenchmarkKeepAliveLaterStopped(b *testing.B) {
+	b.ReportAllocs()
+	for range b.N {
+		keepAliveLater(nil, keepAliveAfter).Stop()
 	}
 }
