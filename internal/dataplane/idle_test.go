@@ -36,6 +36,7 @@ func TestTCPIdleTimeoutEndsSilentSessions(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	var b [1]byte
+	var silent time.Time // the last byte of the session
 	for start := time.Now(); time.Since(start) < 3*timeout; time.Sleep(timeout / 4) {
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatalf("a busy session was ended: %v", err)
@@ -43,8 +44,8 @@ func TestTCPIdleTimeoutEndsSilentSessions(t *testing.T) {
 		if _, err := io.ReadFull(c, b[:]); err != nil {
 			t.Fatalf("a busy session was ended: %v", err)
 		}
+		silent = time.Now()
 	}
-	silent := time.Now()
 	_, err = c.Read(b[:])
 	took := time.Since(silent)
 	var ne net.Error

@@ -428,34 +428,9 @@ func TestUploadMemoryStaysBounded(t *testing.T) {
 	}
 }
 
-// upgradeEchoBackend is a raw backend that accepts a WebSocket-style upgrade and then
-// echoes bytes.
+// upgradeEchoBackend is testnet.UpgradeEcho as a Backend.
 func upgradeEchoBackend(t *testing.T) *Backend {
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				n, _ := c.Read(buf)
-				req := string(buf[:n])
-				if !strings.Contains(req, "Upgrade: websocket\r\n") || !strings.Contains(req, "Connection: upgrade\r\n") {
-					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				io.Copy(c, c)
-			}(c)
-		}
-	}()
+	ln := testnet.UpgradeEcho(t, "127.0.0.2:0")
 	return NewBackend(netip.MustParseAddrPort(ln.Addr().String()), BackendOptions{})
 }
 
