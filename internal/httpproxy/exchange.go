@@ -185,6 +185,7 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 	p := &cc.plan
 	streaming := !p.bodyDone
 	var end int
+	// At most two passes: both ways back to the top need reused, which a resend clears.
 	for attempt := 0; ; attempt++ {
 		firstErr, werr, wrote := cc.sendHead(cfg, bc, reused, now)
 		if werr != nil {
