@@ -186,11 +186,11 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 	streaming := !p.bodyDone
 	var end int
 	// At most two passes: both ways back to the top need reused, which a resend clears.
-	for attempt := 0; ; attempt++ {
+	for {
 		firstErr, werr, wrote := cc.sendHead(cfg, bc, reused, now)
 		if werr != nil {
 			bc.close()
-			if !reused || attempt > 0 || wrote && !cc.req.replayable() {
+			if !resendAfterWriteFailure(&cc.req, reused, wrote) {
 				res.Failure = FailProtocol
 				return res, cc.fail(cfg, 502, p.clientKeep && p.bodyDone)
 			}
@@ -221,12 +221,7 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 			bodyErr = cc.stopRequestBody(bc)
 		}
 		bc.close()
-		if bodyErr == nil && !isTimeout(err) && reused && attempt == 0 && !streaming && !sawInterim &&
-			res.RespBytes == 0 && isClosedByPeer(err) && cc.req.replayable() {
-			// The backend closed the pooled connection as the request arrived, before
-			// answering anything. It may have closed on seeing the request or while
-			// processing it, which cannot be told apart: only a request that may run
-			// twice is sent once more.
+		if resendAfterReadFailure(&cc.req, reused, streaming, sawInterim, res.RespBytes, err) {
 			if bc, err = b.dial(); err != nil {
 				res.Failure = FailConnect
 				return res, cc.fail(cfg, 502, p.clientKeep)
@@ -255,6 +250,24 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 		fr.clientKeep = false
 	}
 	return cc.relayResponse(cfg, b, bc, end, streaming, fr, res)
+}
+
+// resendAfterWriteFailure reports whether a request whose write failed may be sent once
+// more on a new connection: only on a pooled connection (which the backend may have
+// closed while it was idle; a failure on a new one is the backend's), and only if none
+// of it was written or it may run twice.
+func resendAfterWriteFailure(req *request, reused, wrote bool) bool {
+	return reused && (!wrote || req.replayable())
+}
+
+// resendAfterReadFailure reports whether a request sent whole on a pooled connection
+// whose response head could not be read (err) may be sent once more on a new one: the
+// backend closed or reset the connection before answering anything. It may have
+// closed on seeing the request or while processing it, which cannot be told apart, so
+// only a request that may run twice qualifies. A streamed body cannot be sent again.
+func resendAfterReadFailure(req *request, reused, streaming, sawInterim bool, respBytes int64, err error) bool {
+	return reused && !streaming && !sawInterim && respBytes == 0 && !isTimeout(err) && isClosedByPeer(err) &&
+		req.replayable()
 }
 
 // startRequestBody starts the streamer of the rest of the request body to bc.
