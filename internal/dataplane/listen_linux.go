@@ -12,11 +12,11 @@ import (
 // start after a minute of silence, so busy and briefly idle connections never send one.
 // Client sockets inherit it from the listening socket; connections to nodes get it
 // from keepAliveLater.
-const (
+var (
 	keepIdle     = 60 // seconds of silence before the first probe
 	keepInterval = 10 // seconds between unanswered probes
 	keepCount    = 6  // unanswered probes before the connection is reset
-)
+) // variables only so that a test can shorten them
 
 // setKeepAlive turns keep-alive on with the figures above: four setsockopt calls.
 func setKeepAlive(fd int) error {

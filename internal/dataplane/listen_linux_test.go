@@ -47,7 +47,7 @@ func TestNodeConnectionsGetKeepAlive(t *testing.T) {
 	keepAliveLater(c, 10*time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	checkKeepAlive(t, c, false)
-	if keepAliveAfter >= keepIdle*time.Second {
+	if keepAliveAfter >= time.Duration(keepIdle)*time.Second {
 		t.Errorf("keepAliveAfter %v must stay below the keep-alive idle time (%d s)", keepAliveAfter, keepIdle)
 	}
 }

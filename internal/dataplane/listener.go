@@ -139,7 +139,8 @@ func remoteAddr(c net.Conn) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// connSet tracks a listener's open connections so a bounded shutdown can close them.
+// connSet tracks a listener's open connections (clients, and the nodes of tcp
+// sessions) so a bounded shutdown can close them.
 // It is sharded so that connections of one busy listener rarely meet on one lock, and
 // each connection touches it only when it opens and when it closes.
 type connSet struct {

@@ -54,6 +54,10 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 	}
 	be := n.Data.(*backend)
 	defer keepAliveLater(upstream, keepAliveAfter).Stop()
+	// The node's side too is closed when a stop's grace is over (conns.closeAll):
+	// once the client has finished sending, the session waits on the node only.
+	id := l.conns.add(upstream)
+	defer l.conns.remove(id)
 	n.State.Acquire()
 	be.stats.Active.Add(1)
 	be.stats.Connections.Add(1)
