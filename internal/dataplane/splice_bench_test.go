@@ -127,3 +127,14 @@ func BenchmarkKeepAliveLaterStopped(b *testing.B) {
 		keepAliveLater(nil, keepAliveAfter).Stop()
 	}
 }
+
+// BenchmarkConnSetAddRemove is what tracking one more connection costs a tcp session
+// (its node's, so that a stop can close it).
+func BenchmarkConnSetAddRemove(b *testing.B) {
+	b.ReportAllocs()
+	var s connSet
+	var c net.TCPConn
+	for range b.N {
+		s.remove(s.add(&c))
+	}
+}
