@@ -36,7 +36,8 @@ type env struct {
 	t   *testing.T
 	ctx context.Context
 	lc  *linodego.Client
-	n   byte // the test's network number (third octet)
+	n   byte   // the test's network number (third octet)
+	api string // the API's base URL, for clients other than linodego
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
@@ -81,6 +82,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	base := "http://" + s.Addr().String()
+	e.api = base
 	waitFor(t, 5*time.Second, "the server to be ready", func() bool {
 		r, err := http.Get(base + "/healthz")
 		if err != nil {
