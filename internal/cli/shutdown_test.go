@@ -123,7 +123,7 @@ func TestSIGTERMExitsWhenInFlightWorkEnds(t *testing.T) {
 			c := linodego.NewClient(nil)
 			c.SetBaseURL(apiURL).SetAPIVersion("v4").SetToken(token)
 			label := "sigterm"
-			nb, err := c.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{Label: &label,
+			nb, err := c.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{Region: "local", Label: &label,
 				Configs: []*linodego.NodeBalancerConfigCreateOptions{
 					{Port: 8080, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
 						Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web-1", Address: nodeLn.Addr().String()}}},
