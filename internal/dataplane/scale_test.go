@@ -174,3 +174,30 @@ func TestAChangeThatCannotBeReadIsAppliedOnceReadsWork(t *testing.T) {
 	fb.failing.Store(false)
 	waitFor(t, 3*time.Second, "the new config after reads work again", func() bool { return len(p.Listening()) == 2 })
 }
+
+func TestReconcileConvergesToAWholeState(t *testing.T) {
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	cfg := func(id, port int) model.ConfigWithNodes {
+		c := config(model.ProtocolTCP, port, node("n", "127.0.46.9:9", 50))
+		c.ID, c.NodeBalancerID = id, 1
+		c.Nodes[0].ID = id * 10
+		return c
+	}
+	state := func(cfgs ...model.ConfigWithNodes) store.State {
+		return store.State{NodeBalancers: []store.NodeBalancerState{{
+			NodeBalancer: model.NodeBalancer{ID: 1, IPv4: "127.0.46.1", Region: "local"}, Configs: cfgs}}}
+	}
+	p.Reconcile(state(cfg(1, 80), cfg(2, 81)))
+	if l := p.Listening(); len(l) != 2 {
+		t.Fatalf("listening %v, want configs 1 and 2", l)
+	}
+	p.Reconcile(state(cfg(2, 81)))
+	if l := p.Listening(); len(l) != 1 || l[2].Port() != 81 {
+		t.Fatalf("listening %v, want config 2 only", l)
+	}
+	p.Reconcile(store.State{})
+	if l := p.Listening(); len(l) != 0 {
+		t.Fatalf("listening %v after an empty state", l)
+	}
+}
