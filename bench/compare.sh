@@ -54,7 +54,11 @@ fi
 command -v go >/dev/null || [[ -n ${NB_BIN:-} ]] || die "go is needed to build nodebalancer (or set NB_BIN)"
 
 DIR=$(mktemp -d /tmp/nb-bench.XXXXXX)
-BULK=/dev/shm/nb-bench-512m.bin
+# The bulk file lives in a folder of this run's own: a fixed name would be deleted by
+# another run's cleanup while this one still serves it.
+BULKDIR=$(mktemp -d /dev/shm/nb-bench.XXXXXX)
+chmod 755 "$BULKDIR" # nginx's workers run as nobody
+BULK=$BULKDIR/nb-bench-512m.bin
 PIDS=()
 cleanup() {
 	local rc=$?
@@ -64,7 +68,7 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$p" 2>/dev/null || true
 	done
-	rm -f "$BULK"
+	rm -rf "$BULKDIR"
 	if ((rc != 0)); then say "logs kept in $DIR"; else rm -rf "$DIR"; fi
 	exit "$rc"
 }
@@ -102,7 +106,7 @@ else
 	LB_CPU=() LOAD_CPU=() LBPROCS=2
 fi
 for f in backend-nginx.conf bulk-nginx.conf haproxy.cfg lb-nginx.conf; do
-	sed "s|@DIR@|$DIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
+	sed "s|@DIR@|$DIR|g; s|@BULKDIR@|$BULKDIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 	-subj /CN=bench.test -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
