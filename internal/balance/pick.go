@@ -76,9 +76,7 @@ func (p *Pool) leastConn(t *table, ex int) *Node {
 	if best >= 0 {
 		best += start
 	}
-	if b, a, w := lcScan(lc[:start], ex, best, bestActive, bestWeight); b != best {
-		best, bestActive, bestWeight = b, a, w
-	}
+	best, _, _ = lcScan(lc[:start], ex, best, bestActive, bestWeight)
 	if best < 0 {
 		return p.scan(uint64(start), ex)
 	}

@@ -163,17 +163,6 @@ func (s *Server) bootstrap() error {
 // Addr is the API's bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// MetricsAddr is /metrics' own bound address, nil when it is served on the API's.
-func (s *Server) MetricsAddr() net.Addr {
-	if s.metricsLn == nil {
-		return nil
-	}
-	return s.metricsLn.Addr()
-}
-
-// DB is the server's store.
-func (s *Server) DB() *store.DB { return s.db }
-
 // statusSource answers the API's node status questions from the health checker.
 type statusSource struct{ c *health.Checker }
 

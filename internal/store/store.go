@@ -72,14 +72,6 @@ func Key(ids ...int) []byte {
 	return b
 }
 
-// lastID returns the final id of a key made by Key.
-func lastID(key []byte) int {
-	if len(key) < 8 {
-		return 0
-	}
-	return int(binary.BigEndian.Uint64(key[len(key)-8:]))
-}
-
 func get[T any](tx Tx, kind Kind, key []byte) (T, error) {
 	var v T
 	b, err := tx.Get(kind, key)
