@@ -40,16 +40,23 @@ type StatsSource interface {
 	NodeBalancerStats(id int, query url.Values) (any, error)
 }
 
+// ListenerSource tells whether this host listens for a config (the data plane's
+// Plane.ListenerStatus). Without one configs have no "listener" field.
+type ListenerSource interface {
+	ListenerStatus(configID int) model.ListenerStatus
+}
+
 // Options configure the API.
 type Options struct {
 	// DB is where the state lives. Required.
 	DB *store.DB
 	// Policy carries the region and the backend ranges validation needs.
 	Policy model.Policy
-	// Status, Transfer and Stats are optional live sources (see their types).
-	Status   NodeStatusSource
-	Transfer TransferSource
-	Stats    StatsSource
+	// Status, Transfer, Stats and Listeners are optional live sources (see their types).
+	Status    NodeStatusSource
+	Transfer  TransferSource
+	Stats     StatsSource
+	Listeners ListenerSource
 	// HostnameDomain is the domain of each NodeBalancer's hostname,
 	// "<ipv4 with dashes>.<domain>"; DefaultHostnameDomain when empty.
 	HostnameDomain string

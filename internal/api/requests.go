@@ -111,7 +111,7 @@ func readConfig(o *object) configPatch {
 	p.cert, p.certHow = readCert(o, "ssl_cert")
 	p.key, p.keyHow = readCert(o, "ssl_key")
 	o.unsupported("udp_check_port", "udp_session_timeout")
-	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint")
+	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint", "listener")
 	return p
 }
 

@@ -7,9 +7,11 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +76,7 @@ type Plane struct {
 	backends  map[backendKey]*backend
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
-	failed    map[int]error // configs whose listener could not be opened
+	failed    map[int]*failure // configs whose listener could not be opened
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
@@ -126,7 +128,7 @@ func New(o Options) *Plane {
 		backends:  map[backendKey]*backend{},
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
-		failed:    map[int]error{},
+		failed:    map[int]*failure{},
 	}
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
@@ -179,30 +181,34 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 		case <-w:
 			apply()
 		case <-tick.C:
-			p.maintain(i%3 == 0, apply)
+			p.maintain(apply)
 		}
 	}
 }
 
 // maintain runs once a second: it refreshes pick tables (a status change that raced a
-// snapshot swap is picked up here), sweeps expired sticky pins, and every few seconds
-// retries listeners that could not be opened.
-func (p *Plane) maintain(retry bool, apply func()) {
+// snapshot swap is picked up here), sweeps expired sticky pins, and retries listeners
+// that could not be opened once their backoff has passed.
+func (p *Plane) maintain(apply func()) {
+	now := time.Now()
 	p.mu.Lock()
-	failed := len(p.failed) > 0
+	retry := false
+	for _, f := range p.failed {
+		retry = retry || !now.Before(f.next)
+	}
 	snaps := make([]*snapshot, 0, len(p.listeners))
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
 	}
 	p.mu.Unlock()
-	now := p.now()
+	mono := p.now()
 	for _, s := range snaps {
 		s.pool.Refresh()
 		if s.sticky != nil {
-			s.sticky.Sweep(now)
+			s.sticky.Sweep(mono)
 		}
 	}
-	if retry && failed {
+	if retry {
 		apply()
 	}
 }
@@ -258,11 +264,10 @@ func (p *Plane) Reconcile(st store.State) {
 			}
 			s, err := p.snapshot(nb.NodeBalancer, c, limiter, wantBackend)
 			if err != nil {
-				p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
-				p.failed[c.ID] = err
+				p.fail(nb.ID, c.ID, addr, fmt.Errorf("config cannot be served: %w", err))
 				continue
 			}
-			p.place(c.ID, addr, c.Protocol, s)
+			p.place(nb.ID, c.ID, addr, c.Protocol, s)
 		}
 	}
 	for id, l := range p.listeners {
@@ -306,8 +311,9 @@ func nodeIDs(m map[backendKey]bool) map[int]bool {
 	return out
 }
 
-// place makes sure config id listens on addr with protocol and serves s. p.mu is held.
-func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
+// place makes sure config id of NodeBalancer nbID listens on addr with protocol and
+// serves s. p.mu is held.
+func (p *Plane) place(nbID, id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
 	l := p.listeners[id]
 	if l != nil && (l.addr != addr || l.protocol != proto) {
 		p.retire(l)
@@ -318,10 +324,7 @@ func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snap
 	if l == nil {
 		ln, err := listen(addr)
 		if err != nil {
-			if _, seen := p.failed[id]; !seen {
-				p.log.Error("cannot listen", "config_id", id, "addr", addr.String(), "err", err)
-			}
-			p.failed[id] = err
+			p.fail(nbID, id, addr, err)
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -330,10 +333,53 @@ func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snap
 		l.wg.Add(1)
 		go l.serve()
 		p.listeners[id] = l
-		delete(p.failed, id)
-		p.log.Info("listener open", "config_id", id, "addr", addr.String(), "protocol", string(proto))
+		if f := p.failed[id]; f != nil {
+			delete(p.failed, id)
+			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(),
+				"protocol", string(proto), "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts)
+		} else {
+			p.log.Info("listener open", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "protocol", string(proto))
+		}
 	}
 	l.setSnapshot(s)
+}
+
+// failure is why a config that should listen does not, and when to try again.
+type failure struct {
+	nbID     int
+	addr     netip.AddrPort
+	err      error
+	since    time.Time // first failure of this streak
+	attempts int
+	next     time.Time // the once-a-second maintenance retries from then on
+}
+
+// Bind retries back off from RetryMin, doubling up to RetryMax: a port held by
+// another process is usually freed within seconds, and a bind attempt costs one
+// snapshot build of the failed config.
+const (
+	RetryMin = 2 * time.Second
+	RetryMax = 5 * time.Second
+)
+
+// fail records that config id of NodeBalancer nbID could not listen on addr. The
+// first failure of a streak (or one on a new address) is logged at Error, retries
+// at Debug. p.mu is held.
+func (p *Plane) fail(nbID, id int, addr netip.AddrPort, err error) {
+	now := time.Now()
+	f := p.failed[id]
+	if f == nil || f.addr != addr {
+		f = &failure{nbID: nbID, addr: addr, since: now}
+		p.failed[id] = f
+		p.log.Error("cannot listen", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "err", err,
+			"retry_in", RetryMin)
+	} else {
+		p.log.Debug("cannot listen yet", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "err", err,
+			"attempts", f.attempts+1)
+	}
+	f.err = err
+	f.attempts++
+	f.next = now.Add(min(RetryMin<<min(f.attempts-1, 8), RetryMax))
 }
 
 // limiter returns the throttle of NodeBalancer id, nil when throttling is off.
@@ -365,15 +411,41 @@ func (p *Plane) Listening() map[int]netip.AddrPort {
 	return out
 }
 
-// Failed returns why each config that should listen does not.
-func (p *Plane) Failed() map[int]error {
+// FailedListener is a config that should listen and does not.
+type FailedListener struct {
+	NodeBalancerID, ConfigID int
+	Addr                     netip.AddrPort
+	Err                      error
+	// Since is when it first failed; Attempts counts tries since, the first included.
+	Since    time.Time
+	Attempts int
+}
+
+// Failed returns the configs that should listen and do not, in config id order.
+func (p *Plane) Failed() []FailedListener {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[int]error{}
-	for id, err := range p.failed {
-		out[id] = err
+	out := make([]FailedListener, 0, len(p.failed))
+	for id, f := range p.failed {
+		out = append(out, FailedListener{NodeBalancerID: f.nbID, ConfigID: id, Addr: f.addr, Err: f.err, Since: f.since, Attempts: f.attempts})
 	}
+	slices.SortFunc(out, func(a, b FailedListener) int { return a.ConfigID - b.ConfigID })
 	return out
+}
+
+// ListenerStatus tells whether config id listens on this host: open, failed (and
+// why), or pending when the data plane has not applied it yet.
+func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f := p.failed[id]; f != nil {
+		return model.ListenerStatus{State: model.ListenerFailed, Address: f.addr.String(), Error: f.err.Error(),
+			Since: f.since, Attempts: f.attempts}
+	}
+	if l := p.listeners[id]; l != nil {
+		return model.ListenerStatus{State: model.ListenerOpen, Address: l.addr.String()}
+	}
+	return model.ListenerStatus{State: model.ListenerPending}
 }
 
 // StatusChanged follows a health status change of config id's nodes: it rebuilds the

@@ -545,3 +545,50 @@ func TestUnchangedConfigsKeepTheirSnapshot(t *testing.T) {
 		t.Fatal("a config that did not change got a new snapshot")
 	}
 }
+
+func TestBusyPortIsReportedAndRetriedUntilItBinds(t *testing.T) {
+	e := newEnv(t, "127.0.42.0/24")
+	// The pool's first address goes to the first NodeBalancer: hold its port 80.
+	squatter, err := net.Listen("tcp", "127.0.42.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := e.db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+		[]model.ConfigWithNodes{config(model.ProtocolTCP, 80, node("aa1", "127.0.43.2:9", 1))})
+	if err != nil {
+		squatter.Close()
+		t.Fatal(err)
+	}
+	cfgs, _ := e.db.Configs(nb.ID)
+	id := cfgs[0].ID
+	waitFor(t, time.Second, "the failure to be recorded", func() bool { return len(e.plane.Failed()) == 1 })
+	f := e.plane.Failed()[0]
+	if f.ConfigID != id || f.NodeBalancerID != nb.ID || f.Addr.String() != "127.0.42.1:80" || !strings.Contains(f.Err.Error(), "address already in use") {
+		t.Errorf("failure %+v", f)
+	}
+	if st := e.plane.ListenerStatus(id); st.State != model.ListenerFailed || st.Address != "127.0.42.1:80" || st.Error == "" || st.Since.IsZero() {
+		t.Errorf("status while the port is busy: %+v", st)
+	}
+	// Retries happen on their own, without a store change.
+	waitFor(t, 2*RetryMin+2*time.Second, "a second attempt", func() bool {
+		fs := e.plane.Failed()
+		return len(fs) == 1 && fs[0].Attempts >= 2
+	})
+	squatter.Close()
+	took := time.Now()
+	waitFor(t, RetryMax+2*time.Second, "the listener to open once the port is free", func() bool {
+		return e.plane.ListenerStatus(id).State == model.ListenerOpen
+	})
+	t.Logf("bound %v after the port was freed", time.Since(took).Round(time.Millisecond))
+	if fs := e.plane.Failed(); len(fs) != 0 {
+		t.Errorf("still failed after binding: %+v", fs)
+	}
+	c, err := net.Dial("tcp", "127.0.42.1:80")
+	if err != nil {
+		t.Fatalf("dial the recovered listener: %v", err)
+	}
+	c.Close()
+	if st := e.plane.ListenerStatus(id + 1000); st.State != model.ListenerPending {
+		t.Errorf("unknown config: %+v", st)
+	}
+}

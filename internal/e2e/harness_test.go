@@ -37,7 +37,8 @@ type env struct {
 	t   *testing.T
 	ctx context.Context
 	lc  *linodego.Client
-	n   byte // the test's network number (third octet)
+	n   byte   // the test's network number (third octet)
+	api string // the API's base URL, http://host:port
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
@@ -96,6 +97,7 @@ func newEnv(t *testing.T) *env {
 	lc.SetToken(bootstrapToken)
 	lc.SetRetryCount(0)
 	e.lc = &lc
+	e.api = base
 	return e
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -182,6 +183,31 @@ func cookieKey(db *store.DB) ([]byte, error) {
 	return k, db.PutBlob("cookie-key", k)
 }
 
+// healthz answers 200 "ok" when every config listens, 503 "starting" before the
+// first state is applied, and 503 "degraded" with one line per config whose port
+// cannot be bound. Degraded is 503 rather than 200: the server does not serve all it
+// was told to, and a probe or alert should see that without parsing the body.
+func (s *Server) healthz(w http.ResponseWriter, plane *dataplane.Plane) {
+	if !s.ready.Load() || !plane.Ready() {
+		http.Error(w, "starting\n", http.StatusServiceUnavailable)
+		return
+	}
+	failed := plane.Failed()
+	if len(failed) == 0 {
+		w.Write([]byte("ok\n"))
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "degraded: %d config(s) cannot listen\n", len(failed))
+	for _, f := range failed {
+		fmt.Fprintf(&b, "config %d of nodebalancer %d on %s: %v (failing since %s, %d attempts)\n",
+			f.ConfigID, f.NodeBalancerID, f.Addr, f.Err, f.Since.UTC().Format(time.RFC3339), f.Attempts)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	w.Write([]byte(b.String()))
+}
+
 // Run serves until ctx ends, then stops accepting, lets in-flight work finish within
 // the shutdown grace and closes the store.
 func (s *Server) Run(ctx context.Context) error {
@@ -202,6 +228,7 @@ func (s *Server) Run(ctx context.Context) error {
 	so := s.cfg.Stats
 	so.DB, so.Registry, so.Log = s.db, counters, s.cfg.Log
 	so.Health = func(dst []health.NodeStats) []health.NodeStats { return checker.AppendStats(dst) }
+	so.Listener = func(id int) model.ListenerStatus { return plane.ListenerStatus(id) }
 	st, err := stats.New(so)
 	if err != nil {
 		return err
@@ -231,15 +258,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() || !plane.Ready() {
-			http.Error(w, "starting\n", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { s.healthz(w, plane) })
 	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker},
-		Stats: st, Transfer: st})
+		Stats: st, Transfer: st, Listeners: plane})
 	mux.Handle("/v4/", apiHandler)
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())

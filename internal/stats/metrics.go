@@ -62,6 +62,8 @@ var (
 		"Always 1: the id and protocol of each config.", []string{"nodebalancer", "config_port", "config_id", "protocol"}, nil)
 	descNodeInfo = prometheus.NewDesc("nodebalancer_node_info",
 		"Always 1: the address and mode of each node.", with(lNode, "address", "mode"), nil)
+	descListenerUp = prometheus.NewDesc("nodebalancer_listener_up",
+		"1 when the config's listener is open on this host, 0 when its port could not be bound (or it is not applied yet).", lConfig, nil)
 	descNodeUp = prometheus.NewDesc("nodebalancer_node_up",
 		"1 when the node's status is UP, 0 when DOWN or unknown.", lNode, nil)
 	descStatusChanges = prometheus.NewDesc("nodebalancer_node_status_changes_total",
@@ -141,7 +143,7 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 		ch <- l.responses
 		ch <- l.bytes
 	}
-	for _, d := range []*prometheus.Desc{descNBInfo, descTransfer, descConfigInfo, descNodeInfo, descNodeUp,
+	for _, d := range []*prometheus.Desc{descNBInfo, descTransfer, descConfigInfo, descListenerUp, descNodeInfo, descNodeUp,
 		descStatusChanges, descChecks, descPassive, descCheckDuration, descAccessDropped} {
 		ch <- d
 	}
@@ -197,6 +199,13 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 			port := strconv.Itoa(c.Port)
 			ch <- prometheus.MustNewConstMetric(descConfigInfo, prometheus.GaugeValue, 1, lnb, port, strconv.Itoa(c.ID), string(c.Protocol))
 			emit(ch, descConfig, v.configs[c.ID], lnb, port)
+			if s.o.Listener != nil {
+				up := 0.0
+				if s.o.Listener(c.ID).State == model.ListenerOpen {
+					up = 1
+				}
+				ch <- prometheus.MustNewConstMetric(descListenerUp, prometheus.GaugeValue, up, lnb, port)
+			}
 			for _, n := range c.Nodes {
 				seen[n.ID] = true
 				ln := []string{lnb, port, n.Label, strconv.Itoa(n.ID)}

@@ -78,8 +78,10 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 	reg := NewRegistry()
 	c := &clock{time.Now()}
 	var hs []health.NodeStats
+	listener := model.ListenerOpen
 	s, err := New(Options{DB: db, Registry: reg, Now: c.now,
-		Health: func(dst []health.NodeStats) []health.NodeStats { return append(dst, hs...) }})
+		Health:   func(dst []health.NodeStats) []health.NodeStats { return append(dst, hs...) },
+		Listener: func(int) model.ListenerStatus { return model.ListenerStatus{State: listener} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +126,7 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 		metricKey("nodebalancer_transfer_month_bytes", "nodebalancer", "web", "direction", "in"):                                                1000,
 		metricKey("nodebalancer_transfer_month_bytes", "nodebalancer", "web", "direction", "out"):                                               3000,
 		metricKey("nodebalancer_node_up", nodeL...):                                                                                             1,
+		metricKey("nodebalancer_listener_up", levels[1].labels...):                                                                              1,
 		metricKey("nodebalancer_node_status_changes_total", nodeL...):                                                                           3,
 		metricKey("nodebalancer_health_checks_total", append(nodeL, "result", "pass")...):                                                       4,
 		metricKey("nodebalancer_health_checks_total", append(nodeL, "result", "fail")...):                                                       1,
@@ -159,6 +162,12 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 	}
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Errorf("Go runtime metrics missing")
+	}
+	for _, st := range []model.ListenerState{model.ListenerFailed, model.ListenerPending} {
+		listener = st
+		if got := scrape(t, s.MetricsHandler())[metricKey("nodebalancer_listener_up", levels[1].labels...)]; got != 0 {
+			t.Errorf("nodebalancer_listener_up = %v with the listener %s, want 0", got, st)
+		}
 	}
 
 	// A node that leaves the store leaves the metrics, histogram included.

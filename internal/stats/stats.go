@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/health"
+	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 )
 
@@ -29,6 +30,9 @@ type Options struct {
 	// Health, when set, returns the health counters of every node, for /metrics
 	// (health.Checker.AppendStats).
 	Health func(dst []health.NodeStats) []health.NodeStats
+	// Listener, when set, tells whether a config's listener is open
+	// (dataplane.Plane.ListenerStatus), for nodebalancer_listener_up.
+	Listener func(configID int) model.ListenerStatus
 	// Log receives persistence errors; slog.Default() when nil.
 	Log *slog.Logger
 	// Now is the wall clock that stamps samples and decides the month; time.Now when nil.
