@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -105,4 +106,32 @@ func TestBusyPortIsVisibleEverywhereAndRetried(t *testing.T) {
 		t.Fatalf("dial %s after the bind: %v", front, err)
 	}
 	c.Close()
+}
+
+// TestNodesCannotPointAtTheServer: through the real server and linodego, a node at the
+// API's own address or at a frontend of this server is refused with a 400 naming
+// address, so a read_write token cannot publish the management API through a
+// NodeBalancer nor loop a frontend into itself.
+func TestNodesCannotPointAtTheServer(t *testing.T) {
+	e := newEnv(t)
+	l := e.balancer(linodego.NodeBalancerConfigCreateOptions{Port: 8091, Protocol: linodego.ProtocolHTTP})
+	apiAddr := strings.TrimPrefix(e.api, "http://")
+	for _, addr := range []string{apiAddr, l.front.String()} {
+		_, err := e.lc.CreateNodeBalancerNode(e.ctx, l.nbID, l.cfgID, linodego.NodeBalancerNodeCreateOptions{Address: addr, Label: "self"})
+		var le *linodego.Error
+		if !errors.As(err, &le) || le.Code != http.StatusBadRequest || !strings.Contains(le.Error(), "[address]") ||
+			!strings.Contains(le.Error(), "must not point at the server itself") {
+			t.Errorf("node at %s: %v, want a 400 naming address", addr, err)
+		}
+	}
+	nodes, err := e.lc.ListNodeBalancerNodes(e.ctx, l.nbID, l.cfgID, nil)
+	if err != nil || len(nodes) != 0 {
+		t.Errorf("nodes after the refusals: %v, %v", nodes, err)
+	}
+	// Another loopback address on the API's port is another host's business.
+	_, port, _ := net.SplitHostPort(apiAddr)
+	if _, err := e.lc.CreateNodeBalancerNode(e.ctx, l.nbID, l.cfgID,
+		linodego.NodeBalancerNodeCreateOptions{Address: e.backendIP(9).String() + ":" + port, Label: "other"}); err != nil {
+		t.Errorf("a node on another loopback address: %v", err)
+	}
 }

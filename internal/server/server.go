@@ -82,7 +82,7 @@ type Server struct {
 	TokenFile string
 }
 
-// New opens the store, bootstraps the first token and binds the API listener, so a
+// New binds the API listener, opens the store and bootstraps the first token, so a
 // caller learns of a bad flag or a busy port before Run.
 func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
@@ -91,27 +91,61 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
-	b, err := bolt.Open(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	db := store.New(b, store.Options{FrontendPool: cfg.FrontendPool})
-	s := &Server{cfg: cfg, db: db}
-	if err := s.bootstrap(); err != nil {
-		db.Close()
-		return nil, err
-	}
+	s := &Server{cfg: cfg}
+	var err error
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if err := s.openExtras(); err != nil {
 		s.ln.Close()
-		db.Close()
+		return nil, err
+	}
+	// The store refuses nodes that point at these listeners, so it opens after them.
+	b, err := bolt.Open(cfg.DataDir)
+	if err == nil {
+		s.db = store.New(b, store.Options{FrontendPool: cfg.FrontendPool, Own: s.listening()})
+		if err = s.bootstrap(); err != nil {
+			s.db.Close()
+		}
+	}
+	if err != nil {
+		s.closeListeners()
 		return nil, err
 	}
 	return s, nil
+}
+
+// closeListeners closes what New opened besides the store, when New fails.
+func (s *Server) closeListeners() {
+	s.ln.Close()
+	if s.metricsLn != nil {
+		s.metricsLn.Close()
+	}
+	if s.accessOut != nil {
+		s.accessOut.Close()
+	}
+}
+
+// listening returns the API's and /metrics' bound addresses with this host's own
+// addresses, which wildcard listeners answer on.
+func (s *Server) listening() model.Listening {
+	var l model.Listening
+	for _, ln := range []net.Listener{s.ln, s.metricsLn} {
+		if a, ok := ln.(*net.TCPListener); ok {
+			l.Addrs = append(l.Addrs, a.Addr().(*net.TCPAddr).AddrPort())
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		s.cfg.Log.Warn("cannot list this host's addresses: nodes are checked against loopback only", "err", err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			l.Local = append(l.Local, p.Addr().Unmap())
+		}
+	}
+	return l
 }
 
 // openExtras binds the metrics listener and opens the access log, when asked for.

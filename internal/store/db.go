@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 type DB struct {
 	b    Backend
 	pool []netip.Prefix
+	own  model.Listening
 	now  func() time.Time
 }
 
@@ -24,6 +26,9 @@ type DB struct {
 type Options struct {
 	// FrontendPool is where NodeBalancer ipv4 addresses come from.
 	FrontendPool []netip.Prefix
+	// Own are the server's listeners besides its frontends (the API, /metrics) and
+	// the host's addresses: no node may point at them, nor at a configured frontend.
+	Own model.Listening
 	// Now is the clock used for created/updated times; time.Now when nil.
 	Now func() time.Time
 }
@@ -33,7 +38,7 @@ func New(b Backend, o Options) *DB {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &DB{b: b, pool: o.FrontendPool, now: o.Now}
+	return &DB{b: b, pool: o.FrontendPool, own: o.Own, now: o.Now}
 }
 
 // Backend returns the Backend under db.
@@ -120,6 +125,22 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		}
 		for _, c := range configs {
 			if _, err := db.insertConfig(tx, nb.ID, c); err != nil {
+				return err
+			}
+		}
+		var nodes []model.Node
+		var fields []string
+		for i, c := range configs {
+			for j, n := range c.Nodes {
+				nodes = append(nodes, n)
+				fields = append(fields, "configs["+strconv.Itoa(i)+"].nodes["+strconv.Itoa(j)+"].address")
+			}
+		}
+		if err := db.checkNodeAddrs(tx, nodes, func(i int) string { return fields[i] }); err != nil {
+			return err
+		}
+		for i, c := range configs {
+			if err := checkFrontendFree(tx, nb.IPv4, c.Port, "configs["+strconv.Itoa(i)+"].port"); err != nil {
 				return err
 			}
 		}
@@ -270,10 +291,20 @@ func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config,
 		if len(c.Nodes) > model.MaxNodesPerCf {
 			return fieldErr("nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
 		}
-		out, err = db.insertConfig(tx, nbID, c)
-		return err
+		if out, err = db.insertConfig(tx, nbID, c); err != nil {
+			return err
+		}
+		if err := db.checkNodeAddrs(tx, c.Nodes, indexed("nodes", "address")); err != nil {
+			return err
+		}
+		return db.checkPortFree(tx, out)
 	})
 	return out, err
+}
+
+// indexed names field key of the i-th element of list: nodes[2].address.
+func indexed(list, key string) func(int) string {
+	return func(i int) string { return list + "[" + strconv.Itoa(i) + "]." + key }
 }
 
 func (db *DB) insertConfig(tx Tx, nbID int, c model.ConfigWithNodes) (model.Config, error) {
@@ -321,12 +352,18 @@ func (db *DB) updateConfig(tx Tx, nbID, id int, mutate func(*model.Config) error
 	if err != nil {
 		return c, err
 	}
+	oldPort := c.Port
 	if err := mutate(&c); err != nil {
 		return c, err
 	}
 	c.ID, c.NodeBalancerID = id, nbID
 	if err := checkPort(tx, nbID, id, c.Port); err != nil {
 		return c, err
+	}
+	if c.Port != oldPort {
+		if err := db.checkPortFree(tx, c); err != nil {
+			return c, err
+		}
 	}
 	return c, put(tx, KindConfig, Key(nbID, id), c)
 }
@@ -416,7 +453,7 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 			}
 			out.Nodes = append(out.Nodes, n)
 		}
-		return nil
+		return db.checkNodeAddrs(tx, nodes, indexed("nodes", "address"))
 	})
 	return out, err
 }
@@ -461,8 +498,10 @@ func (db *DB) CreateNode(nbID, configID int, n model.Node) (out model.Node, err 
 		if count >= model.MaxNodesPerCf {
 			return fieldErr("", fmt.Sprintf("a config has at most %d nodes", model.MaxNodesPerCf))
 		}
-		out, err = insertNode(tx, c, n)
-		return err
+		if out, err = insertNode(tx, c, n); err != nil {
+			return err
+		}
+		return db.checkNodeAddrs(tx, []model.Node{n}, func(int) string { return "address" })
 	})
 	return out, err
 }
@@ -490,9 +529,103 @@ func (db *DB) UpdateNode(nbID, configID, id int, mutate func(*model.Node) error)
 			return err
 		}
 		n.ID, n.ConfigID, n.NodeBalancerID = id, configID, nbID
+		if err := db.checkNodeAddrs(tx, []model.Node{n}, func(int) string { return "address" }); err != nil {
+			return err
+		}
 		return put(tx, KindNode, Key(configID, id), n)
 	})
 	return n, err
+}
+
+// ---- Nodes must not point at the server itself
+
+// listening returns every address this server listens on as the state in tx has it:
+// its own listeners and each configured frontend (NodeBalancer ipv4:config port).
+func (db *DB) listening(tx Tx) (model.Listening, error) {
+	l := model.Listening{Addrs: slices.Clone(db.own.Addrs), Local: db.own.Local}
+	nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+	if err != nil {
+		return l, err
+	}
+	for _, nb := range nbs {
+		ip, err := netip.ParseAddr(nb.IPv4)
+		if err != nil {
+			continue
+		}
+		cfgs, err := scan[model.Config](tx, KindConfig, Key(nb.ID))
+		if err != nil {
+			return l, err
+		}
+		for _, c := range cfgs {
+			l.Addrs = append(l.Addrs, netip.AddrPortFrom(ip, uint16(c.Port)))
+		}
+	}
+	return l, nil
+}
+
+// selfReason is why a node address that reaches listener x is refused.
+func selfReason(addr string, x netip.AddrPort) string {
+	return "address " + addr + " reaches this server's own listener " + x.String() +
+		" (its API, /metrics or a NodeBalancer frontend): a node must not point at the server itself"
+}
+
+// checkNodeAddrs refuses nodes whose address reaches one of this server's
+// listeners, naming field(i) for the i-th node. It runs after the request's own
+// writes, so a config created in the same transaction counts.
+func (db *DB) checkNodeAddrs(tx Tx, nodes []model.Node, field func(int) string) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	l, err := db.listening(tx)
+	if err != nil {
+		return err
+	}
+	var es model.Errors
+	for i, n := range nodes {
+		ap, err := netip.ParseAddrPort(n.Address)
+		if err != nil {
+			continue // model.ValidateNode refused it already
+		}
+		if x, ok := l.Reaches(ap); ok {
+			es.Add(field(i), selfReason(n.Address, x))
+		}
+	}
+	return es.Err()
+}
+
+// checkPortFree refuses config c's port when an existing node already points at the
+// frontend it would open (NodeBalancer ipv4:port).
+func (db *DB) checkPortFree(tx Tx, c model.Config) error {
+	nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(c.NodeBalancerID))
+	if err != nil {
+		return err
+	}
+	return checkFrontendFree(tx, nb.IPv4, c.Port, "port")
+}
+
+// checkFrontendFree refuses a frontend on ipv4:port, naming field, when an existing
+// node points at it.
+func checkFrontendFree(tx Tx, ipv4 string, port int, field string) error {
+	ip, err := netip.ParseAddr(ipv4)
+	if err != nil {
+		return nil
+	}
+	front := model.Listening{Addrs: []netip.AddrPort{netip.AddrPortFrom(ip, uint16(port))}}
+	nodes, err := scan[model.Node](tx, KindNode, nil)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		ap, err := netip.ParseAddrPort(n.Address)
+		if err != nil {
+			continue
+		}
+		if _, ok := front.Reaches(ap); ok {
+			return fieldErr(field, fmt.Sprintf("port %d would open frontend %s, which node %d (config %d) points at: a node must not point at the server itself",
+				port, front.Addrs[0], n.ID, n.ConfigID))
+		}
+	}
+	return nil
 }
 
 // DeleteNode removes node id of config configID of NodeBalancer nbID.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -263,3 +264,73 @@ func TestWatchAndPersistence(t *testing.T) {
 		t.Fatalf("ids must continue after a restart: got %d", next.ID)
 	}
 }
+
+// TestNodesMustNotPointAtTheServer: every write that sets a node address refuses one
+// that reaches the server's own listeners or a configured frontend, naming the
+// field, and stores nothing; a config port that would open a frontend an existing
+// node points at is refused too.
+func TestNodesMustNotPointAtTheServer(t *testing.T) {
+	b, err := bolt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(b, store.Options{
+		FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")},
+		Own: model.Listening{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("0.0.0.0:9100")},
+			Local: []netip.Addr{netip.MustParseAddr("10.9.9.9")}},
+	})
+	t.Cleanup(func() { db.Close() })
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, node("ok", "127.0.0.2:80"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, _ := db.Configs(nb.ID)
+	c := cfgs[0]
+	nodes, _ := db.Nodes(nb.ID, c.ID)
+	before, _ := db.State()
+	unchanged := func(what string) {
+		t.Helper()
+		after, _ := db.State()
+		after.Revision = before.Revision
+		if fmtState(after) != fmtState(before) {
+			t.Errorf("%s: a refused write changed the state", what)
+		}
+	}
+	want := func(what string, err error, field string) {
+		t.Helper()
+		if f := fieldsOf(err); len(f) != 1 || f[0] != field {
+			t.Errorf("%s: %v, want one error on %s", what, err, field)
+		}
+		unchanged(what)
+	}
+	for _, addr := range []string{"127.0.0.1:8080", "127.3.3.3:9100", "10.9.9.9:9100", "127.0.1.1:80"} {
+		_, err := db.CreateNode(nb.ID, c.ID, node("self", addr))
+		want("create node "+addr, err, "address")
+	}
+	_, err = db.UpdateNode(nb.ID, c.ID, nodes[0].ID, func(n *model.Node) error { n.Address = "127.0.0.1:8080"; return nil })
+	want("update node", err, "address")
+	_, err = db.RebuildConfig(nb.ID, c.ID, func(*model.Config) error { return nil },
+		[]model.Node{nodes[0], node("loop", "127.0.1.1:80")})
+	want("rebuild", err, "nodes[1].address")
+	_, err = db.CreateConfig(nb.ID, cfg(81, node("a", "127.0.0.2:81"), node("self", "127.0.1.1:81")))
+	want("create config pointing at itself", err, "nodes[1].address")
+	_, err = db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+		[]model.ConfigWithNodes{cfg(80), cfg(81, node("a", "127.0.0.2:81")), cfg(82, node("a", "127.0.0.2:82"), node("b", "127.0.0.1:8080"))})
+	want("create NodeBalancer", err, "configs[2].nodes[1].address")
+
+	// A node may point at a port of the frontend address that no config uses...
+	if _, err := db.CreateNode(nb.ID, c.ID, node("later", "127.0.1.1:90")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ = db.State()
+	// ...until a config would open it.
+	_, err = db.CreateConfig(nb.ID, cfg(90))
+	want("create config on a node's address", err, "port")
+	_, err = db.UpdateConfig(nb.ID, c.ID, func(c *model.Config) error { c.Port = 90; return nil })
+	want("move a config onto a node's address", err, "port")
+	if _, err := db.UpdateConfig(nb.ID, c.ID, func(c *model.Config) error { c.CheckAttempts = 4; return nil }); err != nil {
+		t.Errorf("an update that keeps the port: %v", err)
+	}
+}
+
+func fmtState(st store.State) string { return fmt.Sprintf("%+v", st) }
