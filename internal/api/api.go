@@ -75,9 +75,10 @@ const MaxBodyBytes = 1 << 20
 
 // API is the http.Handler of the /v4 tree.
 type API struct {
-	o      Options
-	log    *slog.Logger
-	tokens *tokenCache
+	o         Options
+	log       *slog.Logger
+	tokens    *tokenCache
+	authLimit authLimiter // failed authentications per client address
 }
 
 // New returns the API handler. Mount it for the paths /v4/ and /v4beta/ (it sees
@@ -279,7 +280,7 @@ func (a *API) authorize(c *call, need access) error {
 		return err
 	}
 	if !ok || (t.Expiry != nil && !a.o.Now().Before(*t.Expiry)) {
-		return errUnauthorized
+		return a.authFailed(c)
 	}
 	if !t.scopesOK {
 		return errForbidden // a stored token with scopes we no longer read grants nothing
