@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // fixture creates one NodeBalancer with one config and one node and returns their
@@ -34,7 +36,8 @@ func fixture(e *env) (nbPath, cfPath, nodePath string) {
 func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 	e := newEnv(t)
 	nbPath, cfPath, nodePath := fixture(e)
-	certPEM, keyPEM := selfSigned(t, "a.test")
+	cert := testcert.New(t, "a.test")
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	tests := []struct {
 		name, method, path, body string
 		hdr                      []string
@@ -340,7 +343,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openDB(t, t.TempDir())
+			db := teststore.New(t, apiPool)
 			defer db.Close()
 			got, err := Bootstrap(db, tt.secret)
 			if !tt.ok {

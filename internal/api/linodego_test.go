@@ -19,6 +19,8 @@ import (
 	"github.com/linode/linodego"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // These tests drive the API over loopback with the real Linode client, the final
@@ -395,7 +397,8 @@ func TestLinodegoTLSConfig(t *testing.T) {
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
 	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("tls")})
-	certPEM, keyPEM := selfSigned(t, "www.example.test")
+	www := testcert.New(t, "www.example.test")
+	certPEM, keyPEM := www.CertPEM, www.KeyPEM
 	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 443, Protocol: "https", SSLCert: certPEM, SSLKey: keyPEM,
 	})
@@ -428,7 +431,7 @@ func TestLinodegoTLSConfig(t *testing.T) {
 		t.Fatalf("https→http: %+v, %v", cf3, err)
 	}
 	// A key that does not match the certificate is refused.
-	_, otherKey := selfSigned(t, "other.test")
+	otherKey := testcert.New(t, "other.test").KeyPEM
 	_, err = lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 8443, Protocol: "https", SSLCert: certPEM, SSLKey: otherKey,
 	})
@@ -686,7 +689,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db := openDB(t, e.dir)
+	db := teststore.Open(t, e.dir, apiPool)
 	defer db.Close()
 	if again, err := Bootstrap(db, ""); err != nil || again != "" {
 		t.Fatalf("bootstrap on a store with tokens = %q, %v", again, err)

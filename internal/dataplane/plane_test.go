@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,9 +21,9 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/proxyproto"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 	"github.com/nodebalancer/nodebalancer/internal/testcert"
 	"github.com/nodebalancer/nodebalancer/internal/testnet"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // env is a running data plane over a real store, with its frontend pool in a /24 of
@@ -37,11 +36,7 @@ type env struct {
 
 func newEnv(t *testing.T, pool string) *env {
 	t.Helper()
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix(pool)}})
+	db := teststore.New(t, pool) // closed after the plane stops: cleanups run last-in first-out
 	p := New(Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -49,7 +44,6 @@ func newEnv(t *testing.T, pool string) *env {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		db.Close()
 	})
 	return &env{t: t, db: db, plane: p}
 }
@@ -257,16 +251,11 @@ func TestProxyProtocolHeaders(t *testing.T) {
 	}
 }
 
-func selfSigned(t *testing.T) (certPEM, keyPEM string, pool *x509.CertPool) {
-	t.Helper()
-	c := testcert.New(t, "nb.test")
-	return c.CertPEM, c.KeyPEM, c.Pool
-}
-
 func TestHTTPSTerminationHTTP1AndHTTP2(t *testing.T) {
 	e := newEnv(t, "127.0.28.0/24")
 	nameServer(t, "127.0.29.2:9004", "tls-backend")
-	certPEM, keyPEM, roots := selfSigned(t)
+	cert := testcert.New(t, "nb.test")
+	certPEM, keyPEM, roots := cert.CertPEM, cert.KeyPEM, cert.Pool
 	cfg := config(model.ProtocolHTTPS, 443, node("web", "127.0.29.2:9004", 50))
 	cfg.SSLCert, cfg.SSLKey = certPEM, keyPEM
 	nb := e.create(cfg)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // scrape fetches h's metrics and returns them by series, e.g.
@@ -73,7 +74,7 @@ func metricKey(name string, kv ...string) string {
 }
 
 func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	nb, cfg, node := createNB(t, db, "web")
 	reg := NewRegistry()
 	c := &clock{time.Now()}

@@ -10,19 +10,11 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
-func open(t *testing.T, dir string) *store.DB {
-	t.Helper()
-	b, err := bolt.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")}})
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+// pool is the frontend pool of the stores these tests open: three usable addresses.
+const pool = "127.0.1.0/30"
 
 func node(label, addr string) model.Node {
 	n := model.NewNode()
@@ -49,7 +41,7 @@ func fieldsOf(err error) []string {
 }
 
 func TestCreateNodeBalancerWithConfigsAndNodes(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
 		[]model.ConfigWithNodes{cfg(80, node("a1", "127.0.0.2:80"), node("a2", "127.0.0.3:80")), cfg(81)})
 	if err != nil {
@@ -72,7 +64,7 @@ func TestCreateNodeBalancerWithConfigsAndNodes(t *testing.T) {
 }
 
 func TestCreateIsAllOrNothing(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	_, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80), cfg(80)})
 	if got := fieldsOf(err); len(got) != 1 || got[0] != "configs[1].port" {
 		t.Fatalf("want configs[1].port error, got %v", err)
@@ -88,7 +80,7 @@ func TestCreateIsAllOrNothing(t *testing.T) {
 }
 
 func TestLabelUniqueAndAddressAllocation(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	a, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +131,7 @@ func equal(got []string, want ...string) bool {
 }
 
 func TestPortUniqueAndCascadingDelete(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, _ := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
 	c1, err := db.CreateConfig(nb.ID, cfg(80, node("n1", "127.0.0.2:80")))
 	if err != nil {
@@ -177,7 +169,7 @@ func TestPortUniqueAndCascadingDelete(t *testing.T) {
 }
 
 func TestRebuild(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, _ := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{
 		cfg(80, node("keep", "127.0.0.2:80"), node("drop", "127.0.0.3:80")), cfg(81, node("other", "127.0.0.4:80"))})
 	st, _ := db.State()
@@ -212,11 +204,7 @@ func TestRebuild(t *testing.T) {
 
 func TestWatchAndPersistence(t *testing.T) {
 	dir := t.TempDir()
-	b, err := bolt.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
+	db := teststore.Open(t, dir, "127.0.1.0/24")
 	ctx, cancel := context.WithCancel(context.Background())
 	w := db.Watch(ctx)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80, node("n1", "127.0.0.2:80"))})
@@ -248,7 +236,7 @@ func TestWatchAndPersistence(t *testing.T) {
 	}
 	db.Close()
 
-	db2 := open(t, dir)
+	db2 := teststore.Open(t, dir, pool)
 	got, err := db2.NodeBalancer(nb.ID)
 	if err != nil || got.Label != "web" || got.IPv4 != nb.IPv4 || !got.Created.Equal(nb.Created) {
 		t.Fatalf("after reopen: %+v %v", got, err)
@@ -270,16 +258,10 @@ func TestWatchAndPersistence(t *testing.T) {
 // field, and stores nothing; a config port that would open a frontend an existing
 // node points at is refused too.
 func TestNodesMustNotPointAtTheServer(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{
-		FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")},
-		Own: model.Listening{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("0.0.0.0:9100")},
-			Local: []netip.Addr{netip.MustParseAddr("10.9.9.9")}},
+	db := teststore.New(t, pool, func(o *store.Options) {
+		o.Own = model.Listening{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("0.0.0.0:9100")},
+			Local: []netip.Addr{netip.MustParseAddr("10.9.9.9")}}
 	})
-	t.Cleanup(func() { db.Close() })
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, node("ok", "127.0.0.2:80"))})
 	if err != nil {
 		t.Fatal(err)
