@@ -334,7 +334,6 @@ func (p *Plane) place(nbID, id int, addr netip.AddrPort, proto model.Protocol, s
 		go l.serve()
 		p.listeners[id] = l
 		if f := p.failed[id]; f != nil {
-			delete(p.failed, id)
 			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(),
 				"protocol", string(proto), "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts)
 		} else {
@@ -342,6 +341,9 @@ func (p *Plane) place(nbID, id int, addr netip.AddrPort, proto model.Protocol, s
 		}
 	}
 	l.setSnapshot(s)
+	// Serving s ends any failure: a bind that failed, or an earlier snapshot of this
+	// config that could not be built while the listener kept the one before.
+	delete(p.failed, id)
 }
 
 // failure is why a config that should listen does not, and when to try again.

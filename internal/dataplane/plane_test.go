@@ -581,3 +581,35 @@ func TestBusyPortIsReportedAndRetriedUntilItBinds(t *testing.T) {
 		t.Errorf("unknown config: %+v", st)
 	}
 }
+
+// TestUnservableSnapshotIsAFailureUntilFixed: a config whose snapshot cannot be built
+// (here a node address the API would refuse) is reported failed while its listener
+// keeps serving the snapshot before, and the failure clears once a good one is served.
+func TestUnservableSnapshotIsAFailureUntilFixed(t *testing.T) {
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	c := config(model.ProtocolTCP, 80, node("aa1", "127.0.45.2:9", 1))
+	c.ID, c.NodeBalancerID, c.Nodes[0].ID = 7, 1, 70
+	state := func(addr string) store.State {
+		cc := c
+		cc.Nodes = []model.Node{c.Nodes[0]}
+		cc.Nodes[0].Address = addr
+		return store.State{NodeBalancers: []store.NodeBalancerState{{
+			NodeBalancer: model.NodeBalancer{ID: 1, IPv4: "127.0.44.1"}, Configs: []model.ConfigWithNodes{cc}}}}
+	}
+	p.Reconcile(state("127.0.45.2:9"))
+	if st := p.ListenerStatus(7); st.State != model.ListenerOpen {
+		t.Fatalf("good config: %+v", st)
+	}
+	p.Reconcile(state("not an address"))
+	if st := p.ListenerStatus(7); st.State != model.ListenerFailed || !strings.Contains(st.Error, "config cannot be served") {
+		t.Errorf("unservable config: %+v", st)
+	}
+	if got := p.Listening(); got[7].String() != "127.0.44.1:80" {
+		t.Errorf("the listener must keep serving the snapshot before: %v", got)
+	}
+	p.Reconcile(state("127.0.45.3:9"))
+	if st := p.ListenerStatus(7); st.State != model.ListenerOpen || len(p.Failed()) != 0 {
+		t.Errorf("fixed config: %+v, failed %v", st, p.Failed())
+	}
+}
