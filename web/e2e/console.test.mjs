@@ -342,10 +342,19 @@ try {
       assert.equal(await banner.getAttribute('role'), 'alert');
       assert.match(await banner.textContent(), new RegExp(`Not listening on ${nb.ipv4.replaceAll('.', '\\.')}:${busy}: .*address already in use`));
       if (ALL_SHOTS) await shot('config-busy-port');
+      // The list marks the port too.
+      await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
+      const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
+      await tr.locator('.port-failed', {hasText: `${busy} not listening`}).waitFor();
     } finally {
       squatter.close();
     }
-    // The server retries the bind every few seconds; the banner goes with the failure.
+    // The server retries the bind every few seconds; the marks go with the failure.
+    const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
+    await tr.locator('.port-failed').waitFor({state: 'detached', timeout: 20_000});
+    await tr.getByRole('link', {name: LABEL}).click();
+    await page.getByRole('link', {name: 'Configurations'}).click();
+    await panelFor(busy).waitFor();
     await panelFor(busy).locator('.listener-banner').waitFor({state: 'hidden', timeout: 20_000});
     assert.equal((await api('GET', `/nodebalancers/${nb.id}/configs/${busyCfg.id}`)).body.listener.state, 'open');
     assert.equal((await api('DELETE', `/nodebalancers/${nb.id}/configs/${busyCfg.id}`)).status, 200);
