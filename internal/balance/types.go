@@ -17,11 +17,11 @@ const (
 	StatusDown                  // failed its checks; never eligible, not even for sticky clients
 )
 
-// String returns the API spelling: "unknown", "UP" or "DOWN".
+// String returns the API spelling: "Unknown", "UP" or "DOWN".
 func (s Status) String() string {
 	switch s {
 	case StatusUnknown:
-		return "unknown"
+		return "Unknown"
 	case StatusUp:
 		return "UP"
 	case StatusDown:

@@ -3,7 +3,7 @@ package balance
 import "testing"
 
 func TestEnumStringsRoundTrip(t *testing.T) {
-	for v, s := range map[Status]string{StatusUnknown: "unknown", StatusUp: "UP", StatusDown: "DOWN", Status(7): "Status(7)"} {
+	for v, s := range map[Status]string{StatusUnknown: "Unknown", StatusUp: "UP", StatusDown: "DOWN", Status(7): "Status(7)"} {
 		if v.String() != s {
 			t.Errorf("Status(%d).String() = %q, want %q", v, v.String(), s)
 		}

@@ -37,7 +37,7 @@ type env struct {
 	ctx context.Context
 	lc  *linodego.Client
 	n   byte   // the test's network number (third octet)
-	api string // the API's base URL, http://host:port
+	api string // the API's base URL, for clients other than linodego
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
@@ -82,6 +82,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	base := "http://" + s.Addr().String()
+	e.api = base
 	waitFor(t, 5*time.Second, "the server to be ready", func() bool {
 		r, err := http.Get(base + "/healthz")
 		if err != nil {
@@ -96,7 +97,6 @@ func newEnv(t *testing.T) *env {
 	lc.SetToken(bootstrapToken)
 	lc.SetRetryCount(0)
 	e.lc = &lc
-	e.api = base
 	return e
 }
 

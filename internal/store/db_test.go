@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
@@ -316,3 +318,60 @@ func TestNodesMustNotPointAtTheServer(t *testing.T) {
 }
 
 func fmtState(st store.State) string { return fmt.Sprintf("%+v", st) }
+
+// TestConfigStoredBeforeUDPCheckPortReadsDefault: a config written before the field
+// existed (no "udp_check_port" in its JSON) reads back with the default 80, through
+// every read path.
+func TestConfigStoredBeforeUDPCheckPortReadsDefault(t *testing.T) {
+	dir := t.TempDir()
+	db := teststore.Open(t, dir, pool)
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := db.Configs(nb.ID)
+	if err != nil || len(cfgs) != 1 {
+		t.Fatal(cfgs, err)
+	}
+	db.Close()
+
+	// Rewrite the stored config as an older version wrote it.
+	b, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := store.Key(nb.ID, cfgs[0].ID)
+	err = b.Update(func(tx store.Tx) error {
+		raw, err := tx.Get(store.KindConfig, key)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		if _, ok := m["udp_check_port"]; !ok {
+			t.Errorf("udp_check_port is not stored: %s", raw)
+		}
+		delete(m, "udp_check_port")
+		raw, _ = json.Marshal(m)
+		return tx.Put(store.KindConfig, key, raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	db = teststore.Open(t, dir, pool)
+	c, err := db.Config(nb.ID, cfgs[0].ID)
+	if err != nil || c.UDPCheckPort != 80 {
+		t.Fatalf("Config = %+v, %v; want udp_check_port 80", c, err)
+	}
+	cfgs, err = db.Configs(nb.ID)
+	if err != nil || cfgs[0].UDPCheckPort != 80 {
+		t.Fatalf("Configs = %+v, %v", cfgs, err)
+	}
+	st, err := db.State()
+	if err != nil || st.NodeBalancers[0].Configs[0].UDPCheckPort != 80 {
+		t.Fatalf("State = %+v, %v", st, err)
+	}
+}

@@ -303,7 +303,7 @@ class ConfigPanel {
   }
 
   setStatus(r, status) {
-    const s = r.id || this.stale ? (status || 'unknown') : 'new';
+    const s = r.id || this.stale ? (status || 'Unknown') : 'new';
     if (r.statusValue && r.statusValue !== s && r.statusValue !== 'new') {
       announce(`Node ${r.saved?.label ?? ''} on port ${this.cfg?.port} is now ${s}.`);
     }
