@@ -410,8 +410,8 @@ func TestLinodegoTLSConfig(t *testing.T) {
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
 	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("tls")})
-	www := testcert.New(t, "www.example.test")
-	certPEM, keyPEM := www.CertPEM, www.KeyPEM
+	cert := testcert.New(t, "www.example.test")
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 443, Protocol: "https", SSLCert: certPEM, SSLKey: keyPEM,
 	})

@@ -87,8 +87,9 @@ func TestValidateNodeBalancer(t *testing.T) {
 }
 
 func TestValidateConfig(t *testing.T) {
-	www, other := testcert.New(t, "www.example.test"), testcert.New(t, "other.test")
-	cert, key, otherCert := www.CertPEM, www.KeyPEM, other.CertPEM
+	c := testcert.New(t, "www.example.test")
+	cert, key := c.CertPEM, c.KeyPEM
+	otherCert := testcert.New(t, "other.test").CertPEM
 	tests := []struct {
 		name   string
 		mutate func(*Config)
