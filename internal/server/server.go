@@ -66,6 +66,11 @@ type Config struct {
 	MetricsListen string
 	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
 	MetricsToken bool
+	// MetricsNoNodeSeries leaves per-node series out of /metrics.
+	MetricsNoNodeSeries bool
+	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
+	// a common and a premium NodeBalancer (store defaults when zero).
+	MaxNodesPerConfig, MaxNodesPerConfigPremium int
 }
 
 // Server is a running nodebalancer.
@@ -106,7 +111,8 @@ func New(cfg Config) (*Server, error) {
 	// The store refuses nodes that point at these listeners, so it opens after them.
 	b, err := bolt.Open(cfg.DataDir)
 	if err == nil {
-		s.db = store.New(b, store.Options{FrontendPool: cfg.FrontendPool, Own: s.listening()})
+		s.db = store.New(b, store.Options{FrontendPool: cfg.FrontendPool, Own: s.listening(),
+			MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
 		if err = s.bootstrap(); err != nil {
 			s.db.Close()
 		}
@@ -261,9 +267,13 @@ func (s *Server) Run(ctx context.Context) error {
 	var plane *dataplane.Plane
 	var checker *health.Checker
 	counters := stats.NewRegistry()
+	// The data plane keeps the mirror current; /metrics reads its labels from it.
+	mirror := store.NewMirror(s.db)
 	so := s.cfg.Stats
-	so.DB, so.Registry, so.Log = s.db, counters, s.cfg.Log
-	so.Health = func(dst []health.NodeStats) []health.NodeStats { return checker.AppendStats(dst) }
+	so.DB, so.Registry, so.Log, so.Mirror = s.db, counters, s.cfg.Log, mirror
+	so.NoNodeSeries = so.NoNodeSeries || s.cfg.MetricsNoNodeSeries
+	so.HealthOf = func(id int) (health.NodeStats, bool) { return checker.NodeStats(id) }
+	so.HealthCounts = func(id int) health.Counts { return checker.Counts(id) }
 	so.Listener = func(id int) model.ListenerStatus { return plane.ListenerStatus(id) }
 	st, err := stats.New(so)
 	if err != nil {
@@ -284,6 +294,7 @@ func (s *Server) Run(ctx context.Context) error {
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
+		Mirror:        mirror,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {

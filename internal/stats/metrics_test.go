@@ -81,7 +81,14 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 	var hs []health.NodeStats
 	listener := model.ListenerOpen
 	s, err := New(Options{DB: db, Registry: reg, Now: c.now,
-		Health:   func(dst []health.NodeStats) []health.NodeStats { return append(dst, hs...) },
+		HealthOf: func(id int) (health.NodeStats, bool) {
+			for _, h := range hs {
+				if h.NodeID == id {
+					return h, true
+				}
+			}
+			return health.NodeStats{}, false
+		},
 		Listener: func(int) model.ListenerStatus { return model.ListenerStatus{State: listener} }})
 	if err != nil {
 		t.Fatal(err)

@@ -22,9 +22,25 @@ func New(t testing.TB, pool string, tweak ...func(*store.Options)) *store.DB {
 // ends, to reopen the directory, is allowed: a second Close does nothing.
 func Open(t testing.TB, dir, pool string, tweak ...func(*store.Options)) *store.DB {
 	t.Helper()
-	b, err := bolt.Open(dir)
+	return open(t, dir, pool, nil, tweak)
+}
+
+// Over is New with the backend passed through wrap first, for tests that count or
+// fail the backend's calls.
+func Over(t testing.TB, pool string, wrap func(store.Backend) store.Backend, tweak ...func(*store.Options)) *store.DB {
+	t.Helper()
+	return open(t, t.TempDir(), pool, wrap, tweak)
+}
+
+func open(t testing.TB, dir, pool string, wrap func(store.Backend) store.Backend, tweak []func(*store.Options)) *store.DB {
+	t.Helper()
+	bk, err := bolt.Open(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var b store.Backend = bk
+	if wrap != nil {
+		b = wrap(bk)
 	}
 	o := store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix(pool)}}
 	for _, f := range tweak {
