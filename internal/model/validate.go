@@ -174,26 +174,15 @@ func ValidateConfig(c *Config) Errors {
 	if c.Check == CheckHTTPBody && c.CheckBody == "" {
 		es.Add("check_body", "check_body is required when check is http_body")
 	}
-	if c.ProxyProtocol == ProxyProtocolV1 || c.ProxyProtocol == ProxyProtocolV2 {
-		if c.Protocol != ProtocolTCP {
-			es.Add("proxy_protocol", "proxy_protocol "+string(c.ProxyProtocol)+" requires protocol tcp")
-		}
-	}
-	if c.Stickiness == StickinessHTTPCookie && c.Protocol == ProtocolTCP {
-		es.Add("stickiness", "stickiness http_cookie requires protocol http or https")
-	}
+	checkProtocolRules(&es, c)
 	validateTLS(&es, c)
 	return es
 }
 
+// validateTLS checks the certificate and key of an https config (protocolRules
+// refuses them on the other protocols).
 func validateTLS(es *Errors, c *Config) {
 	if c.Protocol != ProtocolHTTPS {
-		if c.SSLCert != "" {
-			es.Add("ssl_cert", "ssl_cert is only allowed with protocol https")
-		}
-		if c.SSLKey != "" {
-			es.Add("ssl_key", "ssl_key is only allowed with protocol https")
-		}
 		return
 	}
 	certOK := checkPEMField(es, "ssl_cert", c.SSLCert)
