@@ -32,7 +32,7 @@ var protocolRules = []protocolRule{
 		reset:  func(c *Config) { c.ProxyProtocol = DefaultProxyProtocol },
 	},
 	{
-		field:  "stickiness",
+		field: "stickiness",
 		fits: func(c *Config) bool {
 			return c.Stickiness != StickinessHTTPCookie || c.Protocol == ProtocolHTTP || c.Protocol == ProtocolHTTPS
 		},
