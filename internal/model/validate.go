@@ -123,11 +123,32 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 	}
 	checkRange(&es, "client_conn_throttle", nb.ClientConnThrottle, MinThrottle, MaxThrottle)
 	checkEnum(&es, "type", types, string(nb.Type))
-	if len(nb.Tags) > MaxTags {
+	checkTags(&es, nb.Tags)
+	return es
+}
+
+// ValidateReservedIP checks the fields of r a client sets: its region and tags (the
+// address is the store's to check against the frontend pool).
+func ValidateReservedIP(r *ReservedIP, p Policy) Errors {
+	var es Errors
+	switch r.Region {
+	case "":
+		es.Add("region", "region is required")
+	case p.Region:
+	default:
+		es.Add("region", fmt.Sprintf("region must be '%s', the only region this server serves", p.Region))
+	}
+	checkTags(&es, r.Tags)
+	return es
+}
+
+// checkTags checks a list of tags, as NodeBalancers and reserved addresses carry.
+func checkTags(es *Errors, tags []string) {
+	if len(tags) > MaxTags {
 		es.Add("tags", fmt.Sprintf("at most %d tags", MaxTags))
 	}
 	seen := map[string]bool{}
-	for i, t := range nb.Tags {
+	for i, t := range tags {
 		f := "tags[" + strconv.Itoa(i) + "]"
 		switch {
 		case len(t) < MinTag || len(t) > MaxTag:
@@ -139,7 +160,6 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 		}
 		seen[t] = true
 	}
-	return es
 }
 
 // ValidateConfig checks every field of c and the rules between them. Port uniqueness

@@ -93,7 +93,11 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 				es.Add("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(o.ID))
 			}
 		}
-		ip, reason := db.allocate(all, nb.IPv4)
+		reserved, err := reservedSet(tx)
+		if err != nil {
+			return err
+		}
+		ip, reason := db.allocate(all, reserved, nb.IPv4)
 		if reason != "" {
 			es.Add("ipv4", reason)
 		}
@@ -128,40 +132,63 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 	return nb, err
 }
 
-// allocate picks the frontend address: want when given (it must be free and in the
-// pool), else the lowest free one. The pool's network address is never handed out.
-func (db *DB) allocate(all []model.NodeBalancer, want string) (netip.Addr, string) {
-	used := map[netip.Addr]bool{}
-	for _, o := range all {
-		if a, err := netip.ParseAddr(o.IPv4); err == nil {
-			used[a] = true
-		}
-	}
+// allocate picks the frontend address: want when given (it must be in the pool and
+// used by no other NodeBalancer; a reserved address may be asked for this way), else
+// the lowest address neither used nor reserved. The pool's network and broadcast
+// addresses are never handed out.
+func (db *DB) allocate(all []model.NodeBalancer, reserved map[netip.Addr]bool, want string) (netip.Addr, string) {
+	used := usedSet(all)
 	if want != "" {
-		a, err := netip.ParseAddr(want)
-		if err != nil || !a.Is4() {
-			return netip.Addr{}, "ipv4 must be an IPv4 address"
-		}
-		in := false
-		for _, p := range db.pool {
-			in = in || p.Contains(a)
-		}
+		a, reason := db.poolAddr("ipv4", want)
 		switch {
-		case !in:
-			return netip.Addr{}, "ipv4 " + want + " is outside the frontend pool " + prefixes(db.pool)
+		case reason != "":
+			return netip.Addr{}, reason
 		case used[a]:
 			return netip.Addr{}, "ipv4 " + want + " is already used by another NodeBalancer"
 		}
 		return a, ""
 	}
+	if a, ok := db.firstFree(used, reserved); ok {
+		return a, ""
+	}
+	return netip.Addr{}, "the frontend pool " + prefixes(db.pool) + " has no free address"
+}
+
+// poolAddr parses s as an IPv4 address of the frontend pool; the reason names field.
+func (db *DB) poolAddr(field, s string) (netip.Addr, string) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, field + " must be an IPv4 address"
+	}
+	for _, p := range db.pool {
+		if p.Contains(a) && a != p.Masked().Addr() && !isBroadcast(p, a) {
+			return a, ""
+		}
+	}
+	return netip.Addr{}, field + " " + s + " is outside the frontend pool " + prefixes(db.pool)
+}
+
+// firstFree returns the lowest pool address neither used nor reserved.
+func (db *DB) firstFree(used, reserved map[netip.Addr]bool) (netip.Addr, bool) {
 	for _, p := range db.pool {
 		for a := p.Masked().Addr().Next(); p.Contains(a); a = a.Next() {
-			if !used[a] && !isBroadcast(p, a) {
-				return a, ""
+			if !used[a] && !reserved[a] && !isBroadcast(p, a) {
+				return a, true
 			}
 		}
 	}
-	return netip.Addr{}, "the frontend pool " + prefixes(db.pool) + " has no free address"
+	return netip.Addr{}, false
+}
+
+// usedSet is the set of addresses NodeBalancers use.
+func usedSet(all []model.NodeBalancer) map[netip.Addr]bool {
+	used := make(map[netip.Addr]bool, len(all))
+	for _, o := range all {
+		if a, err := netip.ParseAddr(o.IPv4); err == nil {
+			used[a] = true
+		}
+	}
+	return used
 }
 
 func isBroadcast(p netip.Prefix, a netip.Addr) bool {

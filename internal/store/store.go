@@ -25,11 +25,12 @@ const (
 	KindConfig       Kind = "configs" // keyed by (nodebalancer id, config id)
 	KindNode         Kind = "nodes"   // keyed by (config id, node id)
 	KindToken        Kind = "tokens"
+	KindReservedIP   Kind = "reserved_ips" // keyed by the address's bytes (ipKey)
 	KindBlob         Kind = "blobs" // small named values owned by other packages (stats)
 )
 
 // Kinds lists every collection, for backends that create them up front.
-var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob}
+var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindReservedIP}
 
 // Tx is one transaction on a Backend. Keys are compared bytewise; Scan visits keys in
 // order.

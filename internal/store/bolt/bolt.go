@@ -23,7 +23,7 @@ var (
 )
 
 // quietKinds are kinds whose writes are not desired state and do not wake watchers.
-var quietKinds = map[store.Kind]bool{store.KindBlob: true, store.KindToken: true}
+var quietKinds = map[store.Kind]bool{store.KindBlob: true, store.KindToken: true, store.KindReservedIP: true}
 
 // Backend is a store.Backend on a bbolt file.
 type Backend struct {
