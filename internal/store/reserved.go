@@ -19,6 +19,9 @@ type ReservedIPUse struct {
 	model.ReservedIP
 	// UsedBy is the NodeBalancer whose ipv4 it is; nil when unassigned.
 	UsedBy *model.NodeBalancer
+	// Pool is the frontend pool network the address belongs to (invalid when the
+	// pool no longer holds it, after the operator narrowed --frontend-pool).
+	Pool netip.Prefix
 }
 
 // ipKey is the key of a reserved address: its bytes, so keys sort as addresses do.
@@ -40,7 +43,7 @@ func reservedSet(tx Tx) (map[netip.Addr]bool, error) {
 }
 
 // withUse pairs reserved addresses with the NodeBalancers using them.
-func withUse(tx Tx, rs []model.ReservedIP) ([]ReservedIPUse, error) {
+func (db *DB) withUse(tx Tx, rs []model.ReservedIP) ([]ReservedIPUse, error) {
 	nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
 	if err != nil {
 		return nil, err
@@ -52,6 +55,14 @@ func withUse(tx Tx, rs []model.ReservedIP) ([]ReservedIPUse, error) {
 	out := make([]ReservedIPUse, len(rs))
 	for i, r := range rs {
 		out[i] = ReservedIPUse{ReservedIP: r, UsedBy: by[r.Address]}
+		if a, err := netip.ParseAddr(r.Address); err == nil {
+			for _, p := range db.pool {
+				if p.Contains(a) {
+					out[i].Pool = p.Masked()
+					break
+				}
+			}
+		}
 	}
 	return out, nil
 }
@@ -73,7 +84,7 @@ func (db *DB) ReservedIPs() (out []ReservedIPUse, err error) {
 		if err != nil {
 			return err
 		}
-		out, err = withUse(tx, rs)
+		out, err = db.withUse(tx, rs)
 		return err
 	})
 	return out, err
@@ -90,7 +101,7 @@ func (db *DB) ReservedIP(addr string) (out ReservedIPUse, err error) {
 		if err != nil {
 			return err
 		}
-		us, err := withUse(tx, []model.ReservedIP{r})
+		us, err := db.withUse(tx, []model.ReservedIP{r})
 		if err == nil {
 			out = us[0]
 		}
@@ -135,7 +146,7 @@ func (db *DB) ReserveIP(r model.ReservedIP) (out ReservedIPUse, err error) {
 		if err := put(tx, KindReservedIP, ipKey(a), r); err != nil {
 			return err
 		}
-		us, err := withUse(tx, []model.ReservedIP{r})
+		us, err := db.withUse(tx, []model.ReservedIP{r})
 		if err == nil {
 			out = us[0]
 		}
@@ -167,7 +178,7 @@ func (db *DB) UpdateReservedIP(addr string, mutate func(*model.ReservedIP) error
 		if err := put(tx, KindReservedIP, ipKey(a), r); err != nil {
 			return err
 		}
-		us, err := withUse(tx, []model.ReservedIP{r})
+		us, err := db.withUse(tx, []model.ReservedIP{r})
 		if err == nil {
 			out = us[0]
 		}
