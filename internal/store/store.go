@@ -26,7 +26,7 @@ const (
 	KindNode         Kind = "nodes"   // keyed by (config id, node id)
 	KindToken        Kind = "tokens"
 	KindReservedIP   Kind = "reserved_ips" // keyed by the address's bytes (ipKey)
-	KindBlob         Kind = "blobs" // small named values owned by other packages (stats)
+	KindBlob         Kind = "blobs"        // small named values owned by other packages (stats)
 )
 
 // Kinds lists every collection, for backends that create them up front.
