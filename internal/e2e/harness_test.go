@@ -34,10 +34,11 @@ const bootstrapToken = "e2e-bootstrap-token-0123456789"
 
 // env is one running nodebalancer and the loopback networks of one test.
 type env struct {
-	t   *testing.T
-	ctx context.Context
-	lc  *linodego.Client
-	n   byte // the test's network number (third octet)
+	t    *testing.T
+	ctx  context.Context
+	lc   *linodego.Client
+	base string // the API's URL, for requests made without linodego
+	n    byte   // the test's network number (third octet)
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
@@ -95,7 +96,7 @@ func newEnv(t *testing.T) *env {
 	lc.SetAPIVersion("v4")
 	lc.SetToken(bootstrapToken)
 	lc.SetRetryCount(0)
-	e.lc = &lc
+	e.lc, e.base = &lc, base
 	return e
 }
 
