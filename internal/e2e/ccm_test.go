@@ -33,6 +33,7 @@ type ccmPort struct {
 	protocol, proxyProtocol, algorithm      string
 	stickiness, check, checkPath, checkBody string
 	cert, key                               string // from the port's TLS Secret (https)
+	udpCheckPort                            int    // udp ports only (the CCM's default is 80)
 }
 
 // ccmService is what the CCM turns into requests: annotations, ports and nodes.
@@ -41,6 +42,7 @@ type ccmService struct {
 	tags             []string // the cluster name, then linode-loadbalancer-tags
 	reservedIPv4     string   // linode-loadbalancer-reserved-ipv4
 	retainReservedIP bool     // linode-loadbalancer-retain-reserved-ipv4 (default true)
+	nodeBalancerID   int      // linode-loadbalancer-nodebalancer-id: take over this one
 	ports            []ccmPort
 	nodes            []netip.Addr // the nodes' InternalIPs
 }
@@ -98,7 +100,10 @@ func (p ccmPort) config() map[string]any {
 	c := map[string]any{
 		"port": p.port, "protocol": p.protocol, "proxy_protocol": p.proxyProtocol,
 		"algorithm": p.algorithm, "check": p.check,
-		"check_interval": 5, "check_timeout": 3, "check_attempts": 2, "check_passive": true,
+		"check_interval": 5, "check_timeout": 3, "check_attempts": 2, "check_passive": p.protocol != "udp",
+	}
+	if p.protocol == "udp" {
+		c["udp_check_port"] = p.udpCheckPort
 	}
 	if p.protocol != "tcp" { // getPortConfig: "Stickiness is not supported for TCP protocol"
 		c["stickiness"] = p.stickiness
@@ -119,9 +124,9 @@ func (p ccmPort) config() map[string]any {
 // 100, labelled with the node's name, with the id of the node already at that address.
 func (s ccmService) nodeOpts(p ccmPort, ids map[string]int) []map[string]any {
 	out := []map[string]any{}
-	for i, ip := range s.nodes {
+	for _, ip := range s.nodes {
 		addr := netip.AddrPortFrom(ip, uint16(p.nodePort)).String()
-		n := map[string]any{"address": addr, "label": "node-" + strconv.Itoa(i+1), "weight": 100}
+		n := map[string]any{"address": addr, "label": ccmNodeName(ip), "weight": 100}
 		if id, ok := ids[addr]; ok {
 			n["id"] = id
 		}
@@ -129,6 +134,9 @@ func (s ccmService) nodeOpts(p ccmPort, ids map[string]int) []map[string]any {
 	}
 	return out
 }
+
+// ccmNodeName is the name of the cluster node at ip: node-<last octet>.
+func ccmNodeName(ip netip.Addr) string { return "node-" + strconv.Itoa(int(ip.As4()[3])) }
 
 type ccmNB struct {
 	ID                 int      `json:"id"`
@@ -158,7 +166,11 @@ func (r *ccmReplay) ensure(s ccmService) ccmNB {
 	r.e.t.Helper()
 	var nb ccmNB
 	found := false
-	if r.ip != "" { // getNodeBalancerByStatus
+	switch {
+	case s.nodeBalancerID != 0: // getNodeBalancerByID
+		r.call("GET", "/nodebalancers/"+strconv.Itoa(s.nodeBalancerID), nil, "", &nb)
+		r.ip, found = nb.IPv4, true
+	case r.ip != "": // getNodeBalancerByStatus
 		nb, found = r.nodeBalancer()
 	}
 	if !found {
@@ -307,11 +319,11 @@ func (e *env) answers(c *http.Client, url string, want ...string) {
 func TestCCMServiceLifecycleReplay(t *testing.T) {
 	e := newEnv(t)
 	certPEM, keyPEM, roots := selfSigned(t)
-	n1, n2 := e.backendIP(1), e.backendIP(2)
+	n1, n2, n3 := e.backendIP(1), e.backendIP(2), e.backendIP(3)
 	const httpNP, tlsNP, tcpNP = 30080, 30443, 30900
-	for i, ip := range []netip.Addr{n1, n2} {
+	for _, ip := range []netip.Addr{n1, n2, n3} {
 		for _, np := range []uint16{httpNP, tlsNP, tcpNP} {
-			e.ccmBackend("node-"+strconv.Itoa(i+1), netip.AddrPortFrom(ip, np))
+			e.ccmBackend(ccmNodeName(ip), netip.AddrPortFrom(ip, np))
 		}
 	}
 	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -345,6 +357,23 @@ func TestCCMServiceLifecycleReplay(t *testing.T) {
 		return linodego.NodeBalancerConfig{}
 	}
 
+	// nodeIDs is the node id at each address of the config on port.
+	nodeIDs := func(port int) map[string]int {
+		t.Helper()
+		nb, _ := r.nodeBalancer()
+		nodes, err := e.lc.ListNodeBalancerNodes(e.ctx, nb.ID, cfgOf(port).ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]int{}
+		for _, n := range nodes {
+			ids[n.Address] = n.ID
+		}
+		return ids
+	}
+	var idsBefore map[int]map[string]int
+	var firstFingerprint string
+
 	steps := []struct {
 		name  string
 		edit  func(*ccmService)
@@ -366,9 +395,11 @@ func TestCCMServiceLifecycleReplay(t *testing.T) {
 					stickiness: "table", check: "connection", cert: certPEM, key: keyPEM},
 				ccmPort{port: 9000, nodePort: tcpNP, protocol: "tcp", proxyProtocol: "none", algorithm: "roundrobin", check: "connection"})
 		}, func(nb ccmNB) {
-			if c := cfgOf(443); c.Protocol != "https" || c.SSLCommonName != tlsName || c.SSLCert != "<REDACTED>" {
+			c := cfgOf(443)
+			if c.Protocol != "https" || c.SSLCommonName != tlsName || c.SSLCert != "<REDACTED>" {
 				t.Fatalf("config 443: %+v", c)
 			}
+			firstFingerprint = c.SSLFingerprint
 			if c := cfgOf(9000); c.Protocol != "tcp" || c.Stickiness != "none" {
 				t.Fatalf("config 9000: %+v", c)
 			}
@@ -395,7 +426,35 @@ func TestCCMServiceLifecycleReplay(t *testing.T) {
 			}
 			e.answers(plain, "http://"+nb.IPv4+":80/") // table stickiness again
 		}},
-		{"remove port 9000 and node 2 (node 1 keeps its id)", func(s *ccmService) {
+		{"rotate the TLS Secret: the rebuild carries the new certificate", func(s *ccmService) {
+			s.ports[1].cert, s.ports[1].key, roots = selfSigned(t)
+		}, func(nb ccmNB) {
+			c := cfgOf(443)
+			if c.SSLFingerprint == firstFingerprint || c.SSLFingerprint == "" {
+				t.Fatalf("fingerprint after rotation %q (before %q)", c.SSLFingerprint, firstFingerprint)
+			}
+			rotated := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+				TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: tlsName}}}
+			e.answers(rotated, "https://"+nb.IPv4+":443/")
+		}},
+		{"node swap: node-2 replaced by node-3 (node-1 keeps its id on every port)", func(s *ccmService) {
+			idsBefore = map[int]map[string]int{}
+			for _, p := range s.ports {
+				idsBefore[p.port] = nodeIDs(p.port)
+			}
+			s.nodes = []netip.Addr{n1, n3}
+		}, func(nb ccmNB) {
+			for _, p := range svc.ports {
+				got := nodeIDs(p.port)
+				a1, a2, a3 := netip.AddrPortFrom(n1, uint16(p.nodePort)).String(),
+					netip.AddrPortFrom(n2, uint16(p.nodePort)).String(), netip.AddrPortFrom(n3, uint16(p.nodePort)).String()
+				if len(got) != 2 || got[a1] != idsBefore[p.port][a1] || got[a3] == 0 || got[a2] != 0 {
+					t.Fatalf("port %d nodes after the swap %v, before %v", p.port, got, idsBefore[p.port])
+				}
+			}
+			e.answers(plain, "http://"+nb.IPv4+":9000/", "node-1", "node-3")
+		}},
+		{"remove port 9000 and node-3 (node-1 keeps its id)", func(s *ccmService) {
 			s.ports = s.ports[:2]
 			s.nodes = s.nodes[:1]
 		}, func(nb ccmNB) {
@@ -469,5 +528,30 @@ func TestCCMRetainedReservedAddressSurvivesServiceDelete(t *testing.T) {
 	again := &ccmReplay{e: e}
 	if nb := again.ensure(svc); nb.IPv4 != rip.Address {
 		t.Fatalf("the recreated Service got %s, want %s", nb.IPv4, rip.Address)
+	}
+}
+
+// TestCCMTakesOverANodeBalancerByID: a Service annotated with
+// linode-loadbalancer-nodebalancer-id adopts an existing NodeBalancer: the CCM reads
+// it by id, sets throttle and tags, and creates its configs (create, then rebuild
+// with the create response's fields and the nodes).
+func TestCCMTakesOverANodeBalancerByID(t *testing.T) {
+	e := newEnv(t)
+	n1 := e.backendIP(1)
+	e.ccmBackend(ccmNodeName(n1), netip.AddrPortFrom(n1, 30080))
+	existing, err := e.lc.CreateNodeBalancer(e.ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("made-by-hand")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := ccmService{throttle: 3, tags: []string{"demo"}, nodeBalancerID: existing.ID, retainReservedIP: true, nodes: []netip.Addr{n1},
+		ports: []ccmPort{{port: 8080, nodePort: 30080, protocol: "http", proxyProtocol: "none", algorithm: "roundrobin", stickiness: "table", check: "connection"}}}
+	r := &ccmReplay{e: e}
+	nb := r.ensure(svc)
+	if nb.ID != existing.ID || nb.IPv4 != *existing.IPv4 || nb.ClientConnThrottle != 3 || !slices.Equal(nb.Tags, []string{"demo"}) {
+		t.Fatalf("adopted %+v, want NodeBalancer %d", nb, existing.ID)
+	}
+	e.answers(&http.Client{Timeout: 2 * time.Second}, "http://"+nb.IPv4+":8080/", "node-1")
+	if nbs, err := e.lc.ListNodeBalancers(e.ctx, nil); err != nil || len(nbs) != 1 {
+		t.Fatalf("NodeBalancers: %d, %v; the Service must not create another", len(nbs), err)
 	}
 }
