@@ -14,7 +14,7 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 token=ccm-run-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 listen=127.0.59.254:18080
 NODEBALANCER_BOOTSTRAP_TOKEN=$token "$tmp/nodebalancer" serve --listen $listen --data "$tmp/data" \
-	--frontend-pool 127.0.59.0/24 --region local --log-level warn 2>"$tmp/server.log" &
+	--frontend-pool 127.0.59.0/24 --region local --log-level debug 2>"$tmp/server.log" &
 pid=$!
 i=0
 until curl -fs "http://$listen/healthz" >/dev/null 2>&1; do
@@ -22,5 +22,8 @@ until curl -fs "http://$listen/healthz" >/dev/null 2>&1; do
 done
 rc=0
 "$work/driver/ccmrun" -url "http://$listen" -token "$token" -region local -nodes 127.0.60.1,127.0.60.2 || rc=$?
-echo "--- server log (warnings and errors)"; cat "$tmp/server.log"
+echo "--- the API requests the server saw (its debug log: method path status)"
+grep '"msg":"api request"' "$tmp/server.log" | sed -E 's/.*"method":"([A-Z]+)","path":"([^"]+)","status":([0-9]+).*/\1 \2 \3/'
+echo "--- server warnings and errors"
+grep -E '"level":"(WARN|ERROR)"' "$tmp/server.log" || echo "(none)"
 exit $rc
