@@ -103,7 +103,7 @@ func reserveIP(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}
@@ -137,7 +137,7 @@ func updateReservedIP(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}

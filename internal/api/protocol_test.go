@@ -23,11 +23,11 @@ func TestConfigPatchKnowsEveryProtocolBoundField(t *testing.T) {
 			t.Fatalf("protocol-bound field %s has no sample here: add one, and a case to configPatch.sent", f)
 		}
 		var es model.Errors
-		p := readConfig(parseBody([]byte(`{"`+f+`":`+v+`}`), &es))
+		p := readConfig(parseBody([]byte(`{"`+f+`":`+v+`}`), &es, nil))
 		if len(es) > 0 || !p.sent(f) {
 			t.Errorf("a body giving %s: sent = false (errors %v)", f, es)
 		}
-		if p2 := readConfig(parseBody([]byte(`{}`), &es)); p2.sent(f) {
+		if p2 := readConfig(parseBody([]byte(`{}`), &es, nil)); p2.sent(f) {
 			t.Errorf("an empty body: sent(%s) = true", f)
 		}
 	}
