@@ -200,11 +200,13 @@ type profileReferral struct {
 const ProfileUsername = "nodebalancer"
 
 // getProfile answers GET /profile with the one user's profile. Like Linode, it
-// needs a valid token of any scope (clients use it to check their token).
-// Restricted is false: a token's scopes are the only limits here.
-func getProfile(c *call) (any, error) {
+// needs a valid token of any scope (clients use it to check their token). Only what
+// is true here is filled in: restricted is false (a token's scopes are the only
+// limits), times are UTC, there is no Lish, no e-mail, no password login (tokens
+// only: authentication_type is empty) and no referrals.
+func getProfile(*call) (any, error) {
 	return profileJSON{
-		UID: 1, Username: ProfileUsername, Email: "", Timezone: "UTC",
-		LishAuthMethod: "disabled", AuthorizedKeys: []string{}, AuthenticationType: "password",
+		UID: 1, Username: ProfileUsername, Timezone: "UTC",
+		LishAuthMethod: "disabled", AuthorizedKeys: []string{},
 	}, nil
 }
