@@ -90,3 +90,21 @@ func TestProtocolChangeFallsBack(t *testing.T) {
 
 // itoa renders a JSON number id as a path segment.
 func itoa(v any) string { return strconv.Itoa(int(v.(float64))) }
+
+// TestCreateDropsRedactedCertificateOfNonHTTPSConfig: a create copied from a
+// fetched config may echo <REDACTED>; with a protocol other than https it stands for
+// nothing and is dropped, while a real certificate sent with http is refused.
+func TestCreateDropsRedactedCertificateOfNonHTTPSConfig(t *testing.T) {
+	e := newEnv(t)
+	nb := e.must("POST", "/v4/nodebalancers", `{"region":"local","label":"redacted"}`)
+	nbPath := "/v4/nodebalancers/" + itoa(nb["id"])
+	got := e.must("POST", nbPath+"/configs", `{"port":8080,"protocol":"http","ssl_cert":"<REDACTED>","ssl_key":"<REDACTED>"}`)
+	if got["ssl_cert"] != nil || got["ssl_key"] != nil {
+		t.Fatalf("http config created with <REDACTED>: %v", got)
+	}
+	cert, key := selfSigned(t, "redacted.example.test")
+	r := e.do("POST", nbPath+"/configs", `{"port":8081,"protocol":"http","ssl_cert":`+jsonString(cert)+`,"ssl_key":`+jsonString(key)+`}`)
+	if r.status != http.StatusBadRequest || r.errs(t)["ssl_cert"] == "" || r.errs(t)["ssl_key"] == "" {
+		t.Fatalf("http config with a certificate: %d %s", r.status, r.body)
+	}
+}

@@ -134,6 +134,9 @@ func readCert(o *object, key string) (string, certField) {
 // its fields are omitempty; the CCM never sends stickiness for tcp).
 func (p configPatch) apply(c *model.Config, create bool) {
 	before := c.Protocol
+	if create {
+		before = "" // a create sets the protocol: <REDACTED> sent for an http config is dropped
+	}
 	if p.port != nil {
 		c.Port = *p.port
 	}
