@@ -164,6 +164,8 @@ func (p configPatch) apply(c *model.Config, create bool) {
 // (model.ProtocolBoundFields). <REDACTED> is not a value: it stands for the stored one.
 func (p configPatch) sent(field string) bool {
 	switch field {
+	case "algorithm":
+		return p.algorithm != nil
 	case "stickiness":
 		return p.stickiness != nil
 	case "proxy_protocol":
