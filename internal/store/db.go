@@ -161,7 +161,11 @@ func (db *DB) poolAddr(field, s string) (netip.Addr, string) {
 		return netip.Addr{}, field + " must be an IPv4 address"
 	}
 	for _, p := range db.pool {
-		if p.Contains(a) && a != p.Masked().Addr() && !isBroadcast(p, a) {
+		switch {
+		case !p.Contains(a):
+		case a == p.Masked().Addr() || isBroadcast(p, a):
+			return netip.Addr{}, field + " " + s + " is the network or broadcast address of the frontend pool " + p.Masked().String()
+		default:
 			return a, ""
 		}
 	}
