@@ -163,7 +163,7 @@ func (db *DB) poolAddr(field, s string) (netip.Addr, string) {
 	for _, p := range db.pool {
 		switch {
 		case !p.Contains(a):
-		case a == p.Masked().Addr() || isBroadcast(p, a):
+		case !usable(p, a):
 			return netip.Addr{}, field + " " + s + " is the network or broadcast address of the frontend pool " + p.Masked().String()
 		default:
 			return a, ""
@@ -175,13 +175,23 @@ func (db *DB) poolAddr(field, s string) (netip.Addr, string) {
 // firstFree returns the lowest pool address neither used nor reserved.
 func (db *DB) firstFree(used, reserved map[netip.Addr]bool) (netip.Addr, bool) {
 	for _, p := range db.pool {
-		for a := p.Masked().Addr().Next(); p.Contains(a); a = a.Next() {
-			if !used[a] && !reserved[a] && !isBroadcast(p, a) {
+		for a := p.Masked().Addr(); a.IsValid() && p.Contains(a); a = a.Next() {
+			if !used[a] && !reserved[a] && usable(p, a) {
 				return a, true
 			}
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// usable reports whether a, inside p, may be a frontend address: any address of a
+// /31 or /32 (a pool may list single addresses), else neither the network nor the
+// broadcast address.
+func usable(p netip.Prefix, a netip.Addr) bool {
+	if p.Addr().Is4() && p.Bits() >= 31 {
+		return true
+	}
+	return a != p.Masked().Addr() && !isBroadcast(p, a)
 }
 
 // usedSet is the set of addresses NodeBalancers use.

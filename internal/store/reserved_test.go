@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 )
 
 // The test pool is 127.0.1.0/30: two usable addresses, .1 and .2.
@@ -126,5 +128,28 @@ func TestReserveIPRules(t *testing.T) {
 	}
 	if _, err := db.ReservedIP("not-an-ip"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("ReservedIP(not-an-ip): %v", err)
+	}
+}
+
+// TestSingleAddressPools: a pool may list single addresses (/32); each is usable,
+// handed out and reservable.
+func TestSingleAddressPools(t *testing.T) {
+	b, err := bolt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.9.7/32"), netip.MustParsePrefix("127.0.9.8/32")}})
+	t.Cleanup(func() { db.Close() })
+	r, err := db.ReserveIP(model.ReservedIP{Region: "local", Address: "127.0.9.8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, nil)
+	if err != nil || nb.IPv4 != "127.0.9.7" {
+		t.Fatalf("NB in a /32 pool = %+v, %v", nb, err)
+	}
+	nb2, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local", IPv4: r.Address}, nil)
+	if err != nil || nb2.IPv4 != "127.0.9.8" {
+		t.Fatalf("NB asking for the reserved /32 = %+v, %v", nb2, err)
 	}
 }
