@@ -1,5 +1,5 @@
 // The CCM driver's own module: nodebalancer's `go build/test/vet ./...` never enter
-// this directory. run.sh copies it beside the extracted CCM and linodego/v2 trees
+// this directory. build.sh copies it beside the extracted CCM and linodego/v2 trees
 // (which the module proxy does not serve), so the replace paths are relative to
 // that work directory, not to this one.
 module nodebalancer.test/ccmrun
