@@ -234,7 +234,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
+	_, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -261,7 +261,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatal("a refused create stored something")
 	}
 
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{

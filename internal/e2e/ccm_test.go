@@ -65,7 +65,7 @@ func (r *ccmReplay) call(method, path string, body any, filter string, out any) 
 		}
 		rd = bytes.NewReader(sent)
 	}
-	req, err := http.NewRequest(method, r.e.base+"/v4"+path, rd)
+	req, err := http.NewRequest(method, r.e.api+"/v4"+path, rd)
 	if err != nil {
 		r.e.t.Fatal(err)
 	}

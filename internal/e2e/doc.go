@@ -7,6 +7,11 @@
 // ccm_test.go replays the requests Linode's Kubernetes cloud controller manager sends
 // for a Service's whole life.
 //
+// clients_test.go replays the NodeBalancer-tree requests of Linode's other clients —
+// terraform-provider-linode (through linodego, with the options it builds), linode-cli
+// and linode_api4-python (raw JSON, in the shapes they send) — and checks what each
+// client relies on in the answers.
+//
 // Every test gets its own server and its own loopback networks, so tests run in
 // parallel without sharing a port: frontends come from 127.61.N.0/24, backends
 // listen on 127.62.N.x and clients bind 127.63.N.x, where N is the test's number.

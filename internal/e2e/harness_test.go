@@ -34,11 +34,11 @@ const bootstrapToken = "e2e-bootstrap-token-0123456789"
 
 // env is one running nodebalancer and the loopback networks of one test.
 type env struct {
-	t    *testing.T
-	ctx  context.Context
-	lc   *linodego.Client
-	base string // the API's URL, for requests made without linodego
-	n    byte   // the test's network number (third octet)
+	t   *testing.T
+	ctx context.Context
+	lc  *linodego.Client
+	n   byte   // the test's network number (third octet)
+	api string // the API's base URL, for clients other than linodego
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
@@ -83,6 +83,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	base := "http://" + s.Addr().String()
+	e.api = base
 	waitFor(t, 5*time.Second, "the server to be ready", func() bool {
 		r, err := http.Get(base + "/healthz")
 		if err != nil {
@@ -96,7 +97,7 @@ func newEnv(t *testing.T) *env {
 	lc.SetAPIVersion("v4")
 	lc.SetToken(bootstrapToken)
 	lc.SetRetryCount(0)
-	e.lc, e.base = &lc, base
+	e.lc = &lc
 	return e
 }
 

@@ -259,7 +259,7 @@ func (c *Checker) Lookup(nodeID int) *Node {
 }
 
 // Status returns a node's status as the API shows it: DOWN for a reject node,
-// unknown for a node the checker does not know or has no verdict on yet.
+// Unknown for a node the checker does not know or has no verdict on (check none).
 func (c *Checker) Status(nodeID int) model.NodeStatus {
 	if n := c.Lookup(nodeID); n != nil {
 		return n.Status()
