@@ -437,6 +437,17 @@ func TestCCMServiceLifecycleReplay(t *testing.T) {
 				TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: tlsName}}}
 			e.answers(rotated, "https://"+nb.IPv4+":443/")
 		}},
+		{"protocol change: port 443 https → tcp (the rebuild carries no certificate)", func(s *ccmService) {
+			s.ports[1] = ccmPort{port: 443, nodePort: tlsNP, protocol: "tcp", proxyProtocol: "none", algorithm: "roundrobin", check: "connection"}
+		}, func(nb ccmNB) {
+			c := cfgOf(443)
+			// table fits tcp, so the stored table stays: only values the new protocol
+			// refuses fall back.
+			if c.Protocol != "tcp" || c.SSLCert != "" || c.SSLKey != "" || c.SSLCommonName != "" || c.CipherSuite != "recommended" || c.Stickiness != "table" {
+				t.Fatalf("config 443 after https → tcp: %+v", c)
+			}
+			e.answers(plain, "http://"+nb.IPv4+":443/") // the backends speak plain HTTP
+		}},
 		{"node swap: node-2 replaced by node-3 (node-1 keeps its id on every port)", func(s *ccmService) {
 			idsBefore = map[int]map[string]int{}
 			for _, p := range s.ports {
