@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // TestConfigPatchKnowsEveryProtocolBoundField guards the one place the API maps
@@ -37,7 +38,8 @@ func TestConfigPatchKnowsEveryProtocolBoundField(t *testing.T) {
 // the shapes linodego sends (omitted fields, <REDACTED> echoed back).
 func TestProtocolChangeFallsBack(t *testing.T) {
 	e := newEnv(t)
-	cert, key := selfSigned(t, "proto.example.test")
+	tc := testcert.New(t, "proto.example.test")
+	cert, key := tc.CertPEM, tc.KeyPEM
 	nb := e.must("POST", "/v4/nodebalancers", `{"region":"local","label":"proto"}`)
 	nbPath := "/v4/nodebalancers/" + itoa(nb["id"])
 	cf := e.must("POST", nbPath+"/configs", `{"port":80,"protocol":"http","stickiness":"http_cookie","nodes":[{"label":"node-1","address":"127.0.0.1:8080"}]}`)
@@ -102,7 +104,8 @@ func TestCreateDropsRedactedCertificateOfNonHTTPSConfig(t *testing.T) {
 	if got["ssl_cert"] != nil || got["ssl_key"] != nil {
 		t.Fatalf("http config created with <REDACTED>: %v", got)
 	}
-	cert, key := selfSigned(t, "redacted.example.test")
+	tc := testcert.New(t, "redacted.example.test")
+	cert, key := tc.CertPEM, tc.KeyPEM
 	r := e.do("POST", nbPath+"/configs", `{"port":8081,"protocol":"http","ssl_cert":`+jsonString(cert)+`,"ssl_key":`+jsonString(key)+`}`)
 	if r.status != http.StatusBadRequest || r.errs(t)["ssl_cert"] == "" || r.errs(t)["ssl_key"] == "" {
 		t.Fatalf("http config with a certificate: %d %s", r.status, r.body)

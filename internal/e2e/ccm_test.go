@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/linode/linodego"
+
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // This file replays, request for request, what Linode's Kubernetes cloud controller
@@ -318,7 +320,8 @@ func (e *env) answers(c *http.Client, url string, want ...string) {
 
 func TestCCMServiceLifecycleReplay(t *testing.T) {
 	e := newEnv(t)
-	certPEM, keyPEM, roots := selfSigned(t)
+	tc := testcert.New(t, tlsName)
+	certPEM, keyPEM, roots := tc.CertPEM, tc.KeyPEM, tc.Pool
 	n1, n2, n3 := e.backendIP(1), e.backendIP(2), e.backendIP(3)
 	const httpNP, tlsNP, tcpNP = 30080, 30443, 30900
 	for _, ip := range []netip.Addr{n1, n2, n3} {
@@ -427,7 +430,8 @@ func TestCCMServiceLifecycleReplay(t *testing.T) {
 			e.answers(plain, "http://"+nb.IPv4+":80/") // table stickiness again
 		}},
 		{"rotate the TLS Secret: the rebuild carries the new certificate", func(s *ccmService) {
-			s.ports[1].cert, s.ports[1].key, roots = selfSigned(t)
+			rc := testcert.New(t, tlsName)
+			s.ports[1].cert, s.ports[1].key, roots = rc.CertPEM, rc.KeyPEM, rc.Pool
 		}, func(nb ccmNB) {
 			c := cfgOf(443)
 			if c.SSLFingerprint == firstFingerprint || c.SSLFingerprint == "" {

@@ -3,6 +3,8 @@ package model
 import (
 	"slices"
 	"testing"
+
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // sentSet is a request's given fields, for FitProtocol.
@@ -11,7 +13,8 @@ func sentSet(fields ...string) func(string) bool {
 }
 
 func TestFitProtocolFallsBackOnlyForFieldsLeftOut(t *testing.T) {
-	cert, key := selfSigned(t, "fit.example.test")
+	tc := testcert.New(t, "fit.example.test")
+	cert, key := tc.CertPEM, tc.KeyPEM
 	https := NewConfig()
 	https.Protocol, https.SSLCert, https.SSLKey, https.CipherSuite = ProtocolHTTPS, cert, key, CipherLegacy
 	https.Stickiness = StickinessHTTPCookie
