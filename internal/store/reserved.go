@@ -12,7 +12,8 @@ import (
 // unreserving an address in use leaves the NodeBalancer its address (it becomes an
 // ordinary one, freed with the NodeBalancer, as Linode documents), and the allocator
 // (allocate, in the same transaction as every NodeBalancer create) skips reserved
-// addresses unless one is asked for by address.
+// addresses unless one is asked for by address. ipKey is the address index's key
+// form too (the 4 bytes).
 
 // ReservedIPUse is a reserved address with the NodeBalancer using it, if any.
 type ReservedIPUse struct {
@@ -24,45 +25,32 @@ type ReservedIPUse struct {
 	Pool netip.Prefix
 }
 
-// ipKey is the key of a reserved address: its bytes, so keys sort as addresses do.
-func ipKey(a netip.Addr) []byte { return a.AsSlice() }
+// ipKey is the key of a reserved address: its 4 bytes, so keys sort as addresses do.
+func ipKey(a netip.Addr) []byte { b := a.As4(); return b[:] }
 
-// reservedSet reads the set of reserved addresses.
-func reservedSet(tx Tx) (map[netip.Addr]bool, error) {
-	all, err := scan[model.ReservedIP](tx, KindReservedIP, nil)
-	if err != nil {
-		return nil, err
-	}
-	set := make(map[netip.Addr]bool, len(all))
-	for _, r := range all {
-		if a, err := netip.ParseAddr(r.Address); err == nil {
-			set[a] = true
-		}
-	}
-	return set, nil
-}
-
-// withUse pairs reserved addresses with the NodeBalancers using them.
+// withUse pairs reserved addresses with the NodeBalancers using them, found through
+// the address index (no scan of the NodeBalancers).
 func (db *DB) withUse(tx Tx, rs []model.ReservedIP) ([]ReservedIPUse, error) {
-	nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
-	if err != nil {
-		return nil, err
-	}
-	by := make(map[string]*model.NodeBalancer, len(nbs))
-	for i := range nbs {
-		by[nbs[i].IPv4] = &nbs[i]
-	}
 	out := make([]ReservedIPUse, len(rs))
 	for i, r := range rs {
-		out[i] = ReservedIPUse{ReservedIP: r, UsedBy: by[r.Address]}
-		if a, err := netip.ParseAddr(r.Address); err == nil {
-			for _, p := range db.pool {
-				if p.Contains(a) {
-					out[i].Pool = p.Masked()
-					break
-				}
-			}
+		out[i] = ReservedIPUse{ReservedIP: r}
+		a, err := netip.ParseAddr(r.Address)
+		if err != nil || !a.Is4() {
+			continue
 		}
+		out[i].Pool = db.poolOf(a).Masked()
+		v, err := tx.Get(KindAddress, ipKey(a))
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			continue
+		}
+		nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, v)
+		if err != nil {
+			return nil, err
+		}
+		out[i].UsedBy = &nb
 	}
 	return out, nil
 }
@@ -79,6 +67,9 @@ func parseReserved(addr string) (netip.Addr, error) {
 
 // ReservedIPs returns every reserved address in address order, with its user.
 func (db *DB) ReservedIPs() (out []ReservedIPUse, err error) {
+	if err := db.ensureIndex(); err != nil { // withUse reads the address index
+		return out, err
+	}
 	err = db.b.View(func(tx Tx) error {
 		rs, err := scan[model.ReservedIP](tx, KindReservedIP, nil)
 		if err != nil {
@@ -94,6 +85,9 @@ func (db *DB) ReservedIPs() (out []ReservedIPUse, err error) {
 func (db *DB) ReservedIP(addr string) (out ReservedIPUse, err error) {
 	a, err := parseReserved(addr)
 	if err != nil {
+		return out, err
+	}
+	if err := db.ensureIndex(); err != nil {
 		return out, err
 	}
 	err = db.b.View(func(tx Tx) error {
@@ -115,19 +109,18 @@ func (db *DB) ReservedIP(addr string) (out ReservedIPUse, err error) {
 // pool and not reserved yet; it may be in use by a NodeBalancer, whose address it
 // then keeps after that NodeBalancer is deleted.
 func (db *DB) ReserveIP(r model.ReservedIP) (out ReservedIPUse, err error) {
+	if err := db.ensureIndex(); err != nil { // withUse reads the address index
+		return out, err
+	}
 	err = db.b.Update(func(tx Tx) error {
-		nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
-		if err != nil {
-			return err
-		}
-		reserved, err := reservedSet(tx)
-		if err != nil {
-			return err
-		}
 		var a netip.Addr
 		if r.Address == "" {
-			var ok bool
-			if a, ok = db.firstFree(usedSet(nbs), reserved); !ok {
+			free, ok, ferr := db.firstFree(tx)
+			if ferr != nil {
+				return ferr
+			}
+			a = free
+			if !ok {
 				return fieldErr("", "the frontend pool "+prefixes(db.pool)+" has no address left to reserve")
 			}
 		} else {
@@ -135,7 +128,9 @@ func (db *DB) ReserveIP(r model.ReservedIP) (out ReservedIPUse, err error) {
 			if a, reason = db.poolAddr("address", r.Address); reason != "" {
 				return fieldErr("address", reason)
 			}
-			if reserved[a] {
+			if b, err := tx.Get(KindReservedIP, ipKey(a)); err != nil {
+				return err
+			} else if b != nil {
 				return fieldErr("address", "address "+a.String()+" is already reserved")
 			}
 		}
@@ -160,6 +155,9 @@ func (db *DB) ReserveIP(r model.ReservedIP) (out ReservedIPUse, err error) {
 func (db *DB) UpdateReservedIP(addr string, mutate func(*model.ReservedIP) error) (out ReservedIPUse, err error) {
 	a, err := parseReserved(addr)
 	if err != nil {
+		return out, err
+	}
+	if err := db.ensureIndex(); err != nil {
 		return out, err
 	}
 	err = db.b.Update(func(tx Tx) error {
