@@ -105,7 +105,25 @@ const (
 	readNB                  // nodebalancers:read_only or better
 	writeNB                 // nodebalancers:read_write or *
 	tokenMgmt               // managing tokens: nodebalancers:read_write or *
+	readIPs                 // reserved addresses: ips:read_only or better, as Linode
+	writeIPs                // ips:read_write or *
+	anyToken                // any valid token, whatever its scopes (GET /profile)
 )
+
+// scopeNeeded is the scope resource and level an access needs.
+func (need access) scopeNeeded() (string, level) {
+	switch need {
+	case readNB:
+		return "nodebalancers", levelReadOnly
+	case readIPs:
+		return "ips", levelReadOnly
+	case writeIPs:
+		return "ips", levelReadWrite
+	case anyToken, public:
+		return "", levelNone
+	}
+	return "nodebalancers", levelReadWrite
+}
 
 // call is one request on its way through a handler.
 type call struct {
@@ -139,6 +157,13 @@ func nbAccess(method string) access {
 	return writeNB
 }
 
+func ipsAccess(method string) access {
+	if method == http.MethodGet {
+		return readIPs
+	}
+	return writeIPs
+}
+
 var routes = []route{
 	{[]string{"nodebalancers"}, map[string]handler{"GET": listNodeBalancers, "POST": createNodeBalancer}, nbAccess},
 	{[]string{"nodebalancers", "types"}, map[string]handler{"GET": listTypes}, publicAccess},
@@ -155,6 +180,9 @@ var routes = []route{
 	{[]string{"linode", "types"}, map[string]handler{"GET": listLinodeTypes}, publicAccess},
 	{[]string{"regions"}, map[string]handler{"GET": listRegions}, publicAccess},
 	{[]string{"regions", "*"}, map[string]handler{"GET": getRegion}, publicAccess},
+	{[]string{"networking", "reserved", "ips"}, map[string]handler{"GET": listReservedIPs, "POST": reserveIP}, ipsAccess},
+	{[]string{"networking", "reserved", "ips", "*"}, map[string]handler{"GET": getReservedIP, "PUT": updateReservedIP, "DELETE": deleteReservedIP}, ipsAccess},
+	{[]string{"profile"}, map[string]handler{"GET": getProfile}, func(string) access { return anyToken }},
 	{[]string{"profile", "tokens"}, map[string]handler{"GET": listTokens, "POST": createToken}, func(string) access { return tokenMgmt }},
 	{[]string{"profile", "tokens", "#"}, map[string]handler{"GET": getToken, "PUT": updateToken, "DELETE": deleteToken}, func(string) access { return tokenMgmt }},
 }
@@ -305,11 +333,7 @@ func (a *API) authorize(c *call, need access) error {
 		return errForbidden // a stored token with scopes we no longer read grants nothing
 	}
 	c.token, c.scopes = t.Token, t.scopes
-	lv := levelReadWrite
-	if need == readNB {
-		lv = levelReadOnly
-	}
-	if !t.scopes.allows("nodebalancers", lv) {
+	if res, lv := need.scopeNeeded(); res != "" && !t.scopes.allows(res, lv) {
 		return errForbidden
 	}
 	return nil

@@ -275,19 +275,17 @@ func addressUsed(tx Tx, a netip.Addr) (bool, error) {
 	return v != nil, err
 }
 
-// allocate picks the frontend address: want when given (it must be free and in the
-// pool), else the first free one after the last handed out, wrapping around the
-// pool, so that its cost does not grow with the addresses in use (and a freed
-// address is not handed out again at once). The pool's network and broadcast
-// addresses are never handed out. reason says why no address could be had.
+// allocate picks the frontend address: want when given (it must be a usable pool
+// address no NodeBalancer uses; a reserved address may be asked for this way), else
+// the first address after the last handed out that is neither used nor reserved,
+// wrapping around the pool, so that its cost does not grow with the addresses in use
+// (and a freed address is not handed out again at once). The pool's network and
+// broadcast addresses are never handed out. reason says why no address could be had.
 func (db *DB) allocate(tx Tx, want string) (a netip.Addr, reason string, err error) {
 	if want != "" {
-		a, err := netip.ParseAddr(want)
-		if err != nil || !a.Is4() {
-			return netip.Addr{}, "ipv4 must be an IPv4 address", nil
-		}
-		if !db.inPool(a) {
-			return netip.Addr{}, "ipv4 " + want + " is outside the frontend pool " + prefixes(db.pool), nil
+		a, reason := db.poolAddr("ipv4", want)
+		if reason != "" {
+			return netip.Addr{}, reason, nil
 		}
 		used, err := addressUsed(tx, a)
 		if err != nil {
@@ -317,16 +315,62 @@ func (db *DB) allocate(tx Tx, want string) (a netip.Addr, reason string, err err
 		if !isUsable(db.poolOf(cur), cur) {
 			continue
 		}
-		used, err := addressUsed(tx, cur)
+		taken, err := addressTaken(tx, cur)
 		if err != nil {
 			return netip.Addr{}, "", err
 		}
-		if !used {
+		if !taken {
 			b := cur.As4()
 			return cur, "", tx.Put(KindAddress, cursorKey, b[:])
 		}
 	}
 	return netip.Addr{}, full, nil
+}
+
+// addressTaken reports whether a NodeBalancer uses a or a is reserved.
+func addressTaken(tx Tx, a netip.Addr) (bool, error) {
+	if used, err := addressUsed(tx, a); err != nil || used {
+		return used, err
+	}
+	r, err := tx.Get(KindReservedIP, ipKey(a))
+	return r != nil, err
+}
+
+// poolAddr parses s as a usable IPv4 address of the frontend pool; the reason names
+// field.
+func (db *DB) poolAddr(field, s string) (netip.Addr, string) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, field + " must be an IPv4 address"
+	}
+	p := db.poolOf(a)
+	switch {
+	case !p.IsValid():
+		return netip.Addr{}, field + " " + s + " is outside the frontend pool " + prefixes(db.pool)
+	case !isUsable(p, a):
+		return netip.Addr{}, field + " " + s + " is the network or broadcast address of the frontend pool " + p.Masked().String()
+	}
+	return a, ""
+}
+
+// firstFree returns the lowest pool address neither used nor reserved (reservations
+// are few and rare: a scan is fine here).
+func (db *DB) firstFree(tx Tx) (netip.Addr, bool, error) {
+	for _, p := range db.pool {
+		for a := p.Masked().Addr(); a.IsValid() && p.Contains(a); a = a.Next() {
+			if !isUsable(p, a) {
+				continue
+			}
+			taken, err := addressTaken(tx, a)
+			if err != nil {
+				return netip.Addr{}, false, err
+			}
+			if !taken {
+				return a, true, nil
+			}
+		}
+	}
+	return netip.Addr{}, false, nil
 }
 
 func (db *DB) inPool(a netip.Addr) bool { return db.poolOf(a).IsValid() }
