@@ -103,6 +103,7 @@ type table struct {
 	seq    []uint16 // RoundRobin: one cycle of smooth weighted round robin
 	lc     []lcEntry
 	maglev []uint16 // Source: the Maglev lookup table
+	ring   []ringPoint // RingHash: the points of the ring, by hash
 }
 
 // lcEntry is one eligible node as LeastConn scans it, packed so the scan
@@ -297,6 +298,8 @@ func (p *Pool) build() *table {
 		}
 	case Source:
 		t.maglev = buildMaglev(p.msize, t.elig, ids, weights)
+	case RingHash:
+		t.ring = buildRing(t.elig, ids, weights)
 	}
 	return t
 }
