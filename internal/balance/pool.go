@@ -102,7 +102,7 @@ type table struct {
 	elig   []uint16 // pool indexes of the eligible nodes, in pool order
 	seq    []uint16 // RoundRobin: one cycle of smooth weighted round robin
 	lc     []lcEntry
-	maglev []uint16 // Source: the Maglev lookup table
+	maglev []uint16    // Source: the Maglev lookup table
 	ring   []ringPoint // RingHash: the points of the ring, by hash
 }
 
