@@ -21,8 +21,8 @@ type testBackend struct {
 }
 
 func (b *testBackend) Counters() *stats.Counters { return &b.ctr }
-func (b *testBackend) PassiveFailure()          { b.failures.Add(1) }
-func (b *testBackend) PassiveSuccess()          { b.successes.Add(1) }
+func (b *testBackend) PassiveFailure()           { b.failures.Add(1) }
+func (b *testBackend) PassiveSuccess()           { b.successes.Add(1) }
 
 // rig is a proxy in front of echo backends.
 type rig struct {
@@ -68,7 +68,9 @@ func newRig(t *testing.T, algo balance.Algorithm, timeout time.Duration, addrs .
 	return r
 }
 
-func echoAt(i int) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 66, byte(10 + i)}), 0) }
+func echoAt(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 66, byte(10 + i)}), 0)
+}
 
 // client opens a UDP socket on the given loopback address.
 func (r *rig) client(addr string) *net.UDPConn {
@@ -112,3 +114,5 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+func netipMust(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -47,9 +47,6 @@ func newBatchBufs(withNames bool) *batchBufs {
 	return b
 }
 
-// buf returns slot i's buffer.
-func (b *batchBufs) buf(i int) []byte { return b.bufs[i*maxDatagram : (i+1)*maxDatagram] }
-
 // recvmmsg reads up to len(hs) datagrams from fd without blocking.
 func recvmmsg(fd uintptr, hs []mmsghdr) (int, unix.Errno) {
 	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
