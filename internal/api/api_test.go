@@ -59,8 +59,10 @@ func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 		{"config not an object", "POST", "/v4/nodebalancers", `{"configs":[5]}`, nil, 400, []string{"configs[0]"}, "JSON object"},
 		{"fractional integer", "POST", "/v4/nodebalancers", `{"client_conn_throttle":1.5}`, nil, 400, []string{"client_conn_throttle"}, "integer"},
 		{"huge integer", "POST", nbPath + "/configs", `{"port":1e99}`, nil, 400, []string{"port"}, "integer"},
-		{"unsupported udp throttle", "POST", "/v4/nodebalancers", `{"client_udp_sess_throttle":5}`, nil, 400,
-			[]string{"client_udp_sess_throttle"}, "not supported by this server"},
+		{"udp throttle range", "POST", "/v4/nodebalancers", `{"client_udp_sess_throttle":21}`, nil, 400,
+			[]string{"client_udp_sess_throttle"}, "between 0 and 20"},
+		{"udp throttle update range", "PUT", nbPath, `{"client_udp_sess_throttle":-1}`, nil, 400,
+			[]string{"client_udp_sess_throttle"}, "between 0 and 20"},
 		{"unsupported firewall", "POST", "/v4/nodebalancers", `{"firewall_id":12}`, nil, 400, []string{"firewall_id"}, "not supported"},
 		{"unsupported vpcs", "POST", "/v4/nodebalancers", `{"vpcs":[{"subnet_id":1}]}`, nil, 400, []string{"vpcs"}, "not supported"},
 		{"unsupported type", "POST", "/v4/nodebalancers", `{"type":"premium_40gb"}`, nil, 400, []string{"type"}, "not supported"},
@@ -70,7 +72,9 @@ func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 		{"duplicate label", "POST", "/v4/nodebalancers", `{"label":"fixture"}`, nil, 400, []string{"label"}, "already in use"},
 		{"udp protocol", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp"}`, nil, 400, []string{"protocol"}, "not supported by this server"},
 		{"ring_hash", "POST", nbPath + "/configs", `{"port":81,"algorithm":"ring_hash"}`, nil, 400, []string{"algorithm"}, "not supported"},
-		{"udp_check_port", "POST", nbPath + "/configs", `{"port":81,"udp_check_port":53}`, nil, 400, []string{"udp_check_port"}, "not supported"},
+		{"udp_check_port range", "POST", nbPath + "/configs", `{"port":81,"udp_check_port":65536}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
+		{"udp_check_port zero", "PUT", cfPath, `{"udp_check_port":0}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
+		{"udp_check_port type", "PUT", cfPath, `{"udp_check_port":"53"}`, nil, 400, []string{"udp_check_port"}, "integer"},
 		{"check_body regex", "POST", nbPath + "/configs", `{"port":81,"check":"http_body","check_body":"(unclosed"}`, nil, 400, []string{"check_body"}, "regular expression"},
 		{"check_path characters", "POST", nbPath + "/configs", `{"port":81,"check_path":"/a b"}`, nil, 400, []string{"check_path"}, "check_path"},
 		{"interval not above timeout", "POST", nbPath + "/configs", `{"port":81,"check_interval":5,"check_timeout":5}`, nil, 400, []string{"check_interval"}, "greater"},
@@ -200,7 +204,7 @@ func TestAcceptedRequests(t *testing.T) {
 
 	// A config echoed back whole, read-only fields included, is accepted unchanged.
 	cf := e.must("GET", cfPath, "")
-	if cf["ssl_cert"] != nil || cf["ssl_key"] != nil || cf["ssl_commonname"] != "" || cf["udp_check_port"] != 0.0 || cf["udp_session_timeout"] != 0.0 {
+	if cf["ssl_cert"] != nil || cf["ssl_key"] != nil || cf["ssl_commonname"] != "" || cf["udp_check_port"] != 80.0 || cf["udp_session_timeout"] != 2.0 {
 		t.Fatalf("config without TLS: %v", cf)
 	}
 	echo, _ := json.Marshal(cf)

@@ -20,7 +20,7 @@ var (
 	nodeFields = filterFields{"id": kindInt, "label": kindString, "address": kindString, "mode": kindString,
 		"status": kindString, "weight": kindInt}
 	tokenFields    = filterFields{"id": kindInt, "label": kindString}
-	typeFields     = filterFields{"id": kindString, "label": kindString}
+	typeFields     = filterFields{"id": kindString, "label": kindString, "transfer": kindInt}
 	firewallFields = filterFields{"id": kindInt, "label": kindString}
 )
 
@@ -144,8 +144,11 @@ var nodeBalancerTypes = []typeJSON{{ID: "nodebalancer", Label: "NodeBalancer", R
 func listTypes(c *call) (any, error) {
 	return list(c, nodeBalancerTypes, typeFields, func(t typeJSON) getter {
 		return func(name string) fieldValue {
-			if name == "id" {
+			switch name {
+			case "id":
 				return fieldValue{s: t.ID}
+			case "transfer":
+				return fieldValue{n: int64(t.Transfer)}
 			}
 			return fieldValue{s: t.Label}
 		}

@@ -135,6 +135,7 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 		ID: cf.ID, Port: 80, Protocol: "http", ProxyProtocol: "none", Algorithm: "roundrobin", Stickiness: "none",
 		Check: "none", CheckInterval: 31, CheckAttempts: 3, CheckPassive: true, CheckTimeout: 30,
 		CipherSuite: "recommended", NodeBalancerID: nb.ID, NodesStatus: &linodego.NodeBalancerNodeStatus{},
+		UDPCheckPort: 80, UDPSessionTimeout: model.UDPSessionTimeout,
 	}
 	if cf.NodesStatus == nil || *cf.NodesStatus != *want.NodesStatus {
 		t.Fatalf("nodes_status %v", cf.NodesStatus)
@@ -705,5 +706,69 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	nodes, err := lc2.ListNodeBalancerNodes(ctx, nb.ID, cfgs[0].ID, nil)
 	if err != nil || len(nodes) != 1 || nodes[0].Label != "n-1" {
 		t.Fatalf("nodes after reopen: %+v, %v", nodes, err)
+	}
+}
+
+// TestLinodegoUDPFieldsRoundTrip: udp_check_port is accepted, stored and echoed on
+// every protocol (default 80), udp_session_timeout is shown read-only, and
+// client_udp_sess_throttle round-trips on NodeBalancers, as Terraform and linode_api4
+// send and read them. The udp protocol itself stays refused.
+func TestLinodegoUDPFieldsRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	lc := client(e.serve(), e.token)
+	ctx := context.Background()
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", ClientUDPSessThrottle: ptr(5)})
+	if err != nil || nb.ClientUDPSessThrottle != 5 {
+		t.Fatalf("create: %+v, %v", nb, err)
+	}
+	nb, err = lc.UpdateNodeBalancer(ctx, nb.ID, linodego.NodeBalancerUpdateOptions{ClientUDPSessThrottle: ptr(20)})
+	if err != nil || nb.ClientUDPSessThrottle != 20 {
+		t.Fatalf("update: %+v, %v", nb, err)
+	}
+	if _, err := lc.UpdateNodeBalancer(ctx, nb.ID, linodego.NodeBalancerUpdateOptions{ClientUDPSessThrottle: ptr(21)}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "client_udp_sess_throttle") {
+		t.Fatalf("throttle 21: %v", err)
+	}
+	if nb, err = lc.GetNodeBalancer(ctx, nb.ID); err != nil || nb.ClientUDPSessThrottle != 20 {
+		t.Fatalf("get: %+v, %v", nb, err)
+	}
+
+	for i, proto := range []linodego.ConfigProtocol{"http", "tcp"} {
+		cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
+			Port: 8000 + i, Protocol: proto, UDPCheckPort: ptr(1234)})
+		if err != nil || cf.UDPCheckPort != 1234 || cf.UDPSessionTimeout != model.UDPSessionTimeout {
+			t.Fatalf("%s create: %+v, %v", proto, cf, err)
+		}
+		cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{
+			Port: cf.Port, UDPCheckPort: ptr(4321)})
+		if err != nil || cf.UDPCheckPort != 4321 {
+			t.Fatalf("%s update: %+v, %v", proto, cf, err)
+		}
+		// An update that leaves it out keeps it.
+		cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, CheckPath: "/x"})
+		if err != nil || cf.UDPCheckPort != 4321 {
+			t.Fatalf("%s partial update: %+v, %v", proto, cf, err)
+		}
+		cf, err = lc.RebuildNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigRebuildOptions{
+			Port: cf.Port, UDPCheckPort: ptr(53), Nodes: []linodego.NodeBalancerConfigRebuildNodeOptions{}})
+		if err != nil || cf.UDPCheckPort != 53 {
+			t.Fatalf("%s rebuild: %+v, %v", proto, cf, err)
+		}
+		if got, err := lc.GetNodeBalancerConfig(ctx, nb.ID, cf.ID); err != nil || got.UDPCheckPort != 53 {
+			t.Fatalf("%s get: %+v, %v", proto, got, err)
+		}
+	}
+	// Left out on create, it is 80.
+	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 8100})
+	if err != nil || cf.UDPCheckPort != 80 {
+		t.Fatalf("default: %+v, %v", cf, err)
+	}
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, UDPCheckPort: ptr(70000)}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "udp_check_port") {
+		t.Fatalf("udp_check_port 70000: %v", err)
+	}
+	if _, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 8101, Protocol: "udp"}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("udp protocol: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // nodeBalancerPatch is the NodeBalancer fields of a create or update body.
 type nodeBalancerPatch struct {
 	label, region, typ, ipv4 *string
-	throttle                 *int
+	throttle, udpThrottle    *int
 	tags                     *[]string
 }
 
@@ -27,7 +27,7 @@ func readNodeBalancer(o *object, create bool) nodeBalancerPatch {
 	if o.strings("tags", &tags) {
 		p.tags = &tags
 	}
-	o.unsupported("client_udp_sess_throttle")
+	p.udpThrottle = optInt(o, "client_udp_sess_throttle")
 	o.ignore("id", "hostname", "ipv6", "transfer", "created", "updated", "locks")
 	if create {
 		p.region = optStr(o, "region")
@@ -46,9 +46,8 @@ func (p nodeBalancerPatch) apply(nb *model.NodeBalancer) {
 	if p.typ != nil && *p.typ != "" {
 		nb.Type = model.Type(*p.typ)
 	}
-	if p.throttle != nil {
-		nb.ClientConnThrottle = *p.throttle
-	}
+	setInt(&nb.ClientConnThrottle, p.throttle)
+	setInt(&nb.ClientUDPSessThrottle, p.udpThrottle)
 	if p.tags != nil {
 		nb.Tags = *p.tags
 	}
@@ -78,6 +77,7 @@ const (
 // configPatch is the Config fields of a create, update or rebuild body.
 type configPatch struct {
 	port, checkInterval, checkTimeout, checkAttempts *int
+	udpCheckPort                                     *int
 	protocol, algorithm, stickiness, check           *string
 	proxyProtocol, cipherSuite, checkPath, checkBody *string
 	checkPassive                                     *bool
@@ -110,8 +110,8 @@ func readConfig(o *object) configPatch {
 	}
 	p.cert, p.certHow = readCert(o, "ssl_cert")
 	p.key, p.keyHow = readCert(o, "ssl_key")
-	o.unsupported("udp_check_port", "udp_session_timeout")
-	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint")
+	p.udpCheckPort = optInt(o, "udp_check_port")
+	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint", "udp_session_timeout")
 	return p
 }
 
@@ -146,6 +146,7 @@ func (p configPatch) apply(c *model.Config, create bool) {
 	setInt(&c.CheckInterval, p.checkInterval)
 	setInt(&c.CheckTimeout, p.checkTimeout)
 	setInt(&c.CheckAttempts, p.checkAttempts)
+	setInt(&c.UDPCheckPort, p.udpCheckPort)
 	setStr(&c.CheckPath, p.checkPath)
 	setStr(&c.CheckBody, p.checkBody)
 	if p.checkPassive != nil {

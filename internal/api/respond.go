@@ -220,7 +220,8 @@ func (a *API) hostname(ipv4 string) string {
 func (a *API) renderNodeBalancer(nb model.NodeBalancer) nodeBalancerJSON {
 	out := nodeBalancerJSON{
 		ID: nb.ID, Label: nb.Label, Region: nb.Region, Hostname: a.hostname(nb.IPv4),
-		IPv4: nb.IPv4, ClientConnThrottle: nb.ClientConnThrottle, Tags: nb.Tags, Type: nb.Type,
+		IPv4: nb.IPv4, ClientConnThrottle: nb.ClientConnThrottle,
+		ClientUDPSessThrottle: nb.ClientUDPSessThrottle, Tags: nb.Tags, Type: nb.Type,
 		Locks: []string{}, Created: formatTime(nb.Created), Updated: formatTime(nb.Updated),
 	}
 	if out.Tags == nil {
@@ -264,6 +265,7 @@ func (a *API) renderConfig(c model.Config, nodes []model.Node) configJSON {
 		Check: c.Check, CheckInterval: c.CheckInterval, CheckTimeout: c.CheckTimeout,
 		CheckAttempts: c.CheckAttempts, CheckPath: c.CheckPath, CheckBody: c.CheckBody,
 		CheckPassive: c.CheckPassive, ProxyProtocol: c.ProxyProtocol, CipherSuite: c.CipherSuite,
+		UDPCheckPort: c.UDPCheckPort, UDPSessionTimeout: model.UDPSessionTimeout,
 		NodeBalancerID: c.NodeBalancerID,
 	}
 	redacted := model.Redacted
