@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -181,11 +182,35 @@ func ValidateConfig(c *Config) Errors {
 			es.Add("proxy_protocol", "proxy_protocol "+string(c.ProxyProtocol)+" requires protocol tcp")
 		}
 	}
-	if c.Stickiness == StickinessHTTPCookie && c.Protocol == ProtocolTCP {
+	if c.Stickiness == StickinessHTTPCookie && c.Protocol != ProtocolHTTP && c.Protocol != ProtocolHTTPS {
 		es.Add("stickiness", "stickiness http_cookie requires protocol http or https")
 	}
+	validateUDPRules(&es, c)
 	validateTLS(&es, c)
 	return es
+}
+
+// validateUDPRules checks the algorithms and stickiness kinds that belong to one side
+// only: ring_hash, session and source_ip are udp's; source, table and http_cookie are
+// not. (Unknown values are checkEnum's to report.)
+func validateUDPRules(es *Errors, c *Config) {
+	udp := c.Protocol == ProtocolUDP
+	switch {
+	case c.Algorithm == AlgorithmRingHash && !udp && slices.Contains(protocols.values, string(c.Protocol)):
+		es.Add("algorithm", "algorithm ring_hash requires protocol udp")
+	case c.Algorithm == AlgorithmSource && udp:
+		es.Add("algorithm", "algorithm source is not available with protocol udp; use roundrobin, leastconn or ring_hash")
+	}
+	switch c.Stickiness {
+	case StickinessSession, StickinessSourceIP:
+		if !udp && slices.Contains(protocols.values, string(c.Protocol)) {
+			es.Add("stickiness", "stickiness "+string(c.Stickiness)+" requires protocol udp")
+		}
+	case StickinessTable:
+		if udp {
+			es.Add("stickiness", "stickiness table is not available with protocol udp; use none, session or source_ip")
+		}
+	}
 }
 
 func validateTLS(es *Errors, c *Config) {
