@@ -59,6 +59,10 @@ type Options struct {
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
 	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
 	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
+	// UDPAccessLog, when set, receives every ended udp session; it must not block.
+	UDPAccessLog func(nodeBalancerID, configID int, e stats.UDPEntry)
+	// UDPSessionTimeout replaces udp_session_timeout, for tests only.
+	UDPSessionTimeout time.Duration
 }
 
 // Plane is the running data plane.
@@ -78,6 +82,7 @@ type Plane struct {
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
+	udp       udpState // udp configs (udp.go)
 }
 
 type backendKey struct {
@@ -194,8 +199,10 @@ func (p *Plane) maintain(retry bool, apply func()) {
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
 	}
+	udp := p.udpSnapshots()
 	p.mu.Unlock()
 	now := p.now()
+	maintainUDP(udp, now)
 	for _, s := range snaps {
 		s.pool.Refresh()
 		if s.sticky != nil {
@@ -214,6 +221,7 @@ func (p *Plane) Close() {
 		p.retire(l)
 		delete(p.listeners, id)
 	}
+	p.closeUDP()
 	p.mu.Unlock()
 	p.closing.Wait()
 }
@@ -245,6 +253,10 @@ func (p *Plane) Reconcile(st store.State) {
 		limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
 		for _, c := range nb.Configs {
 			wantCfg[c.ID] = true
+			if c.Protocol == model.ProtocolUDP {
+				p.reconcileUDP(nb.NodeBalancer, ip, c, wantBackend)
+				continue
+			}
 			addr := netip.AddrPortFrom(ip, uint16(c.Port))
 			if l := p.listeners[c.ID]; l != nil && l.serves(c, limiter, addr) {
 				// Unchanged: building pick tables again would cost time for nothing
@@ -273,6 +285,7 @@ func (p *Plane) Reconcile(st store.State) {
 			p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
 		}
 	}
+	p.retainUDP(st)
 	for id := range p.failed {
 		if !wantCfg[id] {
 			delete(p.failed, id)
@@ -362,6 +375,7 @@ func (p *Plane) Listening() map[int]netip.AddrPort {
 	for id, l := range p.listeners {
 		out[id] = l.addr
 	}
+	p.udpListening(out)
 	return out
 }
 
@@ -380,6 +394,9 @@ func (p *Plane) Failed() map[int]error {
 // pick tables and drops the sticky pins of nodes that went DOWN. The health
 // checker's OnChange calls it.
 func (p *Plane) StatusChanged(id int) {
+	if p.udpStatusChanged(id) {
+		return
+	}
 	p.mu.Lock()
 	l := p.listeners[id]
 	p.mu.Unlock()

@@ -63,6 +63,9 @@ type Config struct {
 	MetricsListen string
 	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
 	MetricsToken bool
+	// UDPSessionTimeout replaces the read-only udp_session_timeout (2 s), so tests
+	// of session expiry need not wait; tests only, no flag sets it.
+	UDPSessionTimeout time.Duration
 }
 
 // Server is a running nodebalancer.
@@ -231,12 +234,14 @@ func (s *Server) Run(ctx context.Context) error {
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
+
+		UDPSessionTimeout: s.cfg.UDPSessionTimeout,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog = accessLog.HTTP, accessLog.TCP
+		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP
 	}
 	plane = dataplane.New(popts)
 
