@@ -34,8 +34,8 @@ const bootstrapToken = "e2e-bootstrap-token-0123456789"
 
 // env is one running nodebalancer and the loopback networks of one test.
 type env struct {
-	t   *testing.T
-	ctx context.Context
+	t    *testing.T
+	ctx  context.Context
 	lc   *linodego.Client
 	n    byte   // the test's network number (third octet)
 	base string // the API's URL

@@ -212,7 +212,7 @@ func TestUDPSessionAffinity(t *testing.T) {
 		for round := range 3 {
 			time.Sleep(500 * time.Millisecond) // the session expires
 			for i := range 2 {                 // other sessions move the round robin on
-				e.udpClient(byte(41 + 2*round + i)).who(t, l.front)
+				e.udpClient(byte(41+2*round+i)).who(t, l.front)
 			}
 			if got := u.who(t, l.front); got != want {
 				t.Fatalf("round %d: the same address and port came back to %s, pinned to %s", round, got, want)
@@ -266,7 +266,7 @@ func TestUDPModes(t *testing.T) {
 	t.Run("backup takes sessions only when no accept node can", func(t *testing.T) {
 		l := e.udpBalancer(0, linodego.NodeBalancerConfigCreateOptions{}, a.spec(1, ""), b.spec(1, ""), c.spec(1, "backup"))
 		for i := range 6 {
-			if got := e.udpClient(byte(1 + i)).who(t, l.front); got == "c" {
+			if got := e.udpClient(byte(1+i)).who(t, l.front); got == "c" {
 				t.Fatal("a backup node took a session while accept nodes were up")
 			}
 		}
@@ -274,7 +274,7 @@ func TestUDPModes(t *testing.T) {
 		l.setMode("b", "reject")
 		applied()
 		for i := range 4 {
-			if got := e.udpClient(byte(10 + i)).who(t, l.front); got != "c" {
+			if got := e.udpClient(byte(10+i)).who(t, l.front); got != "c" {
 				t.Fatalf("with both accept nodes rejected a session went to %s, not the backup", got)
 			}
 		}
@@ -299,7 +299,7 @@ func TestUDPModes(t *testing.T) {
 			t.Fatalf("a new session of a client pinned to the drained node went to %s", got)
 		}
 		for i := range 6 {
-			if got := e.udpClient(byte(40 + i)).who(t, l.front); got == "a" {
+			if got := e.udpClient(byte(40+i)).who(t, l.front); got == "a" {
 				t.Fatal("a drained node took a new, unpinned client")
 			}
 		}
@@ -318,7 +318,7 @@ func TestUDPModes(t *testing.T) {
 			t.Fatalf("a session on a rejected node answered from %s, want it moved to b", got)
 		}
 		for i := range 4 {
-			if got := e.udpClient(byte(70 + i)).who(t, l.front); got != "b" {
+			if got := e.udpClient(byte(70+i)).who(t, l.front); got != "b" {
 				t.Fatalf("a new session went to %s with a rejected", got)
 			}
 		}
@@ -385,7 +385,7 @@ func TestUDPNodeGoesDownThroughItsCheckPortAndComesBack(t *testing.T) {
 		t.Fatalf("the session on the DOWN node answered from %s, want it moved to b", got)
 	}
 	for i := range 4 {
-		if got := e.udpClient(byte(20 + i)).who(t, l.front); got != "b" {
+		if got := e.udpClient(byte(20+i)).who(t, l.front); got != "b" {
 			t.Fatalf("a new session went to the DOWN node")
 		}
 	}
