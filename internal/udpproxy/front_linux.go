@@ -171,7 +171,7 @@ func write(fd int, b []byte) unix.Errno {
 	} else {
 		p = unsafe.Pointer(&zero)
 	}
-	_, _, e := unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(p), uintptr(len(b)))
+	_, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(p), uintptr(len(b)))
 	return e
 }
 

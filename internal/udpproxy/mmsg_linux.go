@@ -47,15 +47,16 @@ func newBatchBufs(withNames bool) *batchBufs {
 	return b
 }
 
-// recvmmsg reads up to len(hs) datagrams from fd without blocking.
+// recvmmsg reads up to len(hs) datagrams from fd without blocking. Calls that cannot
+// block go through RawSyscall: they need not tell the scheduler they are leaving.
 func recvmmsg(fd uintptr, hs []mmsghdr) (int, unix.Errno) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
 	return int(n), e
 }
 
 // sendmmsg sends up to len(hs) datagrams on fd without blocking.
 func sendmmsg(fd uintptr, hs []mmsghdr) (int, unix.Errno) {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
 	return int(n), e
 }
 
