@@ -490,3 +490,46 @@ func (e *env) transfer(l *lb) float64 {
 	}
 	return *nb.Transfer.Total
 }
+
+func TestUDPConfigSwitchesProtocolAndBack(t *testing.T) {
+	e := udpEnv(t, time.Minute)
+	a := e.udpNode("a", 1, 0)
+	tb := e.tcpBackend("t", 2)
+	l := e.udpBalancer(0, linodego.NodeBalancerConfigCreateOptions{}, a.spec(1, ""))
+	port := int(l.front.Port())
+	// udp → tcp: the UDP socket closes, a TCP listener opens on the same port.
+	if _, err := e.lc.RebuildNodeBalancerConfig(e.ctx, l.nbID, l.cfgID, linodego.NodeBalancerConfigRebuildOptions{
+		Port: port, Protocol: "tcp", Algorithm: "roundrobin", Stickiness: "none",
+		Nodes: []linodego.NodeBalancerConfigRebuildNodeOptions{{NodeBalancerNodeCreateOptions: linodego.NodeBalancerNodeCreateOptions{
+			Address: tb.addr.String(), Label: "node-t", Weight: 1}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, modeChangeBound, "the tcp listener", func() bool {
+		n, err := e.tcpNode(l.front, 1)
+		return err == nil && n == "t"
+	})
+	if _, err := e.udpClient(2).ask(l.front, "who?", 300*time.Millisecond); err == nil {
+		t.Fatal("the config still answers over UDP after becoming tcp")
+	}
+	// tcp → udp again.
+	if _, err := e.lc.RebuildNodeBalancerConfig(e.ctx, l.nbID, l.cfgID, linodego.NodeBalancerConfigRebuildOptions{
+		Port: port, Protocol: "udp", Algorithm: "ring_hash", Stickiness: "none",
+		Nodes: []linodego.NodeBalancerConfigRebuildNodeOptions{{NodeBalancerNodeCreateOptions: linodego.NodeBalancerNodeCreateOptions{
+			Address: a.echo.Addr().String(), Label: "node-a", Weight: 1}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	u := e.udpClient(3)
+	waitFor(t, modeChangeBound, "the udp proxy again", func() bool {
+		got, err := u.ask(l.front, "who?", 100*time.Millisecond)
+		return err == nil && got == "a"
+	})
+	waitFor(t, modeChangeBound, "the tcp listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", l.front.String(), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+}
