@@ -63,7 +63,6 @@ func Listen(addr netip.AddrPort, s *Snapshot, o Options) (*Proxy, error) {
 		conn.Close()
 		return nil, err
 	}
-	p.front.armSweep(s.Timeout)
 	p.wg.Add(2)
 	go p.front.run()
 	go p.node.run()
@@ -89,10 +88,17 @@ func (f *frontLoop) run() {
 		switch {
 		case err == nil && f.errno == 0:
 			f.handle(f.n, now)
+		case err == nil:
+			// ENOMEM and the like: back off rather than spin on an error that stays.
+			time.Sleep(time.Millisecond)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s := p.snap.Load()
 			f.sweep(now, s.Timeout)
-			f.armSweep(s.Timeout)
+			if len(f.sessions) > 0 {
+				f.armSweep(s.Timeout)
+			} else {
+				f.p.conn.SetReadDeadline(time.Time{}) // nothing to expire: an idle proxy costs nothing
+			}
 		case err != nil:
 			for _, s := range f.sessions {
 				f.end(s, EndClosed)
@@ -109,7 +115,8 @@ func (f *frontLoop) run() {
 }
 
 // armSweep sets the read deadline at which the next sweep for idle sessions
-// runs: an eighth of the timeout, so a session outlives it by at most 12.5 %.
+// runs: an eighth of the timeout, so a session outlives it by at most 12.5 %. It is
+// armed while sessions are open.
 func (f *frontLoop) armSweep(timeout time.Duration) {
 	every := min(max(timeout/8, 5*time.Millisecond), time.Second)
 	f.p.conn.SetReadDeadline(time.Now().Add(every))
@@ -219,6 +226,9 @@ func (f *frontLoop) open(snap *Snapshot, client netip.AddrPort, now int64) *sess
 		return nil
 	}
 	f.sessions[client] = s
+	if len(f.sessions) == 1 {
+		f.armSweep(snap.Timeout)
+	}
 	s.node.State.Acquire()
 	snap.NB.Connections.Add(1)
 	snap.NB.Active.Add(1)
