@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 )
 
 // NodeStatusSource tells the status of a node as this host's health checker sees
-// it. Without one every node shows "unknown" (and a node in mode reject "DOWN").
+// it. Without one every node shows "Unknown" (and a node in mode reject "DOWN").
 type NodeStatusSource interface {
 	NodeStatus(configID, nodeID int) model.NodeStatus
 }
@@ -100,13 +101,15 @@ const (
 
 // call is one request on its way through a handler.
 type call struct {
-	a      *API
-	w      http.ResponseWriter
-	r      *http.Request
-	ids    []int
-	slug   string // the "*" segment of the route, such as a region id
-	token  model.Token
-	scopes scopeSet
+	a    *API
+	w    http.ResponseWriter
+	r    *http.Request
+	ids  []int
+	slug string // the "*" segment of the route, such as a region id
+	// ignored lists the body fields this server does not know, for the debug log.
+	ignored []string
+	token   model.Token
+	scopes  scopeSet
 }
 
 // handler answers one call: a body to send with 200, or an error to turn into the
@@ -210,6 +213,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if c.token.ID != 0 {
 			attrs = append(attrs, slog.Int("token_id", c.token.ID))
+		}
+		if len(c.ignored) > 0 {
+			// Names only, never values: bodies are not logged.
+			slices.Sort(c.ignored)
+			attrs = append(attrs, slog.Any("ignored_fields", c.ignored))
 		}
 		a.log.LogAttrs(r.Context(), slog.LevelDebug, "api request", attrs...)
 	}

@@ -18,7 +18,9 @@ func TestDecodeConfigCreate(t *testing.T) {
 			d := model.NewConfig()
 			return c.Config == d && len(c.Nodes) == 0
 		}, nil},
-		{"port 0 means default", `{"port":0}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port omitted means default", `{"protocol":"tcp"}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port null means default", `{"port":null}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port 0 is refused", `{"port":0}`, nil, []string{"port"}},
 		{"empty enum means default", `{"protocol":"","algorithm":""}`, func(c model.ConfigWithNodes) bool {
 			return c.Protocol == "http" && c.Algorithm == "roundrobin"
 		}, nil},
@@ -44,7 +46,7 @@ func TestDecodeConfigCreate(t *testing.T) {
 		{"udp_check_port too high", `{"udp_check_port":65536}`, nil, []string{"udp_check_port"}},
 	}
 	for _, tt := range tests {
-		c, es := decodeConfigCreate([]byte(tt.body), testPolicy)
+		c, es := decodeConfigCreate([]byte(tt.body), testPolicy, nil)
 		var fields []string
 		for _, e := range es {
 			fields = append(fields, e.Field)
@@ -68,7 +70,7 @@ func FuzzDecodeConfigCreate(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, es := decodeConfigCreate(body, testPolicy)
+		c, es := decodeConfigCreate(body, testPolicy, nil)
 		if len(es) > 0 {
 			return
 		}
@@ -90,10 +92,10 @@ func FuzzDecodeRequests(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		decodeNodeBalancerCreate(body, testPolicy)
-		decodeNodeBalancerUpdate(body)
-		decodeConfigUpdate(body)
-		p, nodes, es := decodeRebuild(body)
+		decodeNodeBalancerCreate(body, testPolicy, nil)
+		decodeNodeBalancerUpdate(body, nil)
+		decodeConfigUpdate(body, nil)
+		p, nodes, es := decodeRebuild(body, nil)
 		if len(es) == 0 {
 			c := model.NewConfig()
 			p.apply(&c, false)
@@ -102,7 +104,7 @@ func FuzzDecodeRequests(f *testing.F) {
 				np.apply(&n)
 			}
 		}
-		decodeNodeCreate(body, testPolicy)
-		decodeNodeUpdate(body)
+		decodeNodeCreate(body, testPolicy, nil)
+		decodeNodeUpdate(body, nil)
 	})
 }

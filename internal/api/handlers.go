@@ -59,7 +59,7 @@ func createNodeBalancer(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	nb, cfgs, es := decodeNodeBalancerCreate(b, c.a.o.Policy)
+	nb, cfgs, es := decodeNodeBalancerCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -86,7 +86,7 @@ func updateNodeBalancer(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, es := decodeNodeBalancerUpdate(b)
+	p, es := decodeNodeBalancerUpdate(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -206,7 +206,7 @@ func createConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cwn, es := decodeConfigCreate(b, c.a.o.Policy)
+	cwn, es := decodeConfigCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -233,7 +233,7 @@ func updateConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, es := decodeConfigUpdate(b)
+	p, es := decodeConfigUpdate(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -263,7 +263,7 @@ func rebuildConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, nps, es := decodeRebuild(b)
+	p, nps, es := decodeRebuild(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -351,7 +351,7 @@ func createNode(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, es := decodeNodeCreate(b, c.a.o.Policy)
+	n, es := decodeNodeCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -378,7 +378,7 @@ func updateNode(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, es := decodeNodeUpdate(b)
+	p, es := decodeNodeUpdate(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -452,7 +452,7 @@ func createToken(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}
@@ -530,7 +530,7 @@ func updateToken(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}

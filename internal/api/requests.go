@@ -87,12 +87,10 @@ type configPatch struct {
 
 func readConfig(o *object) configPatch {
 	var p configPatch
+	// An explicit 0 is refused by validation (port 1-65535), as the live API does,
+	// although linodego sends "port": 0 when its caller leaves Port unset: reading
+	// it as "not given" would silently keep or default a port the caller never chose.
 	p.port = optInt(o, "port")
-	if p.port != nil && *p.port == 0 {
-		// linodego always sends "port" and sends 0 when the caller left it unset:
-		// 0 is never a valid port, so it means "not given".
-		p.port = nil
-	}
 	p.protocol = optEnum(o, "protocol")
 	p.algorithm = optEnum(o, "algorithm")
 	p.stickiness = optEnum(o, "stickiness")
@@ -235,9 +233,9 @@ func newNodes(ps []nodePatch, prefix string, pol model.Policy, es *model.Errors)
 
 // decodeNodeBalancerCreate reads and validates a POST /nodebalancers body: the
 // NodeBalancer with defaults applied, and its configs with their nodes.
-func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer, []model.ConfigWithNodes, model.Errors) {
+func decodeNodeBalancerCreate(body []byte, pol model.Policy, ignored *[]string) (model.NodeBalancer, []model.ConfigWithNodes, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return model.NodeBalancer{}, nil, es
 	}
@@ -262,8 +260,14 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 	if len(es) > 0 {
 		return model.NodeBalancer{}, nil, es
 	}
-	nb := model.NodeBalancer{Region: pol.Region, Type: model.DefaultType}
+	nb := model.NodeBalancer{Type: model.DefaultType}
 	p.apply(&nb)
+	if nb.Region == "" {
+		// As the live API: a region is never assumed, even with one to choose from.
+		// The other fields are still checked, as if the region had been given.
+		es.Add("region", "region is required")
+		nb.Region = pol.Region
+	}
 	es = append(es, validateNodeBalancer(nb, pol)...)
 	out := make([]model.ConfigWithNodes, 0, len(cfgs))
 	for i, ci := range cfgs {
@@ -278,9 +282,9 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 }
 
 // decodeNodeBalancerUpdate reads a PUT /nodebalancers/{id} body.
-func decodeNodeBalancerUpdate(body []byte) (nodeBalancerPatch, model.Errors) {
+func decodeNodeBalancerUpdate(body []byte, ignored *[]string) (nodeBalancerPatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return nodeBalancerPatch{}, es
 	}
@@ -291,9 +295,9 @@ func decodeNodeBalancerUpdate(body []byte) (nodeBalancerPatch, model.Errors) {
 
 // decodeConfigCreate reads and validates a POST .../configs body: a config with
 // defaults applied and, optionally, its nodes.
-func decodeConfigCreate(body []byte, pol model.Policy) (model.ConfigWithNodes, model.Errors) {
+func decodeConfigCreate(body []byte, pol model.Policy, ignored *[]string) (model.ConfigWithNodes, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return model.ConfigWithNodes{}, es
 	}
@@ -313,9 +317,9 @@ func decodeConfigCreate(body []byte, pol model.Policy) (model.ConfigWithNodes, m
 // decodeConfigUpdate reads a PUT .../configs/{id} body. Nodes cannot change here
 // (that is rebuild's job); an empty list is accepted since linodego's update options
 // share the create options' fields.
-func decodeConfigUpdate(body []byte) (configPatch, model.Errors) {
+func decodeConfigUpdate(body []byte, ignored *[]string) (configPatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return configPatch{}, es
 	}
@@ -329,9 +333,9 @@ func decodeConfigUpdate(body []byte) (configPatch, model.Errors) {
 
 // decodeRebuild reads a POST .../rebuild body: config fields and the required list
 // of nodes, each with an optional id.
-func decodeRebuild(body []byte) (configPatch, []nodePatch, model.Errors) {
+func decodeRebuild(body []byte, ignored *[]string) (configPatch, []nodePatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return configPatch{}, nil, es
 	}
@@ -345,9 +349,9 @@ func decodeRebuild(body []byte) (configPatch, []nodePatch, model.Errors) {
 }
 
 // decodeNodeCreate reads and validates a POST .../nodes body.
-func decodeNodeCreate(body []byte, pol model.Policy) (model.Node, model.Errors) {
+func decodeNodeCreate(body []byte, pol model.Policy, ignored *[]string) (model.Node, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return model.Node{}, es
 	}
@@ -362,9 +366,9 @@ func decodeNodeCreate(body []byte, pol model.Policy) (model.Node, model.Errors) 
 }
 
 // decodeNodeUpdate reads a PUT .../nodes/{id} body.
-func decodeNodeUpdate(body []byte) (nodePatch, model.Errors) {
+func decodeNodeUpdate(body []byte, ignored *[]string) (nodePatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return nodePatch{}, es
 	}

@@ -237,7 +237,7 @@ func (a *API) renderNodeBalancer(nb model.NodeBalancer) nodeBalancerJSON {
 }
 
 // status is a node's status as the API shows it: a node in mode reject is always
-// DOWN; otherwise the health checker's word, "unknown" without one.
+// DOWN; otherwise the health checker's word, "Unknown" without one.
 func (a *API) status(n model.Node) model.NodeStatus {
 	if n.Mode == model.ModeReject {
 		return model.StatusDown
@@ -276,6 +276,8 @@ func (a *API) renderConfig(c model.Config, nodes []model.Node) configJSON {
 	if c.SSLKey != "" {
 		out.SSLKey = &redacted
 	}
+	// Linode's nodes_status has only up and down: an Unknown node (no verdict yet, or
+	// check none) is in neither, so up+down may be less than the number of nodes.
 	for _, n := range nodes {
 		switch a.status(n) {
 		case model.StatusUp:

@@ -137,7 +137,7 @@ func (u *udpClient) who(t testing.TB, front netip.AddrPort) string {
 // metric returns the value of the /metrics sample whose line starts with prefix.
 func (e *env) metric(prefix string) float64 {
 	e.t.Helper()
-	r, err := http.Get(e.base + "/metrics")
+	r, err := http.Get(e.api + "/metrics")
 	if err != nil {
 		e.t.Fatal(err)
 	}
