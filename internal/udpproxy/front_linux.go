@@ -99,7 +99,10 @@ func (f *frontLoop) run() {
 			} else {
 				f.p.conn.SetReadDeadline(time.Time{}) // nothing to expire: an idle proxy costs nothing
 			}
-		case err != nil:
+		case !p.stopping.Load() && !errors.Is(err, net.ErrClosed):
+			p.opts.Log.Warn("udp read failed", "addr", p.addr.String(), "err", err)
+			time.Sleep(10 * time.Millisecond)
+		default: // closed
 			for _, s := range f.sessions {
 				f.end(s, EndClosed)
 			}

@@ -39,6 +39,12 @@ type rig struct {
 // 127.0.66.1 in front of them.
 func newRig(t *testing.T, algo balance.Algorithm, timeout time.Duration, addrs ...netip.AddrPort) *rig {
 	t.Helper()
+	return newRigWith(t, algo, timeout, nil, addrs...)
+}
+
+// newRigWith is newRig with a hook that adjusts the proxy's options.
+func newRigWith(t *testing.T, algo balance.Algorithm, timeout time.Duration, adjust func(*Options), addrs ...netip.AddrPort) *rig {
+	t.Helper()
 	r := &rig{t: t}
 	var nodes []balance.Node
 	for i, a := range addrs {
@@ -56,11 +62,15 @@ func newRig(t *testing.T, algo balance.Algorithm, timeout time.Duration, addrs .
 		t.Fatal(err)
 	}
 	s := &Snapshot{NodeBalancerID: 1, ConfigID: 2, Pool: pool, NB: &r.nb, Config: &r.cfg, Timeout: timeout}
-	r.p, err = Listen(netip.MustParseAddrPort("127.0.66.1:0"), s, Options{AccessLog: func(_, _ int, e Entry) {
+	o := Options{AccessLog: func(_, _ int, e Entry) {
 		r.mu.Lock()
 		r.log = append(r.log, e)
 		r.mu.Unlock()
-	}})
+	}}
+	if adjust != nil {
+		adjust(&o)
+	}
+	r.p, err = Listen(netip.MustParseAddrPort("127.0.66.1:0"), s, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,5 +127,44 @@ func TestCloseEndsEverySession(t *testing.T) {
 	}
 	if n := len(r.entries()); n != 5 {
 		t.Errorf("%d access log entries, want 5", n)
+	}
+}
+
+func TestSessionsOverTheCapAreRefused(t *testing.T) {
+	var active atomic.Int64
+	r := newRigWith(t, balance.RoundRobin, time.Minute, func(o *Options) { o.Active, o.MaxSessions = &active, 2 }, echoAt(0))
+	for i := range 2 {
+		c := r.client(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 70, byte(1 + i)}), 0).String())
+		r.ask(c, []byte("x"))
+	}
+	c := r.client("127.0.70.3:0")
+	c.WriteToUDPAddrPort([]byte("x"), r.p.Addr())
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, _, err := c.ReadFromUDPAddrPort(make([]byte, 16)); err == nil {
+		t.Fatal("a third session was served with a cap of 2")
+	}
+	if active.Load() != 2 || r.nb.Refused.Load() != 1 || r.cfg.Refused.Load() != 1 {
+		t.Errorf("active %d, refused %d/%d; want 2 and 1", active.Load(), r.nb.Refused.Load(), r.cfg.Refused.Load())
+	}
+	r.p.Close()
+	if active.Load() != 0 {
+		t.Errorf("active %d after Close, want 0", active.Load())
+	}
+}
+
+func TestLeastConnCountsOpenSessions(t *testing.T) {
+	r := newRig(t, balance.LeastConn, time.Minute, echoAt(0), echoAt(1))
+	got := map[string]int{}
+	for i := range 6 {
+		c := r.client(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 71, byte(1 + i)}), 0).String())
+		b, _ := r.ask(c, []byte("who?"))
+		got[string(b)]++
+	}
+	if got["nodeA"] != 3 || got["nodeB"] != 3 {
+		t.Errorf("leastconn spread 6 open sessions %v, want 3 and 3", got)
+	}
+	pool := r.p.Snapshot().Pool
+	if pool.Node(0).State.Active() != 3 || pool.Node(1).State.Active() != 3 {
+		t.Errorf("active sessions per node %d and %d, want 3 and 3", pool.Node(0).State.Active(), pool.Node(1).State.Active())
 	}
 }
