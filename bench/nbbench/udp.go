@@ -18,7 +18,7 @@ import (
 //	nbbench udpecho ADDR...
 func udpEcho(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: udpecho ADDR...")
+		return errors.New("usage: udpecho ADDR [ADDR]")
 	}
 	errc := make(chan error, len(args))
 	for _, a := range args {

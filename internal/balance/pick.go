@@ -78,8 +78,8 @@ func (p *Pool) leastConn(t *table, ex int) *Node {
 	if best >= 0 {
 		best += start
 	}
-	if b, a, w := lcScan(lc[:start], ex, best, bestActive, bestWeight); b != best {
-		best, bestActive, bestWeight = b, a, w
+	if b, _, _ := lcScan(lc[:start], ex, best, bestActive, bestWeight); b != best {
+		best = b
 	}
 	if best < 0 {
 		return p.scan(uint64(start), ex)
