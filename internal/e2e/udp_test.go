@@ -533,3 +533,27 @@ func TestUDPConfigSwitchesProtocolAndBack(t *testing.T) {
 		return err != nil
 	})
 }
+
+func TestUDPPortUnreachableTakesANodeDownPassively(t *testing.T) {
+	e := udpEnv(t, time.Minute)
+	b := e.udpNode("b", 2, 0)
+	// Node a's address has nothing bound: each datagram sent there draws an ICMP
+	// port-unreachable. No active checks: only passive ones can see it.
+	dead := nodeSpec{name: "a", addr: netip.AddrPortFrom(e.backendIP(1), udpPort), weight: 1}
+	l := e.udpBalancer(0, linodego.NodeBalancerConfigCreateOptions{Check: "none"}, dead, b.spec(1, ""))
+	for i := range 8 {
+		u := e.udpClient(byte(1 + i))
+		// A session on a gets no answer; its next datagram starts a session elsewhere.
+		waitFor(t, 2*time.Second, "an answer", func() bool {
+			got, err := u.ask(l.front, "who?", 100*time.Millisecond)
+			return err == nil && got == "b"
+		})
+	}
+	took := l.waitStatus("a", "DOWN", 5*time.Second)
+	t.Logf("passive checks took the unreachable node DOWN (%v after the probes)", took)
+	for i := range 6 {
+		if got, err := e.udpClient(byte(20+i)).ask(l.front, "who?", time.Second); err != nil || got != "b" {
+			t.Fatalf("a new session with a DOWN: %q, %v", got, err)
+		}
+	}
+}
