@@ -259,7 +259,10 @@ func (f *frontLoop) dial(snap *Snapshot, client netip.AddrPort, now int64) *sess
 	}
 	fd, err := dialNode(n.Addr, p.opts.Source)
 	if err != nil {
-		be.PassiveFailure()
+		// Out of descriptors or memory is this host's trouble, not the node's.
+		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) && !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.ENOMEM) {
+			be.PassiveFailure()
+		}
 		return nil
 	}
 	s := &session{client: newClientAddr(client, f.v6), fd: fd, node: n, backend: be, ctr: be.Counters(),
