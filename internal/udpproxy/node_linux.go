@@ -119,7 +119,7 @@ func (l *nodeLoop) run() {
 
 // drain reads what s's node sent into the reply batch, flushing when full.
 func (l *nodeLoop) drain(s *session, now int64) {
-	for {
+	for errs := 0; ; {
 		if l.k == batch {
 			l.flush()
 		}
@@ -130,9 +130,13 @@ func (l *nodeLoop) drain(s *session, now int64) {
 			}
 			// ECONNREFUSED (ICMP port unreachable) and the like: the error
 			// is consumed by reading it; tell passive checks, let the front
-			// loop move the session, and read on.
+			// loop move the session, and read on (a few times at most, in case
+			// an error stays).
 			s.backend.PassiveFailure()
 			s.failed.Store(true)
+			if errs++; errs == 4 {
+				return
+			}
 			continue
 		}
 		if n <= 0 {
