@@ -143,23 +143,9 @@ func (f *frontLoop) handle(n int, now int64) {
 		size := int(h.n)
 		client := parseName(&f.b.names[i])
 		h.hdr.Namelen = unix.SizeofSockaddrInet6
-		s := f.sessions[client]
-		if s != nil && !f.current(s, snap) {
-			f.end(s, s.reason)
-			s = nil
-		}
+		s := f.forward(snap, client, f.b.bufs[i*maxDatagram:i*maxDatagram+size], now)
 		if s == nil {
-			if s = f.open(snap, client, now); s == nil {
-				continue
-			}
-		}
-		if e := write(s.fd, f.b.bufs[i*maxDatagram:i*maxDatagram+size]); e != 0 {
-			if e != unix.EAGAIN && e != unix.ENOBUFS {
-				// ECONNREFUSED: an earlier datagram met a closed port.
-				s.backend.PassiveFailure()
-				s.failed.Store(true)
-			}
-			continue // UDP: the datagram is lost, as on a full queue anywhere
+			continue
 		}
 		s.lastIn = now
 		s.bytesIn += uint64(size)
@@ -171,6 +157,35 @@ func (f *frontLoop) handle(n int, now int64) {
 		snap.NB.BytesIn.Add(in)
 		snap.Config.BytesIn.Add(in)
 	}
+}
+
+// forward sends one datagram of client to its session's node, opening the
+// session if needed, and returns the session, or nil when the datagram was
+// dropped. A session whose socket reports that an earlier datagram met a closed
+// port (ECONNREFUSED) ends, and the datagram goes to a new session instead.
+func (f *frontLoop) forward(snap *Snapshot, client netip.AddrPort, b []byte, now int64) *session {
+	s := f.sessions[client]
+	for try := 0; try < 2; try++ {
+		if s != nil && !f.current(s, snap) {
+			f.end(s, s.reason)
+			s = nil
+		}
+		if s == nil {
+			if s = f.open(snap, client, now); s == nil {
+				return nil
+			}
+		}
+		e := write(s.fd, b)
+		switch e {
+		case 0:
+			return s
+		case unix.EAGAIN, unix.ENOBUFS:
+			return nil // UDP: the datagram is lost, as on a full queue anywhere
+		}
+		s.backend.PassiveFailure()
+		s.failed.Store(true)
+	}
+	return nil
 }
 
 // write sends b on the connected socket fd.
