@@ -377,7 +377,7 @@ try {
     await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
     const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
     await tr.getByText(nb.ipv4).waitFor();
-    await tr.getByText(String(PORT)).waitFor();
+    await tr.getByText(`${PORT}, ${PORT + 1}/udp`).waitFor();
     // The http config's one node and the udp config's one.
     await waitFor('2 up in the list', async () => /2 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
     if (ALL_SHOTS) {

@@ -94,7 +94,9 @@ export function mount(root, _params, {router}) {
           set(r.c.status,
             h('span', {class: 'count up'}, `${up} up`), ', ',
             h('span', {class: down ? 'count down' : 'count'}, `${down} down`));
-          set(r.c.ports, cfs.length ? cfs.map((c) => c.port).sort((a, b) => a - b).join(', ') : 'none',
+          // A udp config may share a tcp config's port number: say which is which.
+          set(r.c.ports, cfs.length ? [...cfs].sort((a, b) => a.port - b.port)
+            .map((c) => (c.protocol === 'udp' ? `${c.port}/udp` : c.port)).join(', ') : 'none',
             h('span', {class: 'muted small'}, ` (${cfs.length} ${cfs.length === 1 ? 'config' : 'configs'})`));
         }
         set(r.c.transfer, fmtMB(nb.transfer?.total));
