@@ -219,4 +219,3 @@ func udpIdle(args []string) error {
 	fmt.Printf("%d %d %.0f\n", *n, growth, float64(growth)*1024/float64(*n))
 	return nil
 }
-
