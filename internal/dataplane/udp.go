@@ -27,7 +27,7 @@ type udpState struct {
 // udpConfig is one running udp config.
 type udpConfig struct {
 	proxy   *udpproxy.Proxy
-	cfg     model.Config
+	cfg     model.Config // as served, to tell whether a change touched it
 	nodes   []model.Node
 	limiter *throttle.Limiter
 	sticky  *balance.StickyTable
@@ -51,8 +51,9 @@ func (p *Plane) udpTimeout() time.Duration {
 	return model.UDPSessionTimeout * time.Second
 }
 
-// reconcileUDP converges udp config c of nb, listening on ip. p.mu is held.
-func (p *Plane) reconcileUDP(nb model.NodeBalancer, ip netip.Addr, c model.ConfigWithNodes, wantBackend map[backendKey]bool) {
+// convergeUDP makes udp config cs served on ip as the state says. p.mu is held.
+func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
+	nb, c := cs.NodeBalancer, cs.Config
 	if p.udp.configs == nil {
 		p.udp.configs = map[int]*udpConfig{}
 		p.udp.limiters = map[int]*limiterEntry{}
@@ -60,32 +61,35 @@ func (p *Plane) reconcileUDP(nb model.NodeBalancer, ip netip.Addr, c model.Confi
 	if l := p.listeners[c.ID]; l != nil { // the config was tcp or http until now
 		p.retire(l)
 		delete(p.listeners, c.ID)
+		delete(p.sticky, c.ID)
 	}
 	addr := netip.AddrPortFrom(ip, uint16(c.Port))
 	limiter := p.udpLimiter(nb.ID, nb.ClientUDPSessThrottle)
 	u := p.udp.configs[c.ID]
-	if u != nil && u.proxy.Addr() == addr && u.limiter == limiter && u.cfg == c.Config && slices.Equal(u.nodes, c.Nodes) {
-		for _, n := range c.Nodes {
-			if a, err := netip.ParseAddrPort(n.Address); err == nil {
-				wantBackend[backendKey{n.ID, netip.AddrPortFrom(a.Addr().Unmap(), a.Port())}] = true
-			}
-		}
-		return
+	if u != nil && u.proxy.Addr() == addr && u.limiter == limiter && u.cfg == c && slices.Equal(u.nodes, cs.Nodes) {
+		return // unchanged (a NodeBalancer label, say)
 	}
 	if u != nil && u.proxy.Addr() != addr {
-		u.proxy.Close()
-		delete(p.udp.configs, c.ID)
+		p.removeUDP(c.ID)
 		u = nil
 	}
 	if u == nil {
 		u = &udpConfig{}
 	}
-	s, err := p.udpSnapshot(nb, c, u, limiter, wantBackend)
+	p.round++
+	s, replaced, err := p.udpSnapshot(*nb, cs, u, limiter)
 	if err != nil {
+		for _, b := range replaced {
+			p.backends[c.ID][b.id] = b
+		}
 		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
 		p.failed[c.ID] = err
 		return
 	}
+	for _, b := range replaced {
+		b.close()
+	}
+	p.dropBackends(c.ID, p.round)
 	if u.proxy == nil {
 		u.proxy, err = udpproxy.Listen(addr, s, udpproxy.Options{
 			Log: p.log, Source: p.opts.BackendSource, Now: p.now,
@@ -103,51 +107,59 @@ func (p *Plane) reconcileUDP(nb model.NodeBalancer, ip netip.Addr, c model.Confi
 	} else {
 		u.proxy.SetSnapshot(s)
 	}
-	u.cfg, u.nodes, u.limiter = c.Config, c.Nodes, limiter
+	u.cfg, u.nodes, u.limiter = c, cs.Nodes, limiter
 	delete(p.failed, c.ID)
 }
 
-// udpSnapshot builds the snapshot of udp config c. Active checks reach each node at
-// its address with the port replaced by udp_check_port (over TCP). p.mu is held.
-func (p *Plane) udpSnapshot(nb model.NodeBalancer, c model.ConfigWithNodes, u *udpConfig, limiter *throttle.Limiter, seen map[backendKey]bool) (*udpproxy.Snapshot, error) {
+// udpSnapshot builds the snapshot of udp config cs. Active checks reach each node at
+// its address with the port replaced by udp_check_port (over TCP). Like snapshot, it
+// records the backends it uses in p.backends (marked with p.round) and returns those
+// it replaced. p.mu is held.
+func (p *Plane) udpSnapshot(nb model.NodeBalancer, cs *store.ConfigState, u *udpConfig, limiter *throttle.Limiter) (*udpproxy.Snapshot, []*backend, error) {
+	c := cs.Config
 	algo, err := balance.ParseAlgorithm(string(c.Algorithm))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	checked := make([]model.Node, len(c.Nodes))
-	addrs := make([]netip.AddrPort, len(c.Nodes))
-	for i, n := range c.Nodes {
+	checked := make([]model.Node, len(cs.Nodes))
+	addrs := make([]netip.AddrPort, len(cs.Nodes))
+	for i, n := range cs.Nodes {
 		a, err := netip.ParseAddrPort(n.Address)
 		if err != nil {
-			return nil, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
+			return nil, nil, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
 		}
 		addrs[i] = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 		checked[i] = n
 		checked[i].Address = netip.AddrPortFrom(a.Addr(), uint16(c.UDPCheckPort)).String()
 	}
-	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c.Config), checked)
-	nodes := make([]balance.Node, 0, len(c.Nodes))
-	for i, n := range c.Nodes {
+	cur := p.backends[c.ID]
+	if cur == nil {
+		cur = make(map[int]*backend, len(cs.Nodes))
+		p.backends[c.ID] = cur
+	}
+	var replaced []*backend
+	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c), checked)
+	nodes := make([]balance.Node, 0, len(cs.Nodes))
+	for i, n := range cs.Nodes {
 		mode, err := balance.ParseMode(string(n.Mode))
 		if err != nil {
-			return nil, err
+			return nil, replaced, err
 		}
-		k := backendKey{n.ID, addrs[i]}
-		b := p.backends[k]
-		if b != nil && b.health != handles[i] {
-			b.close()
+		b := cur[n.ID]
+		if b != nil && (b.addr != addrs[i] || b.health != handles[i] || b.http != nil) {
+			replaced = append(replaced, b)
 			b = nil
 		}
 		if b == nil {
 			b = &backend{id: n.ID, addr: addrs[i], health: handles[i], stats: p.opts.Stats.Node(n.ID), now: p.now}
-			p.backends[k] = b
+			cur[n.ID] = b
 		}
-		seen[k] = true
+		b.round = p.round
 		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addrs[i], Data: b})
 	}
-	pool, err := balance.NewPool(algo, nodes)
+	pool, err := balance.NewPool(algo, nodes, balance.Adopt(), balance.WithoutCookies())
 	if err != nil {
-		return nil, err
+		return nil, replaced, err
 	}
 	kind := udpproxy.StickyNone
 	switch c.Stickiness {
@@ -168,7 +180,7 @@ func (p *Plane) udpSnapshot(nb model.NodeBalancer, c model.ConfigWithNodes, u *u
 	return &udpproxy.Snapshot{
 		NodeBalancerID: nb.ID, ConfigID: c.ID, Pool: pool, Stickiness: kind, Sticky: u.sticky, Limiter: limiter,
 		NB: p.opts.Stats.NodeBalancer(nb.ID), Config: p.opts.Stats.Config(c.ID), Timeout: p.udpTimeout(),
-	}, nil
+	}, replaced, nil
 }
 
 // udpLimiter returns the client_udp_sess_throttle limiter of NodeBalancer id, nil
@@ -190,38 +202,22 @@ func (p *Plane) udpLimiter(id, perSecond int) *throttle.Limiter {
 	return l
 }
 
-// retainUDP closes the udp proxies of configs that are gone or no longer udp. p.mu
-// is held.
-func (p *Plane) retainUDP(st store.State) {
-	if len(p.udp.configs) == 0 && len(p.udp.limiters) == 0 {
+// removeUDP stops serving udp config id, if it is one: its proxy closes and every
+// session ends. Its backends and health handles are the caller's to drop. p.mu is
+// held.
+func (p *Plane) removeUDP(id int) {
+	u := p.udp.configs[id]
+	if u == nil {
 		return
 	}
-	want := map[int]bool{}
-	wantNB := map[int]bool{}
-	for _, nb := range st.NodeBalancers {
-		wantNB[nb.ID] = true
-		for _, c := range nb.Configs {
-			if c.Protocol == model.ProtocolUDP {
-				want[c.ID] = true
-			}
-		}
-	}
-	for id, u := range p.udp.configs {
-		if !want[id] {
-			if _, other := p.listeners[id]; !other {
-				p.opts.Health.Remove(id)
-			}
-			u.proxy.Close()
-			delete(p.udp.configs, id)
-			p.log.Info("listener closed", "config_id", id, "addr", u.proxy.Addr().String(), "protocol", "udp")
-		}
-	}
-	for id := range p.udp.limiters {
-		if !wantNB[id] {
-			delete(p.udp.limiters, id)
-		}
-	}
+	u.proxy.Close()
+	delete(p.udp.configs, id)
+	p.log.Info("listener closed", "config_id", id, "addr", u.proxy.Addr().String(), "protocol", "udp")
 }
+
+// forgetUDPLimiter drops the client_udp_sess_throttle of a deleted NodeBalancer.
+// p.mu is held.
+func (p *Plane) forgetUDPLimiter(id int) { delete(p.udp.limiters, id) }
 
 // udpSnapshots returns the current snapshot of every udp config. p.mu is held.
 func (p *Plane) udpSnapshots() []*udpproxy.Snapshot {
