@@ -65,6 +65,10 @@ type Options struct {
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
 	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
 	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
+	// UDPAccessLog, when set, receives every ended udp session; it must not block.
+	UDPAccessLog func(nodeBalancerID, configID int, e stats.UDPEntry)
+	// UDPSessionTimeout replaces udp_session_timeout, for tests only.
+	UDPSessionTimeout time.Duration
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
@@ -92,6 +96,7 @@ type Plane struct {
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
+	udp       udpState // udp configs (udp.go)
 }
 
 type limiterEntry struct {
@@ -245,8 +250,10 @@ func (p *Plane) maintain(m *store.Mirror) {
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
 	}
+	udp := p.udpSnapshots()
 	p.mu.Unlock()
 	now := p.now()
+	maintainUDP(udp, now)
 	for _, s := range snaps {
 		s.pool.Refresh()
 		if s.sticky != nil {
@@ -265,6 +272,7 @@ func (p *Plane) Close() {
 		p.retire(l)
 		delete(p.listeners, id)
 	}
+	p.closeUDP()
 	p.mu.Unlock()
 	p.closing.Wait()
 }
@@ -288,6 +296,7 @@ func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 	for _, id := range d.NodeBalancers {
 		if _, ok := m.NodeBalancer(id); !ok {
 			delete(p.limiters, id)
+			p.forgetUDPLimiter(id)
 			p.opts.Stats.ForgetNodeBalancer(id)
 		}
 	}
@@ -315,7 +324,7 @@ func (p *Plane) Reconcile(st store.State) {
 		}
 	}
 	p.mu.Lock()
-	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends)} {
+	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends), keys(p.udp.configs)} {
 		for id := range ids {
 			if !want[id] {
 				want[id] = true
@@ -324,6 +333,9 @@ func (p *Plane) Reconcile(st store.State) {
 		}
 	}
 	for id := range p.limiters {
+		d.NodeBalancers = append(d.NodeBalancers, id)
+	}
+	for id := range p.udp.limiters {
 		d.NodeBalancers = append(d.NodeBalancers, id)
 	}
 	p.mu.Unlock()
@@ -348,6 +360,11 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		p.remove(c.ID)
 		return
 	}
+	if c.Protocol == model.ProtocolUDP {
+		p.convergeUDP(cs, ip)
+		return
+	}
+	p.removeUDP(c.ID) // the config was udp until now
 	limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
 	addr := netip.AddrPortFrom(ip, uint16(c.Port))
 	if l := p.listeners[c.ID]; l != nil && l.serves(cs, limiter, addr) {
@@ -398,6 +415,7 @@ func (p *Plane) remove(id int) {
 		delete(p.listeners, id)
 		p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
 	}
+	p.removeUDP(id)
 	p.opts.Health.Remove(id)
 	delete(p.failed, id)
 	delete(p.sticky, id)
@@ -504,6 +522,7 @@ func (p *Plane) Listening() map[int]netip.AddrPort {
 	for id, l := range p.listeners {
 		out[id] = l.addr
 	}
+	p.udpListening(out)
 	return out
 }
 
@@ -548,6 +567,9 @@ func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
 // pick tables and drops the sticky pins of nodes that went DOWN. The health
 // checker's OnChange calls it.
 func (p *Plane) StatusChanged(id int) {
+	if p.udpStatusChanged(id) {
+		return
+	}
 	p.mu.Lock()
 	l := p.listeners[id]
 	p.mu.Unlock()

@@ -66,6 +66,9 @@ type Config struct {
 	MetricsListen string
 	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
 	MetricsToken bool
+	// UDPSessionTimeout replaces the read-only udp_session_timeout (2 s), so tests
+	// of session expiry need not wait; tests only, no flag sets it.
+	UDPSessionTimeout time.Duration
 	// MetricsNoNodeSeries leaves per-node series out of /metrics.
 	MetricsNoNodeSeries bool
 	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
@@ -295,12 +298,14 @@ func (s *Server) Run(ctx context.Context) error {
 		Health:        checker,
 		Stats:         counters,
 		Mirror:        mirror,
+
+		UDPSessionTimeout: s.cfg.UDPSessionTimeout,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog = accessLog.HTTP, accessLog.TCP
+		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP
 	}
 	plane = dataplane.New(popts)
 

@@ -151,12 +151,17 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		if reason != "" {
 			es.Add("ipv4", reason)
 		}
-		ports := map[int]bool{}
+		type portKey struct {
+			space string
+			port  int
+		}
+		ports := map[portKey]bool{}
 		for i, c := range configs {
-			if ports[c.Port] {
-				es.Add("configs["+strconv.Itoa(i)+"].port", "port "+strconv.Itoa(c.Port)+" is already used by another config of this NodeBalancer")
+			k := portKey{c.Protocol.PortSpace(), c.Port}
+			if ports[k] {
+				es.Add("configs["+strconv.Itoa(i)+"].port", portTaken(c.Protocol, c.Port, "another config"))
 			}
-			ports[c.Port] = true
+			ports[k] = true
 			if len(c.Nodes) > db.maxNodes(nb.Type) {
 				es = append(es, db.tooManyNodes("configs["+strconv.Itoa(i)+"].nodes", nb.Type).(model.Errors)...)
 			}
@@ -526,7 +531,7 @@ func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config,
 		if err != nil {
 			return err
 		}
-		if err := checkPort(tx, nbID, 0, c.Port); err != nil {
+		if err := checkPort(tx, nbID, 0, c.Protocol, c.Port); err != nil {
 			return err
 		}
 		n := 0
@@ -572,17 +577,28 @@ func (db *DB) insertConfig(tx Tx, nbID int, c model.ConfigWithNodes) (model.Conf
 	return c.Config, nil
 }
 
-func checkPort(tx Tx, nbID, selfID, port int) error {
+// checkPort refuses a port another config of the NodeBalancer uses in the same port
+// space (model.Protocol.PortSpace): a udp config may share a tcp config's number.
+func checkPort(tx Tx, nbID, selfID int, proto model.Protocol, port int) error {
 	cfgs, err := scan[model.Config](tx, KindConfig, Key(nbID))
 	if err != nil {
 		return err
 	}
 	for _, o := range cfgs {
-		if o.Port == port && o.ID != selfID {
-			return fieldErr("port", "port "+strconv.Itoa(port)+" is already used by config "+strconv.Itoa(o.ID)+" of this NodeBalancer")
+		if o.Port == port && o.ID != selfID && o.Protocol.PortSpace() == proto.PortSpace() {
+			return fieldErr("port", portTaken(proto, port, "config "+strconv.Itoa(o.ID)))
 		}
 	}
 	return nil
+}
+
+// portTaken words the refusal of a port already used in proto's port space.
+func portTaken(proto model.Protocol, port int, by string) string {
+	space := "tcp, http and https"
+	if proto.PortSpace() == "udp" {
+		space = "udp"
+	}
+	return "port " + strconv.Itoa(port) + " is already used by " + by + " of this NodeBalancer (ports are unique among its " + space + " configs)"
 }
 
 // UpdateConfig applies mutate to config id of NodeBalancer nbID and stores the result
@@ -605,7 +621,7 @@ func (db *DB) updateConfig(tx Tx, nbID, id int, mutate func(*model.Config) error
 		return c, err
 	}
 	c.ID, c.NodeBalancerID = id, nbID
-	if err := checkPort(tx, nbID, id, c.Port); err != nil {
+	if err := checkPort(tx, nbID, id, c.Protocol, c.Port); err != nil {
 		return c, err
 	}
 	if c.Port != oldPort {

@@ -157,8 +157,8 @@ try {
     await page.getByRole('button', {name: 'Add Another Configuration'}).click();
     const panel = page.locator('section.panel[data-new]');
     const groups = panel.locator('.groups');
-    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].map((o) => o.value));
-    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp']);
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].filter((o) => !o.hidden).map((o) => o.value));
+    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp', 'udp']);
     assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'source']);
     assert.deepEqual(await choices('stickiness'), ['none', 'table', 'http_cookie']);
     assert.deepEqual(await choices('check'), ['none', 'connection', 'http', 'http_body']);
@@ -378,14 +378,62 @@ try {
     if (ALL_SHOTS) await shot('summary');
   });
 
-  await step('settings: relabel the NodeBalancer', async () => {
+  await step('add a udp configuration with its own fields: ring_hash, source_ip, udp_check_port', async () => {
+    await page.getByRole('link', {name: 'Configurations'}).click();
+    await page.getByRole('button', {name: 'Add Another Configuration'}).click();
+    const panel = page.locator('section.panel[data-new]');
+    const groups = panel.locator('.groups');
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].filter((o) => !o.hidden).map((o) => o.value));
+    await groups.getByLabel('Algorithm', {exact: true}).selectOption('source');
+    await groups.getByLabel('Session Stickiness', {exact: true}).selectOption('table');
+    await groups.getByLabel('Protocol', {exact: true}).selectOption('udp');
+    // Only udp's choices are offered, and the tcp-only ones chosen before fall back.
+    assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'ring_hash']);
+    assert.deepEqual(await choices('stickiness'), ['none', 'session', 'source_ip']);
+    assert.equal(await groups.getByLabel('Algorithm', {exact: true}).inputValue(), 'roundrobin');
+    assert.equal(await groups.getByLabel('Session Stickiness', {exact: true}).inputValue(), 'none');
+    const timeout = groups.getByLabel('Session Timeout (seconds)', {exact: true});
+    assert.equal(await timeout.inputValue(), '2');
+    assert.equal(await timeout.getAttribute('readonly'), '');
+    await groups.getByLabel('Proxy Protocol', {exact: true}).waitFor({state: 'hidden'});
+    await groups.getByLabel('Port', {exact: true}).fill(String(PORT + 1));
+    await groups.getByLabel('Algorithm', {exact: true}).selectOption('ring_hash');
+    await groups.getByLabel('Session Stickiness', {exact: true}).selectOption('source_ip');
+    await groups.getByLabel('Type', {exact: true}).selectOption('connection');
+    const [ip, tcpPort] = BACKENDS[0].split(':');
+    await groups.getByLabel('UDP Check Port', {exact: true}).fill(tcpPort); // the backend's TCP port answers the check
+    await groups.getByLabel('Interval (seconds)', {exact: true}).fill('2');
+    await groups.getByLabel('Timeout (seconds)', {exact: true}).fill('1');
+    await panel.getByRole('button', {name: 'Add a Node'}).click();
+    const r = row(panel, 0);
+    await r.getByLabel('Label', {exact: true}).fill('dns-1');
+    await r.getByLabel('IP Address', {exact: true}).fill(ip);
+    await r.getByLabel('Port', {exact: true}).fill('5353');
+    if (ALL_SHOTS) await shot('config-udp');
+    await panel.getByRole('button', {name: 'Create configuration'}).click();
+    await page.getByText(`Port ${PORT + 1} saved: 1 backend node.`).waitFor();
+    const udp = (await api('GET', `/nodebalancers/${nb.id}/configs`)).body.data.find((c) => c.port === PORT + 1);
+    assert.equal(udp.protocol, 'udp');
+    assert.equal(udp.algorithm, 'ring_hash');
+    assert.equal(udp.stickiness, 'source_ip');
+    assert.equal(udp.udp_check_port, Number(tcpPort));
+    assert.equal(udp.udp_session_timeout, 2);
+    const udpPanel = panelFor(PORT + 1);
+    await waitFor('the udp node UP through its check port', async () =>
+      (await udpPanel.locator('li.node-row .badge.up').count()) === 1, UP_TIMEOUT);
+  });
+
+  await step('settings: relabel the NodeBalancer, set the udp session throttle', async () => {
     await page.getByRole('link', {name: 'Settings'}).click();
     const form = page.locator('form', {has: page.getByRole('heading', {name: 'NodeBalancer settings'})});
     await form.getByLabel('Label', {exact: true}).fill(`${LABEL}-b`);
+    await form.getByLabel('Client UDP Session Throttle', {exact: true}).fill('3');
     await form.getByText('Unsaved changes').waitFor();
     await form.getByRole('button', {name: 'Save'}).click();
     await page.getByRole('heading', {level: 1, name: `${LABEL}-b`}).waitFor();
-    assert.equal((await api('GET', `/nodebalancers/${nb.id}`)).body.label, `${LABEL}-b`);
+    const saved = (await api('GET', `/nodebalancers/${nb.id}`)).body;
+    assert.equal(saved.label, `${LABEL}-b`);
+    assert.equal(saved.client_udp_sess_throttle, 3);
     LABEL = `${LABEL}-b`;
   });
 
@@ -393,8 +441,9 @@ try {
     await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
     const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
     await tr.getByText(nb.ipv4).waitFor();
-    await tr.getByText(String(PORT)).waitFor();
-    await waitFor('1 up in the list', async () => /1 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
+    await tr.getByText(`${PORT}, ${PORT + 1}/udp`).waitFor();
+    // The http config's one node and the udp config's one.
+    await waitFor('2 up in the list', async () => /2 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
     if (ALL_SHOTS) {
       await shot('list');
       await page.setViewportSize(PHONE);
