@@ -123,11 +123,17 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 	}
 	checkRange(&es, "client_conn_throttle", nb.ClientConnThrottle, MinThrottle, MaxThrottle)
 	checkEnum(&es, "type", types, string(nb.Type))
-	if len(nb.Tags) > MaxTags {
+	checkTags(&es, nb.Tags)
+	return es
+}
+
+// checkTags checks a tag list, the same for every object that has tags.
+func checkTags(es *Errors, tags []string) {
+	if len(tags) > MaxTags {
 		es.Add("tags", fmt.Sprintf("at most %d tags", MaxTags))
 	}
 	seen := map[string]bool{}
-	for i, t := range nb.Tags {
+	for i, t := range tags {
 		f := "tags[" + strconv.Itoa(i) + "]"
 		switch {
 		case len(t) < MinTag || len(t) > MaxTag:
@@ -139,7 +145,6 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 		}
 		seen[t] = true
 	}
-	return es
 }
 
 // ValidateConfig checks every field of c and the rules between them. Port uniqueness
