@@ -72,8 +72,9 @@ func (db *DB) NodeBalancer(id int) (nb model.NodeBalancer, err error) {
 
 // CreateNodeBalancer stores nb with its configs and their nodes, all or nothing. An
 // empty nb.Label is generated; an empty nb.IPv4 is the next free frontend address, a
-// given one must be free and inside the pool. It returns nb as stored.
-func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWithNodes) (model.NodeBalancer, error) {
+// given one must be free and inside the pool. Each of also runs in the same
+// transaction once nb is stored (AttachFirewall). It returns nb as stored.
+func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWithNodes, also ...func(Tx, model.NodeBalancer) error) (model.NodeBalancer, error) {
 	err := db.b.Update(func(tx Tx) error {
 		all, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
 		if err != nil {
@@ -120,6 +121,11 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		}
 		for _, c := range configs {
 			if _, err := db.insertConfig(tx, nb.ID, c); err != nil {
+				return err
+			}
+		}
+		for _, step := range also {
+			if err := step(tx, nb); err != nil {
 				return err
 			}
 		}
@@ -223,6 +229,9 @@ func (db *DB) DeleteNodeBalancer(id int) error {
 			if err := deleteConfig(tx, c); err != nil {
 				return err
 			}
+		}
+		if err := detachNodeBalancer(tx, id); err != nil {
+			return err
 		}
 		return tx.Delete(KindNodeBalancer, Key(id))
 	})
@@ -521,6 +530,8 @@ type State struct {
 type NodeBalancerState struct {
 	model.NodeBalancer
 	Configs []model.ConfigWithNodes
+	// Firewall is the firewall attached to the NodeBalancer, nil when none is.
+	Firewall *model.Firewall
 }
 
 // State reads the whole desired state in one transaction.
@@ -530,8 +541,12 @@ func (db *DB) State() (st State, err error) {
 		if err != nil {
 			return err
 		}
+		guards, err := guardingFirewalls(tx)
+		if err != nil {
+			return err
+		}
 		for _, nb := range nbs {
-			s := NodeBalancerState{NodeBalancer: nb}
+			s := NodeBalancerState{NodeBalancer: nb, Firewall: guards[nb.ID]}
 			cfgs, err := scan[model.Config](tx, KindConfig, Key(nb.ID))
 			if err != nil {
 				return err

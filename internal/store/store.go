@@ -26,10 +26,12 @@ const (
 	KindNode         Kind = "nodes"   // keyed by (config id, node id)
 	KindToken        Kind = "tokens"
 	KindBlob         Kind = "blobs" // small named values owned by other packages (stats)
+	KindFirewall     Kind = "firewalls"
+	KindFwDevice     Kind = "firewall_devices" // keyed by (firewall id, device id)
 )
 
 // Kinds lists every collection, for backends that create them up front.
-var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob}
+var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindFirewall, KindFwDevice}
 
 // Tx is one transaction on a Backend. Keys are compared bytewise; Scan visits keys in
 // order.
