@@ -96,6 +96,8 @@ const (
 	readNB                  // nodebalancers:read_only or better
 	writeNB                 // nodebalancers:read_write or *
 	tokenMgmt               // managing tokens: nodebalancers:read_write or *
+	readFW                  // firewall:read_only or better
+	writeFW                 // firewall:read_write or *
 )
 
 // call is one request on its way through a handler.
@@ -130,12 +132,17 @@ var routes = []route{
 	{[]string{"nodebalancers", "types"}, map[string]handler{"GET": listTypes}, func(string) access { return public }},
 	{[]string{"nodebalancers", "#"}, map[string]handler{"GET": getNodeBalancer, "PUT": updateNodeBalancer, "DELETE": deleteNodeBalancer}, nbAccess},
 	{[]string{"nodebalancers", "#", "stats"}, map[string]handler{"GET": getStats}, nbAccess},
-	{[]string{"nodebalancers", "#", "firewalls"}, map[string]handler{"GET": listFirewalls}, nbAccess},
+	{[]string{"nodebalancers", "#", "firewalls"}, map[string]handler{"GET": listNodeBalancerFirewalls}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs"}, map[string]handler{"GET": listConfigs, "POST": createConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#"}, map[string]handler{"GET": getConfig, "PUT": updateConfig, "DELETE": deleteConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#", "rebuild"}, map[string]handler{"POST": rebuildConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#", "nodes"}, map[string]handler{"GET": listNodes, "POST": createNode}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#", "nodes", "#"}, map[string]handler{"GET": getNode, "PUT": updateNode, "DELETE": deleteNode}, nbAccess},
+	{[]string{"networking", "firewalls"}, map[string]handler{"GET": listFirewallsAll, "POST": createFirewall}, fwAccess},
+	{[]string{"networking", "firewalls", "#"}, map[string]handler{"GET": getFirewall, "PUT": updateFirewall, "DELETE": deleteFirewall}, fwAccess},
+	{[]string{"networking", "firewalls", "#", "rules"}, map[string]handler{"GET": getFirewallRules, "PUT": updateFirewallRules}, fwAccess},
+	{[]string{"networking", "firewalls", "#", "devices"}, map[string]handler{"GET": listFirewallDevices, "POST": createFirewallDevice}, fwAccess},
+	{[]string{"networking", "firewalls", "#", "devices", "#"}, map[string]handler{"GET": getFirewallDevice, "DELETE": deleteFirewallDevice}, fwAccess},
 	{[]string{"profile", "tokens"}, map[string]handler{"GET": listTokens, "POST": createToken}, func(string) access { return tokenMgmt }},
 	{[]string{"profile", "tokens", "#"}, map[string]handler{"GET": getToken, "PUT": updateToken, "DELETE": deleteToken}, func(string) access { return tokenMgmt }},
 }
@@ -278,11 +285,16 @@ func (a *API) authorize(c *call, need access) error {
 		return errForbidden // a stored token with scopes we no longer read grants nothing
 	}
 	c.token, c.scopes = t.Token, t.scopes
-	lv := levelReadWrite
-	if need == readNB {
+	res, lv := "nodebalancers", levelReadWrite
+	switch need {
+	case readNB:
 		lv = levelReadOnly
+	case readFW:
+		res, lv = "firewall", levelReadOnly
+	case writeFW:
+		res = "firewall"
 	}
-	if !t.scopes.allows("nodebalancers", lv) {
+	if !t.scopes.allows(res, lv) {
 		return errForbidden
 	}
 	return nil

@@ -16,6 +16,7 @@ type nodeBalancerPatch struct {
 	label, region, typ, ipv4 *string
 	throttle                 *int
 	tags                     *[]string
+	firewallID               int // create only; 0 when not given
 }
 
 func readNodeBalancer(o *object, create bool) nodeBalancerPatch {
@@ -32,7 +33,10 @@ func readNodeBalancer(o *object, create bool) nodeBalancerPatch {
 	if create {
 		p.region = optStr(o, "region")
 		p.ipv4 = optStr(o, "ipv4")
-		o.unsupported("firewall_id", "vpcs")
+		if o.integer("firewall_id", &p.firewallID) && p.firewallID < 0 {
+			o.es.Add("firewall_id", "firewall_id must be the id of a firewall")
+		}
+		o.unsupported("vpcs")
 	} else {
 		o.ignore("region", "ipv4")
 	}
@@ -233,12 +237,13 @@ func newNodes(ps []nodePatch, prefix string, pol model.Policy, es *model.Errors)
 }
 
 // decodeNodeBalancerCreate reads and validates a POST /nodebalancers body: the
-// NodeBalancer with defaults applied, and its configs with their nodes.
-func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer, []model.ConfigWithNodes, model.Errors) {
+// NodeBalancer with defaults applied, its configs with their nodes, and the
+// firewall to attach (0 for none).
+func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer, []model.ConfigWithNodes, int, model.Errors) {
 	var es model.Errors
 	o := parseBody(body, &es)
 	if o == nil {
-		return model.NodeBalancer{}, nil, es
+		return model.NodeBalancer{}, nil, 0, es
 	}
 	p := readNodeBalancer(o, true)
 	type cfgIn struct {
@@ -259,7 +264,7 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 	}
 	o.finish()
 	if len(es) > 0 {
-		return model.NodeBalancer{}, nil, es
+		return model.NodeBalancer{}, nil, 0, es
 	}
 	nb := model.NodeBalancer{Region: pol.Region, Type: model.DefaultType}
 	p.apply(&nb)
@@ -273,7 +278,7 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 		nodes := newNodes(ci.nodes, prefix+".nodes", pol, &es)
 		out = append(out, model.ConfigWithNodes{Config: c, Nodes: nodes})
 	}
-	return nb, out, es
+	return nb, out, p.firewallID, es
 }
 
 // decodeNodeBalancerUpdate reads a PUT /nodebalancers/{id} body.
