@@ -60,6 +60,9 @@ func (l *listener) serve() {
 		}
 		delay = 0
 		s := l.snap.Load()
+		if !l.firewall(s, c) {
+			continue
+		}
 		if !l.admit(s, c) {
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -59,6 +60,11 @@ type Options struct {
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
 	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
 	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
+	// FirewallDrops counts connections dropped by firewalls; one is made when nil.
+	FirewallDrops *firewall.Drops
+	// DropLog, when set, receives every connection a firewall dropped, with the name
+	// of the rule that did; it must not block.
+	DropLog func(nodeBalancerID, configID int, client, local netip.AddrPort, rule string)
 }
 
 // Plane is the running data plane.
@@ -74,7 +80,9 @@ type Plane struct {
 	backends  map[backendKey]*backend
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
-	failed    map[int]error // configs whose listener could not be opened
+	failed    map[int]error            // configs whose listener could not be opened
+	guards    map[int]*firewall.Guard  // by NodeBalancer, for as long as it exists
+	fwTables  map[int]compiledFirewall // by firewall id
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
@@ -118,6 +126,9 @@ func New(o Options) *Plane {
 	if o.Health == nil {
 		o.Health = health.New(health.Options{Logger: o.Log})
 	}
+	if o.FirewallDrops == nil {
+		o.FirewallDrops = firewall.NewDrops()
+	}
 	p := &Plane{
 		opts:      o,
 		log:       o.Log,
@@ -127,6 +138,8 @@ func New(o Options) *Plane {
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
 		failed:    map[int]error{},
+		guards:    map[int]*firewall.Guard{},
+		fwTables:  map[int]compiledFirewall{},
 	}
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
@@ -237,6 +250,7 @@ func (p *Plane) Reconcile(st store.State) {
 	wantNB := map[int]bool{}
 	for _, nb := range st.NodeBalancers {
 		wantNB[nb.ID] = true
+		p.guard(nb.ID).Arm(p.firewallTable(nb.Firewall))
 		ip, err := netip.ParseAddr(nb.IPv4)
 		if err != nil {
 			p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
@@ -288,6 +302,7 @@ func (p *Plane) Reconcile(st store.State) {
 			delete(p.limiters, id)
 		}
 	}
+	p.retainFirewalls(st, wantNB)
 	for k, b := range p.backends {
 		if !wantBackend[k] {
 			b.close()

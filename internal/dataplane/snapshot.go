@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -23,6 +24,7 @@ type snapshot struct {
 	pool    *balance.Pool
 	sticky  *balance.StickyTable // table stickiness only
 	limiter *throttle.Limiter    // nil when client_conn_throttle is 0
+	guard   *firewall.Guard      // the NodeBalancer's firewall check; stable across snapshots
 	tls     *tls.Config          // https only
 	nb      *stats.Counters
 	stats   *stats.Counters // the config's
@@ -106,6 +108,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 		nodes:   c.Nodes,
 		pool:    pool,
 		limiter: limiter,
+		guard:   p.guard(nb.ID),
 		nb:      p.opts.Stats.NodeBalancer(nb.ID),
 		stats:   p.opts.Stats.Config(c.ID),
 		now:     p.now,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
@@ -223,6 +224,8 @@ func (s *Server) Run(ctx context.Context) error {
 		OnChange: func(configID int) { plane.StatusChanged(configID) },
 		Observer: st,
 	})
+	drops := firewall.NewDrops()
+	st.SetFirewallDrops(drops)
 	popts := dataplane.Options{
 		Log:           s.cfg.Log,
 		MaxConns:      s.cfg.MaxConns,
@@ -231,12 +234,13 @@ func (s *Server) Run(ctx context.Context) error {
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
+		FirewallDrops: drops,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog = accessLog.HTTP, accessLog.TCP
+		popts.AccessLog, popts.TCPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.FirewallDrop
 	}
 	plane = dataplane.New(popts)
 

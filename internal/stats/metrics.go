@@ -142,7 +142,7 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 		ch <- l.bytes
 	}
 	for _, d := range []*prometheus.Desc{descNBInfo, descTransfer, descConfigInfo, descNodeInfo, descNodeUp,
-		descStatusChanges, descChecks, descPassive, descCheckDuration, descAccessDropped} {
+		descStatusChanges, descChecks, descPassive, descCheckDuration, descAccessDropped, descFirewallDropped} {
 		ch <- d
 	}
 }
@@ -207,6 +207,7 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	s.checks.prune(seen, byNode)
+	s.collectFirewallDrops(ch, st)
 	if s.access != nil {
 		ch <- prometheus.MustNewConstMetric(descAccessDropped, prometheus.CounterValue, float64(s.access.Dropped()))
 	}
