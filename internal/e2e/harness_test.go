@@ -34,15 +34,16 @@ const bootstrapToken = "e2e-bootstrap-token-0123456789"
 
 // env is one running nodebalancer and the loopback networks of one test.
 type env struct {
-	t   *testing.T
-	ctx context.Context
-	lc  *linodego.Client
-	n   byte // the test's network number (third octet)
+	t    *testing.T
+	ctx  context.Context
+	lc   *linodego.Client
+	n    byte   // the test's network number (third octet)
+	base string // the API's URL
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
-// with the package's other tests.
-func newEnv(t *testing.T) *env {
+// with the package's other tests. mods may change the server's configuration.
+func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 	t.Helper()
 	t.Parallel()
 	n := testNet.Add(1)
@@ -54,7 +55,7 @@ func newEnv(t *testing.T) *env {
 	if os.Getenv("E2E_LOG") != "" {
 		logw = os.Stderr
 	}
-	s, err := server.New(server.Config{
+	cfg := server.Config{
 		Listen:         "127.0.0.1:0",
 		DataDir:        t.TempDir(),
 		FrontendPool:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 61, e.n, 0}), 24)},
@@ -63,7 +64,11 @@ func newEnv(t *testing.T) *env {
 		BootstrapToken: bootstrapToken,
 		ShutdownGrace:  2 * time.Second,
 		Log:            slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +87,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	base := "http://" + s.Addr().String()
+	e.base = base
 	waitFor(t, 5*time.Second, "the server to be ready", func() bool {
 		r, err := http.Get(base + "/healthz")
 		if err != nil {
