@@ -14,7 +14,7 @@ import (
 
 // Filterable fields of each collection.
 var (
-	nodeBalancerFields = filterFields{"id": kindInt, "label": kindString, "ipv4": kindString, "region": kindString, "tags": kindTags}
+	nodeBalancerFields = filterFields{"id": kindInt, "label": kindString, "ipv4": kindString, "ipv6": kindString, "region": kindString, "tags": kindTags}
 	configFields       = filterFields{"id": kindInt, "port": kindInt, "protocol": kindString, "algorithm": kindString,
 		"stickiness": kindString, "check": kindString, "proxy_protocol": kindString, "cipher_suite": kindString}
 	nodeFields = filterFields{"id": kindInt, "label": kindString, "address": kindString, "mode": kindString,
@@ -34,6 +34,8 @@ func nodeBalancerGetter(nb model.NodeBalancer) getter {
 			return fieldValue{s: nb.Label}
 		case "ipv4":
 			return fieldValue{s: nb.IPv4}
+		case "ipv6":
+			return fieldValue{s: nb.IPv6}
 		case "region":
 			return fieldValue{s: nb.Region}
 		case "tags":

@@ -223,6 +223,10 @@ func (a *API) renderNodeBalancer(nb model.NodeBalancer) nodeBalancerJSON {
 		IPv4: nb.IPv4, ClientConnThrottle: nb.ClientConnThrottle, Tags: nb.Tags, Type: nb.Type,
 		Locks: []string{}, Created: formatTime(nb.Created), Updated: formatTime(nb.Updated),
 	}
+	if nb.IPv6 != "" {
+		v6 := nb.IPv6
+		out.IPv6 = &v6
+	}
 	if out.Tags == nil {
 		out.Tags = []string{}
 	}

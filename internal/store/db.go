@@ -98,6 +98,10 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		if reason != "" {
 			es.Add("ipv4", reason)
 		}
+		ip6, reason := db.allocate6(all)
+		if reason != "" {
+			es.Add("ipv6", reason)
+		}
 		ports := map[int]bool{}
 		for i, c := range configs {
 			if ports[c.Port] {
@@ -114,7 +118,7 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		if len(es) > 0 {
 			return es
 		}
-		nb.IPv4 = ip.String()
+		nb.IPv4, nb.IPv6 = ip.String(), ip6
 		nb.Created, nb.Updated = db.stamp(), db.stamp()
 		if err := put(tx, KindNodeBalancer, Key(nb.ID), nb); err != nil {
 			return err
@@ -161,6 +165,9 @@ func (db *DB) allocate(all []model.NodeBalancer, want string) (netip.Addr, strin
 		return a, ""
 	}
 	for _, p := range db.pool {
+		if !p.Addr().Is4() {
+			continue // IPv6 networks are allocate6's
+		}
 		for a := p.Masked().Addr().Next(); p.Contains(a); a = a.Next() {
 			if !used[a] && !isBroadcast(p, a) {
 				return a, ""
@@ -197,7 +204,7 @@ func (db *DB) UpdateNodeBalancer(id int, mutate func(*model.NodeBalancer) error)
 		if err := mutate(&nb); err != nil {
 			return err
 		}
-		nb.ID, nb.IPv4, nb.Created, nb.Region = old.ID, old.IPv4, old.Created, old.Region
+		nb.ID, nb.IPv4, nb.IPv6, nb.Created, nb.Region = old.ID, old.IPv4, old.IPv6, old.Created, old.Region
 		if nb.Label != old.Label {
 			all, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
 			if err != nil {
