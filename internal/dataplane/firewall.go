@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net"
+	"net/netip"
 
 	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -79,19 +80,19 @@ func (p *Plane) retainFirewalls(st store.State, wantNB map[int]bool) {
 // anything else is done for it (the throttle, the connection cap, TLS, a node). A
 // dropped client is reset without a byte sent: the kernel completed the handshake
 // before the balancer saw the client, so a reset is the nearest to a silent drop.
-func (l *listener) firewall(s *snapshot, c *net.TCPConn) bool {
+func (l *listener) firewall(s *snapshot, c *net.TCPConn, local netip.AddrPort) bool {
 	if s.guard.Armed() == nil {
 		return true
 	}
 	src := remoteAddr(c)
-	ok, rule := s.guard.Allow(src.Addr(), firewall.TCP, l.addr.Port())
+	ok, rule := s.guard.Allow(src.Addr(), firewall.TCP, local.Port())
 	if ok {
 		return true
 	}
 	c.SetLinger(0)
 	c.Close()
 	if log := l.plane.opts.DropLog; log != nil {
-		log(s.nbID, s.cfg.ID, src, l.addr, rule)
+		log(s.nbID, s.cfg.ID, src, local, rule)
 	}
 	return false
 }

@@ -13,14 +13,16 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
-// listener is the socket of one config: it accepts clients and hands each to the
-// protocol's handler with the snapshot current at accept time.
+// listener is the sockets of one config, one per address of its NodeBalancer (ipv4,
+// and ipv6 when it has one): it accepts clients and hands each to the protocol's
+// handler with the snapshot current at accept time.
 type listener struct {
 	plane    *Plane
 	configID int
-	addr     netip.AddrPort
+	addr     netip.AddrPort   // the first of addrs, for logs
+	addrs    []netip.AddrPort // what lns are bound to, in the same order
 	protocol model.Protocol
-	ln       *net.TCPListener
+	lns      []*net.TCPListener
 	snap     atomic.Pointer[snapshot]
 
 	ctx    context.Context // ends when the listener retires: http connections finish their request and close
@@ -42,32 +44,56 @@ func listen(addr netip.AddrPort) (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
-// serve runs the accept loop until the listener is closed.
-func (l *listener) serve() {
+// listenAll binds every address of addrs, or none.
+func listenAll(addrs []netip.AddrPort) ([]*net.TCPListener, error) {
+	lns := make([]*net.TCPListener, 0, len(addrs))
+	for _, a := range addrs {
+		ln, err := listen(a)
+		if err != nil {
+			for _, o := range lns {
+				o.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// closeSockets stops every socket of l accepting.
+func (l *listener) closeSockets() {
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+}
+
+// serve runs the accept loop of socket i until it is closed.
+func (l *listener) serve(i int) {
 	defer l.wg.Done()
+	ln, local := l.lns[i], l.addrs[i]
 	var delay time.Duration
 	for {
-		c, err := l.ln.AcceptTCP()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Out of file descriptors and the like: back off instead of spinning.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			l.plane.log.Warn("accept failed", "config_id", l.configID, "addr", l.addr.String(), "err", err, "retry_in", delay)
+			l.plane.log.Warn("accept failed", "config_id", l.configID, "addr", local.String(), "err", err, "retry_in", delay)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
 		s := l.snap.Load()
-		if !l.firewall(s, c) {
+		if !l.firewall(s, c, local) {
 			continue
 		}
 		if !l.admit(s, c) {
 			continue
 		}
 		l.wg.Add(1)
-		go l.handle(s, c)
+		go l.handle(s, c, local)
 	}
 }
 
@@ -91,7 +117,7 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 	return true
 }
 
-func (l *listener) handle(s *snapshot, c *net.TCPConn) {
+func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	defer l.wg.Done()
 	defer l.plane.active.Add(-1)
 	id := l.conns.add(c)
@@ -105,16 +131,16 @@ func (l *listener) handle(s *snapshot, c *net.TCPConn) {
 	src := remoteAddr(c)
 	switch s.cfg.Protocol {
 	case model.ProtocolTCP:
-		l.serveTCP(s, c, src)
+		l.serveTCP(s, c, src, local)
 	default:
-		l.serveHTTP(s, c, src)
+		l.serveHTTP(s, c, local)
 	}
 }
 
 // close stops accepting at once, asks http connections to finish their request and
 // close, lets connections in flight finish within grace, then closes whatever is left. It returns when every connection has ended.
 func (l *listener) close(grace time.Duration) {
-	l.ln.Close()
+	l.closeSockets()
 	l.cancel()
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()

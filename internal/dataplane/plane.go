@@ -7,9 +7,11 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -233,7 +235,7 @@ func (p *Plane) Close() {
 
 // retire stops l accepting now and drains it in the background. p.mu is held.
 func (p *Plane) retire(l *listener) {
-	l.ln.Close()
+	l.closeSockets()
 	p.closing.Add(1)
 	go func() {
 		defer p.closing.Done()
@@ -251,16 +253,16 @@ func (p *Plane) Reconcile(st store.State) {
 	for _, nb := range st.NodeBalancers {
 		wantNB[nb.ID] = true
 		p.guard(nb.ID).Arm(p.firewallTable(nb.Firewall))
-		ip, err := netip.ParseAddr(nb.IPv4)
-		if err != nil {
+		ips := frontendIPs(nb.NodeBalancer)
+		if len(ips) == 0 {
 			p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
 			continue
 		}
 		limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
 		for _, c := range nb.Configs {
 			wantCfg[c.ID] = true
-			addr := netip.AddrPortFrom(ip, uint16(c.Port))
-			if l := p.listeners[c.ID]; l != nil && l.serves(c, limiter, addr) {
+			addrs := listenAddrs(ips, c.Port)
+			if l := p.listeners[c.ID]; l != nil && l.serves(c, limiter, addrs) {
 				// Unchanged: building pick tables again would cost time for nothing
 				// (tens of ms for a thousand nodes).
 				s := l.snap.Load()
@@ -276,7 +278,7 @@ func (p *Plane) Reconcile(st store.State) {
 				p.failed[c.ID] = err
 				continue
 			}
-			p.place(c.ID, addr, c.Protocol, s)
+			p.place(c.ID, addrs, c.Protocol, s)
 		}
 	}
 	for id, l := range p.listeners {
@@ -321,34 +323,58 @@ func nodeIDs(m map[backendKey]bool) map[int]bool {
 	return out
 }
 
-// place makes sure config id listens on addr with protocol and serves s. p.mu is held.
-func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
+// place makes sure config id listens on addrs (its NodeBalancer's ipv4 and ipv6 at
+// the config's port) with protocol and serves s. p.mu is held.
+func (p *Plane) place(id int, addrs []netip.AddrPort, proto model.Protocol, s *snapshot) {
 	l := p.listeners[id]
-	if l != nil && (l.addr != addr || l.protocol != proto) {
+	if l != nil && (!slices.Equal(l.addrs, addrs) || l.protocol != proto) {
 		p.retire(l)
 		delete(p.listeners, id)
-		p.log.Info("listener moving", "config_id", id, "from", l.addr.String(), "to", addr.String(), "protocol", string(proto))
+		p.log.Info("listener moving", "config_id", id, "from", fmt.Sprint(l.addrs), "to", fmt.Sprint(addrs), "protocol", string(proto))
 		l = nil
 	}
 	if l == nil {
-		ln, err := listen(addr)
+		lns, err := listenAll(addrs)
 		if err != nil {
 			if _, seen := p.failed[id]; !seen {
-				p.log.Error("cannot listen", "config_id", id, "addr", addr.String(), "err", err)
+				p.log.Error("cannot listen", "config_id", id, "addr", fmt.Sprint(addrs), "err", err)
 			}
 			p.failed[id] = err
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		l = &listener{plane: p, configID: id, addr: addr, protocol: proto, ln: ln, ctx: ctx, cancel: cancel}
+		l = &listener{plane: p, configID: id, addr: addrs[0], addrs: addrs, protocol: proto, lns: lns, ctx: ctx, cancel: cancel}
 		l.setSnapshot(s)
-		l.wg.Add(1)
-		go l.serve()
+		l.wg.Add(len(lns))
+		for i := range lns {
+			go l.serve(i)
+		}
 		p.listeners[id] = l
 		delete(p.failed, id)
-		p.log.Info("listener open", "config_id", id, "addr", addr.String(), "protocol", string(proto))
+		p.log.Info("listener open", "config_id", id, "addr", fmt.Sprint(addrs), "protocol", string(proto))
 	}
 	l.setSnapshot(s)
+}
+
+// frontendIPs are the addresses of nb its configs listen on: its ipv4, then its ipv6
+// when it has one.
+func frontendIPs(nb model.NodeBalancer) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range []string{nb.IPv4, nb.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// listenAddrs are ips at port.
+func listenAddrs(ips []netip.Addr, port int) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(ips))
+	for i, ip := range ips {
+		out[i] = netip.AddrPortFrom(ip, uint16(port))
+	}
+	return out
 }
 
 // limiter returns the throttle of NodeBalancer id, nil when throttling is off.

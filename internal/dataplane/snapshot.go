@@ -133,11 +133,11 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 	return s, nil
 }
 
-// serves reports whether l already serves config c with limiter on addr, so that the
-// snapshot need not be built again.
-func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addr netip.AddrPort) bool {
+// serves reports whether l already serves config c with limiter on addrs, so that
+// the snapshot need not be built again.
+func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addrs []netip.AddrPort) bool {
 	s := l.snap.Load()
-	return l.addr == addr && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
+	return slices.Equal(l.addrs, addrs) && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a
