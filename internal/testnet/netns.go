@@ -2,7 +2,6 @@ package testnet
 
 import (
 	"bytes"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -83,6 +82,6 @@ func setupNetNS(t *testing.T, local []netip.Prefix) {
 		t.Fatalf("enable ip_nonlocal_bind in the test's namespace: %v", err)
 	}
 	if b, _ := os.ReadFile("/proc/sys/net/ipv6/conf/lo/disable_ipv6"); bytes.HasPrefix(b, []byte("1")) {
-		t.Fatal(fmt.Sprintf("IPv6 is disabled on lo in the test's namespace (%s)", "net.ipv6.conf.lo.disable_ipv6=1"))
+		t.Fatal("IPv6 is disabled on lo in the test's namespace (net.ipv6.conf.lo.disable_ipv6=1)")
 	}
 }
