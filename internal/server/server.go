@@ -101,6 +101,12 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	if n, err := db.AssignIPv6(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
+	} else if n > 0 {
+		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
+	}
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		db.Close()

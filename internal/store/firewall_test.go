@@ -117,3 +117,41 @@ func TestFirewallOnePerNodeBalancerAndCascades(t *testing.T) {
 		t.Fatalf("b is free again: %v", err)
 	}
 }
+
+func TestIPv6FromThePoolAndForExistingNodeBalancers(t *testing.T) {
+	dir := t.TempDir()
+	bk, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(bk, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
+	old, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "old"}, nil)
+	if err != nil || old.IPv6 != "" {
+		t.Fatalf("without an IPv6 pool: %+v %v", old, err)
+	}
+	if n, err := db.AssignIPv6(); n != 0 || err != nil {
+		t.Fatalf("AssignIPv6 without an IPv6 network: %d %v", n, err)
+	}
+	db.Close()
+	bk, err = bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = store.New(bk, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24"), netip.MustParsePrefix("fd00:5::/64")}})
+	t.Cleanup(func() { db.Close() })
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "new"}, nil)
+	if err != nil || nb.IPv6 != "fd00:5::1" || nb.IPv4 != "127.0.1.2" {
+		t.Fatalf("new: %+v %v", nb, err)
+	}
+	if n, err := db.AssignIPv6(); n != 1 || err != nil {
+		t.Fatalf("AssignIPv6: %d %v", n, err)
+	}
+	got, _ := db.NodeBalancer(old.ID)
+	if got.IPv6 != "fd00:5::2" {
+		t.Fatalf("old got %q", got.IPv6)
+	}
+	up, err := db.UpdateNodeBalancer(old.ID, func(nb *model.NodeBalancer) error { nb.IPv6 = "fd00:5::99"; return nil })
+	if err != nil || up.IPv6 != "fd00:5::2" {
+		t.Fatalf("an update must keep ipv6: %+v %v", up, err)
+	}
+}
