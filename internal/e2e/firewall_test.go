@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -341,4 +343,46 @@ func TestFirewallAttachDetachUnderLoad(t *testing.T) {
 		t.Error("the blocked client was never dropped while the firewall was attached")
 	}
 	t.Logf("%d requests and sessions from the allowed client, none failed; the blocked client was dropped %d times", total, blockedDrops)
+}
+
+// TestFirewallGuardsHTTPS: the check comes before the TLS handshake, so a dropped
+// https client never gets a ServerHello, over HTTP/1.1 or h2.
+func TestFirewallGuardsHTTPS(t *testing.T) {
+	e := newEnv(t)
+	opts := linodego.NodeBalancerConfigCreateOptions{Protocol: linodego.ProtocolHTTPS}
+	var roots *x509.CertPool
+	opts.SSLCert, opts.SSLKey, roots = selfSigned(t)
+	l := e.balancer(opts, nodeSpec{name: "a", addr: e.httpBackend("a", 1).addr})
+	_, err := e.lc.CreateFirewall(e.ctx, linodego.FirewallCreateOptions{Label: "tls-guard",
+		Rules: linodego.FirewallRuleSet{InboundPolicy: "DROP", OutboundPolicy: "ACCEPT",
+			Inbound: []linodego.FirewallRule{rule("ACCEPT", "allow-1", "", host(e.clientIP(1)))}},
+		Devices: linodego.DevicesCreationOptions{NodeBalancers: []int{l.nbID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(src byte, h2 bool) *http.Client {
+		tr := &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: tlsName},
+			DialContext:       (&net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: e.clientIP(src).AsSlice()}}).DialContext,
+			ForceAttemptHTTP2: h2,
+			DisableKeepAlives: true,
+		}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	}
+	waitFor(t, modeChangeBound, "client 2 to be dropped", func() bool { _, err := get(client(2, false), l.url("/"), ""); return err != nil })
+	for _, h2 := range []bool{false, true} {
+		if r := mustGet(t, client(1, h2), l.url("/"), ""); (r.proto == 2) != h2 {
+			t.Fatalf("allowed client spoke HTTP/%d", r.proto)
+		}
+		_, err := get(client(2, h2), l.url("/"), "")
+		if err == nil || strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("dropped https client (h2 %v): %v, want the connection reset before any TLS", h2, err)
+		}
+	}
+	if n := e.droppedMetric(l.nbID, "inbound_policy"); n < 2 {
+		t.Fatalf("drops by the policy: %d", n)
+	}
 }
