@@ -20,6 +20,7 @@ type listener struct {
 	plane    *Plane
 	configID int
 	addr     netip.AddrPort   // the first of addrs, for logs
+	want     []netip.AddrPort // the addresses the config should listen on
 	addrs    []netip.AddrPort // what lns are bound to, in the same order
 	protocol model.Protocol
 	lns      []*net.TCPListener
@@ -44,20 +45,22 @@ func listen(addr netip.AddrPort) (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
-// listenAll binds every address of addrs, or none.
-func listenAll(addrs []netip.AddrPort) ([]*net.TCPListener, error) {
-	lns := make([]*net.TCPListener, 0, len(addrs))
-	for _, a := range addrs {
-		ln, err := listen(a)
-		if err != nil {
-			for _, o := range lns {
-				o.Close()
-			}
-			return nil, err
+// listenAll binds the addresses of addrs: the first (the ipv4) must bind, or nothing
+// is; a later one (the ipv6) that cannot bind is reported in skipped and left out, so
+// that a host not yet set up for its IPv6 pool still serves IPv4.
+func listenAll(addrs []netip.AddrPort) (lns []*net.TCPListener, bound []netip.AddrPort, skipped error, err error) {
+	for i, a := range addrs {
+		ln, e := listen(a)
+		switch {
+		case e != nil && i == 0:
+			return nil, nil, nil, e
+		case e != nil:
+			skipped = errors.Join(skipped, e)
+		default:
+			lns, bound = append(lns, ln), append(bound, a)
 		}
-		lns = append(lns, ln)
 	}
-	return lns, nil
+	return lns, bound, skipped, nil
 }
 
 // closeSockets stops every socket of l accepting.

@@ -137,7 +137,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 // the snapshot need not be built again.
 func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addrs []netip.AddrPort) bool {
 	s := l.snap.Load()
-	return slices.Equal(l.addrs, addrs) && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
+	return slices.Equal(l.want, addrs) && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a
