@@ -123,3 +123,32 @@ func TestValidateDeviceType(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePorts: ParsePorts never panics, and what it accepts obeys Linode's rules.
+func FuzzParsePorts(f *testing.F) {
+	for _, s := range []string{"80", "22-24, 80, 443", "080", "1-2,3-4", "65535", "", ", ", "1-", "-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ranges, reason := ParsePorts(s)
+		if reason != "" {
+			if ranges != nil {
+				t.Fatalf("%q: ranges %v with reason %q", s, ranges, reason)
+			}
+			return
+		}
+		pieces := 0
+		for _, r := range ranges {
+			if r.First == 0 || r.Last < r.First {
+				t.Fatalf("%q: bad range %v", s, r)
+			}
+			pieces++
+			if r.Last != r.First {
+				pieces++
+			}
+		}
+		if pieces == 0 || pieces > MaxRulePortPieces {
+			t.Fatalf("%q: %d pieces accepted", s, pieces)
+		}
+	})
+}
