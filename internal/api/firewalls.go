@@ -317,10 +317,10 @@ func updateFirewall(c *call) (any, error) {
 		return nil, es
 	}
 	fw, err := c.a.o.DB.UpdateFirewall(c.ids[0], func(fw *model.Firewall) error {
-		if label != nil && *label != "" { // linodego omits an empty label; "" means "keep"
-			fw.Label = *label
-		}
-		if status != nil && *status != "" {
+		// linodego omits an empty label or status, so one given is meant: "" is
+		// refused by validation rather than read as "keep".
+		setStr(&fw.Label, label)
+		if status != nil {
 			fw.Status = model.FirewallStatus(*status)
 		}
 		if hasTags {

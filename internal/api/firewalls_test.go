@@ -360,6 +360,8 @@ func TestFirewallRawBadInput(t *testing.T) {
 		{"PUT", fwPath + "/rules", `{"inbound":[{"action":"DROP","protocol":"TCP","ports":80,"addresses":{"ipv4":["10.0.0.0/8"]}}]}`,
 			[]string{"inbound[0].ports"}, "string"},
 		{"PUT", fwPath, `{"status":true}`, []string{"status"}, "string"},
+		{"PUT", fwPath, `{"status":""}`, []string{"status"}, "enabled, disabled"},
+		{"PUT", fwPath, `{"label":""}`, []string{"label"}, "3-32"},
 		{"POST", fwPath + "/devices", `{"id":"1","type":"nodebalancer"}`, []string{"id"}, "integer"},
 	} {
 		before := e.snapshot()
