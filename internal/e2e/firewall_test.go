@@ -386,3 +386,43 @@ func TestFirewallGuardsHTTPS(t *testing.T) {
 		t.Fatalf("drops by the policy: %d", n)
 	}
 }
+
+// TestFirewallComesBeforeTheThrottle: a dropped client is not counted by the
+// throttle (nor anything else) — the firewall decides before anything is done.
+func TestFirewallComesBeforeTheThrottle(t *testing.T) {
+	e := newEnv(t)
+	tb := e.tcpBackend("tcp", 1)
+	l := e.balancer(linodego.NodeBalancerConfigCreateOptions{Protocol: linodego.ProtocolTCP}, nodeSpec{name: "tcp", addr: tb.addr})
+	if _, err := e.lc.UpdateNodeBalancer(e.ctx, l.nbID, linodego.NodeBalancerUpdateOptions{ClientConnThrottle: ptr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.clientIP(7)
+	fw, err := e.lc.CreateFirewall(e.ctx, linodego.FirewallCreateOptions{Label: "before-throttle",
+		Rules:   linodego.FirewallRuleSet{InboundPolicy: "ACCEPT", OutboundPolicy: "ACCEPT", Inbound: []linodego.FirewallRule{rule("DROP", "deny-7", "", host(c))}},
+		Devices: linodego.DevicesCreationOptions{NodeBalancers: []int{l.nbID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilProbe(t, c, l.front, false)
+	for range 5 {
+		mustProbe(t, c, l.front, false)
+	}
+	devs, err := e.lc.ListFirewallDevices(e.ctx, fw.ID, nil)
+	if err != nil || len(devs) != 1 {
+		t.Fatalf("devices %v %v", devs, err)
+	}
+	if err := e.lc.DeleteFirewallDevice(e.ctx, fw.ID, devs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	// Within the same second as the drops: the throttle has seen none of them, so
+	// the client gets its two connections.
+	start := time.Now()
+	if took := untilProbe(t, c, l.front, true); took > 500*time.Millisecond {
+		t.Fatalf("the client was served only %v after the detach: the drops were throttled", took)
+	}
+	mustProbe(t, c, l.front, true)
+	if time.Since(start) > 900*time.Millisecond {
+		t.Skip("the machine was too slow to stay within the throttle's second")
+	}
+	mustProbe(t, c, l.front, false) // the third within the second is the throttle's
+}
