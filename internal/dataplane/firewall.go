@@ -54,19 +54,37 @@ func (p *Plane) firewallTable(fw *model.Firewall) *firewall.Table {
 	return t
 }
 
-// retainFirewalls forgets the guards, drop counters and tables of NodeBalancers and
-// firewalls that are gone. p.mu is held.
-func (p *Plane) retainFirewalls(st store.State, wantNB map[int]bool) {
+// firewallsOf returns the firewall of each NodeBalancer of st that has one, and
+// every NodeBalancer of st.
+func firewallsOf(st store.State) (byNB map[int]*model.Firewall, live map[int]bool) {
+	byNB, live = map[int]*model.Firewall{}, make(map[int]bool, len(st.NodeBalancers))
+	for _, nb := range st.NodeBalancers {
+		live[nb.ID] = true
+		if nb.Firewall != nil {
+			byNB[nb.ID] = nb.Firewall
+		}
+	}
+	return byNB, live
+}
+
+// armFirewalls arms the guard of every NodeBalancer of live with the table of its
+// firewall in byNB (store.DB.FirewallsByNodeBalancer), disarms the others, and
+// forgets the guards, drop counters and tables of NodeBalancers and firewalls that
+// are gone. p.mu is held.
+func (p *Plane) armFirewalls(byNB map[int]*model.Firewall, live map[int]bool) {
+	for id := range live {
+		p.guard(id).Arm(p.firewallTable(byNB[id]))
+	}
 	for id := range p.guards {
-		if !wantNB[id] {
+		if !live[id] {
 			delete(p.guards, id)
 		}
 	}
-	p.opts.FirewallDrops.Retain(wantNB)
+	p.opts.FirewallDrops.Retain(live)
 	used := map[int]bool{}
-	for _, nb := range st.NodeBalancers {
-		if nb.Firewall != nil {
-			used[nb.Firewall.ID] = true
+	for id, fw := range byNB {
+		if live[id] {
+			used[fw.ID] = true
 		}
 	}
 	for id := range p.fwTables {

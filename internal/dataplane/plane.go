@@ -247,12 +247,14 @@ func (p *Plane) retire(l *listener) {
 func (p *Plane) Reconcile(st store.State) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Guards first: a listener opened below for a NodeBalancer created with a
+	// firewall must not take a client before its guard is armed.
+	p.armFirewalls(firewallsOf(st))
 	wantCfg := map[int]bool{}
 	wantBackend := map[backendKey]bool{}
 	wantNB := map[int]bool{}
 	for _, nb := range st.NodeBalancers {
 		wantNB[nb.ID] = true
-		p.guard(nb.ID).Arm(p.firewallTable(nb.Firewall))
 		ips := frontendIPs(nb.NodeBalancer)
 		if len(ips) == 0 {
 			p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
@@ -304,7 +306,7 @@ func (p *Plane) Reconcile(st store.State) {
 			delete(p.limiters, id)
 		}
 	}
-	p.retainFirewalls(st, wantNB)
+
 	for k, b := range p.backends {
 		if !wantBackend[k] {
 			b.close()

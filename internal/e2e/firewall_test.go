@@ -426,3 +426,38 @@ func TestFirewallComesBeforeTheThrottle(t *testing.T) {
 	}
 	mustProbe(t, c, l.front, false) // the third within the second is the throttle's
 }
+
+// TestFirewallGuardsANewNodeBalancerFromItsFirstConnection: created with firewall_id,
+// a NodeBalancer's listeners never take a client its firewall drops.
+func TestFirewallGuardsANewNodeBalancerFromItsFirstConnection(t *testing.T) {
+	e := newEnv(t)
+	tb := e.tcpBackend("tcp", 1)
+	fw, err := e.lc.CreateFirewall(e.ctx, linodego.FirewallCreateOptions{Label: "from-the-start",
+		Rules: linodego.FirewallRuleSet{InboundPolicy: "DROP", OutboundPolicy: "ACCEPT",
+			Inbound: []linodego.FirewallRule{rule("ACCEPT", "allow-1", "", host(e.clientIP(1)))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := e.lc.CreateNodeBalancer(e.ctx, linodego.NodeBalancerCreateOptions{Region: "local", FirewallID: fw.ID,
+		Configs: []*linodego.NodeBalancerConfigCreateOptions{{Port: 8080, Protocol: linodego.ProtocolTCP,
+			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: tb.addr.String(), Label: "tcp-node"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), 8080)
+	deadline := time.Now().Add(modeChangeBound)
+	for {
+		served, err := probe(e.clientIP(2), front)
+		if err == nil {
+			if served {
+				t.Fatal("the listener served a client the firewall drops before the firewall applied")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener never opened: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mustProbe(t, e.clientIP(1), front, true)
+}

@@ -277,6 +277,16 @@ func detachNodeBalancer(tx Tx, nbID int) error {
 	return tx.Delete(KindFwDevice, Key(d.FirewallID, d.ID))
 }
 
+// FirewallsByNodeBalancer returns, by NodeBalancer id, the firewall attached to it
+// (NodeBalancers without one are absent), read in one transaction.
+func (db *DB) FirewallsByNodeBalancer() (out map[int]*model.Firewall, err error) {
+	err = db.b.View(func(tx Tx) error {
+		out, err = guardingFirewalls(tx)
+		return err
+	})
+	return out, err
+}
+
 // guardingFirewalls returns, by NodeBalancer id, the firewall attached to it.
 func guardingFirewalls(tx Tx) (map[int]*model.Firewall, error) {
 	fws, err := scan[model.Firewall](tx, KindFirewall, nil)
