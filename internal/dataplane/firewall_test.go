@@ -1,67 +1,98 @@
 package dataplane
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 )
 
-// Reconcile arms each NodeBalancer's guard with its enabled firewall's table,
-// compiles a firewall once per rules version, and disarms on disable or detach.
-func TestReconcileArmsFirewallGuards(t *testing.T) {
-	p := New(Options{Log: slog.New(slog.DiscardHandler)})
-	defer p.Close()
-	fw := &model.Firewall{ID: 3, Status: model.FirewallEnabled, Rules: model.FirewallRules{
-		InboundPolicy: model.ActionAccept, OutboundPolicy: model.ActionAccept, Version: 1, Fingerprint: "a",
-		Inbound: []model.FirewallRule{{Label: "deny", Action: model.ActionDrop, Protocol: model.RuleTCP,
-			Addresses: model.FirewallAddresses{IPv4: []string{"127.95.0.0/16"}}}}}}
-	// No configs: no listener is opened, only the guards are reconciled.
-	state := func(fws ...*model.Firewall) store.State {
-		st := store.State{}
-		for i, f := range fws {
-			st.NodeBalancers = append(st.NodeBalancers, store.NodeBalancerState{
-				NodeBalancer: model.NodeBalancer{ID: i + 1, IPv4: "127.96.0.1"}, Firewall: f})
+// The data plane follows the store's firewalls: it arms each NodeBalancer's guard
+// with its enabled firewall's table (one table per rules version, shared by the
+// NodeBalancers it guards), re-arms on a rules change, disarms on disable or detach,
+// and forgets the guard of a deleted NodeBalancer.
+func TestPlaneArmsFirewallGuardsFromTheStore(t *testing.T) {
+	b, err := bolt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.96.0.0/24")}})
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, db) }()
+	t.Cleanup(func() { cancel(); <-done; db.Close() })
+
+	var ids []int
+	for range 3 {
+		nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return st
+		ids = append(ids, nb.ID)
+	}
+	rules := model.FirewallRules{InboundPolicy: model.ActionAccept, OutboundPolicy: model.ActionAccept,
+		Inbound: []model.FirewallRule{{Label: "deny", Action: model.ActionDrop, Protocol: model.RuleTCP,
+			Addresses: model.FirewallAddresses{IPv4: []string{"127.95.0.0/16"}}}}}
+	fw, err := db.CreateFirewall(model.Firewall{Label: "guard", Status: model.FirewallEnabled, Rules: rules}, ids[:2])
+	if err != nil {
+		t.Fatal(err)
 	}
 	client := netip.MustParseAddr("127.95.0.1")
-	p.Reconcile(state(fw, fw, nil))
-	g1, g2, g3 := p.FirewallGuard(1), p.FirewallGuard(2), p.FirewallGuard(3)
-	if g1 == nil || g2 == nil || g3 == nil {
-		t.Fatal("every NodeBalancer has a guard")
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
-	if g1.Armed() == nil || g1.Armed() != g2.Armed() {
-		t.Fatal("NodeBalancers guarded by one firewall share its compiled table")
+	armed := func(id int) *firewall.Table { return p.FirewallGuard(id).Armed() }
+	within("the guards armed", func() bool { return armed(ids[0]) != nil && armed(ids[1]) != nil })
+	if armed(ids[0]) != armed(ids[1]) {
+		t.Fatal("NodeBalancers guarded by one firewall do not share its compiled table")
 	}
-	if ok, rule := g1.Allow(client, firewall.TCP, 80); ok || rule != "deny" {
-		t.Fatalf("Allow = %v %q", ok, rule)
-	}
-	if g3.Armed() != nil {
+	if armed(ids[2]) != nil {
 		t.Fatal("a NodeBalancer without a firewall is armed")
 	}
-	first := g1.Armed()
-	p.Reconcile(state(fw, fw, nil))
-	if g1.Armed() != first || p.FirewallGuard(1) != g1 {
-		t.Fatal("an unchanged firewall was compiled again, or the guard replaced")
+	if ok, rule := p.FirewallGuard(ids[0]).Allow(client, firewall.TCP, 80); ok || rule != "deny" {
+		t.Fatalf("Allow = %v %q", ok, rule)
 	}
-	changed := *fw
-	changed.Rules.Version, changed.Rules.Fingerprint = 2, "b"
-	changed.Rules.Inbound = nil
-	p.Reconcile(state(&changed, fw, nil))
-	if ok, _ := g1.Allow(client, firewall.TCP, 80); !ok {
-		t.Fatal("new rules were not applied")
+	first := armed(ids[0])
+	rules.Inbound = nil
+	if _, err := db.UpdateFirewallRules(fw.ID, rules); err != nil {
+		t.Fatal(err)
 	}
-	disabled := changed
-	disabled.Status = model.FirewallDisabled
-	p.Reconcile(state(&disabled, nil))
-	if g1.Armed() != nil || g2.Armed() != nil {
-		t.Fatal("a disabled or detached firewall still filters")
+	within("the new rules", func() bool { return armed(ids[0]) != first && armed(ids[0]) != nil })
+	if ok, _ := p.FirewallGuard(ids[1]).Allow(client, firewall.TCP, 80); !ok {
+		t.Fatal("the new rules were not applied")
 	}
-	if p.FirewallGuard(3) != nil {
-		t.Fatal("the guard of a deleted NodeBalancer is kept")
+	if _, err := db.UpdateFirewall(fw.ID, func(f *model.Firewall) error { f.Status = model.FirewallDisabled; return nil }); err != nil {
+		t.Fatal(err)
 	}
+	within("a disabled firewall to filter nothing", func() bool { return armed(ids[0]) == nil && armed(ids[1]) == nil })
+	if _, err := db.UpdateFirewall(fw.ID, func(f *model.Firewall) error { f.Status = model.FirewallEnabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	within("enabled again", func() bool { return armed(ids[0]) != nil })
+	devs, err := db.FirewallDevices(fw.ID)
+	if err != nil || len(devs) != 2 {
+		t.Fatalf("devices %v %v", devs, err)
+	}
+	if err := db.DeleteFirewallDevice(fw.ID, devs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	within("the detached NodeBalancer disarmed", func() bool { return armed(devs[0].EntityID) == nil })
+	if err := db.DeleteNodeBalancer(ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	within("the deleted NodeBalancer's guard forgotten", func() bool { return p.FirewallGuard(ids[1]) == nil })
 }
