@@ -549,8 +549,9 @@ func setup(args []string) error {
 	}
 	https := checked(8483, "https")
 	https["ssl_cert"], https["ssl_key"] = string(cert), string(key)
+	// The region is required; compare.sh runs the balancer with the default one.
 	body := map[string]any{
-		"label": "bench", "ipv4": *ipv4,
+		"label": "bench", "ipv4": *ipv4, "region": "local",
 		"configs": []any{
 			checked(8083, "http"), https, checked(8093, "tcp"),
 			map[string]any{"port": 8193, "protocol": "tcp", "algorithm": "roundrobin", "check": "none",

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 )
 
 // NodeStatusSource tells the status of a node as this host's health checker sees
-// it. Without one every node shows "unknown" (and a node in mode reject "DOWN").
+// it. Without one every node shows "Unknown" (and a node in mode reject "DOWN").
 type NodeStatusSource interface {
 	NodeStatus(configID, nodeID int) model.NodeStatus
 }
@@ -102,12 +103,15 @@ const (
 
 // call is one request on its way through a handler.
 type call struct {
-	a      *API
-	w      http.ResponseWriter
-	r      *http.Request
-	ids    []int
-	token  model.Token
-	scopes scopeSet
+	a    *API
+	w    http.ResponseWriter
+	r    *http.Request
+	ids  []int
+	slug string // the "*" segment of the route, such as a region id
+	// ignored lists the body fields this server does not know, for the debug log.
+	ignored []string
+	token   model.Token
+	scopes  scopeSet
 }
 
 // handler answers one call: a body to send with 200, or an error to turn into the
@@ -115,10 +119,12 @@ type call struct {
 type handler func(c *call) (any, error)
 
 type route struct {
-	path    []string // literal segments, "#" for a positive integer id
+	path    []string // literal segments, "#" for a positive integer id, "*" for any one segment (a slug)
 	methods map[string]handler
 	need    func(method string) access
 }
+
+func publicAccess(string) access { return public }
 
 func nbAccess(method string) access {
 	if method == http.MethodGet {
@@ -129,10 +135,12 @@ func nbAccess(method string) access {
 
 var routes = []route{
 	{[]string{"nodebalancers"}, map[string]handler{"GET": listNodeBalancers, "POST": createNodeBalancer}, nbAccess},
-	{[]string{"nodebalancers", "types"}, map[string]handler{"GET": listTypes}, func(string) access { return public }},
+	{[]string{"nodebalancers", "types"}, map[string]handler{"GET": listTypes}, publicAccess},
 	{[]string{"nodebalancers", "#"}, map[string]handler{"GET": getNodeBalancer, "PUT": updateNodeBalancer, "DELETE": deleteNodeBalancer}, nbAccess},
 	{[]string{"nodebalancers", "#", "stats"}, map[string]handler{"GET": getStats}, nbAccess},
 	{[]string{"nodebalancers", "#", "firewalls"}, map[string]handler{"GET": listNodeBalancerFirewalls}, nbAccess},
+	{[]string{"nodebalancers", "#", "vpcs"}, map[string]handler{"GET": listVPCConfigs}, nbAccess},
+	{[]string{"nodebalancers", "#", "vpcs", "#"}, map[string]handler{"GET": getVPCConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs"}, map[string]handler{"GET": listConfigs, "POST": createConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#"}, map[string]handler{"GET": getConfig, "PUT": updateConfig, "DELETE": deleteConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#", "rebuild"}, map[string]handler{"POST": rebuildConfig}, nbAccess},
@@ -143,21 +151,27 @@ var routes = []route{
 	{[]string{"networking", "firewalls", "#", "rules"}, map[string]handler{"GET": getFirewallRules, "PUT": updateFirewallRules}, fwAccess},
 	{[]string{"networking", "firewalls", "#", "devices"}, map[string]handler{"GET": listFirewallDevices, "POST": createFirewallDevice}, fwAccess},
 	{[]string{"networking", "firewalls", "#", "devices", "#"}, map[string]handler{"GET": getFirewallDevice, "DELETE": deleteFirewallDevice}, fwAccess},
+	{[]string{"linode", "types"}, map[string]handler{"GET": listLinodeTypes}, publicAccess},
+	{[]string{"regions"}, map[string]handler{"GET": listRegions}, publicAccess},
+	{[]string{"regions", "*"}, map[string]handler{"GET": getRegion}, publicAccess},
 	{[]string{"profile", "tokens"}, map[string]handler{"GET": listTokens, "POST": createToken}, func(string) access { return tokenMgmt }},
 	{[]string{"profile", "tokens", "#"}, map[string]handler{"GET": getToken, "PUT": updateToken, "DELETE": deleteToken}, func(string) access { return tokenMgmt }},
 }
 
-// match finds the route for the segments after the version, with its ids.
-func match(segs []string) (*route, []int) {
+// match finds the route for the segments after the version, with its ids and slug.
+func match(segs []string) (*route, []int, string) {
 	for i := range routes {
 		rt := &routes[i]
 		if len(rt.path) != len(segs) {
 			continue
 		}
 		var ids []int
+		slug := ""
 		ok := true
 		for j, p := range rt.path {
-			if p == "#" {
+			if p == "*" {
+				slug = segs[j]
+			} else if p == "#" {
 				id, err := strconv.Atoi(segs[j])
 				if err != nil || id <= 0 || segs[j][0] == '+' {
 					ok = false
@@ -170,10 +184,10 @@ func match(segs []string) (*route, []int) {
 			}
 		}
 		if ok {
-			return rt, ids
+			return rt, ids, slug
 		}
 	}
-	return nil, nil
+	return nil, nil, ""
 }
 
 // segments splits a request path after /v4 or /v4beta; ok is false for other paths.
@@ -207,6 +221,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if c.token.ID != 0 {
 			attrs = append(attrs, slog.Int("token_id", c.token.ID))
 		}
+		if len(c.ignored) > 0 {
+			// Names only, never values: bodies are not logged.
+			slices.Sort(c.ignored)
+			attrs = append(attrs, slog.Any("ignored_fields", c.ignored))
+		}
 		a.log.LogAttrs(r.Context(), slog.LevelDebug, "api request", attrs...)
 	}
 }
@@ -225,7 +244,7 @@ func (a *API) serve(w http.ResponseWriter, c *call) (status int) {
 	if !ok {
 		return writeErr(w, errNotFound)
 	}
-	rt, ids := match(segs)
+	rt, ids, slug := match(segs)
 	if rt == nil {
 		return writeErr(w, errNotFound)
 	}
@@ -240,7 +259,7 @@ func (a *API) serve(w http.ResponseWriter, c *call) (status int) {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		return writeErr(w, &apiError{http.StatusMethodNotAllowed, model.Errors{{Reason: "Method not allowed"}}})
 	}
-	c.ids = ids
+	c.ids, c.slug = ids, slug
 	if err := a.authorize(c, rt.need(c.r.Method)); err != nil {
 		return writeErr(w, err)
 	}

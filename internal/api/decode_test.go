@@ -18,7 +18,9 @@ func TestDecodeConfigCreate(t *testing.T) {
 			d := model.NewConfig()
 			return c.Config == d && len(c.Nodes) == 0
 		}, nil},
-		{"port 0 means default", `{"port":0}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port omitted means default", `{"protocol":"tcp"}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port null means default", `{"port":null}`, func(c model.ConfigWithNodes) bool { return c.Port == 80 }, nil},
+		{"port 0 is refused", `{"port":0}`, nil, []string{"port"}},
 		{"empty enum means default", `{"protocol":"","algorithm":""}`, func(c model.ConfigWithNodes) bool {
 			return c.Protocol == "http" && c.Algorithm == "roundrobin"
 		}, nil},
@@ -32,17 +34,19 @@ func TestDecodeConfigCreate(t *testing.T) {
 			func(c model.ConfigWithNodes) bool {
 				return len(c.Nodes) == 2 && c.Nodes[0].Weight == 50 && c.Nodes[0].Mode == "accept" && c.Nodes[1].Weight == 3 && c.Nodes[1].Mode == "backup"
 			}, nil},
-		{"zero udp fields", `{"udp_check_port":0,"udp_session_timeout":null}`, nil, nil},
+		{"udp_check_port default", `{"udp_session_timeout":null}`, func(c model.ConfigWithNodes) bool { return c.UDPCheckPort == 80 }, nil},
+		{"udp_check_port given", `{"udp_check_port":1234,"udp_session_timeout":99}`, func(c model.ConfigWithNodes) bool { return c.UDPCheckPort == 1234 }, nil},
 		{"read-only echoes", `{"id":9,"nodebalancer_id":9,"nodes_status":{"up":1},"ssl_commonname":"x","ssl_fingerprint":"y"}`,
 			func(c model.ConfigWithNodes) bool { return c.ID == 0 && c.NodeBalancerID == 0 }, nil},
 		{"type errors", `{"port":"80","check_passive":"yes","check_path":1,"nodes":{"a":1}}`, nil,
 			[]string{"port", "check_path", "check_passive", "nodes"}},
 		{"node errors", `{"nodes":[{"address":"10.1.1.1:80","label":"n-1","weight":0},{"address":"1.1.1.1:80","label":"n-2"}]}`, nil,
 			[]string{"nodes[0].weight", "nodes[1].address"}},
-		{"udp fields", `{"udp_check_port":1,"udp_session_timeout":5}`, nil, []string{"udp_check_port", "udp_session_timeout"}},
+		{"udp_check_port 0", `{"udp_check_port":0}`, nil, []string{"udp_check_port"}},
+		{"udp_check_port too high", `{"udp_check_port":65536}`, nil, []string{"udp_check_port"}},
 	}
 	for _, tt := range tests {
-		c, es := decodeConfigCreate([]byte(tt.body), testPolicy)
+		c, es := decodeConfigCreate([]byte(tt.body), testPolicy, nil)
 		var fields []string
 		for _, e := range es {
 			fields = append(fields, e.Field)
@@ -66,7 +70,7 @@ func FuzzDecodeConfigCreate(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, es := decodeConfigCreate(body, testPolicy)
+		c, es := decodeConfigCreate(body, testPolicy, nil)
 		if len(es) > 0 {
 			return
 		}
@@ -88,10 +92,10 @@ func FuzzDecodeRequests(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		decodeNodeBalancerCreate(body, testPolicy)
-		decodeNodeBalancerUpdate(body)
-		decodeConfigUpdate(body)
-		p, nodes, es := decodeRebuild(body)
+		decodeNodeBalancerCreate(body, testPolicy, nil)
+		decodeNodeBalancerUpdate(body, nil)
+		decodeConfigUpdate(body, nil)
+		p, nodes, es := decodeRebuild(body, nil)
 		if len(es) == 0 {
 			c := model.NewConfig()
 			p.apply(&c, false)
@@ -100,7 +104,7 @@ func FuzzDecodeRequests(f *testing.F) {
 				np.apply(&n)
 			}
 		}
-		decodeNodeCreate(body, testPolicy)
-		decodeNodeUpdate(body)
+		decodeNodeCreate(body, testPolicy, nil)
+		decodeNodeUpdate(body, nil)
 	})
 }

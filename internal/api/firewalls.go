@@ -155,7 +155,7 @@ func readRule(o *object) model.FirewallRule {
 	o.str("description", &r.Description)
 	o.str("ports", &r.Ports)
 	if v, ok := o.take("addresses"); ok {
-		if ao := newObject(v, o.field("addresses"), o.es); ao != nil {
+		if ao := newObject(v, o.field("addresses"), o.es, o.ignored); ao != nil {
 			ao.strings("ipv4", &r.Addresses.IPv4)
 			ao.strings("ipv6", &r.Addresses.IPv6)
 			ao.finish()
@@ -214,7 +214,7 @@ func createFirewall(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}
@@ -225,7 +225,7 @@ func createFirewall(c *call) (any, error) {
 	o.strings("tags", &fw.Tags)
 	v, ok := o.take("rules")
 	if ok {
-		if ro := newObject(v, "rules", &es); ro != nil {
+		if ro := newObject(v, "rules", &es, &c.ignored); ro != nil {
 			fw.Rules = readRules(ro)
 			ro.finish()
 		}
@@ -234,7 +234,7 @@ func createFirewall(c *call) (any, error) {
 	}
 	var nbIDs []int
 	if dv, ok := o.take("devices"); ok {
-		if do := newObject(dv, "devices", &es); do != nil {
+		if do := newObject(dv, "devices", &es, &c.ignored); do != nil {
 			nbIDs = readIntList(do, "nodebalancers")
 			do.unsupported("linodes", "linode_interfaces")
 			do.finish()
@@ -304,7 +304,7 @@ func updateFirewall(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}
@@ -361,7 +361,7 @@ func updateFirewallRules(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}
@@ -417,7 +417,7 @@ func createFirewallDevice(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}

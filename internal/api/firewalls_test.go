@@ -408,7 +408,7 @@ func TestFirewallScopes(t *testing.T) {
 		t.Fatalf("read-write firewall token creating: %d %s", r.status, r.body)
 	}
 	id := r.json(t)["id"]
-	if r := e.doAs(nbRW, "POST", "/v4/nodebalancers", fmt.Sprintf(`{"firewall_id":%v}`, id)); r.status != 403 || r.errs(t)["firewall_id"] == "" {
+	if r := e.doAs(nbRW, "POST", "/v4/nodebalancers", fmt.Sprintf(`{"region":"local","firewall_id":%v}`, id)); r.status != 403 || r.errs(t)["firewall_id"] == "" {
 		t.Fatalf("firewall_id without firewall scope: %d %s", r.status, r.body)
 	}
 	if r := e.doAs(fwRW, "GET", "/v4/nodebalancers", ""); r.status != 403 {

@@ -20,7 +20,7 @@ var (
 	nodeFields = filterFields{"id": kindInt, "label": kindString, "address": kindString, "mode": kindString,
 		"status": kindString, "weight": kindInt}
 	tokenFields = filterFields{"id": kindInt, "label": kindString}
-	typeFields  = filterFields{"id": kindString, "label": kindString}
+	typeFields  = filterFields{"id": kindString, "label": kindString, "transfer": kindInt}
 )
 
 // ---- NodeBalancers
@@ -60,7 +60,7 @@ func createNodeBalancer(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	nb, cfgs, fwID, es := decodeNodeBalancerCreate(b, c.a.o.Policy)
+	nb, cfgs, fwID, es := decodeNodeBalancerCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -96,7 +96,7 @@ func updateNodeBalancer(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, es := decodeNodeBalancerUpdate(b)
+	p, es := decodeNodeBalancerUpdate(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -134,8 +134,11 @@ var nodeBalancerTypes = []typeJSON{{ID: "nodebalancer", Label: "NodeBalancer", R
 func listTypes(c *call) (any, error) {
 	return list(c, nodeBalancerTypes, typeFields, func(t typeJSON) getter {
 		return func(name string) fieldValue {
-			if name == "id" {
+			switch name {
+			case "id":
 				return fieldValue{s: t.ID}
+			case "transfer":
+				return fieldValue{n: int64(t.Transfer)}
 			}
 			return fieldValue{s: t.Label}
 		}
@@ -193,7 +196,7 @@ func createConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cwn, es := decodeConfigCreate(b, c.a.o.Policy)
+	cwn, es := decodeConfigCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -220,7 +223,7 @@ func updateConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, es := decodeConfigUpdate(b)
+	p, es := decodeConfigUpdate(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -250,7 +253,7 @@ func rebuildConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, nps, es := decodeRebuild(b)
+	p, nps, es := decodeRebuild(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -338,7 +341,7 @@ func createNode(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, es := decodeNodeCreate(b, c.a.o.Policy)
+	n, es := decodeNodeCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -365,7 +368,7 @@ func updateNode(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, es := decodeNodeUpdate(b)
+	p, es := decodeNodeUpdate(b, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
@@ -439,7 +442,7 @@ func createToken(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}
@@ -517,7 +520,7 @@ func updateToken(c *call) (any, error) {
 		return nil, err
 	}
 	var es model.Errors
-	o := parseBody(b, &es)
+	o := parseBody(b, &es, &c.ignored)
 	if o == nil {
 		return nil, es
 	}

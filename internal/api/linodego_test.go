@@ -74,7 +74,7 @@ func TestLinodegoNodeBalancerCRUD(t *testing.T) {
 	}
 
 	// Defaults when the body names nothing: a generated label, the server's region.
-	nb2, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{})
+	nb2, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +121,18 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("cfg-lb")})
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("cfg-lb")})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// An empty create shows every default.
-	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{})
+	// linodego sends "port": 0 when Port is left unset: refused by name, as live.
+	_, err = lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{})
+	if status(err) != 400 || !strings.Contains(err.Error(), "[port] port must be between 1 and 65535") {
+		t.Fatalf("create with port 0: %v", err)
+	}
+	// A create with only the port shows every other default.
+	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 80})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +140,7 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 		ID: cf.ID, Port: 80, Protocol: "http", ProxyProtocol: "none", Algorithm: "roundrobin", Stickiness: "none",
 		Check: "none", CheckInterval: 31, CheckAttempts: 3, CheckPassive: true, CheckTimeout: 30,
 		CipherSuite: "recommended", NodeBalancerID: nb.ID, NodesStatus: &linodego.NodeBalancerNodeStatus{},
+		UDPCheckPort: 80, UDPSessionTimeout: model.UDPSessionTimeout,
 	}
 	if cf.NodesStatus == nil || *cf.NodesStatus != *want.NodesStatus {
 		t.Fatalf("nodes_status %v", cf.NodesStatus)
@@ -154,10 +160,17 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	if cf.Port != 8080 || cf.Protocol != "tcp" || cf.CheckPath != "/healthz" || cf.CheckPassive || cf.ProxyProtocol != "v2" || cf.Algorithm != "roundrobin" {
 		t.Fatalf("updated %+v", cf)
 	}
-	// Port left 0 by the caller means unchanged.
-	cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Algorithm: "leastconn"})
-	if err != nil || cf.Port != 8080 || cf.Algorithm != "leastconn" {
-		t.Fatalf("update without port: %+v, %v", cf, err)
+	// Port left 0 by the caller is refused (linodego always sends it) and changes
+	// nothing; GetUpdateOptions carries the port over, as clients do.
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Algorithm: "leastconn"}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "[port]") {
+		t.Fatalf("update with port 0: %v", err)
+	}
+	upd := cf.GetUpdateOptions()
+	upd.Algorithm = "leastconn"
+	cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, upd)
+	if err != nil || cf.Port != 8080 || cf.Algorithm != "leastconn" || cf.CheckPath != "/healthz" {
+		t.Fatalf("update from GetUpdateOptions: %+v, %v", cf, err)
 	}
 
 	n1, err := lc.CreateNodeBalancerNode(ctx, nb.ID, cf.ID, linodego.NodeBalancerNodeCreateOptions{
@@ -166,7 +179,7 @@ func TestLinodegoConfigAndNodeCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n1.Weight != 50 || n1.Mode != "accept" || n1.Status != "unknown" || n1.ConfigID != cf.ID || n1.NodeBalancerID != nb.ID {
+	if n1.Weight != 50 || n1.Mode != "accept" || n1.Status != "Unknown" || n1.ConfigID != cf.ID || n1.NodeBalancerID != nb.ID {
 		t.Fatalf("node defaults %+v", n1)
 	}
 	n2, err := lc.CreateNodeBalancerNode(ctx, nb.ID, cf.ID, linodego.NodeBalancerNodeCreateOptions{
@@ -221,7 +234,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{
+	_, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -234,7 +247,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatalf("a 1-character node label must be refused by its full path, got %v", err)
 	}
 	before := e.snapshot()
-	_, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{
+	_, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "aaa"}}},
@@ -248,7 +261,7 @@ func TestLinodegoCreateWithConfigsAndNodes(t *testing.T) {
 		t.Fatal("a refused create stored something")
 	}
 
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local",
 		Label: ptr("full"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
@@ -274,7 +287,7 @@ func TestLinodegoRebuild(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("rebuild"),
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("rebuild"),
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{
 			{Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{
 				{Address: "127.0.2.1:80", Label: "keep"}, {Address: "127.0.2.2:80", Label: "drop"},
@@ -343,7 +356,7 @@ func TestLinodegoPaginationAndFilter(t *testing.T) {
 		if i%2 == 1 {
 			tags = []string{"odd"}
 		}
-		if _, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr(fmt.Sprintf("lb-%02d", i)), Tags: tags}); err != nil {
+		if _, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr(fmt.Sprintf("lb-%02d", i)), Tags: tags}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -394,7 +407,7 @@ func TestLinodegoTLSConfig(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
-	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("tls")})
+	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("tls")})
 	certPEM, keyPEM := selfSigned(t, "www.example.test")
 	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 443, Protocol: "https", SSLCert: certPEM, SSLKey: keyPEM,
@@ -423,7 +436,7 @@ func TestLinodegoTLSConfig(t *testing.T) {
 		t.Fatal("<REDACTED> replaced the stored certificate")
 	}
 	// Switching to http drops the certificate linodego cannot null out.
-	cf3, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Protocol: "http"})
+	cf3, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, Protocol: "http"})
 	if err != nil || cf3.SSLCert != "" || cf3.SSLCommonName != "" {
 		t.Fatalf("https→http: %+v, %v", cf3, err)
 	}
@@ -442,7 +455,7 @@ func TestLinodegoAuth(t *testing.T) {
 	srv := e.serve()
 	admin := client(srv, e.token)
 	ctx := context.Background()
-	nb, err := admin.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("auth")})
+	nb, err := admin.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("auth")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,7 +533,7 @@ func TestLinodegoTokens(t *testing.T) {
 	}
 
 	ci := client(srv, tok.Token)
-	if _, err := ci.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{}); err != nil {
+	if _, err := ci.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local"}); err != nil {
 		t.Fatalf("new token: %v", err)
 	}
 	// A token cannot create a broader token, nor revoke a broader one.
@@ -590,7 +603,7 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	plain := newEnv(t)
 	lc := client(plain.serve(), plain.token)
 	ctx := context.Background()
-	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{})
+	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local"})
 	if _, err := lc.GetNodeBalancerStats(ctx, nb.ID); !linodego.IsNotFound(err) {
 		t.Fatalf("stats without a source: %v", err)
 	}
@@ -605,8 +618,8 @@ func TestLinodegoStatsTransferStatusAndFirewalls(t *testing.T) {
 	st := newStatusSource()
 	e := newEnv(t, func(o *Options) { o.Stats, o.Transfer, o.Status = statsSource{}, transferSource{}, st })
 	lc = client(e.serve(), e.token)
-	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-		Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "up-1"}, {Address: "127.0.2.2:80", Label: "down-1"}, {Address: "127.0.2.3:80", Label: "new-1"}},
+	nb, err = lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+		Port: 80, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "up-1"}, {Address: "127.0.2.2:80", Label: "down-1"}, {Address: "127.0.2.3:80", Label: "new-1"}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -672,7 +685,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	srv := httptest.NewServer(e.api)
 	lc := client(srv, e.token)
 	ctx := context.Background()
-	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: ptr("durable"), Tags: []string{"keep"},
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("durable"), Tags: []string{"keep"},
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{{Port: 8080, Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: "127.0.2.1:80", Label: "n-1"}}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -705,5 +718,69 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	nodes, err := lc2.ListNodeBalancerNodes(ctx, nb.ID, cfgs[0].ID, nil)
 	if err != nil || len(nodes) != 1 || nodes[0].Label != "n-1" {
 		t.Fatalf("nodes after reopen: %+v, %v", nodes, err)
+	}
+}
+
+// TestLinodegoUDPFieldsRoundTrip: udp_check_port is accepted, stored and echoed on
+// every protocol (default 80), udp_session_timeout is shown read-only, and
+// client_udp_sess_throttle round-trips on NodeBalancers, as Terraform and linode_api4
+// send and read them. The udp protocol itself stays refused.
+func TestLinodegoUDPFieldsRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	lc := client(e.serve(), e.token)
+	ctx := context.Background()
+	nb, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", ClientUDPSessThrottle: ptr(5)})
+	if err != nil || nb.ClientUDPSessThrottle != 5 {
+		t.Fatalf("create: %+v, %v", nb, err)
+	}
+	nb, err = lc.UpdateNodeBalancer(ctx, nb.ID, linodego.NodeBalancerUpdateOptions{ClientUDPSessThrottle: ptr(20)})
+	if err != nil || nb.ClientUDPSessThrottle != 20 {
+		t.Fatalf("update: %+v, %v", nb, err)
+	}
+	if _, err := lc.UpdateNodeBalancer(ctx, nb.ID, linodego.NodeBalancerUpdateOptions{ClientUDPSessThrottle: ptr(21)}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "client_udp_sess_throttle") {
+		t.Fatalf("throttle 21: %v", err)
+	}
+	if nb, err = lc.GetNodeBalancer(ctx, nb.ID); err != nil || nb.ClientUDPSessThrottle != 20 {
+		t.Fatalf("get: %+v, %v", nb, err)
+	}
+
+	for i, proto := range []linodego.ConfigProtocol{"http", "tcp"} {
+		cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
+			Port: 8000 + i, Protocol: proto, UDPCheckPort: ptr(1234)})
+		if err != nil || cf.UDPCheckPort != 1234 || cf.UDPSessionTimeout != model.UDPSessionTimeout {
+			t.Fatalf("%s create: %+v, %v", proto, cf, err)
+		}
+		cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{
+			Port: cf.Port, UDPCheckPort: ptr(4321)})
+		if err != nil || cf.UDPCheckPort != 4321 {
+			t.Fatalf("%s update: %+v, %v", proto, cf, err)
+		}
+		// An update that leaves it out keeps it.
+		cf, err = lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, CheckPath: "/x"})
+		if err != nil || cf.UDPCheckPort != 4321 {
+			t.Fatalf("%s partial update: %+v, %v", proto, cf, err)
+		}
+		cf, err = lc.RebuildNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigRebuildOptions{
+			Port: cf.Port, UDPCheckPort: ptr(53), Nodes: []linodego.NodeBalancerConfigRebuildNodeOptions{}})
+		if err != nil || cf.UDPCheckPort != 53 {
+			t.Fatalf("%s rebuild: %+v, %v", proto, cf, err)
+		}
+		if got, err := lc.GetNodeBalancerConfig(ctx, nb.ID, cf.ID); err != nil || got.UDPCheckPort != 53 {
+			t.Fatalf("%s get: %+v, %v", proto, got, err)
+		}
+	}
+	// Left out on create, it is 80.
+	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 8100})
+	if err != nil || cf.UDPCheckPort != 80 {
+		t.Fatalf("default: %+v, %v", cf, err)
+	}
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, UDPCheckPort: ptr(70000)}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "udp_check_port") {
+		t.Fatalf("udp_check_port 70000: %v", err)
+	}
+	if _, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 8101, Protocol: "udp"}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("udp protocol: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // nodeBalancerPatch is the NodeBalancer fields of a create or update body.
 type nodeBalancerPatch struct {
 	label, region, typ, ipv4 *string
-	throttle                 *int
+	throttle, udpThrottle    *int
 	tags                     *[]string
 	firewallID               int // create only; 0 when not given
 }
@@ -28,7 +28,7 @@ func readNodeBalancer(o *object, create bool) nodeBalancerPatch {
 	if o.strings("tags", &tags) {
 		p.tags = &tags
 	}
-	o.unsupported("client_udp_sess_throttle")
+	p.udpThrottle = optInt(o, "client_udp_sess_throttle")
 	o.ignore("id", "hostname", "ipv6", "transfer", "created", "updated", "locks")
 	if create {
 		p.region = optStr(o, "region")
@@ -50,9 +50,8 @@ func (p nodeBalancerPatch) apply(nb *model.NodeBalancer) {
 	if p.typ != nil && *p.typ != "" {
 		nb.Type = model.Type(*p.typ)
 	}
-	if p.throttle != nil {
-		nb.ClientConnThrottle = *p.throttle
-	}
+	setInt(&nb.ClientConnThrottle, p.throttle)
+	setInt(&nb.ClientUDPSessThrottle, p.udpThrottle)
 	if p.tags != nil {
 		nb.Tags = *p.tags
 	}
@@ -82,6 +81,7 @@ const (
 // configPatch is the Config fields of a create, update or rebuild body.
 type configPatch struct {
 	port, checkInterval, checkTimeout, checkAttempts *int
+	udpCheckPort                                     *int
 	protocol, algorithm, stickiness, check           *string
 	proxyProtocol, cipherSuite, checkPath, checkBody *string
 	checkPassive                                     *bool
@@ -91,12 +91,10 @@ type configPatch struct {
 
 func readConfig(o *object) configPatch {
 	var p configPatch
+	// An explicit 0 is refused by validation (port 1-65535), as the live API does,
+	// although linodego sends "port": 0 when its caller leaves Port unset: reading
+	// it as "not given" would silently keep or default a port the caller never chose.
 	p.port = optInt(o, "port")
-	if p.port != nil && *p.port == 0 {
-		// linodego always sends "port" and sends 0 when the caller left it unset:
-		// 0 is never a valid port, so it means "not given".
-		p.port = nil
-	}
 	p.protocol = optEnum(o, "protocol")
 	p.algorithm = optEnum(o, "algorithm")
 	p.stickiness = optEnum(o, "stickiness")
@@ -114,8 +112,8 @@ func readConfig(o *object) configPatch {
 	}
 	p.cert, p.certHow = readCert(o, "ssl_cert")
 	p.key, p.keyHow = readCert(o, "ssl_key")
-	o.unsupported("udp_check_port", "udp_session_timeout")
-	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint")
+	p.udpCheckPort = optInt(o, "udp_check_port")
+	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint", "udp_session_timeout")
 	return p
 }
 
@@ -150,6 +148,7 @@ func (p configPatch) apply(c *model.Config, create bool) {
 	setInt(&c.CheckInterval, p.checkInterval)
 	setInt(&c.CheckTimeout, p.checkTimeout)
 	setInt(&c.CheckAttempts, p.checkAttempts)
+	setInt(&c.UDPCheckPort, p.udpCheckPort)
 	setStr(&c.CheckPath, p.checkPath)
 	setStr(&c.CheckBody, p.checkBody)
 	if p.checkPassive != nil {
@@ -238,10 +237,10 @@ func newNodes(ps []nodePatch, prefix string, pol model.Policy, es *model.Errors)
 
 // decodeNodeBalancerCreate reads and validates a POST /nodebalancers body: the
 // NodeBalancer with defaults applied, its configs with their nodes, and the
-// firewall to attach (0 for none).
-func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer, []model.ConfigWithNodes, int, model.Errors) {
+// firewall to attach (0 for none). Unknown fields are named in ignored.
+func decodeNodeBalancerCreate(body []byte, pol model.Policy, ignored *[]string) (model.NodeBalancer, []model.ConfigWithNodes, int, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return model.NodeBalancer{}, nil, 0, es
 	}
@@ -266,8 +265,14 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 	if len(es) > 0 {
 		return model.NodeBalancer{}, nil, 0, es
 	}
-	nb := model.NodeBalancer{Region: pol.Region, Type: model.DefaultType}
+	nb := model.NodeBalancer{Type: model.DefaultType}
 	p.apply(&nb)
+	if nb.Region == "" {
+		// As the live API: a region is never assumed, even with one to choose from.
+		// The other fields are still checked, as if the region had been given.
+		es.Add("region", "region is required")
+		nb.Region = pol.Region
+	}
 	es = append(es, validateNodeBalancer(nb, pol)...)
 	out := make([]model.ConfigWithNodes, 0, len(cfgs))
 	for i, ci := range cfgs {
@@ -282,9 +287,9 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy) (model.NodeBalancer
 }
 
 // decodeNodeBalancerUpdate reads a PUT /nodebalancers/{id} body.
-func decodeNodeBalancerUpdate(body []byte) (nodeBalancerPatch, model.Errors) {
+func decodeNodeBalancerUpdate(body []byte, ignored *[]string) (nodeBalancerPatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return nodeBalancerPatch{}, es
 	}
@@ -295,9 +300,9 @@ func decodeNodeBalancerUpdate(body []byte) (nodeBalancerPatch, model.Errors) {
 
 // decodeConfigCreate reads and validates a POST .../configs body: a config with
 // defaults applied and, optionally, its nodes.
-func decodeConfigCreate(body []byte, pol model.Policy) (model.ConfigWithNodes, model.Errors) {
+func decodeConfigCreate(body []byte, pol model.Policy, ignored *[]string) (model.ConfigWithNodes, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return model.ConfigWithNodes{}, es
 	}
@@ -317,9 +322,9 @@ func decodeConfigCreate(body []byte, pol model.Policy) (model.ConfigWithNodes, m
 // decodeConfigUpdate reads a PUT .../configs/{id} body. Nodes cannot change here
 // (that is rebuild's job); an empty list is accepted since linodego's update options
 // share the create options' fields.
-func decodeConfigUpdate(body []byte) (configPatch, model.Errors) {
+func decodeConfigUpdate(body []byte, ignored *[]string) (configPatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return configPatch{}, es
 	}
@@ -333,9 +338,9 @@ func decodeConfigUpdate(body []byte) (configPatch, model.Errors) {
 
 // decodeRebuild reads a POST .../rebuild body: config fields and the required list
 // of nodes, each with an optional id.
-func decodeRebuild(body []byte) (configPatch, []nodePatch, model.Errors) {
+func decodeRebuild(body []byte, ignored *[]string) (configPatch, []nodePatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return configPatch{}, nil, es
 	}
@@ -349,9 +354,9 @@ func decodeRebuild(body []byte) (configPatch, []nodePatch, model.Errors) {
 }
 
 // decodeNodeCreate reads and validates a POST .../nodes body.
-func decodeNodeCreate(body []byte, pol model.Policy) (model.Node, model.Errors) {
+func decodeNodeCreate(body []byte, pol model.Policy, ignored *[]string) (model.Node, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return model.Node{}, es
 	}
@@ -366,9 +371,9 @@ func decodeNodeCreate(body []byte, pol model.Policy) (model.Node, model.Errors) 
 }
 
 // decodeNodeUpdate reads a PUT .../nodes/{id} body.
-func decodeNodeUpdate(body []byte) (nodePatch, model.Errors) {
+func decodeNodeUpdate(body []byte, ignored *[]string) (nodePatch, model.Errors) {
 	var es model.Errors
-	o := parseBody(body, &es)
+	o := parseBody(body, &es, ignored)
 	if o == nil {
 		return nodePatch{}, es
 	}

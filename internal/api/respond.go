@@ -220,7 +220,8 @@ func (a *API) hostname(ipv4 string) string {
 func (a *API) renderNodeBalancer(nb model.NodeBalancer) nodeBalancerJSON {
 	out := nodeBalancerJSON{
 		ID: nb.ID, Label: nb.Label, Region: nb.Region, Hostname: a.hostname(nb.IPv4),
-		IPv4: nb.IPv4, ClientConnThrottle: nb.ClientConnThrottle, Tags: nb.Tags, Type: nb.Type,
+		IPv4: nb.IPv4, ClientConnThrottle: nb.ClientConnThrottle,
+		ClientUDPSessThrottle: nb.ClientUDPSessThrottle, Tags: nb.Tags, Type: nb.Type,
 		Locks: []string{}, Created: formatTime(nb.Created), Updated: formatTime(nb.Updated),
 	}
 	if nb.IPv6 != "" {
@@ -240,7 +241,7 @@ func (a *API) renderNodeBalancer(nb model.NodeBalancer) nodeBalancerJSON {
 }
 
 // status is a node's status as the API shows it: a node in mode reject is always
-// DOWN; otherwise the health checker's word, "unknown" without one.
+// DOWN; otherwise the health checker's word, "Unknown" without one.
 func (a *API) status(n model.Node) model.NodeStatus {
 	if n.Mode == model.ModeReject {
 		return model.StatusDown
@@ -268,6 +269,7 @@ func (a *API) renderConfig(c model.Config, nodes []model.Node) configJSON {
 		Check: c.Check, CheckInterval: c.CheckInterval, CheckTimeout: c.CheckTimeout,
 		CheckAttempts: c.CheckAttempts, CheckPath: c.CheckPath, CheckBody: c.CheckBody,
 		CheckPassive: c.CheckPassive, ProxyProtocol: c.ProxyProtocol, CipherSuite: c.CipherSuite,
+		UDPCheckPort: c.UDPCheckPort, UDPSessionTimeout: model.UDPSessionTimeout,
 		NodeBalancerID: c.NodeBalancerID,
 	}
 	redacted := model.Redacted
@@ -278,6 +280,8 @@ func (a *API) renderConfig(c model.Config, nodes []model.Node) configJSON {
 	if c.SSLKey != "" {
 		out.SSLKey = &redacted
 	}
+	// Linode's nodes_status has only up and down: an Unknown node (no verdict yet, or
+	// check none) is in neither, so up+down may be less than the number of nodes.
 	for _, n := range nodes {
 		switch a.status(n) {
 		case model.StatusUp:

@@ -119,7 +119,7 @@ func checkPick(t *testing.T, p *Pool, got, ex *Node, fresh bool) {
 // FuzzParse checks that the enum parsers accept exactly the strings the
 // String methods produce.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"accept", "reject", "drain", "backup", "roundrobin", "leastconn", "source", "UP", "DOWN", "unknown", "x"} {
+	for _, s := range []string{"accept", "reject", "drain", "backup", "roundrobin", "leastconn", "source", "UP", "DOWN", "Unknown", "x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -17,11 +17,11 @@ const (
 	StatusDown                  // failed its checks; never eligible, not even for sticky clients
 )
 
-// String returns the API spelling: "unknown", "UP" or "DOWN".
+// String returns the API spelling: "Unknown", "UP" or "DOWN".
 func (s Status) String() string {
 	switch s {
 	case StatusUnknown:
-		return "unknown"
+		return "Unknown"
 	case StatusUp:
 		return "UP"
 	case StatusDown:
@@ -30,10 +30,10 @@ func (s Status) String() string {
 	return fmt.Sprintf("Status(%d)", int32(s))
 }
 
-// ParseStatus parses the API spelling of a status ("unknown", "UP", "DOWN").
+// ParseStatus parses the API spelling of a status ("Unknown", "UP", "DOWN").
 func ParseStatus(s string) (Status, error) {
 	switch s {
-	case "unknown":
+	case "Unknown":
 		return StatusUnknown, nil
 	case "UP":
 		return StatusUp, nil

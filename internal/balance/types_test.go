@@ -3,7 +3,7 @@ package balance
 import "testing"
 
 func TestEnumStringsRoundTrip(t *testing.T) {
-	for _, s := range []string{"unknown", "UP", "DOWN"} {
+	for _, s := range []string{"Unknown", "UP", "DOWN"} {
 		v, err := ParseStatus(s)
 		if err != nil || v.String() != s {
 			t.Errorf("ParseStatus(%q) = %v, %v", s, v, err)

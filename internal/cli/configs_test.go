@@ -32,7 +32,7 @@ func TestConfigCommandsRoundTrip(t *testing.T) {
 	if h := strings.Fields(ls[0]); !slices.Equal(h, configColumns) || len(ls) != 2 {
 		t.Fatalf("configs-list %q", ls)
 	}
-	// No health checker runs here: both nodes are "unknown", neither up nor down.
+	// No health checker runs here: both nodes are "Unknown", neither up nor down.
 	if f := strings.Fields(ls[1]); !slices.Equal(f, []string{cfg, "8080", "http", "roundrobin", "none", "connection", "0", "0"}) {
 		t.Fatalf("configs-list row %q", f)
 	}
@@ -66,7 +66,7 @@ func TestNodeCommandsRoundTrip(t *testing.T) {
 	if h := strings.Fields(ls[0]); !slices.Equal(h, nodeColumns) || len(ls) != 3 {
 		t.Fatalf("nodes-list %q", ls)
 	}
-	if f := strings.Fields(ls[2]); !slices.Equal(f[1:], []string{"web2", "127.0.0.3:80", "20", "accept", "unknown"}) {
+	if f := strings.Fields(ls[2]); !slices.Equal(f[1:], []string{"web2", "127.0.0.3:80", "20", "accept", "Unknown"}) {
 		t.Fatalf("nodes-list row %q", f)
 	}
 

@@ -81,7 +81,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 
 	cfg := server.Config{
 		Listen: f.listen, DataDir: dir, FrontendPool: []netip.Prefix{pool.Masked()},
-		BackendRanges: model.DefaultBackendRanges(), Region: "local", ShutdownGrace: 2 * time.Second,
+		BackendRanges: model.DefaultBackendRanges(), Region: demoRegion, ShutdownGrace: 2 * time.Second,
 		Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	s, err := server.New(cfg)
@@ -198,6 +198,9 @@ func waitHealthy(ctx context.Context, apiURL string) error {
 	}
 }
 
+// demoRegion is the region the demo server serves and its NodeBalancer is created in.
+const demoRegion = "local"
+
 // createDemoNodeBalancer creates the demo NodeBalancer through the API, waits for its
 // nodes to be UP, and returns the frontend URL.
 func createDemoNodeBalancer(ctx context.Context, c *client, port int, backends []string) (string, error) {
@@ -206,7 +209,7 @@ func createDemoNodeBalancer(ctx context.Context, c *client, port int, backends [
 		nodes = append(nodes, map[string]any{"label": fmt.Sprintf("backend-%d", i+1), "address": b, "weight": []int{1, 1, 2}[i]})
 	}
 	body := map[string]any{
-		"label": "demo",
+		"label": "demo", "region": demoRegion,
 		"configs": []map[string]any{{
 			"port": port, "protocol": "http", "algorithm": "roundrobin",
 			"check": "http", "check_path": "/", "check_interval": 5, "check_timeout": 2, "check_attempts": 2,

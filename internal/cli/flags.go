@@ -47,16 +47,17 @@ func enumValues[T ~string](vs ...T) []string {
 
 // Fields of each object, as the API names them.
 var (
-	fLabel    = field{name: "label", usage: "label: 3-32 letters, digits, '-' or '_'"}
-	fThrottle = field{name: "client_conn_throttle", kind: kindInt, usage: "new connections per second per client address, 0-20 (0: off)"}
-	fTags     = field{name: "tags", kind: kindList, usage: "a tag (repeat for several; --tags '' for none)"}
+	fLabel       = field{name: "label", usage: "label: 3-32 letters, digits, '-' or '_'"}
+	fThrottle    = field{name: "client_conn_throttle", kind: kindInt, usage: "new connections per second per client address, 0-20 (0: off)"}
+	fUDPThrottle = field{name: "client_udp_sess_throttle", kind: kindInt, usage: "new UDP sessions per second per client address, 0-20 (stored; UDP is not served yet)"}
+	fTags        = field{name: "tags", kind: kindList, usage: "a tag (repeat for several; --tags '' for none)"}
 
 	nbCreateFields = []field{fLabel,
 		{name: "region", usage: "region (the server's own region by default)"},
-		fThrottle, fTags,
+		fThrottle, fUDPThrottle, fTags,
 		{name: "type", usage: "plan type", values: enumValues(model.TypeCommon, model.TypePremium)},
 	}
-	nbUpdateFields = []field{fLabel, fThrottle, fTags}
+	nbUpdateFields = []field{fLabel, fThrottle, fUDPThrottle, fTags}
 
 	configFields = []field{
 		{name: "port", kind: kindInt, usage: "inbound port, 1-65535 (80)"},
@@ -78,6 +79,7 @@ var (
 		{name: "cipher_suite", usage: "recommended or legacy (https only)", values: enumValues(model.CipherRecommended, model.CipherLegacy)},
 		{name: "ssl_cert", kind: kindPEM, usage: "PEM certificate chain, or @file (https only)"},
 		{name: "ssl_key", kind: kindPEM, usage: "PEM private key, or @file (https only)"},
+		{name: "udp_check_port", kind: kindInt, usage: "node port for the checks of a udp config, 1-65535 (80; stored, UDP is not served yet)"},
 	}
 
 	nodeFields = []field{

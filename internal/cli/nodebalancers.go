@@ -123,12 +123,19 @@ func (g *globals) nodeBalancerCommands() []*cobra.Command {
 		one, nbColumns)
 
 	create := g.command(spec{use: "create", short: "Create a NodeBalancer", group: groupNB,
-		long:    "Create a NodeBalancer; its ipv4 address comes from the server's frontend pool.\nAdd ports with config-create.",
+		long: "Create a NodeBalancer; its ipv4 address comes from the server's frontend pool.\n" +
+			"Without --region it is created in the server's region, read from GET /v4/regions\n" +
+			"(the API itself requires a region). Add ports with config-create.",
 		example: "  nodebalancer nodebalancers create --label web-lb --client_conn_throttle 5 --tags prod --tags web"},
 		func(s *session) error {
 			body, err := bodyFromFlags(s.cmd.Flags(), nbCreateFields)
 			if err != nil {
 				return err
+			}
+			if _, ok := body["region"]; !ok {
+				if r, ok := s.serverRegion(); ok {
+					body["region"] = r
+				}
 			}
 			return s.send(http.MethodPost, "/nodebalancers", body, nbColumns)
 		})
@@ -160,6 +167,22 @@ func (g *globals) nodeBalancerCommands() []*cobra.Command {
 		args: []string{argNB}}, func(ids []int) string { return nbPath(ids[0]) + "/firewalls" }, firewallColumns)
 
 	return []*cobra.Command{list, view, create, update, del, stats, fws}
+}
+
+// serverRegion returns the region the server serves when it lists exactly one; ok is
+// false otherwise (and the API's own "region is required" reaches the user).
+func (s *session) serverRegion() (string, bool) {
+	raws, err := s.c.list(s.ctx, "/regions")
+	if err != nil || len(raws) != 1 {
+		return "", false
+	}
+	var r struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(raws[0], &r) != nil || r.ID == "" {
+		return "", false
+	}
+	return r.ID, true
 }
 
 // statsAnswer is the API's statistics object (Linode's shape).

@@ -242,3 +242,27 @@ func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestCreateUsesTheServersRegion: the API requires a region; without --region the
+// CLI asks the server for its one region (GET /v4/regions) and uses it, and a region
+// the server does not serve gets the API's refusal naming the field.
+func TestCreateUsesTheServersRegion(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(o *api.Options) { o.Policy.Region = "eu-lab" })
+	nb := e.object("nodebalancers", "create", "--label", "regional")
+	if nb["region"] != "eu-lab" {
+		t.Fatalf("created %v, want region eu-lab", nb)
+	}
+	nb = e.object("nodebalancers", "create", "--label", "explicit", "--region", "eu-lab", "--client_udp_sess_throttle", "4")
+	if nb["region"] != "eu-lab" || nb["client_udp_sess_throttle"] != 4.0 {
+		t.Fatalf("created %v", nb)
+	}
+	cf := e.object("nodebalancers", "config-create", id(nb), "--port", "8080", "--udp_check_port", "1234")
+	if cf["udp_check_port"] != 1234.0 {
+		t.Fatalf("config %v, want udp_check_port 1234", cf)
+	}
+	r := e.run("nodebalancers", "create", "--label", "elsewhere", "--region", "us-east")
+	if r.code != 1 || !strings.Contains(r.stderr, "region") {
+		t.Fatalf("create in another region: %+v", r)
+	}
+}

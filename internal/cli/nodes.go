@@ -11,7 +11,7 @@ func (g *globals) nodeCommands() []*cobra.Command {
 	nbCfg := []string{argNB, argConfig}
 	nbCfgNode := []string{argNB, argConfig, argNode}
 	one := func(ids []int) string { return nodePath(ids[0], ids[1], ids[2]) }
-	statusNote := "\nstatus is UP, DOWN or unknown as the health checks see the node; on a terminal\nUP is green and DOWN red (NO_COLOR turns colour off)."
+	statusNote := "\nstatus is UP, DOWN or Unknown (no verdict: not checked yet, or check none) as the\nhealth checks see the node; an Unknown node takes traffic. On a terminal UP is\ngreen, DOWN red and Unknown yellow (NO_COLOR turns colour off)."
 
 	list := g.listCommand(spec{use: "nodes-list", short: "List a config's nodes with their status", group: groupNode,
 		args: nbCfg, long: "List a config's nodes." + statusNote},

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
 // outputMode is how results are printed.
@@ -186,18 +188,22 @@ func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
 // ANSI colours for node status.
 const (
-	ansiGreen = "\x1b[32m"
-	ansiRed   = "\x1b[31m"
-	ansiReset = "\x1b[0m"
+	ansiGreen  = "\x1b[32m"
+	ansiRed    = "\x1b[31m"
+	ansiYellow = "\x1b[33m"
+	ansiReset  = "\x1b[0m"
 )
 
-// colorStatus colours a node status: UP green, DOWN red, anything else plain.
+// colorStatus colours a node status: UP green, DOWN red, Unknown yellow (it takes
+// traffic, but nothing vouches for it), anything else plain.
 func colorStatus(s string) string {
 	switch s {
 	case "UP":
 		return ansiGreen + s + ansiReset
 	case "DOWN":
 		return ansiRed + s + ansiReset
+	case string(model.StatusUnknown):
+		return ansiYellow + s + ansiReset
 	}
 	return s
 }

@@ -68,20 +68,21 @@ func TestColouredStatusKeepsColumnsAligned(t *testing.T) {
 	raws := []json.RawMessage{
 		json.RawMessage(`{"id":1,"label":"web1","status":"UP","mode":"accept"}`),
 		json.RawMessage(`{"id":22,"label":"web22","status":"DOWN","mode":"accept"}`),
-		json.RawMessage(`{"id":3,"label":"w3","status":"unknown","mode":"drain"}`),
+		json.RawMessage(`{"id":3,"label":"w3","status":"Unknown","mode":"drain"}`),
 	}
 	if err := p.objects([]string{"id", "status", "mode"}, raws, true); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	if !strings.Contains(out, ansiGreen+"UP"+ansiReset) || !strings.Contains(out, ansiRed+"DOWN"+ansiReset) {
+	if !strings.Contains(out, ansiGreen+"UP"+ansiReset) || !strings.Contains(out, ansiRed+"DOWN"+ansiReset) ||
+		!strings.Contains(out, ansiYellow+"Unknown"+ansiReset) {
 		t.Fatalf("no colours in %q", out)
 	}
-	if strings.Count(out, "\x1b[") != 4 {
-		t.Fatalf("only UP and DOWN are coloured: %q", out)
+	if strings.Count(out, "\x1b[") != 6 {
+		t.Fatalf("only UP, DOWN and Unknown are coloured: %q", out)
 	}
 	plain := lines(ansi.ReplaceAllString(out, ""))
-	want := []string{"id  status   mode", "1   UP       accept", "22  DOWN     accept", "3   unknown  drain"}
+	want := []string{"id  status   mode", "1   UP       accept", "22  DOWN     accept", "3   Unknown  drain"}
 	if strings.Join(plain, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("without escapes:\n%s\nwant:\n%s", strings.Join(plain, "\n"), strings.Join(want, "\n"))
 	}

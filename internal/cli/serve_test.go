@@ -76,7 +76,7 @@ func TestServeKeepsStateAcrossARestart(t *testing.T) {
 	c := linodego.NewClient(nil)
 	c.SetBaseURL(apiURL).SetAPIVersion("v4").SetToken(token)
 	label := "web"
-	nb, err := c.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: &label,
+	nb, err := c.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: &label,
 		Configs: []*linodego.NodeBalancerConfigCreateOptions{{Port: 8080, Nodes: []linodego.NodeBalancerNodeCreateOptions{
 			{Label: "web-1", Address: "127.0.0.2:80"}, {Label: "web-2", Address: "127.0.0.3:80", Weight: 100},
 		}}}})

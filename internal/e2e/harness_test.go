@@ -34,11 +34,11 @@ const bootstrapToken = "e2e-bootstrap-token-0123456789"
 
 // env is one running nodebalancer and the loopback networks of one test.
 type env struct {
-	t    *testing.T
-	ctx  context.Context
-	lc   *linodego.Client
-	n    byte   // the test's network number (third octet)
-	base string // the API's URL
+	t   *testing.T
+	ctx context.Context
+	lc  *linodego.Client
+	n   byte   // the test's network number (third octet)
+	api string // the API's base URL, for clients other than linodego
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
@@ -87,7 +87,7 @@ func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 		}
 	})
 	base := "http://" + s.Addr().String()
-	e.base = base
+	e.api = base
 	waitFor(t, 5*time.Second, "the server to be ready", func() bool {
 		r, err := http.Get(base + "/healthz")
 		if err != nil {

@@ -158,3 +158,43 @@ func TestHealthConnectionDown(t *testing.T) {
 		t.Fatalf("a listening again got no sessions: %v", got)
 	}
 }
+
+// TestUncheckedNodesAreUnknownAndServe: with check none a node is Unknown, as on
+// Linode (no check gives a verdict), counts in neither nodes_status.up nor .down, and
+// receives traffic as an UP node does; passive checks still take a dead node DOWN.
+func TestUncheckedNodesAreUnknownAndServe(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.tcpBackend("a", 1), e.tcpBackend("b", 2)
+	l := e.balancer(unchecked(linodego.ProtocolTCP, linodego.StickinessNone),
+		nodeSpec{name: "a", addr: a.addr}, nodeSpec{name: "b", addr: b.addr})
+	time.Sleep(time.Second) // longer than a first active check would take to run
+	for _, n := range []string{"a", "b"} {
+		if st := l.status(n); st != "Unknown" {
+			t.Fatalf("node %s under check none shows %q, want Unknown", n, st)
+		}
+	}
+	if up, down := l.nodesStatus(); up != 0 || down != 0 {
+		t.Fatalf("nodes_status up %d down %d, want 0 and 0 (Unknown counts in neither)", up, down)
+	}
+	if got := e.mustTCPCount(l.front, 0, 40); got["a"] == 0 || got["b"] == 0 || got["a"]+got["b"] != 40 {
+		t.Fatalf("sessions %v: want both Unknown nodes to serve", got)
+	}
+	if a.healthHits.Load() != 0 {
+		t.Fatalf("check none sent %d checks", a.healthHits.Load())
+	}
+
+	a.stop()
+	waitFor(t, 5*time.Second, "a to be DOWN by passive checks", func() bool {
+		_, _ = e.tcpNode(l.front, 0) // a new session: its failed connect to a counts against a
+		return l.status("a") == "DOWN"
+	})
+	if up, down := l.nodesStatus(); up != 0 || down != 1 {
+		t.Fatalf("nodes_status up %d down %d, want 0 and 1", up, down)
+	}
+	if st := l.status("b"); st != "Unknown" {
+		t.Fatalf("b shows %q, want Unknown", st)
+	}
+	if got := e.mustTCPCount(l.front, 0, 10); got["b"] != 10 {
+		t.Fatalf("sessions with a DOWN: %v, want all on b", got)
+	}
+}

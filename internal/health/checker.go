@@ -259,7 +259,7 @@ func (c *Checker) Lookup(nodeID int) *Node {
 }
 
 // Status returns a node's status as the API shows it: DOWN for a reject node,
-// unknown for a node the checker does not know or has no verdict on yet.
+// Unknown for a node the checker does not know or has no verdict on (check none).
 func (c *Checker) Status(nodeID int) model.NodeStatus {
 	if n := c.Lookup(nodeID); n != nil {
 		return n.Status()
@@ -327,7 +327,7 @@ func (c *Checker) newNode(configID, id int, addr netip.AddrPort, addrOK bool, mo
 	if mode == model.ModeReject {
 		n.m = machine{status: balance.StatusDown, attempts: cs.Attempts}
 	} else {
-		n.m = newMachine(cs.active(), cs.Attempts)
+		n.m = newMachine(cs.Attempts)
 		n.passiveOn.Store(cs.Passive)
 	}
 	n.state.SetStatus(n.m.status)
@@ -351,7 +351,7 @@ func (c *Checker) updateLocked(n *Node, mode model.Mode, cs *checkSpec, respec b
 		n.mu.Lock()
 		n.gen++
 		from := n.m.status
-		n.m = newMachine(cs.active(), cs.Attempts)
+		n.m = newMachine(cs.Attempts)
 		events = n.setLocked(from, "mode "+string(mode), events)
 		n.mu.Unlock()
 		n.fails.Store(0)

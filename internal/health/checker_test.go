@@ -221,8 +221,8 @@ func TestPassiveFailuresTripWithinWindow(t *testing.T) {
 		spec := Spec{Check: model.CheckNone, Passive: true}
 		n := h.c.Set(1, spec, nodesOf(10, 1))[0]
 		h.run()
-		if got := n.Status(); got != model.StatusUp {
-			t.Fatalf("check none: status %s, want UP", got)
+		if got := n.Status(); got != model.StatusUnknown {
+			t.Fatalf("check none: status %s, want Unknown", got)
 		}
 		fail := func(k int) {
 			for range k {
@@ -233,8 +233,8 @@ func TestPassiveFailuresTripWithinWindow(t *testing.T) {
 		fail(2)
 		n.Success()
 		fail(2)
-		if got := n.Status(); got != model.StatusUp {
-			t.Fatalf("2 failures, a success, 2 failures: status %s, want UP", got)
+		if got := n.Status(); got != model.StatusUnknown {
+			t.Fatalf("2 failures, a success, 2 failures: status %s, want Unknown", got)
 		}
 		n.Success()
 		// Three failures spread wider than the window do not trip.
@@ -243,8 +243,8 @@ func TestPassiveFailuresTripWithinWindow(t *testing.T) {
 		fail(1)
 		time.Sleep(5 * time.Second)
 		fail(1)
-		if got := n.Status(); got != model.StatusUp {
-			t.Fatalf("3 failures over 11 s: status %s, want UP", got)
+		if got := n.Status(); got != model.StatusUnknown {
+			t.Fatalf("3 failures over 11 s: status %s, want Unknown", got)
 		}
 		// Two more within the window of the last one trip.
 		time.Sleep(time.Second)
@@ -256,14 +256,14 @@ func TestPassiveFailuresTripWithinWindow(t *testing.T) {
 		if st := n.Stats(); st.PassiveTrips != 1 || st.PassiveFailures != 9 {
 			t.Fatalf("stats %+v, want 1 trip and 9 failures", st)
 		}
-		// Cool-down: DOWN until 30 s after the trip, then UP.
+		// Cool-down: DOWN until 30 s after the trip, then Unknown again (eligible).
 		time.Sleep(DefaultPassiveCooldown - time.Millisecond)
 		if got := n.Status(); got != model.StatusDown {
 			t.Fatalf("just before the cool-down ends: status %s, want DOWN", got)
 		}
-		up := h.rec.waitStatus(t, 10, model.StatusUp, time.Second)
-		if d := up.Sub(tripped); d != DefaultPassiveCooldown {
-			t.Fatalf("UP %v after the trip, want %v", d, DefaultPassiveCooldown)
+		back := h.rec.waitStatus(t, 10, model.StatusUnknown, time.Second)
+		if d := back.Sub(tripped); d != DefaultPassiveCooldown {
+			t.Fatalf("Unknown %v after the trip, want %v", d, DefaultPassiveCooldown)
 		}
 		h.stop(t)
 	})
@@ -278,8 +278,8 @@ func TestPassiveChecksOffIgnoreFailures(t *testing.T) {
 			n.Failure(nowNanos())
 		}
 		synctest.Wait()
-		if got := n.Status(); got != model.StatusUp {
-			t.Fatalf("check_passive off: status %s, want UP", got)
+		if got := n.Status(); got != model.StatusUnknown {
+			t.Fatalf("check_passive off: status %s, want Unknown", got)
 		}
 		// Turning them on makes a single failure (threshold 1) trip.
 		n2 := h.c.Set(1, Spec{Check: model.CheckNone, Passive: true}, nodesOf(10, 1))[0]
@@ -294,8 +294,8 @@ func TestPassiveChecksOffIgnoreFailures(t *testing.T) {
 		}
 		// Turning them off again releases the node.
 		h.c.Set(1, Spec{Check: model.CheckNone}, nodesOf(10, 1))
-		if got := n.Status(); got != model.StatusUp {
-			t.Fatalf("passive checks turned off: status %s, want UP", got)
+		if got := n.Status(); got != model.StatusUnknown {
+			t.Fatalf("passive checks turned off: status %s, want Unknown", got)
 		}
 		h.stop(t)
 	})
@@ -475,10 +475,10 @@ func TestCheckSettingsChangeKeepsVerdictsOrAppliesNone(t *testing.T) {
 		if got := n.Status(); got != model.StatusDown {
 			t.Fatalf("check_path changed: status %s, want DOWN kept", got)
 		}
-		// check none: UP at once.
+		// check none: the active verdict is dropped at once; no verdict is Unknown.
 		h.c.Set(1, Spec{Check: model.CheckNone, Passive: true}, nodesOf(10, 1))
-		if got := n.Status(); got != model.StatusUp {
-			t.Fatalf("check none: status %s, want UP", got)
+		if got := n.Status(); got != model.StatusUnknown {
+			t.Fatalf("check none: status %s, want Unknown", got)
 		}
 		synctest.Wait()
 		checks := len(h.fake.checks(10))
@@ -526,7 +526,7 @@ func TestStatusBeforeRun(t *testing.T) {
 		h.c.Set(2, Spec{Check: model.CheckNone}, nodesOf(20, 2))
 		want := map[int]model.NodeStatus{
 			10: model.StatusUnknown, 11: model.StatusDown, 12: model.StatusUnknown,
-			20: model.StatusUp, 21: model.StatusUp, 99: model.StatusUnknown,
+			20: model.StatusUnknown, 21: model.StatusUnknown, 99: model.StatusUnknown,
 		}
 		for id, st := range want {
 			if got := h.c.Status(id); got != st {
@@ -536,7 +536,7 @@ func TestStatusBeforeRun(t *testing.T) {
 		if k := h.c.Counts(1); k != (Counts{Down: 1, Unknown: 2}) {
 			t.Errorf("config 1 counts %+v", k)
 		}
-		if k := h.c.Counts(2); k != (Counts{Up: 2}) {
+		if k := h.c.Counts(2); k != (Counts{Unknown: 2}) {
 			t.Errorf("config 2 counts %+v", k)
 		}
 		time.Sleep(5 * time.Second)

@@ -1,4 +1,4 @@
-// Package health decides each backend node's UP/DOWN status, as Linode's
+// Package health decides each backend node's status (UP, DOWN, Unknown), as Linode's
 // NodeBalancer does, from active checks (TCP connect, HTTP status, HTTP body
 // regex) and from passive observations of real traffic that the data plane
 // reports. It writes the verdict into the node's balance.State, which the
@@ -18,13 +18,13 @@
 //   - http_body: as http, and the first MaxBodyBytes (64 KiB) of the body
 //     must also match the check_body regular expression, compiled once per
 //     configuration change;
-//   - none: no active checks; nodes are UP unless passive checks say
-//     otherwise.
+//   - none: no active checks; nodes stay Unknown (eligible, as UP nodes
+//     are) unless passive checks take them DOWN, as on Linode.
 //
 // Falling: check_attempts failed checks in a row take a node DOWN, whether it
-// was UP or still unknown. Fewer leave its status as it was, so a node stays
-// unknown (which the balancer treats as eligible) until its first success or
-// its check_attempts-th failure: "unknown" means no verdict yet.
+// was UP or still Unknown. Fewer leave its status as it was, so a node stays
+// Unknown (which the balancer treats as eligible) until its first success or
+// its check_attempts-th failure: "Unknown" means no verdict yet.
 //
 // Rising: one passing check brings a DOWN node back UP. That is what Linode
 // does (check_attempts counts failures only and the API has no field for
@@ -45,9 +45,9 @@
 // exact rule.
 //
 // A node taken DOWN by passive checks comes back when an active check that
-// started after the trip passes (a check already in flight does not count),
-// or, with check none, after PassiveCooldown (default 30 s), after which real
-// traffic judges it again. Reports are lock-free and allocation-free: a few
+// started after the trip passes (a check already in flight does not count;
+// the node is then UP), or, with check none, after PassiveCooldown (default
+// 30 s): it is Unknown again and real traffic judges it anew. Reports are lock-free and allocation-free: a few
 // atomic operations on the node's own handle, no map lookup; the status
 // change itself is applied within microseconds by the node's goroutine.
 //
@@ -69,14 +69,14 @@
 //
 // A reject node is not checked at all (no check traffic reaches it) and its
 // status is DOWN. When it returns to accept, drain or backup its status
-// restarts as unknown (UP with check none) and its first check runs within
+// restarts as Unknown and its first check runs within
 // 500 ms: the verdict from before the rejection is stale, since reject is
 // how operators take a node out for maintenance. drain and backup nodes are
 // checked like accept nodes.
 //
 // Set reconciles a configuration: a node with the same ID and address keeps
 // its status and schedule; a changed address is a new node (new handle, new
-// balance.State, status unknown); a removed node stops. A change of the
+// balance.State, status Unknown); a removed node stops. A change of the
 // configuration's check settings keeps every status but restarts the
 // schedules, so the new check runs within 500 ms.
 //

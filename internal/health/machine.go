@@ -18,14 +18,11 @@ type machine struct {
 	passiveAt   time.Time // when that trip was applied
 }
 
-// newMachine returns the machine of a node entering service: unknown when
-// active checks will decide, UP when only passive checks can take it down.
-func newMachine(active bool, attempts int) machine {
-	m := machine{attempts: max(attempts, 1)}
-	if !active {
-		m.status = balance.StatusUp
-	}
-	return m
+// newMachine returns the machine of a node entering service: Unknown until a
+// verdict. Under check none only passive checks ever give one (DOWN), so such a
+// node stays Unknown while it serves, as on Linode.
+func newMachine(attempts int) machine {
+	return machine{attempts: max(attempts, 1)}
 }
 
 // set moves to st and reports whether that is a change.
@@ -77,21 +74,22 @@ func (m *machine) coolAt(cooldown time.Duration) (at time.Time, ok bool) {
 	return m.passiveAt.Add(cooldown), true
 }
 
-// cool brings a node taken down by passive checks back UP once cooldown has
-// passed since the trip. Only configurations without active checks use it.
+// cool returns a node taken down by passive checks to Unknown (eligible, no
+// verdict: nothing checked it) once cooldown has passed since the trip. Only
+// configurations without active checks use it.
 func (m *machine) cool(now time.Time, cooldown time.Duration) (changed bool) {
 	at, ok := m.coolAt(cooldown)
 	if !ok || now.Before(at) {
 		return false
 	}
 	m.passiveDown = false
-	return m.set(balance.StatusUp)
+	return m.set(balance.StatusUnknown)
 }
 
 // respec adapts the machine to new check settings while keeping its verdict:
 // the failure run restarts (it counted another check); with passive checks
-// off their verdict no longer holds; and without active checks a node is UP
-// unless passive checks hold it DOWN.
+// off their verdict no longer holds; and without active checks a node is
+// Unknown unless passive checks hold it DOWN (an active verdict is stale).
 func (m *machine) respec(active, passive bool, attempts int) (changed bool) {
 	m.attempts = max(attempts, 1)
 	m.failures = 0
@@ -99,7 +97,7 @@ func (m *machine) respec(active, passive bool, attempts int) (changed bool) {
 		m.passiveDown = false
 	}
 	if !active && !m.passiveDown {
-		return m.set(balance.StatusUp)
+		return m.set(balance.StatusUnknown)
 	}
 	return false
 }

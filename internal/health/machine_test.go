@@ -15,9 +15,9 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 func TestMachineGoesDownAfterExactlyAttemptsFailures(t *testing.T) {
 	for _, attempts := range []int{1, 2, 3, 5, 30} {
 		for _, startUp := range []bool{true, false} {
-			m := newMachine(true, attempts)
+			m := newMachine(attempts)
 			if m.status != balance.StatusUnknown {
-				t.Fatalf("new machine with active checks: status %v, want unknown", m.status)
+				t.Fatalf("new machine with active checks: status %v, want Unknown", m.status)
 			}
 			want := balance.StatusUnknown
 			if startUp {
@@ -40,7 +40,7 @@ func TestMachineGoesDownAfterExactlyAttemptsFailures(t *testing.T) {
 }
 
 func TestMachineOneSuccessBringsNodeBackUp(t *testing.T) {
-	m := newMachine(true, 3)
+	m := newMachine(3)
 	for i := range 5 {
 		m.active(false, at(time.Duration(i)*time.Second))
 	}
@@ -59,7 +59,7 @@ func TestMachineOneSuccessBringsNodeBackUp(t *testing.T) {
 }
 
 func TestMachineSuccessResetsFailureRun(t *testing.T) {
-	m := newMachine(true, 3)
+	m := newMachine(3)
 	m.active(true, at(0))
 	for round := range 4 {
 		m.active(false, at(time.Duration(round)*time.Minute))
@@ -73,7 +73,7 @@ func TestMachineSuccessResetsFailureRun(t *testing.T) {
 
 func TestMachinePassiveTrip(t *testing.T) {
 	for _, from := range []balance.Status{balance.StatusUnknown, balance.StatusUp} {
-		m := newMachine(true, 3)
+		m := newMachine(3)
 		m.status = from
 		if !m.trip(at(5*time.Second)) || m.status != balance.StatusDown {
 			t.Fatalf("trip from %v: status %v, want DOWN", from, m.status)
@@ -93,7 +93,7 @@ func TestMachinePassiveTrip(t *testing.T) {
 }
 
 func TestMachineTripOfDownNodeKeepsActiveRecovery(t *testing.T) {
-	m := newMachine(true, 1)
+	m := newMachine(1)
 	m.active(false, at(0))
 	if m.trip(at(5*time.Second)) || m.passiveDown {
 		t.Fatal("trip of a node already DOWN by active checks changed it")
@@ -105,9 +105,9 @@ func TestMachineTripOfDownNodeKeepsActiveRecovery(t *testing.T) {
 
 func TestMachinePassiveCooldown(t *testing.T) {
 	const cooldown = 30 * time.Second
-	m := newMachine(false, 3)
-	if m.status != balance.StatusUp {
-		t.Fatalf("new machine without active checks: status %v, want UP", m.status)
+	m := newMachine(3)
+	if m.status != balance.StatusUnknown {
+		t.Fatalf("new machine: status %v, want Unknown", m.status)
 	}
 	if m.cool(at(time.Hour), cooldown) {
 		t.Fatal("cool-down of a node that never tripped reported a change")
@@ -119,8 +119,8 @@ func TestMachinePassiveCooldown(t *testing.T) {
 	if m.cool(at(40*time.Second-time.Nanosecond), cooldown) || m.status != balance.StatusDown {
 		t.Fatalf("before the cool-down ended: status %v, want DOWN", m.status)
 	}
-	if !m.cool(at(40*time.Second), cooldown) || m.status != balance.StatusUp {
-		t.Fatalf("when the cool-down ended: status %v, want UP", m.status)
+	if !m.cool(at(40*time.Second), cooldown) || m.status != balance.StatusUnknown {
+		t.Fatalf("when the cool-down ended: status %v, want Unknown (no check gave a verdict)", m.status)
 	}
 	if _, ok := m.coolAt(cooldown); ok {
 		t.Fatal("still waiting for a cool-down after it ended")
@@ -134,15 +134,16 @@ func TestMachineRespec(t *testing.T) {
 		active, passive bool
 		want            balance.Status
 	}{
-		{"active DOWN, checks turned off", func(m *machine) { m.active(false, at(0)) }, false, true, balance.StatusUp},
+		{"active DOWN, checks turned off", func(m *machine) { m.active(false, at(0)) }, false, true, balance.StatusUnknown},
+		{"active UP, checks turned off", func(m *machine) { m.active(true, at(0)) }, false, true, balance.StatusUnknown},
 		{"passive DOWN, checks turned off, passive on", func(m *machine) { m.trip(at(0)) }, false, true, balance.StatusDown},
-		{"passive DOWN, everything off", func(m *machine) { m.trip(at(0)) }, false, false, balance.StatusUp},
+		{"passive DOWN, everything off", func(m *machine) { m.trip(at(0)) }, false, false, balance.StatusUnknown},
 		{"active DOWN, check kind changed", func(m *machine) { m.active(false, at(0)) }, true, true, balance.StatusDown},
 		{"unknown, check kind changed", func(*machine) {}, true, true, balance.StatusUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := newMachine(true, 1)
+			m := newMachine(1)
 			tt.prepare(&m)
 			m.respec(tt.active, tt.passive, 3)
 			if m.status != tt.want {

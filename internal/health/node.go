@@ -72,7 +72,7 @@ func (n *Node) Addr() netip.AddrPort { return n.addr }
 func (n *Node) State() *balance.State { return n.state }
 
 // Status returns the node's status as the API shows it: DOWN for a reject
-// node, unknown before the first verdict.
+// node, Unknown without a verdict (before the first, or under check none).
 func (n *Node) Status() model.NodeStatus { return toModel(n.state.Status()) }
 
 // Failure reports that real traffic to the node failed: a failed connect, a

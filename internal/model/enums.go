@@ -85,9 +85,11 @@ const (
 // NodeStatus is a node's health as the checker sees it.
 type NodeStatus string
 
-// Node statuses, spelled as the API shows them.
+// Node statuses, spelled as the API shows them. Unknown (capital U, as the live API
+// and linode-cli's tests show it) is a node without a verdict: not checked yet, or
+// under check none with no passive failure. It receives traffic as an UP node does.
 const (
-	StatusUnknown NodeStatus = "unknown"
+	StatusUnknown NodeStatus = "Unknown"
 	StatusUp      NodeStatus = "UP"
 	StatusDown    NodeStatus = "DOWN"
 )

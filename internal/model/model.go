@@ -8,16 +8,19 @@ import "time"
 
 // NodeBalancer is one load balancer: a frontend address and a set of per-port Configs.
 type NodeBalancer struct {
-	ID                 int       `json:"id"`
-	Label              string    `json:"label"`
-	Region             string    `json:"region"`
-	IPv4               string    `json:"ipv4"`
-	IPv6               string    `json:"ipv6,omitempty"` // "" when the frontend pool has no IPv6 network
-	ClientConnThrottle int       `json:"client_conn_throttle"`
-	Tags               []string  `json:"tags"`
-	Type               Type      `json:"type"`
-	Created            time.Time `json:"created"`
-	Updated            time.Time `json:"updated"`
+	ID                 int    `json:"id"`
+	Label              string `json:"label"`
+	Region             string `json:"region"`
+	IPv4               string `json:"ipv4"`
+	IPv6               string `json:"ipv6,omitempty"` // "" when the frontend pool has no IPv6 network
+	ClientConnThrottle int    `json:"client_conn_throttle"`
+	// ClientUDPSessThrottle is stored and shown for Linode's clients; the UDP
+	// protocol that would use it is not served yet.
+	ClientUDPSessThrottle int       `json:"client_udp_sess_throttle"`
+	Tags                  []string  `json:"tags"`
+	Type                  Type      `json:"type"`
+	Created               time.Time `json:"created"`
+	Updated               time.Time `json:"updated"`
 }
 
 // Config is the configuration of one inbound port of a NodeBalancer.
@@ -37,8 +40,11 @@ type Config struct {
 	CheckPassive   bool          `json:"check_passive"`
 	ProxyProtocol  ProxyProtocol `json:"proxy_protocol"`
 	CipherSuite    CipherSuite   `json:"cipher_suite"`
-	SSLCert        string        `json:"ssl_cert,omitempty"`
-	SSLKey         string        `json:"ssl_key,omitempty"`
+	// UDPCheckPort is the node port active checks of a udp config would use. It is
+	// stored and shown on every config, as on Linode (Terraform always sends it).
+	UDPCheckPort int    `json:"udp_check_port"`
+	SSLCert      string `json:"ssl_cert,omitempty"`
+	SSLKey       string `json:"ssl_key,omitempty"`
 }
 
 // Node is one backend of a Config.
@@ -83,6 +89,7 @@ const (
 	DefaultCheckPassive  = true
 	DefaultProxyProtocol = ProxyProtocolNone
 	DefaultCipherSuite   = CipherRecommended
+	DefaultUDPCheckPort  = 80
 	DefaultWeight        = 50
 	DefaultMode          = ModeAccept
 	DefaultType          = TypeCommon
@@ -102,6 +109,20 @@ func NewConfig() Config {
 		CheckPassive:  DefaultCheckPassive,
 		ProxyProtocol: DefaultProxyProtocol,
 		CipherSuite:   DefaultCipherSuite,
+		UDPCheckPort:  DefaultUDPCheckPort,
+	}
+}
+
+// UDPSessionTimeout is the read-only udp_session_timeout every config shows: the idle
+// seconds after which a UDP session ends. 2 is what the live API shows (linode_api4's
+// integration test expects it); no UDP is served yet, so nothing uses it.
+const UDPSessionTimeout = 2
+
+// FillStoredDefaults gives fields added after c was stored their defaults: a config
+// stored before udp_check_port existed reads back with 80, not 0.
+func (c *Config) FillStoredDefaults() {
+	if c.UDPCheckPort == 0 {
+		c.UDPCheckPort = DefaultUDPCheckPort
 	}
 }
 

@@ -122,6 +122,7 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 		es.Add("region", fmt.Sprintf("region must be '%s', the only region this server serves", p.Region))
 	}
 	checkRange(&es, "client_conn_throttle", nb.ClientConnThrottle, MinThrottle, MaxThrottle)
+	checkRange(&es, "client_udp_sess_throttle", nb.ClientUDPSessThrottle, MinThrottle, MaxThrottle)
 	checkEnum(&es, "type", types, string(nb.Type))
 	checkTags(&es, nb.Tags)
 	return es
@@ -152,6 +153,7 @@ func checkTags(es *Errors, tags []string) {
 func ValidateConfig(c *Config) Errors {
 	var es Errors
 	checkRange(&es, "port", c.Port, MinPort, MaxPort)
+	checkRange(&es, "udp_check_port", c.UDPCheckPort, MinPort, MaxPort)
 	checkEnum(&es, "protocol", protocols, string(c.Protocol))
 	checkEnum(&es, "algorithm", algorithms, string(c.Algorithm))
 	checkEnum(&es, "stickiness", stickinesses, string(c.Stickiness))

@@ -13,7 +13,8 @@ var testPolicy = Policy{Region: "local", BackendRanges: DefaultBackendRanges()}
 func TestDefaults(t *testing.T) {
 	c := NewConfig()
 	want := Config{Port: 80, Protocol: "http", Algorithm: "roundrobin", Stickiness: "none", Check: "none",
-		CheckInterval: 31, CheckTimeout: 30, CheckAttempts: 3, CheckPassive: true, ProxyProtocol: "none", CipherSuite: "recommended"}
+		CheckInterval: 31, CheckTimeout: 30, CheckAttempts: 3, CheckPassive: true, ProxyProtocol: "none", CipherSuite: "recommended",
+		UDPCheckPort: 80}
 	if c != want {
 		t.Fatalf("NewConfig() = %+v, want %+v", c, want)
 	}

@@ -63,7 +63,9 @@ var (
 	descNodeInfo = prometheus.NewDesc("nodebalancer_node_info",
 		"Always 1: the address and mode of each node.", with(lNode, "address", "mode"), nil)
 	descNodeUp = prometheus.NewDesc("nodebalancer_node_up",
-		"1 when the node's status is UP, 0 when DOWN or unknown.", lNode, nil)
+		"1 when the node's status is UP, 0 when DOWN or Unknown (an Unknown node still takes traffic; see nodebalancer_node_status).", lNode, nil)
+	descNodeStatus = prometheus.NewDesc("nodebalancer_node_status",
+		"1 for the node's status as the API shows it (UP, DOWN or Unknown: not checked, or check none), 0 for the others.", with(lNode, "status"), nil)
 	descStatusChanges = prometheus.NewDesc("nodebalancer_node_status_changes_total",
 		"Status transitions of the node (UP/DOWN), including those caused by mode changes.", lNode, nil)
 	descChecks = prometheus.NewDesc("nodebalancer_health_checks_total",
@@ -141,7 +143,7 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 		ch <- l.responses
 		ch <- l.bytes
 	}
-	for _, d := range []*prometheus.Desc{descNBInfo, descTransfer, descConfigInfo, descNodeInfo, descNodeUp,
+	for _, d := range []*prometheus.Desc{descNBInfo, descTransfer, descConfigInfo, descNodeInfo, descNodeUp, descNodeStatus,
 		descStatusChanges, descChecks, descPassive, descCheckDuration, descAccessDropped, descFirewallDropped} {
 		ch <- d
 	}
@@ -213,6 +215,9 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// nodeStatuses are the values of nodebalancer_node_status's status label.
+var nodeStatuses = []model.NodeStatus{model.StatusUp, model.StatusDown, model.StatusUnknown}
+
 // collectHealth sends the health metrics of node id; h is nil when the checker does
 // not know the node (yet).
 func (s *Stats) collectHealth(ch chan<- prometheus.Metric, h *health.NodeStats, id int, labels []string) {
@@ -225,6 +230,17 @@ func (s *Stats) collectHealth(ch chan<- prometheus.Metric, h *health.NodeStats, 
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, up, labels...)
+	status := hs.Status
+	if status == "" {
+		status = model.StatusUnknown // the checker has no verdict on it (yet)
+	}
+	for _, st := range nodeStatuses {
+		v := 0.0
+		if st == status {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descNodeStatus, prometheus.GaugeValue, v, with(labels, string(st))...)
+	}
 	ch <- prometheus.MustNewConstMetric(descStatusChanges, prometheus.CounterValue, float64(hs.StatusChanges), labels...)
 	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(hs.Checks-hs.CheckFailures), with(labels, "pass")...)
 	ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(hs.CheckFailures), with(labels, "fail")...)

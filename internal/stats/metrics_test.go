@@ -124,6 +124,9 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 		metricKey("nodebalancer_transfer_month_bytes", "nodebalancer", "web", "direction", "in"):                                                1000,
 		metricKey("nodebalancer_transfer_month_bytes", "nodebalancer", "web", "direction", "out"):                                               3000,
 		metricKey("nodebalancer_node_up", nodeL...):                                                                                             1,
+		metricKey("nodebalancer_node_status", append(nodeL, "status", "UP")...):                                                                 1,
+		metricKey("nodebalancer_node_status", append(nodeL, "status", "DOWN")...):                                                               0,
+		metricKey("nodebalancer_node_status", append(nodeL, "status", "Unknown")...):                                                            0,
 		metricKey("nodebalancer_node_status_changes_total", nodeL...):                                                                           3,
 		metricKey("nodebalancer_health_checks_total", append(nodeL, "result", "pass")...):                                                       4,
 		metricKey("nodebalancer_health_checks_total", append(nodeL, "result", "fail")...):                                                       1,
@@ -159,6 +162,19 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 	}
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Errorf("Go runtime metrics missing")
+	}
+
+	// An Unknown node (check none) is not up, and says why.
+	hs[0].Status = model.StatusUnknown
+	m = scrape(t, s.MetricsHandler())
+	for k, v := range map[string]float64{
+		metricKey("nodebalancer_node_up", nodeL...):                                  0,
+		metricKey("nodebalancer_node_status", append(nodeL, "status", "UP")...):      0,
+		metricKey("nodebalancer_node_status", append(nodeL, "status", "Unknown")...): 1,
+	} {
+		if m[k] != v {
+			t.Errorf("Unknown node: %s = %v, want %v", k, m[k], v)
+		}
 	}
 
 	// A node that leaves the store leaves the metrics, histogram included.

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"testing"
@@ -261,5 +262,62 @@ func TestWatchAndPersistence(t *testing.T) {
 	next, _ := db2.CreateNodeBalancer(model.NodeBalancer{Label: "web2", Region: "local"}, nil)
 	if next.ID != nb.ID+1 {
 		t.Fatalf("ids must continue after a restart: got %d", next.ID)
+	}
+}
+
+// TestConfigStoredBeforeUDPCheckPortReadsDefault: a config written before the field
+// existed (no "udp_check_port" in its JSON) reads back with the default 80, through
+// every read path.
+func TestConfigStoredBeforeUDPCheckPortReadsDefault(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir)
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := db.Configs(nb.ID)
+	if err != nil || len(cfgs) != 1 {
+		t.Fatal(cfgs, err)
+	}
+	db.Close()
+
+	// Rewrite the stored config as an older version wrote it.
+	b, err := bolt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := store.Key(nb.ID, cfgs[0].ID)
+	err = b.Update(func(tx store.Tx) error {
+		raw, err := tx.Get(store.KindConfig, key)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		if _, ok := m["udp_check_port"]; !ok {
+			t.Errorf("udp_check_port is not stored: %s", raw)
+		}
+		delete(m, "udp_check_port")
+		raw, _ = json.Marshal(m)
+		return tx.Put(store.KindConfig, key, raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")}})
+	defer db.Close()
+	c, err := db.Config(nb.ID, cfgs[0].ID)
+	if err != nil || c.UDPCheckPort != 80 {
+		t.Fatalf("Config = %+v, %v; want udp_check_port 80", c, err)
+	}
+	cfgs, err = db.Configs(nb.ID)
+	if err != nil || cfgs[0].UDPCheckPort != 80 {
+		t.Fatalf("Configs = %+v, %v", cfgs, err)
+	}
+	st, err := db.State()
+	if err != nil || st.NodeBalancers[0].Configs[0].UDPCheckPort != 80 {
+		t.Fatalf("State = %+v, %v", st, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
 // ErrNotFound is returned when an addressed object does not exist.
@@ -94,7 +96,16 @@ func get[T any](tx Tx, kind Kind, key []byte) (T, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("decode %s %x: %w", kind, key, err)
 	}
+	fillStoredDefaults(&v)
 	return v, nil
+}
+
+// fillStoredDefaults gives a decoded config the defaults of fields added after it was
+// stored.
+func fillStoredDefaults(v any) {
+	if c, ok := v.(*model.Config); ok {
+		c.FillStoredDefaults()
+	}
 }
 
 func put(tx Tx, kind Kind, key []byte, v any) error {
@@ -112,6 +123,7 @@ func scan[T any](tx Tx, kind Kind, prefix []byte) ([]T, error) {
 		if err := json.Unmarshal(b, &v); err != nil {
 			return fmt.Errorf("decode %s %x: %w", kind, k, err)
 		}
+		fillStoredDefaults(&v)
 		out = append(out, v)
 		return nil
 	})

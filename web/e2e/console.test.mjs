@@ -130,6 +130,8 @@ try {
   await step('create a NodeBalancer (label, throttle, tags) from the list', async () => {
     await page.getByRole('button', {name: 'Create NodeBalancer'}).click();
     const dlg = page.getByRole('dialog', {name: 'Create NodeBalancer'});
+    // The API requires a region; the dialog offers the server's own (GET /regions).
+    await page.waitForFunction(() => document.querySelector('input[name="region"]')?.value === 'local');
     await dlg.getByLabel('Label', {exact: true}).fill('x'); // too short: the API's reason shows next to the field
     await dlg.getByLabel('Client Connection Throttle', {exact: true}).fill('5');
     await dlg.getByLabel('Tags', {exact: true}).fill('e2e, web');

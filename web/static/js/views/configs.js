@@ -283,7 +283,7 @@ class ConfigPanel {
   }
 
   setStatus(r, status) {
-    const s = r.id ? (status || 'unknown') : 'new';
+    const s = r.id ? (status || 'Unknown') : 'new';
     if (r.statusValue && r.statusValue !== s && r.statusValue !== 'new') {
       announce(`Node ${r.saved?.label ?? ''} on port ${this.cfg?.port} is now ${s}.`);
     }

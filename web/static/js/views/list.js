@@ -31,7 +31,14 @@ export function mount(root, _params, {router}) {
     h('p', null, 'No NodeBalancers yet. A NodeBalancer listens on an address of its own and spreads the traffic of each port over your backend nodes.'));
   let known = [];
   const create = async () => {
-    const regions = [...new Set(known.map((nb) => nb.region))];
+    // The API requires a region: offer the server's own (GET /regions), falling back
+    // to those of the NodeBalancers already shown.
+    let regions;
+    try {
+      regions = (await all('/regions')).map((r) => r.id);
+    } catch (e) {
+      regions = [...new Set(known.map((nb) => nb.region))];
+    }
     const nb = await createNodeBalancer(regions);
     if (nb) router.go(`/nodebalancers/${nb.id}/summary`);
   };

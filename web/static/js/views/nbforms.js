@@ -14,7 +14,8 @@ export function nbFields(nb, {create = false, regions = []} = {}) {
   };
   if (create) {
     f.region = new Field({name: 'region', label: 'Region', type: 'text', list: 'nb-regions',
-      placeholder: 'the server’s region', help: 'Left empty, the server’s own region is used.'}, nb.region);
+      placeholder: 'the server’s region', help: 'Required: the region this server serves.'},
+    nb.region ?? regions[0] ?? '');
     f.region.el.append(h('datalist', {id: 'nb-regions'}, regions.map((r) => h('option', {value: r}))));
   }
   f.client_conn_throttle = new Field({name: 'client_conn_throttle', label: 'Client Connection Throttle',
@@ -26,7 +27,8 @@ export function nbFields(nb, {create = false, regions = []} = {}) {
   return f;
 }
 
-/** nbBody is the request body of the fields (empty label and region left out). */
+/** nbBody is the request body of the fields (empty label and region left out: the API
+ * makes up a label and refuses a missing region by name). */
 export function nbBody(f) {
   const body = {client_conn_throttle: f.client_conn_throttle.get(), tags: f.tags.get()};
   const label = f.label.get().trim();
