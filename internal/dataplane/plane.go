@@ -34,6 +34,10 @@ type Timeouts struct {
 	HalfClose time.Duration
 	// TLSHandshake bounds an https client's handshake.
 	TLSHandshake time.Duration
+	// TCPIdle, when positive, ends a tcp session in which no byte has moved either
+	// way for that long (serve's --tcp-idle-timeout). Zero: sessions are ended only by
+	// their ends, or by keep-alive when a peer vanishes.
+	TCPIdle time.Duration
 }
 
 // DefaultTimeouts are what a production balancer ships with.
@@ -76,6 +80,7 @@ type Plane struct {
 	dialer net.Dialer
 	start  time.Time
 	active atomic.Int64 // client connections across every listener
+	busy   atomic.Int64 // refused http(s) clients being answered 503 (answerBusy)
 
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
@@ -121,6 +126,7 @@ func New(o Options) *Plane {
 	if o.Timeouts.TLSHandshake > 0 {
 		d.TLSHandshake = o.Timeouts.TLSHandshake
 	}
+	d.TCPIdle = max(o.Timeouts.TCPIdle, 0)
 	o.Timeouts = d
 	if o.Stats == nil {
 		o.Stats = stats.NewRegistry()
@@ -146,8 +152,8 @@ func New(o Options) *Plane {
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
 	}
-	// No TCP keep-alive probes towards nodes (as HAProxy without srvtcpka): they would
-	// cost four setsockopt calls on every session's connect.
+	// Keep-alive towards nodes is not set at the connect, where it would cost every
+	// session four system calls, but by keepAliveLater on sessions that last.
 	p.dialer = net.Dialer{Timeout: o.Timeouts.Connect, KeepAlive: -1}
 	if o.BackendSource.IsValid() {
 		p.dialer.LocalAddr = &net.TCPAddr{IP: o.BackendSource.AsSlice()}

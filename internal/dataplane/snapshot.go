@@ -26,6 +26,7 @@ type snapshot struct {
 	limiter *throttle.Limiter    // nil when client_conn_throttle is 0
 	guard   *firewall.Guard      // the NodeBalancer's firewall check; stable across snapshots
 	tls     *tls.Config          // https only
+	tlsBusy *tls.Config          // https only: tls offering only HTTP/1.1, for answerBusy
 	nb      *stats.Counters
 	stats   *stats.Counters // the config's
 	now     func() int64
@@ -129,6 +130,8 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 		if s.tls, err = tlsConfig(c.Config); err != nil {
 			return nil, err
 		}
+		s.tlsBusy = s.tls.Clone()
+		s.tlsBusy.NextProtos = []string{"http/1.1"}
 	}
 	return s, nil
 }
