@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/linode/linodego"
 
 	"github.com/nodebalancer/nodebalancer/internal/server"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // rule is an inbound TCP rule for tests: action on the given networks and ports.
@@ -350,8 +350,9 @@ func TestFirewallAttachDetachUnderLoad(t *testing.T) {
 func TestFirewallGuardsHTTPS(t *testing.T) {
 	e := newEnv(t)
 	opts := linodego.NodeBalancerConfigCreateOptions{Protocol: linodego.ProtocolHTTPS}
-	var roots *x509.CertPool
-	opts.SSLCert, opts.SSLKey, roots = selfSigned(t)
+	cert := testcert.New(t, tlsName)
+	opts.SSLCert, opts.SSLKey = cert.CertPEM, cert.KeyPEM
+	roots := cert.Pool
 	l := e.balancer(opts, nodeSpec{name: "a", addr: e.httpBackend("a", 1).addr})
 	_, err := e.lc.CreateFirewall(e.ctx, linodego.FirewallCreateOptions{Label: "tls-guard",
 		Rules: linodego.FirewallRuleSet{InboundPolicy: "DROP", OutboundPolicy: "ACCEPT",
