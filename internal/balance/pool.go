@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -47,12 +49,18 @@ func (n *Node) Token() string { return n.token }
 // 8 bytes of HMAC-SHA256(key, ID), in hex. Knowing tokens does not let a
 // client derive the token of another ID without the key.
 func CookieToken(key []byte, id int) string {
-	m := hmac.New(sha256.New, key)
+	return cookieToken(hmac.New(sha256.New, key), id)
+}
+
+// cookieToken is CookieToken with the keyed MAC made once: NewPool derives a
+// thousand tokens from one key, and keying the MAC is half of each token's cost.
+func cookieToken(m hash.Hash, id int) string {
+	m.Reset()
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(id))
 	m.Write(b[:])
-	sum := m.Sum(nil)
-	return hex.EncodeToString(sum[:8])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(m.Sum(sum[:0])[:8])
 }
 
 // Option adjusts how NewPool builds a Pool.
@@ -60,6 +68,31 @@ type Option func(*poolOptions)
 
 type poolOptions struct {
 	cookieKey []byte
+	prev      *Pool
+	noCookies bool
+	adopt     bool
+}
+
+// Adopt makes NewPool keep the slice of nodes it is given instead of copying it: a
+// caller that builds the slice for the pool and never touches it again saves a copy
+// of every node.
+func Adopt() Option {
+	return func(o *poolOptions) { o.adopt = true }
+}
+
+// WithoutCookies builds a pool whose nodes have no cookie token: Token returns ""
+// and ByToken finds nothing. A configuration without cookie stickiness never asks,
+// and a thousand tokens cost a thousand MACs and a map.
+func WithoutCookies() Option {
+	return func(o *poolOptions) { o.noCookies = true }
+}
+
+// WithPrevious lets NewPool take the cookie tokens of nodes it shares (by ID) with
+// prev, the pool it replaces, instead of deriving them again: a change to one node
+// of a thousand then costs no MAC. prev must have been built with the same cookie
+// key; a pool built with another is ignored.
+func WithPrevious(prev *Pool) Option {
+	return func(o *poolOptions) { o.prev = prev }
 }
 
 // WithCookieKey sets the secret key from which node cookie tokens are derived
@@ -80,11 +113,12 @@ func WithCookieKey(key []byte) Option {
 // All methods are safe for concurrent use. Pick, PickExcluding, Choose,
 // Honour, Lookup and ByToken never lock and never allocate.
 type Pool struct {
-	algo    Algorithm
-	nodes   []Node
-	byID    map[int]*Node
-	byToken map[string]*Node
-	msize   int // Maglev table size, for Source
+	algo      Algorithm
+	cookieKey []byte
+	nodes     []Node
+	byID      map[int]*Node
+	byToken   map[string]*Node
+	msize     int // Maglev table size, for Source
 
 	mu  sync.Mutex // serialises Refresh; readers never take it
 	tab atomic.Pointer[table]
@@ -130,13 +164,24 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 		opt(&o)
 	}
 	p := &Pool{
-		algo:    algo,
-		nodes:   make([]Node, len(nodes)),
-		byID:    make(map[int]*Node, len(nodes)),
-		byToken: make(map[string]*Node, len(nodes)),
-		msize:   maglevSize(len(nodes)),
+		algo:  algo,
+		nodes: nodes,
+		byID:  make(map[int]*Node, len(nodes)),
+		msize: maglevSize(len(nodes)),
 	}
-	copy(p.nodes, nodes)
+	if !o.adopt {
+		p.nodes = slices.Clone(nodes)
+	}
+	var mac hash.Hash
+	if !o.noCookies {
+		p.byToken = make(map[string]*Node, len(nodes))
+		mac = hmac.New(sha256.New, o.cookieKey)
+	}
+	p.cookieKey = o.cookieKey
+	prev := o.prev
+	if prev != nil && !hmac.Equal(prev.cookieKey, o.cookieKey) {
+		prev = nil
+	}
 	for i := range p.nodes {
 		n := &p.nodes[i]
 		switch {
@@ -153,8 +198,15 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 			n.State = new(State)
 		}
 		n.index = uint16(i)
-		n.token = CookieToken(o.cookieKey, n.ID)
 		p.byID[n.ID] = n
+		if o.noCookies {
+			continue
+		}
+		if old := prev.lookup(n.ID); old != nil && old.token != "" {
+			n.token = old.token
+		} else {
+			n.token = cookieToken(mac, n.ID)
+		}
 		p.byToken[n.token] = n
 	}
 	p.tab.Store(p.build())
@@ -172,6 +224,14 @@ func (p *Pool) Node(i int) *Node { return &p.nodes[i] }
 
 // Lookup returns the node with the given ID, or nil if the pool has none.
 func (p *Pool) Lookup(id int) *Node { return p.byID[id] }
+
+// lookup is Lookup on a pool that may be nil.
+func (p *Pool) lookup(id int) *Node {
+	if p == nil {
+		return nil
+	}
+	return p.byID[id]
+}
 
 // ByToken returns the node whose Token is tok, or nil. It is how the data
 // plane turns an NB_SRVID cookie back into a node.

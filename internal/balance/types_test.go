@@ -117,3 +117,55 @@ func TestPoolLookupAndTokens(t *testing.T) {
 		t.Error("ByToken accepted a forged token")
 	}
 }
+
+func TestWithPreviousReusesTokensOfTheSameKeyOnly(t *testing.T) {
+	key := []byte("k1")
+	nodes := func(ids ...int) []Node {
+		var out []Node
+		for _, id := range ids {
+			out = append(out, Node{ID: id, Weight: 1})
+		}
+		return out
+	}
+	old, err := NewPool(RoundRobin, nodes(1, 2), WithCookieKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A token NewPool did not derive shows it was taken from prev.
+	old.byID[2].token = "from-prev"
+	next, err := NewPool(RoundRobin, nodes(2, 3), WithCookieKey(key), WithPrevious(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Lookup(2).Token() != "from-prev" || next.Lookup(3).Token() != CookieToken(key, 3) {
+		t.Fatalf("tokens %q %q", next.Lookup(2).Token(), next.Lookup(3).Token())
+	}
+	if next.ByToken("from-prev") != next.Lookup(2) {
+		t.Fatal("ByToken does not find the reused token")
+	}
+	other, err := NewPool(RoundRobin, nodes(2), WithCookieKey([]byte("k2")), WithPrevious(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Lookup(2).Token() != CookieToken([]byte("k2"), 2) {
+		t.Fatal("a pool with another key reused tokens")
+	}
+}
+
+func TestWithoutCookiesHasNoTokens(t *testing.T) {
+	p, err := NewPool(RoundRobin, []Node{{ID: 1, Weight: 1}, {ID: 2, Weight: 1}}, WithCookieKey([]byte("k")), WithoutCookies())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Lookup(1).Token() != "" || p.ByToken(CookieToken([]byte("k"), 1)) != nil || p.ByToken("") != nil {
+		t.Fatal("a pool without cookies has tokens")
+	}
+	// A later pool with cookies derives them rather than taking the empty ones.
+	q, err := NewPool(RoundRobin, []Node{{ID: 1, Weight: 1}}, WithCookieKey([]byte("k")), WithPrevious(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Lookup(1).Token() != CookieToken([]byte("k"), 1) {
+		t.Fatalf("token %q", q.Lookup(1).Token())
+	}
+}

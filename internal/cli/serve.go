@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/nodebalancer/nodebalancer/internal/balance"
 	"github.com/nodebalancer/nodebalancer/internal/server"
+	"github.com/nodebalancer/nodebalancer/internal/store"
 )
 
 // serveFlags are the flags of `serve` before they are parsed into a server.Config.
@@ -19,7 +22,8 @@ type serveFlags struct {
 	grace, tcpIdle                                                            time.Duration
 	maxConns                                                                  int
 	accessLog, metricsListen                                                  string
-	metricsToken                                                              bool
+	metricsToken, metricsNodeSeries                                           bool
+	maxNodes, maxNodesPremium                                                 int
 }
 
 func newServeCommand() *cobra.Command {
@@ -48,7 +52,12 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 			return s.Run(cmd.Context())
 		},
 	}
-	fl := cmd.Flags()
+	f.bind(cmd.Flags())
+	return cmd
+}
+
+// bind defines serve's flags on fl, storing into f.
+func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "API address (host:port)")
 	fl.StringVar(&f.data, "data", "./nodebalancer-data", "data directory of the embedded store")
 	fl.StringVar(&f.frontendPool, "frontend-pool", "127.0.1.0/24", "CIDRs (comma separated) NodeBalancer addresses come from: each gets an ipv4 and, when an IPv6 network is listed, an ipv6")
@@ -63,7 +72,9 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better")
-	return cmd
+	fl.BoolVar(&f.metricsNodeSeries, "metrics-node-series", true, "export per-node series on /metrics (false keeps the per-NodeBalancer and per-config ones)")
+	fl.IntVar(&f.maxNodes, "max-nodes-per-config", store.DefaultMaxNodesPerConfig, "most nodes a config of a common NodeBalancer may have")
+	fl.IntVar(&f.maxNodesPremium, "max-nodes-per-config-premium", store.DefaultMaxNodesPerConfigPremium, "most nodes a config of a premium NodeBalancer may have")
 }
 
 func (f *serveFlags) config() (server.Config, error) {
@@ -99,6 +110,16 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--max-conns must be at least 1")
 	}
 	cfg.MaxConns = f.maxConns
+	for _, x := range []struct {
+		flag string
+		v    int
+	}{{"--max-nodes-per-config", f.maxNodes}, {"--max-nodes-per-config-premium", f.maxNodesPremium}} {
+		if x.v < 1 || x.v > balance.MaxNodes {
+			return cfg, fmt.Errorf("%s must be between 1 and %d", x.flag, balance.MaxNodes)
+		}
+	}
+	cfg.MaxNodesPerConfig, cfg.MaxNodesPerConfigPremium = f.maxNodes, f.maxNodesPremium
+	cfg.MetricsNoNodeSeries = !f.metricsNodeSeries
 	if f.backendSource != "" {
 		a, err := netip.ParseAddr(f.backendSource)
 		if err != nil {

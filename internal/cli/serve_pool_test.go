@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestFrontendPoolTakesIPv6BesideIPv4(t *testing.T) {
@@ -17,8 +19,12 @@ func TestFrontendPoolTakesIPv6BesideIPv4(t *testing.T) {
 		{"fd00:1::/64", nil, "at least one IPv4 network"},
 		{"fd00:1::/64%eth0", nil, "not a CIDR"},
 	} {
-		f := serveFlags{listen: "127.0.0.1:0", data: t.TempDir(), frontendPool: c.pool, backendCIDRs: "10.0.0.0/8",
-			region: "local", logLevel: "info", maxConns: 10}
+		var f serveFlags
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fs)
+		if err := fs.Parse([]string{"--frontend-pool", c.pool, "--data", t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
 		cfg, err := f.config()
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "--frontend-pool") {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/linode/linodego"
+	"github.com/spf13/pflag"
 )
 
 // runServe starts the real binary's serve on dir and returns its API URL and a stop
@@ -143,6 +144,33 @@ func TestServeWritesAGeneratedTokenPrivately(t *testing.T) {
 	}
 }
 
+func TestServeFlagsForScale(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in the error; "" when the flags are good
+	}{
+		{[]string{"--max-nodes-per-config", "0"}, "--max-nodes-per-config must be between 1 and"},
+		{[]string{"--max-nodes-per-config-premium", "5000"}, "--max-nodes-per-config-premium must be between 1 and"},
+		{[]string{"--max-nodes-per-config", "500", "--max-nodes-per-config-premium", "2000", "--metrics-node-series=false"}, ""},
+	} {
+		var f serveFlags
+		fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want == "" && (cfg.MaxNodesPerConfig != 500 || cfg.MaxNodesPerConfigPremium != 2000 || !cfg.MetricsNoNodeSeries):
+			t.Errorf("%v: config %+v", tc.args, cfg)
+		}
+	}
+}
+
 // TestServeTCPIdleTimeoutFlag: --tcp-idle-timeout reaches the server's config, and a
 // negative or sub-second value is refused naming the flag.
 func TestServeTCPIdleTimeoutFlag(t *testing.T) {
@@ -153,7 +181,7 @@ func TestServeTCPIdleTimeoutFlag(t *testing.T) {
 		}
 	}
 	f := serveFlags{frontendPool: "127.0.1.0/24", backendCIDRs: "127.0.0.0/8", region: "local", logLevel: "info",
-		maxConns: 1, tcpIdle: 5 * time.Minute}
+		maxConns: 1, tcpIdle: 5 * time.Minute, maxNodes: 1000, maxNodesPremium: 2000}
 	cfg, err := f.config()
 	if err != nil || cfg.TCPIdleTimeout != 5*time.Minute {
 		t.Errorf("config: %v, TCPIdleTimeout %v; want 5m", err, cfg.TCPIdleTimeout)

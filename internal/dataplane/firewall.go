@@ -6,7 +6,6 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/model"
-	"github.com/nodebalancer/nodebalancer/internal/store"
 )
 
 // Cloud Firewalls in the data plane. Each NodeBalancer has one firewall.Guard for as
@@ -52,19 +51,6 @@ func (p *Plane) firewallTable(fw *model.Firewall) *firewall.Table {
 	}
 	p.fwTables[fw.ID] = compiledFirewall{fw.Rules.Version, fw.Rules.Fingerprint, t}
 	return t
-}
-
-// firewallsOf returns the firewall of each NodeBalancer of st that has one, and
-// every NodeBalancer of st.
-func firewallsOf(st store.State) (byNB map[int]*model.Firewall, live map[int]bool) {
-	byNB, live = map[int]*model.Firewall{}, make(map[int]bool, len(st.NodeBalancers))
-	for _, nb := range st.NodeBalancers {
-		live[nb.ID] = true
-		if nb.Firewall != nil {
-			byNB[nb.ID] = nb.Firewall
-		}
-	}
-	return byNB, live
 }
 
 // armFirewalls arms the guard of every NodeBalancer of live with the table of its

@@ -71,6 +71,9 @@ type Options struct {
 	// DropLog, when set, receives every connection a firewall dropped, with the name
 	// of the rule that did; it must not block.
 	DropLog func(nodeBalancerID, configID int, client, local netip.AddrPort, rule string)
+	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
+	// that others (stats) can read it; Run makes its own when nil.
+	Mirror *store.Mirror
 }
 
 // Plane is the running data plane.
@@ -84,7 +87,11 @@ type Plane struct {
 
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
-	backends  map[backendKey]*backend
+	// backends are each config's node runtimes, by config id then node id: a
+	// rebuild reuses those whose node keeps its address and health handle, and
+	// closes the others. round marks the backends the current rebuild keeps.
+	backends  map[int]map[int]*backend
+	round     uint64
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
 	failed    map[int]error            // configs whose listener could not be opened
@@ -95,17 +102,12 @@ type Plane struct {
 	accessLog accessLogger
 }
 
-type backendKey struct {
-	id   int
-	addr netip.AddrPort
-}
-
 type limiterEntry struct {
 	perSecond int
 	l         *throttle.Limiter
 }
 
-// New returns a Plane with no listeners; Reconcile or Run give it some.
+// New returns a Plane with no listeners; Run (or Apply) gives it some.
 func New(o Options) *Plane {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -142,7 +144,7 @@ func New(o Options) *Plane {
 		log:       o.Log,
 		start:     time.Now(),
 		listeners: map[int]*listener{},
-		backends:  map[backendKey]*backend{},
+		backends:  map[int]map[int]*backend{},
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
 		failed:    map[int]error{},
@@ -176,31 +178,66 @@ func (p *Plane) dial(addr netip.AddrPort) (*net.TCPConn, error) {
 // Ready reports whether the first state has been applied.
 func (p *Plane) Ready() bool { return p.ready.Load() }
 
-// Run applies the store's state now and after every change until ctx ends, then
-// closes every listener within the grace period.
+// Run follows the store until ctx ends, then closes every listener within the grace
+// period. It loads the whole state once; after that each change costs what it
+// changed: the mirror reads only the keys the change names, and only the configs
+// they touch are rebuilt.
 func (p *Plane) Run(ctx context.Context, db *store.DB) error {
-	w := db.Watch(ctx)
+	m := p.opts.Mirror
+	if m == nil {
+		m = store.NewMirror(db)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	apply := func() {
-		st, err := db.State()
-		if err != nil {
-			p.log.Error("read desired state", "err", err)
-			return
+	var w <-chan store.Change
+	for {
+		d, err := m.Load()
+		if err == nil {
+			p.Apply(m, d)
+			w = db.Watch(ctx, d.Revision)
+			break
 		}
-		p.Reconcile(st)
+		p.log.Error("read desired state", "err", err)
+		select {
+		case <-ctx.Done():
+			p.Close()
+			return nil
+		case <-tick.C:
+		}
 	}
-	apply()
 	p.ready.Store(true)
+	stale := false // a change could not be read: the mirror lags until a full read
 	for i := 1; ; i++ {
 		select {
 		case <-ctx.Done():
 			p.Close()
 			return nil
-		case <-w:
-			apply()
+		case c, ok := <-w:
+			if !ok {
+				w = nil // ctx ended: the next turn returns
+				continue
+			}
+			if stale {
+				c.Reset = true
+			}
+			d, err := m.Apply(c)
+			if err != nil && !c.Reset {
+				p.log.Error("read changed state", "revision", c.Revision, "err", err)
+				d, err = m.Load() // the change is lost to the mirror: read everything
+			}
+			if stale = err != nil; stale {
+				p.log.Error("read desired state", "err", err)
+				continue
+			}
+			p.Apply(m, d)
 		case <-tick.C:
-			p.maintain(i%3 == 0, apply)
+			if stale { // retry the full read that failed
+				if d, err := m.Load(); err == nil {
+					stale = false
+					p.Apply(m, d)
+				}
+			}
+			p.maintain(i%3 == 0, m)
 		}
 	}
 }
@@ -208,9 +245,12 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 // maintain runs once a second: it refreshes pick tables (a status change that raced a
 // snapshot swap is picked up here), sweeps expired sticky pins, and every few seconds
 // retries listeners that could not be opened.
-func (p *Plane) maintain(retry bool, apply func()) {
+func (p *Plane) maintain(retry bool, m *store.Mirror) {
 	p.mu.Lock()
-	failed := len(p.failed) > 0
+	var failed []int
+	for id := range p.failed {
+		failed = append(failed, id)
+	}
 	snaps := make([]*snapshot, 0, len(p.listeners))
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
@@ -223,8 +263,8 @@ func (p *Plane) maintain(retry bool, apply func()) {
 			s.sticky.Sweep(now)
 		}
 	}
-	if retry && failed {
-		apply()
+	if retry && len(failed) > 0 {
+		p.Apply(m, store.Delta{Configs: failed})
 	}
 }
 
@@ -249,86 +289,141 @@ func (p *Plane) retire(l *listener) {
 	}()
 }
 
-// Reconcile converges listeners, pools and node state to st.
-func (p *Plane) Reconcile(st store.State) {
+// Apply converges the listeners, pools and node state of the configs d names to what
+// m holds for them; the other configs are not looked at. It costs O(nodes of the
+// configs in d).
+func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// Guards first: a listener opened below for a NodeBalancer created with a
 	// firewall must not take a client before its guard is armed.
-	p.armFirewalls(firewallsOf(st))
-	wantCfg := map[int]bool{}
-	wantBackend := map[backendKey]bool{}
-	wantNB := map[int]bool{}
-	for _, nb := range st.NodeBalancers {
-		wantNB[nb.ID] = true
-		ips := frontendIPs(nb.NodeBalancer)
-		if len(ips) == 0 {
-			p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
+	if d.Firewalls {
+		if fws, err := m.FirewallsByNodeBalancer(); err != nil {
+			p.log.Error("read firewalls", "err", err)
+		} else {
+			p.armFirewalls(fws, m.NodeBalancerIDs())
+		}
+	}
+	for _, id := range d.NodeBalancers {
+		if _, ok := m.NodeBalancer(id); !ok {
+			delete(p.limiters, id)
+			delete(p.guards, id)
+			p.opts.Stats.ForgetNodeBalancer(id)
+		}
+	}
+	for _, id := range d.Configs {
+		cs, ok := m.Config(id)
+		if !ok {
+			p.remove(id)
 			continue
 		}
-		limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
+		p.converge(cs)
+	}
+}
+
+// Reconcile converges the data plane to st in full: every config of st is served,
+// every other one removed. Run follows the store change by change instead;
+// Reconcile is for callers without a store (tests and benchmarks).
+func (p *Plane) Reconcile(st store.State) {
+	d := store.Delta{Revision: st.Revision, Firewalls: true}
+	want := map[int]bool{}
+	for _, nb := range st.NodeBalancers {
+		d.NodeBalancers = append(d.NodeBalancers, nb.ID)
 		for _, c := range nb.Configs {
-			wantCfg[c.ID] = true
-			addrs := listenAddrs(ips, c.Port)
-			if l := p.listeners[c.ID]; l != nil && l.serves(c, limiter, addrs) {
-				// Unchanged: building pick tables again would cost time for nothing
-				// (tens of ms for a thousand nodes).
-				s := l.snap.Load()
-				for i := 0; i < s.pool.Len(); i++ {
-					n := s.pool.Node(i)
-					wantBackend[backendKey{n.ID, n.Addr}] = true
-				}
-				continue
+			want[c.ID] = true
+			d.Configs = append(d.Configs, c.ID)
+		}
+	}
+	p.mu.Lock()
+	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends)} {
+		for id := range ids {
+			if !want[id] {
+				want[id] = true
+				d.Configs = append(d.Configs, id)
 			}
-			s, err := p.snapshot(nb.NodeBalancer, c, limiter, wantBackend)
-			if err != nil {
-				p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
-				p.failed[c.ID] = err
-				continue
-			}
-			p.place(c.ID, addrs, c.Protocol, s)
-		}
-	}
-	for id, l := range p.listeners {
-		if !wantCfg[id] {
-			p.opts.Health.Remove(id)
-			p.retire(l)
-			delete(p.listeners, id)
-			p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
-		}
-	}
-	for id := range p.failed {
-		if !wantCfg[id] {
-			delete(p.failed, id)
-		}
-	}
-	for id := range p.sticky {
-		if !wantCfg[id] {
-			delete(p.sticky, id)
 		}
 	}
 	for id := range p.limiters {
-		if !wantNB[id] {
-			delete(p.limiters, id)
-		}
+		d.NodeBalancers = append(d.NodeBalancers, id)
 	}
-
-	for k, b := range p.backends {
-		if !wantBackend[k] {
-			b.close()
-			delete(p.backends, k)
-		}
-	}
-	p.opts.Stats.Retain(wantNB, wantCfg, nodeIDs(wantBackend))
+	p.mu.Unlock()
+	p.Apply(store.MirrorOf(st), d)
 }
 
-// nodeIDs returns the node IDs of a set of backends.
-func nodeIDs(m map[backendKey]bool) map[int]bool {
+// keys returns the keys of m as a set.
+func keys[V any](m map[int]V) map[int]bool {
 	out := make(map[int]bool, len(m))
 	for k := range m {
-		out[k.id] = true
+		out[k] = true
 	}
 	return out
+}
+
+// converge makes config cs served as the state says. p.mu is held.
+func (p *Plane) converge(cs *store.ConfigState) {
+	nb, c := cs.NodeBalancer, cs.Config
+	ips := frontendIPs(*nb)
+	if len(ips) == 0 {
+		p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
+		p.remove(c.ID)
+		return
+	}
+	limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
+	addrs := listenAddrs(ips, c.Port)
+	if l := p.listeners[c.ID]; l != nil && l.serves(cs, limiter, addrs) {
+		// Unchanged (a NodeBalancer label, say): building pick tables again would
+		// cost time for nothing.
+		return
+	}
+	p.round++
+	s, replaced, err := p.snapshot(*nb, cs, limiter)
+	if err != nil {
+		// The old snapshot, if any, serves on with its backends: put back those
+		// the failed build replaced (the ones it made have no connections yet).
+		for _, b := range replaced {
+			p.backends[c.ID][b.id] = b
+		}
+		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
+		p.failed[c.ID] = err
+		return
+	}
+	for _, b := range replaced {
+		b.close()
+	}
+	p.dropBackends(c.ID, p.round)
+	p.place(c.ID, addrs, c.Protocol, s)
+}
+
+// dropBackends closes and forgets the backends of config id that the rebuild of
+// round did not keep (every one when round is 0). p.mu is held.
+func (p *Plane) dropBackends(id int, round uint64) {
+	cur := p.backends[id]
+	for nodeID, b := range cur {
+		if round != 0 && b.round == round {
+			continue
+		}
+		b.close()
+		delete(cur, nodeID)
+		p.opts.Stats.ForgetNode(nodeID)
+	}
+	if len(cur) == 0 {
+		delete(p.backends, id)
+	}
+}
+
+// remove stops serving config id: its listener drains, its nodes stop being checked,
+// its counters are forgotten. p.mu is held.
+func (p *Plane) remove(id int) {
+	if l := p.listeners[id]; l != nil {
+		p.retire(l)
+		delete(p.listeners, id)
+		p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
+	}
+	p.opts.Health.Remove(id)
+	delete(p.failed, id)
+	delete(p.sticky, id)
+	p.dropBackends(id, 0)
+	p.opts.Stats.ForgetConfig(id)
 }
 
 // place makes sure config id listens on addrs (its NodeBalancer's ipv4 and ipv6 at

@@ -13,6 +13,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
+	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/throttle"
 )
 
@@ -43,6 +44,7 @@ type backend struct {
 	stats  *stats.Counters
 	http   *httpproxy.Backend // http and https configs
 	now    func() int64
+	round  uint64 // the last rebuild of its config that kept it
 }
 
 // close drops the node's idle L7 connections when it leaves the configuration.
@@ -58,36 +60,46 @@ func (b *backend) passiveFailure() { b.health.Failure(b.now()) }
 func (b *backend) passiveSuccess() { b.health.Success() }
 
 // snapshot builds the snapshot of config c of nb. p.mu is held.
-func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter *throttle.Limiter, seen map[backendKey]bool) (*snapshot, error) {
+// It records the backends it uses in p.backends (marked with p.round) and returns
+// those it replaced, for the caller to close once the snapshot is in.
+func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *throttle.Limiter) (*snapshot, []*backend, error) {
+	c := model.ConfigWithNodes{Config: cs.Config, Nodes: cs.Nodes}
 	algo, err := balance.ParseAlgorithm(string(c.Algorithm))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	cur := p.backends[c.ID]
+	if cur == nil {
+		cur = make(map[int]*backend, len(c.Nodes))
+		p.backends[c.ID] = cur
+	}
+	var replaced []*backend
 	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c.Config), c.Nodes)
 	nodes := make([]balance.Node, 0, len(c.Nodes))
 	for i, n := range c.Nodes {
 		addr, err := netip.ParseAddrPort(n.Address)
 		if err != nil {
-			return nil, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
+			return nil, replaced, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
 		}
 		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 		mode, err := balance.ParseMode(string(n.Mode))
 		if err != nil {
-			return nil, err
+			return nil, replaced, err
 		}
-		k := backendKey{n.ID, addr}
-		b := p.backends[k]
-		if b != nil && b.health != handles[i] {
-			// The checker made the node a new handle (and State): make a new backend
-			// rather than write to one that connections in flight are reading.
-			b.close()
+		b := cur[n.ID]
+		if b != nil && (b.addr != addr || b.health != handles[i]) {
+			// A new address, or the checker made the node a new handle (and State):
+			// make a new backend rather than write to one that connections in flight
+			// are reading; the old one is closed once the new snapshot is in.
+			replaced = append(replaced, b)
 			b = nil
 		}
 		if b == nil {
 			b = &backend{id: n.ID, addr: addr, health: handles[i],
 				stats: p.opts.Stats.Node(n.ID), now: p.now}
-			p.backends[k] = b
+			cur[n.ID] = b
 		}
+		b.round = p.round
 		if c.Protocol != model.ProtocolTCP && b.http == nil {
 			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
 				Cookie:      balance.CookieToken(p.opts.CookieKey, n.ID),
@@ -96,12 +108,19 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 				LocalAddr:   p.opts.BackendSource,
 			})
 		}
-		seen[k] = true
 		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
 	}
-	pool, err := balance.NewPool(algo, nodes, balance.WithCookieKey(p.opts.CookieKey))
+	var prev *balance.Pool
+	if l := p.listeners[c.ID]; l != nil {
+		prev = l.snap.Load().pool
+	}
+	popts := []balance.Option{balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev), balance.Adopt()}
+	if c.Stickiness != model.StickinessHTTPCookie {
+		popts = append(popts, balance.WithoutCookies()) // only http_cookie asks for a node by token
+	}
+	pool, err := balance.NewPool(algo, nodes, popts...)
 	if err != nil {
-		return nil, err
+		return nil, replaced, err
 	}
 	s := &snapshot{
 		nbID:    nb.ID,
@@ -128,19 +147,19 @@ func (p *Plane) snapshot(nb model.NodeBalancer, c model.ConfigWithNodes, limiter
 	}
 	if c.Protocol == model.ProtocolHTTPS {
 		if s.tls, err = tlsConfig(c.Config); err != nil {
-			return nil, err
+			return nil, replaced, err
 		}
 		s.tlsBusy = s.tls.Clone()
 		s.tlsBusy.NextProtos = []string{"http/1.1"}
 	}
-	return s, nil
+	return s, replaced, nil
 }
 
-// serves reports whether l already serves config c with limiter on addrs, so that
+// serves reports whether l already serves config cs with limiter on addrs, so that
 // the snapshot need not be built again.
-func (l *listener) serves(c model.ConfigWithNodes, limiter *throttle.Limiter, addrs []netip.AddrPort) bool {
+func (l *listener) serves(cs *store.ConfigState, limiter *throttle.Limiter, addrs []netip.AddrPort) bool {
 	s := l.snap.Load()
-	return slices.Equal(l.want, addrs) && s.limiter == limiter && s.cfg == c.Config && slices.Equal(s.nodes, c.Nodes)
+	return slices.Equal(l.want, addrs) && s.limiter == limiter && s.cfg == cs.Config && slices.Equal(s.nodes, cs.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a

@@ -52,6 +52,10 @@ type Options struct {
 	// MaxBodyBytes is how much of a body an http_body check matches
 	// (DefaultMaxBodyBytes).
 	MaxBodyBytes int
+	// MaxConcurrentChecks bounds the active checks in flight at once
+	// (DefaultMaxConcurrentChecks). A check due while that many run waits for
+	// one to end.
+	MaxConcurrentChecks int
 }
 
 // Observer sees what the checker does, for metrics. Its methods are called
@@ -82,7 +86,18 @@ type Checker struct {
 	nodes   map[int]*Node   // by node ID, for Status
 	runCtx  context.Context // Run's context; nil before Run
 	stopped bool            // Run has returned or is returning
-	wg      sync.WaitGroup  // node goroutines
+	wg      sync.WaitGroup  // the scheduler and the checks in flight
+
+	trips chan *Node // passive trips for Run to apply
+
+	engine   *engine // runs connection and http checks on epoll (Linux); nil: goroutines
+	noEngine bool    // tests that replace probeFn keep every check on goroutines
+
+	schedMu   sync.Mutex
+	heap      timerHeap     // every node's next active check
+	schedWake chan struct{} // the earliest check changed
+	slots     chan struct{} // one token per worker
+	jobs      chan due      // checks handed to idle workers
 
 	dirtyMu sync.Mutex
 	dirty   map[int]struct{} // configurations whose nodes changed status
@@ -109,6 +124,9 @@ func New(o Options) *Checker {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if o.MaxConcurrentChecks <= 0 {
+		o.MaxConcurrentChecks = DefaultMaxConcurrentChecks
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -125,6 +143,11 @@ func New(o Options) *Checker {
 		configs: make(map[int]*configState),
 		nodes:   make(map[int]*Node),
 		notify:  make(chan struct{}, 1),
+		trips:   make(chan *Node, 1024),
+
+		schedWake: make(chan struct{}, 1),
+		slots:     make(chan struct{}, o.MaxConcurrentChecks),
+		jobs:      make(chan due),
 		client: &http.Client{
 			Transport: newTransport(dialer),
 			// A 3xx passes as it is; following it could leave the node.
@@ -144,12 +167,24 @@ func (c *Checker) Run(ctx context.Context) error {
 		return errors.New("health: Checker.Run called twice")
 	}
 	c.runCtx = ctx
+	if !c.noEngine {
+		c.engine = newEngine(c, c.opts.Source)
+	}
 	for _, cs := range c.configs {
 		for _, n := range cs.nodes {
 			c.startLocked(n, cs.spec)
 		}
 	}
 	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if c.engine != nil {
+			c.engine.run(ctx) // the engine is the scheduler
+		} else {
+			c.schedule(ctx)
+		}
+	}()
 
 	c.deliver()
 	for done := false; !done; {
@@ -158,15 +193,16 @@ func (c *Checker) Run(ctx context.Context) error {
 			done = true
 		case <-c.notify:
 			c.deliver()
+		case n := <-c.trips:
+			c.trip(n)
 		}
 	}
 
 	c.mu.Lock()
 	c.stopped = true
-	for _, n := range c.nodes {
-		if n.cancel != nil {
-			n.cancel()
-			n.cancel = nil
+	for _, cs := range c.configs {
+		for _, n := range cs.nodes {
+			c.stopLocked(n)
 		}
 	}
 	c.mu.Unlock()
@@ -258,6 +294,14 @@ func (c *Checker) Lookup(nodeID int) *Node {
 	return c.nodes[nodeID]
 }
 
+// NodeStats returns the counters of a node, false when no configuration has it.
+func (c *Checker) NodeStats(nodeID int) (NodeStats, bool) {
+	if n := c.Lookup(nodeID); n != nil {
+		return n.Stats(), true
+	}
+	return NodeStats{}, false
+}
+
 // Status returns a node's status as the API shows it: DOWN for a reject node,
 // Unknown for a node the checker does not know or has no verdict on (check none).
 func (c *Checker) Status(nodeID int) model.NodeStatus {
@@ -320,7 +364,7 @@ func (c *Checker) newNode(configID, id int, addr netip.AddrPort, addrOK bool, mo
 		addrOK:    addrOK,
 		mode:      mode,
 		state:     new(balance.State),
-		wake:      make(chan struct{}, 1),
+		trips:     c.trips,
 		threshold: int32(min(c.opts.PassiveThreshold, 1<<30)),
 		window:    int64(c.opts.PassiveWindow),
 	}
@@ -381,45 +425,58 @@ func (n *Node) setLocked(from balance.Status, reason string, events []event) []e
 	return append(events, event{n: n, from: from, to: n.m.status, reason: reason})
 }
 
-// needsGoroutine reports whether a node in mode under cs has anything to do:
-// active checks to run, or passive trips to apply.
-func needsGoroutine(cs *checkSpec, mode model.Mode) bool {
+// needsRun reports whether a node in mode under cs has anything to do: active
+// checks to run, or passive trips to apply.
+func needsRun(cs *checkSpec, mode model.Mode) bool {
 	return mode != model.ModeReject && (cs.active() || cs.Passive)
 }
 
-// startLocked starts the node's goroutine if Run is running and the node
-// needs one. c.mu is held.
+// startLocked starts the node's run if Run is running and the node needs one:
+// with active checks, its first check goes on the timer heap; with passive checks
+// only, nothing runs until a trip (or a cool-down carried over from before a
+// settings change). c.mu is held.
 func (c *Checker) startLocked(n *Node, cs *checkSpec) {
-	if c.runCtx == nil || c.stopped || n.cancel != nil || !needsGoroutine(cs, n.mode) {
+	if c.runCtx == nil || c.stopped || n.running || !needsRun(cs, n.mode) {
 		return
 	}
-	ctx, cancel := context.WithCancel(c.runCtx)
-	n.cancel = cancel
+	n.running = true
+	now := time.Now()
 	n.mu.Lock()
+	n.spec = cs
 	gen := n.gen
+	var coolAt time.Time
+	waiting := false
+	if cs.active() {
+		n.base = now.Add(randBelow(cs.Interval))
+	} else {
+		coolAt, waiting = n.m.coolAt(c.opts.PassiveCooldown)
+	}
 	n.mu.Unlock()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if cs.active() {
-			c.runActive(ctx, n, gen, cs)
-		} else {
-			c.runPassive(ctx, n, gen, cs)
-		}
-	}()
+	switch {
+	case cs.active():
+		c.enqueue(due{at: now.Add(randBelow(initialDelayMax(cs.Interval))), n: n, gen: gen})
+	case waiting: // DOWN from before a settings change: keep its deadline
+		c.armCool(n, gen, time.Until(coolAt))
+	}
 }
 
-// stopLocked stops the node's goroutine, if any; from now on nothing it
-// learns changes the node's status. c.mu is held.
+// stopLocked stops the node's run: its scheduled check is void, the check in
+// flight is cancelled, a cool-down is dropped, and from now on nothing it learns
+// changes the node's status. c.mu is held.
 func (c *Checker) stopLocked(n *Node) {
 	n.mu.Lock()
 	n.gen++
+	if n.probeCancel != nil {
+		n.probeCancel()
+		n.probeCancel = nil
+	}
+	if n.coolTimer != nil {
+		n.coolTimer.Stop()
+		n.coolTimer = nil
+	}
 	n.mu.Unlock()
 	n.passiveOn.Store(false)
-	if n.cancel != nil {
-		n.cancel()
-		n.cancel = nil
-	}
+	n.running = false
 }
 
 // probeResult is the outcome of one active check.
@@ -428,84 +485,165 @@ type probeResult struct {
 	latency time.Duration
 }
 
-// runActive is the goroutine of a node with active checks: it runs them on
-// the node's schedule, one at a time, and applies passive trips as they come.
-func (c *Checker) runActive(ctx context.Context, n *Node, gen uint64, cs *checkSpec) {
-	origin := time.Now()
-	base := origin.Add(randBelow(cs.Interval))
-	jmax := jitterMax(cs.Interval, cs.Timeout)
-	timer := time.NewTimer(randBelow(initialDelayMax(cs.Interval)))
+// enqueue puts a node's next check on the heap, waking the scheduler when it is
+// now the earliest.
+func (c *Checker) enqueue(d due) {
+	c.schedMu.Lock()
+	c.heap.push(d)
+	first := c.heap[0] == d
+	c.schedMu.Unlock()
+	if !first {
+		return
+	}
+	if c.engine != nil {
+		c.engine.wake()
+		return
+	}
+	select {
+	case c.schedWake <- struct{}{}:
+	default:
+	}
+}
+
+// schedule is the checker's one timer: it waits for the earliest due check and
+// starts every check that is due, at most MaxConcurrentChecks at once.
+func (c *Checker) schedule(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	results := make(chan probeResult, 1)
-	probing := false
-	var start time.Time
+	var ready []due
 	for {
+		c.schedMu.Lock()
+		now := time.Now()
+		ready = ready[:0]
+		for len(c.heap) > 0 && !c.heap[0].at.After(now) {
+			ready = append(ready, c.heap.pop())
+		}
+		wait := time.Hour
+		if len(c.heap) > 0 {
+			wait = c.heap[0].at.Sub(now)
+		}
+		c.schedMu.Unlock()
+		for i, d := range ready {
+			if !c.dispatch(ctx, d) {
+				return
+			}
+			ready[i] = due{}
+		}
+		if len(ready) > 0 {
+			continue // time went on while starting them
+		}
+		timer.Reset(wait)
 		select {
-		case <-ctx.Done():
-			if probing {
-				<-results // the check's context ends with ctx
-			}
-			return
 		case <-timer.C:
-			probing = true
-			start = time.Now()
-			go func(start time.Time) {
-				err := c.probeFn(ctx, n, cs)
-				results <- probeResult{err: err, latency: time.Since(start)}
-			}(start)
-		case r := <-results:
-			probing = false
-			if !c.applyActive(n, gen, r, start) {
-				return
-			}
-			end := time.Now()
-			timer.Reset(nextCheck(base, cs.Interval, start, end, randBelow(jmax)).Sub(end))
-		case <-n.wake:
-			if ok, _ := c.applyTrip(n, gen, time.Now()); !ok {
-				if probing {
-					<-results
-				}
-				return
-			}
+		case <-c.schedWake:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
 
-// runPassive is the goroutine of a node with passive checks only: it applies
-// trips and brings the node back after the cool-down.
-func (c *Checker) runPassive(ctx context.Context, n *Node, gen uint64, cs *checkSpec) {
-	cooldown := c.opts.PassiveCooldown
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var cool <-chan time.Time
-	n.mu.Lock()
-	at, waiting := n.m.coolAt(cooldown)
-	n.mu.Unlock()
-	if waiting { // DOWN from before a settings change: keep its deadline
-		timer.Reset(time.Until(at))
-		cool = timer.C
+// workerIdle is how long a worker waits for another check before it ends.
+const workerIdle = 10 * time.Second
+
+// dispatch hands d to an idle worker, or starts a worker for it while fewer than
+// MaxConcurrentChecks run, or waits for a worker. Workers outlive one check so that
+// a steady flow of checks reuses a few goroutines and their grown stacks. It
+// reports false when ctx ended first.
+func (c *Checker) dispatch(ctx context.Context, d due) bool {
+	select {
+	case c.jobs <- d:
+		return true
+	default:
 	}
+	select {
+	case c.jobs <- d:
+		return true
+	case c.slots <- struct{}{}:
+		c.wg.Add(1)
+		go c.worker(ctx, d)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// worker runs checks until none comes for workerIdle, or ctx ends.
+func (c *Checker) worker(ctx context.Context, d due) {
+	defer c.wg.Done()
+	defer func() { <-c.slots }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
 	for {
+		c.check(ctx, d)
+		idle.Reset(workerIdle)
 		select {
+		case d = <-c.jobs:
+		case <-idle.C:
+			return
 		case <-ctx.Done():
 			return
-		case <-n.wake:
-			ok, tripped := c.applyTrip(n, gen, time.Now())
-			if !ok {
-				return
-			}
-			if tripped {
-				timer.Reset(cooldown)
-				cool = timer.C
-			}
-		case <-cool:
-			cool = nil
-			if !c.applyCool(n, gen, time.Now()) {
-				return
-			}
 		}
 	}
+}
+
+// check runs one scheduled check of a node, applies its result and schedules the
+// next: at the next point of the node's grid after this one started, or when this
+// one ended if that point has passed, so a node's checks never overlap.
+func (c *Checker) check(ctx context.Context, d due) {
+	n := d.n
+	n.mu.Lock()
+	if n.gen != d.gen {
+		n.mu.Unlock()
+		return
+	}
+	cs, base := n.spec, n.base
+	pctx, cancel := context.WithCancel(ctx)
+	n.probeCancel = cancel
+	n.mu.Unlock()
+
+	start := time.Now()
+	err := c.probeFn(pctx, n, cs)
+	cancel()
+	c.complete(d, cs, base, start, err)
+}
+
+// complete records the result of node d.n's check of run d.gen that started at
+// start under cs, and schedules its next check on the grid base+k·interval.
+func (c *Checker) complete(d due, cs *checkSpec, base, start time.Time, err error) {
+	r := probeResult{err: err, latency: time.Since(start)}
+	if !c.applyActive(d.n, d.gen, r, start) {
+		return
+	}
+	end := time.Now()
+	jitter := randBelow(jitterMax(cs.Interval, cs.Timeout))
+	c.enqueue(due{at: nextCheck(base, cs.Interval, start, end, jitter), n: d.n, gen: d.gen})
+}
+
+// trip applies a passive trip that a node queued, and with check none starts its
+// cool-down.
+func (c *Checker) trip(n *Node) {
+	n.tripPending.Store(false)
+	n.mu.Lock()
+	gen, cs := n.gen, n.spec
+	n.mu.Unlock()
+	ok, tripped := c.applyTrip(n, gen, time.Now())
+	if ok && tripped && cs != nil && !cs.active() {
+		c.armCool(n, gen, c.opts.PassiveCooldown)
+	}
+}
+
+// armCool brings the node of run gen back after d, unless its run ends first.
+// The timer holds no goroutine while it waits.
+func (c *Checker) armCool(n *Node, gen uint64, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.gen != gen {
+		return
+	}
+	if n.coolTimer != nil {
+		n.coolTimer.Stop()
+	}
+	n.coolTimer = time.AfterFunc(d, func() { c.applyCool(n, gen, time.Now()) })
 }
 
 // applyActive records one check result; it reports false when the node's
@@ -516,6 +654,7 @@ func (c *Checker) applyActive(n *Node, gen uint64, r probeResult, start time.Tim
 		n.mu.Unlock()
 		return false
 	}
+	n.probeCancel = nil
 	from := n.m.status
 	changed := n.m.active(r.err == nil, start)
 	if r.err != nil {

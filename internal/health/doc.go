@@ -14,7 +14,9 @@
 //   - http: GET check_path over HTTP/1.1 (Host: the node address,
 //     Connection: close, User-Agent: nodebalancer-health-check/1); a 2xx or
 //     3xx status passes (redirects are not followed), any other status, a
-//     timeout or a connect error fails;
+//     timeout or a connect error fails. Only the status line is read (interim
+//     1xx answers skipped), without an HTTP client: it is the cheapest check
+//     that still sees the application answer;
 //   - http_body: as http, and the first MaxBodyBytes (64 KiB) of the body
 //     must also match the check_body regular expression, compiled once per
 //     configuration change;
@@ -62,8 +64,8 @@
 // overlap: the next starts at the first grid point after the previous one
 // started, or as soon as it ends if it ended later (a slow check delays the
 // next). A node that starts failing is therefore DOWN within
-// check_attempts×check_interval + check_timeout + J, plus goroutine wake-up
-// latency.
+// check_attempts×check_interval + check_timeout + J, plus timer wake-up
+// latency, while fewer than MaxConcurrentChecks checks are in flight.
 //
 // # Modes and configuration changes
 //
@@ -82,8 +84,22 @@
 //
 // # Concurrency
 //
-// Each checked node has one goroutine, started under Run's context; a check
-// runs in a short-lived goroutine that its node's goroutine waits for. Run
-// returns only when all of them have ended. Status changes are coalesced per
-// configuration and delivered to Options.OnChange from a single goroutine.
+// No goroutine waits on behalf of a node. Every node's next active check sits
+// on one timer heap. On Linux one goroutine is the scheduler and the check
+// engine at once, as HAProxy's event loop is: it sleeps in epoll_wait until
+// the next check is due or a check's socket is ready, and runs connection and
+// http checks itself on non-blocking sockets (connect, one write, the reads of
+// the status line; closed with a reset, so no TIME_WAIT is left behind).
+// http_body checks (and every check elsewhere) go to worker goroutines: at
+// most MaxConcurrentChecks (default 1,024), started as needed and ended after
+// 10 s without work. A check schedules its node's next one when it ends, which
+// is what keeps a node's checks from overlapping.
+//
+// A node with passive checks only has nothing running: its Failure reports
+// queue a trip (once per run of failures) that Run's goroutine applies, and the
+// cool-down is a timer (time.AfterFunc). So 50,000 nodes with check none cost
+// no goroutine each, and idle nodes with active checks cost one heap entry.
+// Run returns only when the scheduler and every check in flight have ended.
+// Status changes are coalesced per configuration and delivered to
+// Options.OnChange from a single goroutine.
 package health

@@ -29,9 +29,10 @@ type Node struct {
 	fails        atomic.Int32 // failures on real traffic since the last success or trip
 	firstFail    atomic.Int64 // caller's clock at the first of them, in nanoseconds
 	passiveFails atomic.Uint64
-	wake         chan struct{} // a passive trip for the node's goroutine to apply
-	threshold    int32         // failures that trip
-	window       int64         // nanoseconds within which they must fall
+	tripPending  atomic.Bool  // the node is queued on trips
+	trips        chan<- *Node // the checker's queue of passive trips to apply
+	threshold    int32        // failures that trip
+	window       int64        // nanoseconds within which they must fall
 
 	id       int
 	configID int
@@ -40,14 +41,18 @@ type Node struct {
 	state    *balance.State
 
 	// Guarded by Checker.mu.
-	mode   model.Mode
-	cancel context.CancelFunc // stops the node's goroutine; nil when none runs
+	mode    model.Mode
+	running bool // checks are scheduled / passive trips applied for the node
 
-	// Guarded by mu; written by the node's goroutine and by Set.
-	mu      sync.Mutex
-	gen     uint64 // bumped whenever the goroutine that may write status changes
-	m       machine
-	lastErr string
+	// Guarded by mu; written by the scheduler's workers, the trip applier and Set.
+	mu          sync.Mutex
+	gen         uint64 // bumped whenever the node's run (schedule, cool-down) restarts or stops
+	m           machine
+	lastErr     string
+	spec        *checkSpec         // the settings the current run started with
+	base        time.Time          // origin+phase of the node's check grid
+	probeCancel context.CancelFunc // ends the check in flight; nil when none is
+	coolTimer   *time.Timer        // ends a passive cool-down (check none)
 
 	// Statistics, written by the node's goroutine.
 	checks        atomic.Uint64
@@ -96,10 +101,11 @@ func (n *Node) Failure(now int64) {
 	} else {
 		c = n.fails.Add(1)
 	}
-	if c == n.threshold {
+	if c >= n.threshold && n.tripPending.CompareAndSwap(false, true) {
 		select {
-		case n.wake <- struct{}{}:
-		default: // a trip is already pending
+		case n.trips <- n:
+		default: // the queue is full: the next failure tries again
+			n.tripPending.Store(false)
 		}
 	}
 }

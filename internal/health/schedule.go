@@ -49,3 +49,58 @@ func nextCheck(base time.Time, interval time.Duration, start, end time.Time, jit
 	}
 	return slot.Add(jitter)
 }
+
+// DefaultMaxConcurrentChecks bounds how many active checks run at once: each runs in
+// its own short-lived goroutine, and no goroutine waits between a node's checks.
+const DefaultMaxConcurrentChecks = 1024
+
+// due is one scheduled check: node n's next check of run gen, at at.
+type due struct {
+	at  time.Time
+	n   *Node
+	gen uint64
+}
+
+// timerHeap is a min-heap of due checks by time: the checker's one timer waits for
+// the earliest, however many nodes there are.
+type timerHeap []due
+
+func (h timerHeap) less(i, j int) bool { return h[i].at.Before(h[j].at) }
+
+func (h *timerHeap) push(d due) {
+	*h = append(*h, d)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *timerHeap) pop() due {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = due{}
+	s = s[:last]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= len(s) {
+			break
+		}
+		if c+1 < len(s) && s.less(c+1, c) {
+			c++
+		}
+		if !s.less(c, i) {
+			break
+		}
+		s[i], s[c] = s[c], s[i]
+		i = c
+	}
+	*h = s
+	return top
+}

@@ -66,6 +66,11 @@ type Config struct {
 	MetricsListen string
 	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
 	MetricsToken bool
+	// MetricsNoNodeSeries leaves per-node series out of /metrics.
+	MetricsNoNodeSeries bool
+	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
+	// a common and a premium NodeBalancer (store defaults when zero).
+	MaxNodesPerConfig, MaxNodesPerConfigPremium int
 }
 
 // Server is a running nodebalancer.
@@ -97,7 +102,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := store.New(b, store.Options{FrontendPool: cfg.FrontendPool})
+	db := store.New(b, store.Options{FrontendPool: cfg.FrontendPool,
+		MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
 	s := &Server{cfg: cfg, db: db}
 	if err := s.bootstrap(); err != nil {
 		db.Close()
@@ -219,9 +225,13 @@ func (s *Server) Run(ctx context.Context) error {
 	var plane *dataplane.Plane
 	var checker *health.Checker
 	counters := stats.NewRegistry()
+	// The data plane keeps the mirror current; /metrics reads its labels from it.
+	mirror := store.NewMirror(s.db)
 	so := s.cfg.Stats
-	so.DB, so.Registry, so.Log = s.db, counters, s.cfg.Log
-	so.Health = func(dst []health.NodeStats) []health.NodeStats { return checker.AppendStats(dst) }
+	so.DB, so.Registry, so.Log, so.Mirror = s.db, counters, s.cfg.Log, mirror
+	so.NoNodeSeries = so.NoNodeSeries || s.cfg.MetricsNoNodeSeries
+	so.HealthOf = func(id int) (health.NodeStats, bool) { return checker.NodeStats(id) }
+	so.HealthCounts = func(id int) health.Counts { return checker.Counts(id) }
 	st, err := stats.New(so)
 	if err != nil {
 		return err
@@ -244,6 +254,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Health:        checker,
 		Stats:         counters,
 		FirewallDrops: drops,
+		Mirror:        mirror,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {

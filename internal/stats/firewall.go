@@ -2,12 +2,9 @@ package stats
 
 import (
 	"net/netip"
-	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
 // FirewallDropSource tells how many connections each NodeBalancer's firewall dropped,
@@ -16,27 +13,25 @@ type FirewallDropSource interface {
 	Each(fn func(nbID int, rule string, n uint64))
 }
 
-var descFirewallDropped = prometheus.NewDesc("nodebalancer_firewall_dropped_total",
-	"Client connections (and UDP sessions) the NodeBalancer's Cloud Firewall dropped, by the rule that dropped them "+
-		"(its label, inbound[i] when it has none, or inbound_policy).",
-	[]string{"nodebalancer", "nodebalancer_id", "rule"}, nil)
-
 // SetFirewallDrops makes /metrics export d's counters.
 func (s *Stats) SetFirewallDrops(d FirewallDropSource) { s.drops = d }
 
-// collectFirewallDrops sends nodebalancer_firewall_dropped_total for every
-// NodeBalancer of st whose firewall has a rule (counters start at 0 when armed).
-func (s *Stats) collectFirewallDrops(ch chan<- prometheus.Metric, st store.State) {
+// writeFirewallDrops writes nodebalancer_firewall_dropped_total for every
+// NodeBalancer of the scrape whose firewall has been armed (counters start at 0 then).
+func (s *Stats) writeFirewallDrops(e *enc, sc walk) {
 	if s.drops == nil {
 		return
 	}
-	labels := make(map[int]string, len(st.NodeBalancers))
-	for _, nb := range st.NodeBalancers {
-		labels[nb.ID] = nb.Label
+	const name = "nodebalancer_firewall_dropped_total"
+	e.family(name, "counter", "Client connections (and UDP sessions) the NodeBalancer's Cloud Firewall dropped, by the rule "+
+		"that dropped them (its label, inbound[i] when it has none, or inbound_policy).")
+	nbs := make(map[int]*model.NodeBalancer, len(sc.view))
+	for _, x := range sc.view {
+		nbs[x.NodeBalancer.ID] = x.NodeBalancer
 	}
 	s.drops.Each(func(nbID int, rule string, n uint64) {
-		if l, ok := labels[nbID]; ok {
-			ch <- prometheus.MustNewConstMetric(descFirewallDropped, prometheus.CounterValue, float64(n), l, strconv.Itoa(nbID), rule)
+		if nb := nbs[nbID]; nb != nil {
+			e.u(name, n, l("nodebalancer", nb.Label), ln("nodebalancer_id", nbID), l("rule", rule))
 		}
 	})
 }

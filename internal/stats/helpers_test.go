@@ -20,7 +20,7 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time { return c.t }
 
 // openDB opens a fresh embedded store in dir.
-func openDB(t *testing.T, dir string) *store.DB {
+func openDB(t testing.TB, dir string) *store.DB {
 	t.Helper()
 	b, err := bolt.Open(dir)
 	if err != nil {

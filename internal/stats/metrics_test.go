@@ -79,7 +79,14 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 	c := &clock{time.Now()}
 	var hs []health.NodeStats
 	s, err := New(Options{DB: db, Registry: reg, Now: c.now,
-		Health: func(dst []health.NodeStats) []health.NodeStats { return append(dst, hs...) }})
+		HealthOf: func(id int) (health.NodeStats, bool) {
+			for _, h := range hs {
+				if h.NodeID == id {
+					return h, true
+				}
+			}
+			return health.NodeStats{}, false
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,21 @@ func (r *Registry) Retain(nbs, configs, nodes map[int]bool) {
 	}
 }
 
+// ForgetNodeBalancer forgets the counters of NodeBalancer id.
+func (r *Registry) ForgetNodeBalancer(id int) { r.forget(r.nbs, id) }
+
+// ForgetConfig forgets the counters of config id.
+func (r *Registry) ForgetConfig(id int) { r.forget(r.configs, id) }
+
+// ForgetNode forgets the counters of node id.
+func (r *Registry) ForgetNode(id int) { r.forget(r.nodes, id) }
+
+func (r *Registry) forget(m map[int]*Counters, id int) {
+	r.mu.Lock()
+	delete(m, id)
+	r.mu.Unlock()
+}
+
 // view is a consistent copy of the Registry's maps for one reader (the sampler or a
 // scrape); the Counters themselves stay live.
 type view struct {
@@ -77,6 +92,13 @@ func (r *Registry) view() view {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return view{nbs: maps.Clone(r.nbs), configs: maps.Clone(r.configs), nodes: maps.Clone(r.nodes)}
+}
+
+// nodeBalancers copies the NodeBalancer counter map only.
+func (r *Registry) nodeBalancers() map[int]*Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.nbs)
 }
 
 // lookupNodeBalancer returns the counters of NodeBalancer id, nil when the data plane

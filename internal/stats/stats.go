@@ -26,9 +26,18 @@ type Options struct {
 	DB *store.DB
 	// Registry holds the counters the data plane updates. Required.
 	Registry *Registry
-	// Health, when set, returns the health counters of every node, for /metrics
-	// (health.Checker.AppendStats).
-	Health func(dst []health.NodeStats) []health.NodeStats
+	// Mirror, when set, is the in-memory state /metrics takes its labels from; a
+	// scrape without one reads the whole state from DB.
+	Mirror *store.Mirror
+	// HealthOf, when set, returns a node's health counters, for /metrics
+	// (health.Checker.NodeStats).
+	HealthOf func(nodeID int) (health.NodeStats, bool)
+	// HealthCounts, when set, returns how many nodes of a config are in each
+	// status, for /metrics (health.Checker.Counts).
+	HealthCounts func(configID int) health.Counts
+	// NoNodeSeries leaves the per-node series out of /metrics: the per-NodeBalancer
+	// and per-config ones stay (see README.md for the cardinality).
+	NoNodeSeries bool
 	// Log receives persistence errors; slog.Default() when nil.
 	Log *slog.Logger
 	// Now is the wall clock that stamps samples and decides the month; time.Now when nil.
@@ -146,7 +155,7 @@ func (s *Stats) Run(ctx context.Context) error {
 // sample reads the counters of every NodeBalancer and adds their growth since the last
 // sample to its series and monthly transfer, as traffic of the interval ending at.
 func (s *Stats) sample(at time.Time) {
-	v := s.o.Registry.view()
+	v := view{nbs: s.o.Registry.nodeBalancers()} // the sampler needs no per-node map
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	from := s.last

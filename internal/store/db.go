@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -15,9 +16,14 @@ import (
 // enforces the rules that span objects. Field validation of a single object is the
 // caller's (model.Validate*) and happens before, or inside the mutate functions.
 type DB struct {
-	b    Backend
-	pool []netip.Prefix
-	now  func() time.Time
+	b     Backend
+	pool  []netip.Prefix // the frontend pool's IPv4 networks
+	pool6 []netip.Prefix // its IPv6 networks
+	now   func() time.Time
+	o     Options
+
+	indexOnce sync.Once
+	indexErr  error
 }
 
 // Options configure a DB.
@@ -26,14 +32,60 @@ type Options struct {
 	FrontendPool []netip.Prefix
 	// Now is the clock used for created/updated times; time.Now when nil.
 	Now func() time.Time
+	// MaxNodesPerConfig bounds the nodes of a config of a common NodeBalancer
+	// (DefaultMaxNodesPerConfig when ≤ 0).
+	MaxNodesPerConfig int
+	// MaxNodesPerConfigPremium bounds them for a premium NodeBalancer
+	// (DefaultMaxNodesPerConfigPremium when ≤ 0).
+	MaxNodesPerConfigPremium int
 }
+
+// Linode's per-config node limits: 1,000 on the common plan, 2,000 on premium.
+const (
+	DefaultMaxNodesPerConfig        = model.MaxNodesPerCf
+	DefaultMaxNodesPerConfigPremium = 2000
+)
 
 // New returns a DB over b.
 func New(b Backend, o Options) *DB {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &DB{b: b, pool: o.FrontendPool, now: o.Now}
+	if o.MaxNodesPerConfig <= 0 {
+		o.MaxNodesPerConfig = DefaultMaxNodesPerConfig
+	}
+	if o.MaxNodesPerConfigPremium <= 0 {
+		o.MaxNodesPerConfigPremium = DefaultMaxNodesPerConfigPremium
+	}
+	db := &DB{b: b, now: o.Now, o: o}
+	for _, p := range o.FrontendPool {
+		if p.Addr().Is4() {
+			db.pool = append(db.pool, p)
+		} else {
+			db.pool6 = append(db.pool6, p)
+		}
+	}
+	return db
+}
+
+// maxNodes is the per-config node limit of a NodeBalancer of type t.
+func (db *DB) maxNodes(t model.Type) int {
+	if t == model.TypePremium {
+		return db.o.MaxNodesPerConfigPremium
+	}
+	return db.o.MaxNodesPerConfig
+}
+
+// tooManyNodes is the error of a config that would exceed its node limit.
+func (db *DB) tooManyNodes(field string, t model.Type) error {
+	return fieldErr(field, fmt.Sprintf("at most %d nodes per config (%s NodeBalancer)", db.maxNodes(t), typeName(t)))
+}
+
+func typeName(t model.Type) string {
+	if t == "" {
+		return string(model.TypeCommon)
+	}
+	return string(t)
 }
 
 // Backend returns the Backend under db.
@@ -42,8 +94,8 @@ func (db *DB) Backend() Backend { return db.b }
 // Close closes the backend.
 func (db *DB) Close() error { return db.b.Close() }
 
-// Watch sends the state's revision after each change; see Backend.Watch.
-func (db *DB) Watch(ctx context.Context) <-chan uint64 { return db.b.Watch(ctx) }
+// Watch sends what changed after revision after; see Backend.Watch and Mirror.
+func (db *DB) Watch(ctx context.Context, after uint64) <-chan Change { return db.b.Watch(ctx, after) }
 
 func (db *DB) stamp() time.Time { return db.now().UTC().Truncate(time.Second) }
 
@@ -71,15 +123,17 @@ func (db *DB) NodeBalancer(id int) (nb model.NodeBalancer, err error) {
 }
 
 // CreateNodeBalancer stores nb with its configs and their nodes, all or nothing. An
-// empty nb.Label is generated; an empty nb.IPv4 is the next free frontend address, a
-// given one must be free and inside the pool. Each of also runs in the same
-// transaction once nb is stored (AttachFirewall). It returns nb as stored.
+// empty nb.Label is generated; an empty nb.IPv4 is the next free frontend address
+// after the last one handed out (wrapping around the pool), a given one must be free
+// and inside the pool; nb.IPv6 is the next free address of the pool's IPv6 networks,
+// if it has any. Each of also runs in the same transaction once nb is stored
+// (AttachFirewall). It returns nb as stored. Its cost does not grow with the
+// number of NodeBalancers: labels and addresses are checked in their indexes.
 func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWithNodes, also ...func(Tx, model.NodeBalancer) error) (model.NodeBalancer, error) {
+	if err := db.ensureIndex(); err != nil {
+		return nb, err
+	}
 	err := db.b.Update(func(tx Tx) error {
-		all, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
-		if err != nil {
-			return err
-		}
 		id, err := tx.NextID(KindNodeBalancer)
 		if err != nil {
 			return err
@@ -89,16 +143,22 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 			nb.Label = "balancer" + strconv.Itoa(id)
 		}
 		var es model.Errors
-		for _, o := range all {
-			if o.Label == nb.Label {
-				es.Add("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(o.ID))
-			}
+		if owner, err := labelOwner(tx, nb.Label); err != nil {
+			return err
+		} else if owner != 0 {
+			es.Add("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(owner))
 		}
-		ip, reason := db.allocate(all, nb.IPv4)
+		ip, reason, err := db.allocate(tx, nb.IPv4)
+		if err != nil {
+			return err
+		}
 		if reason != "" {
 			es.Add("ipv4", reason)
 		}
-		ip6, reason := db.allocate6(all)
+		ip6, reason, err := db.allocate6(tx)
+		if err != nil {
+			return err
+		}
 		if reason != "" {
 			es.Add("ipv6", reason)
 		}
@@ -108,8 +168,8 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 				es.Add("configs["+strconv.Itoa(i)+"].port", "port "+strconv.Itoa(c.Port)+" is already used by another config of this NodeBalancer")
 			}
 			ports[c.Port] = true
-			if len(c.Nodes) > model.MaxNodesPerCf {
-				es.Add("configs["+strconv.Itoa(i)+"].nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
+			if len(c.Nodes) > db.maxNodes(nb.Type) {
+				es = append(es, db.tooManyNodes("configs["+strconv.Itoa(i)+"].nodes", nb.Type).(model.Errors)...)
 			}
 		}
 		if len(configs) > model.MaxConfigsPerNB {
@@ -121,6 +181,9 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		nb.IPv4, nb.IPv6 = ip.String(), ip6
 		nb.Created, nb.Updated = db.stamp(), db.stamp()
 		if err := put(tx, KindNodeBalancer, Key(nb.ID), nb); err != nil {
+			return err
+		}
+		if err := indexNodeBalancer(tx, nb); err != nil {
 			return err
 		}
 		for _, c := range configs {
@@ -138,43 +201,182 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 	return nb, err
 }
 
-// allocate picks the frontend address: want when given (it must be free and in the
-// pool), else the lowest free one. The pool's network address is never handed out.
-func (db *DB) allocate(all []model.NodeBalancer, want string) (netip.Addr, string) {
-	used := map[netip.Addr]bool{}
-	for _, o := range all {
-		if a, err := netip.ParseAddr(o.IPv4); err == nil {
-			used[a] = true
+// cursorKey is where the address index keeps the last address handed out; its length
+// differs from an address's 4 bytes.
+var cursorKey = []byte("cursor")
+
+// ensureIndex builds the label and address indexes of a store written before they
+// existed; it runs once per DB.
+func (db *DB) ensureIndex() error {
+	db.indexOnce.Do(func() {
+		db.indexErr = db.b.Update(func(tx Tx) error {
+			built := false
+			if err := tx.Scan(KindLabel, nil, func(_, _ []byte) error { built = true; return errStop }); err != nil && !errors.Is(err, errStop) {
+				return err
+			}
+			if built {
+				return nil
+			}
+			nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+			if err != nil {
+				return err
+			}
+			for _, nb := range nbs {
+				if err := indexNodeBalancer(tx, nb); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if db.indexErr != nil {
+			db.indexErr = fmt.Errorf("build store indexes: %w", db.indexErr)
 		}
+	})
+	return db.indexErr
+}
+
+// indexNodeBalancer records nb's label and address in the indexes.
+func indexNodeBalancer(tx Tx, nb model.NodeBalancer) error {
+	if err := tx.Put(KindLabel, []byte(nb.Label), Key(nb.ID)); err != nil {
+		return err
 	}
-	if want != "" {
-		a, err := netip.ParseAddr(want)
-		if err != nil || !a.Is4() {
-			return netip.Addr{}, "ipv4 must be an IPv4 address"
-		}
-		in := false
-		for _, p := range db.pool {
-			in = in || p.Contains(a)
-		}
-		switch {
-		case !in:
-			return netip.Addr{}, "ipv4 " + want + " is outside the frontend pool " + prefixes(db.pool)
-		case used[a]:
-			return netip.Addr{}, "ipv4 " + want + " is already used by another NodeBalancer"
-		}
-		return a, ""
-	}
-	for _, p := range db.pool {
-		if !p.Addr().Is4() {
-			continue // IPv6 networks are allocate6's
-		}
-		for a := p.Masked().Addr().Next(); p.Contains(a); a = a.Next() {
-			if !used[a] && !isBroadcast(p, a) {
-				return a, ""
+	for _, s := range []string{nb.IPv4, nb.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			if err := tx.Put(KindAddress, a.AsSlice(), Key(nb.ID)); err != nil {
+				return err
 			}
 		}
 	}
-	return netip.Addr{}, "the frontend pool " + prefixes(db.pool) + " has no free address"
+	return nil
+}
+
+// unindexNodeBalancer removes nb's label and address from the indexes.
+func unindexNodeBalancer(tx Tx, nb model.NodeBalancer) error {
+	if err := tx.Delete(KindLabel, []byte(nb.Label)); err != nil {
+		return err
+	}
+	for _, s := range []string{nb.IPv4, nb.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			if err := tx.Delete(KindAddress, a.AsSlice()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// labelOwner returns the id of the NodeBalancer labelled label, 0 when none is.
+func labelOwner(tx Tx, label string) (int, error) {
+	v, err := tx.Get(KindLabel, []byte(label))
+	if err != nil || v == nil {
+		return 0, err
+	}
+	return lastID(v), nil
+}
+
+// addressUsed reports whether a NodeBalancer has address a.
+func addressUsed(tx Tx, a netip.Addr) (bool, error) {
+	v, err := tx.Get(KindAddress, a.AsSlice())
+	return v != nil, err
+}
+
+// allocate picks the frontend address: want when given (it must be free and in the
+// pool), else the first free one after the last handed out, wrapping around the
+// pool, so that its cost does not grow with the addresses in use (and a freed
+// address is not handed out again at once). The pool's network and broadcast
+// addresses are never handed out. reason says why no address could be had.
+func (db *DB) allocate(tx Tx, want string) (a netip.Addr, reason string, err error) {
+	if want != "" {
+		a, err := netip.ParseAddr(want)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, "ipv4 must be an IPv4 address", nil
+		}
+		if !db.inPool(a) {
+			return netip.Addr{}, "ipv4 " + want + " is outside the frontend pool " + prefixes(db.pool), nil
+		}
+		used, err := addressUsed(tx, a)
+		if err != nil {
+			return netip.Addr{}, "", err
+		}
+		if used {
+			return netip.Addr{}, "ipv4 " + want + " is already used by another NodeBalancer", nil
+		}
+		return a, "", nil
+	}
+	full := "the frontend pool " + prefixes(db.pool) + " has no free address"
+	if len(db.pool) == 0 {
+		return netip.Addr{}, full, nil
+	}
+	var cur netip.Addr
+	if v, err := tx.Get(KindAddress, cursorKey); err != nil {
+		return netip.Addr{}, "", err
+	} else if len(v) == 4 {
+		cur = netip.AddrFrom4([4]byte(v))
+	}
+	if !db.inPool(cur) {
+		cur = db.pool[0].Masked().Addr()
+	}
+	total := db.poolSize()
+	for range total {
+		cur = db.nextInPool(cur)
+		if !isUsable(db.poolOf(cur), cur) {
+			continue
+		}
+		used, err := addressUsed(tx, cur)
+		if err != nil {
+			return netip.Addr{}, "", err
+		}
+		if !used {
+			b := cur.As4()
+			return cur, "", tx.Put(KindAddress, cursorKey, b[:])
+		}
+	}
+	return netip.Addr{}, full, nil
+}
+
+func (db *DB) inPool(a netip.Addr) bool { return db.poolOf(a).IsValid() }
+
+// poolOf returns the pool prefix holding a, the zero Prefix when none does.
+func (db *DB) poolOf(a netip.Addr) netip.Prefix {
+	for _, p := range db.pool {
+		if a.IsValid() && p.Contains(a) {
+			return p
+		}
+	}
+	return netip.Prefix{}
+}
+
+// poolSize is how many addresses the pool spans, capped to keep a full scan finite.
+func (db *DB) poolSize() int {
+	n := 0
+	for _, p := range db.pool {
+		n += 1 << min(32-p.Bits(), 24)
+	}
+	return n
+}
+
+// nextInPool returns the address after a in the pool's order: on within a's prefix,
+// then the start of the next prefix, wrapping after the last.
+func (db *DB) nextInPool(a netip.Addr) netip.Addr {
+	for i, p := range db.pool {
+		if !p.Contains(a) {
+			continue
+		}
+		if n := a.Next(); n.IsValid() && p.Contains(n) {
+			return n
+		}
+		return db.pool[(i+1)%len(db.pool)].Masked().Addr()
+	}
+	return db.pool[0].Masked().Addr()
+}
+
+// isUsable reports whether a may be handed out from p: not its network address, nor
+// its broadcast address.
+func isUsable(p netip.Prefix, a netip.Addr) bool {
+	if p.Bits() < 31 && a == p.Masked().Addr() {
+		return false
+	}
+	return !isBroadcast(p, a)
 }
 
 func isBroadcast(p netip.Prefix, a netip.Addr) bool {
@@ -195,6 +397,9 @@ func prefixes(ps []netip.Prefix) string {
 // UpdateNodeBalancer applies mutate to the NodeBalancer id and stores the result when
 // mutate returns nil and the label stays unique.
 func (db *DB) UpdateNodeBalancer(id int, mutate func(*model.NodeBalancer) error) (nb model.NodeBalancer, err error) {
+	if err := db.ensureIndex(); err != nil {
+		return nb, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		nb, err = get[model.NodeBalancer](tx, KindNodeBalancer, Key(id))
 		if err != nil {
@@ -206,14 +411,18 @@ func (db *DB) UpdateNodeBalancer(id int, mutate func(*model.NodeBalancer) error)
 		}
 		nb.ID, nb.IPv4, nb.IPv6, nb.Created, nb.Region = old.ID, old.IPv4, old.IPv6, old.Created, old.Region
 		if nb.Label != old.Label {
-			all, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+			owner, err := labelOwner(tx, nb.Label)
 			if err != nil {
 				return err
 			}
-			for _, o := range all {
-				if o.Label == nb.Label && o.ID != id {
-					return fieldErr("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(o.ID))
-				}
+			if owner != 0 && owner != id {
+				return fieldErr("label", "label '"+nb.Label+"' is already in use by NodeBalancer "+strconv.Itoa(owner))
+			}
+			if err := tx.Delete(KindLabel, []byte(old.Label)); err != nil {
+				return err
+			}
+			if err := tx.Put(KindLabel, []byte(nb.Label), Key(id)); err != nil {
+				return err
 			}
 		}
 		nb.Updated = db.stamp()
@@ -224,9 +433,16 @@ func (db *DB) UpdateNodeBalancer(id int, mutate func(*model.NodeBalancer) error)
 
 // DeleteNodeBalancer removes the NodeBalancer id with its configs and nodes.
 func (db *DB) DeleteNodeBalancer(id int) error {
+	if err := db.ensureIndex(); err != nil {
+		return err
+	}
 	return db.b.Update(func(tx Tx) error {
-		if b, err := tx.Get(KindNodeBalancer, Key(id)); err != nil || b == nil {
-			return errors.Join(err, ErrNotFound)
+		nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(id))
+		if err != nil {
+			return err
+		}
+		if err := unindexNodeBalancer(tx, nb); err != nil {
+			return err
 		}
 		cfgs, err := scan[model.Config](tx, KindConfig, Key(id))
 		if err != nil {
@@ -270,8 +486,9 @@ func (db *DB) Config(nbID, id int) (c model.Config, err error) {
 // CreateConfig adds a config (with nodes, all or nothing) to NodeBalancer nbID.
 func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config, err error) {
 	err = db.b.Update(func(tx Tx) error {
-		if b, err := tx.Get(KindNodeBalancer, Key(nbID)); err != nil || b == nil {
-			return errors.Join(err, ErrNotFound)
+		nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(nbID))
+		if err != nil {
+			return err
 		}
 		if err := checkPort(tx, nbID, 0, c.Port); err != nil {
 			return err
@@ -283,8 +500,8 @@ func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config,
 		if n >= model.MaxConfigsPerNB {
 			return fieldErr("", fmt.Sprintf("a NodeBalancer has at most %d configs", model.MaxConfigsPerNB))
 		}
-		if len(c.Nodes) > model.MaxNodesPerCf {
-			return fieldErr("nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
+		if len(c.Nodes) > db.maxNodes(nb.Type) {
+			return db.tooManyNodes("nodes", nb.Type)
 		}
 		out, err = db.insertConfig(tx, nbID, c)
 		return err
@@ -383,8 +600,12 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 		if err != nil {
 			return err
 		}
-		if len(nodes) > model.MaxNodesPerCf {
-			return fieldErr("nodes", fmt.Sprintf("at most %d nodes per config", model.MaxNodesPerCf))
+		nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(nbID))
+		if err != nil {
+			return err
+		}
+		if len(nodes) > db.maxNodes(nb.Type) {
+			return db.tooManyNodes("nodes", nb.Type)
 		}
 		existing, err := scan[model.Node](tx, KindNode, Key(id))
 		if err != nil {
@@ -474,8 +695,12 @@ func (db *DB) CreateNode(nbID, configID int, n model.Node) (out model.Node, err 
 		if err := tx.Scan(KindNode, Key(configID), func(_, _ []byte) error { count++; return nil }); err != nil {
 			return err
 		}
-		if count >= model.MaxNodesPerCf {
-			return fieldErr("", fmt.Sprintf("a config has at most %d nodes", model.MaxNodesPerCf))
+		nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(nbID))
+		if err != nil {
+			return err
+		}
+		if count >= db.maxNodes(nb.Type) {
+			return fieldErr("", fmt.Sprintf("a config has at most %d nodes (%s NodeBalancer)", db.maxNodes(nb.Type), typeName(nb.Type)))
 		}
 		out, err = insertNode(tx, c, n)
 		return err
@@ -567,12 +792,9 @@ func (db *DB) State() (st State, err error) {
 			}
 			st.NodeBalancers = append(st.NodeBalancers, s)
 		}
-		return nil
+		st.Revision, err = tx.Revision()
+		return err
 	})
-	if err != nil {
-		return st, err
-	}
-	st.Revision, err = db.b.Revision()
 	return st, err
 }
 

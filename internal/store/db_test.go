@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -218,15 +219,23 @@ func TestWatchAndPersistence(t *testing.T) {
 	}
 	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
 	ctx, cancel := context.WithCancel(context.Background())
-	w := db.Watch(ctx)
+	w := db.Watch(ctx, 0)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80, node("n1", "127.0.0.2:80"))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case rev := <-w:
-		if rev != 1 {
-			t.Fatalf("revision %d after first write", rev)
+	case c := <-w:
+		if c.Revision != 1 || c.Reset {
+			t.Fatalf("change %+v after first write", c)
+		}
+		kinds := map[store.Kind]int{}
+		for _, k := range c.Keys {
+			kinds[k.Kind]++
+		}
+		want := map[store.Kind]int{store.KindNodeBalancer: 1, store.KindConfig: 1, store.KindNode: 1}
+		if !maps.Equal(kinds, want) {
+			t.Fatalf("changed keys by kind %v, want %v (indexes are not state)", kinds, want)
 		}
 	case <-time.After(time.Second):
 		t.Fatal("no watch notification")
@@ -238,8 +247,8 @@ func TestWatchAndPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case rev := <-w:
-		t.Fatalf("blob and token writes must not wake the data plane (rev %d)", rev)
+	case c := <-w:
+		t.Fatalf("blob and token writes must not wake the data plane (%+v)", c)
 	case <-time.After(50 * time.Millisecond):
 	}
 	cancel()

@@ -3,6 +3,14 @@
 // a small key-value Backend (bbolt embedded, etcd shared); the consistency rules that
 // span entities (unique labels and ports, frontend address allocation, cascading
 // deletes, rebuild) are written once here, above any Backend.
+//
+// Readers follow changes through Backend.Watch: each Change names the revision
+// reached and the keys of NodeBalancers, configs and nodes written since, so a
+// Mirror re-reads only those. A Backend publishes its commits to a Feed, which does
+// the fan-out, coalescing and Reset. The bbolt backend publishes the keys each
+// Update wrote; an etcd backend publishes what its etcd watch reports (each event's
+// key under the state kinds and its mod revision; a compaction is a Reset), and
+// implements Tx over one etcd transaction with Revision the header's revision.
 package store
 
 import (
@@ -27,13 +35,22 @@ const (
 	KindConfig       Kind = "configs" // keyed by (nodebalancer id, config id)
 	KindNode         Kind = "nodes"   // keyed by (config id, node id)
 	KindToken        Kind = "tokens"
-	KindBlob         Kind = "blobs" // small named values owned by other packages (stats)
+	KindBlob         Kind = "blobs"     // small named values owned by other packages (stats)
+	KindLabel        Kind = "labels"    // index: NodeBalancer label → id
+	KindAddress      Kind = "addresses" // index: NodeBalancer ipv4 (4 bytes) → id; allocation cursor
 	KindFirewall     Kind = "firewalls"
 	KindFwDevice     Kind = "firewall_devices" // keyed by (firewall id, device id)
 )
 
 // Kinds lists every collection, for backends that create them up front.
-var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindFirewall, KindFwDevice}
+var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindLabel, KindAddress, KindFirewall, KindFwDevice}
+
+// State reports whether k holds desired state: writes to it advance the revision
+// and appear in the change feed. Tokens, blobs and indexes do neither, so they never
+// wake the data plane.
+func (k Kind) State() bool {
+	return k == KindNodeBalancer || k == KindConfig || k == KindNode || k == KindFirewall || k == KindFwDevice
+}
 
 // Tx is one transaction on a Backend. Keys are compared bytewise; Scan visits keys in
 // order.
@@ -48,6 +65,8 @@ type Tx interface {
 	Scan(kind Kind, prefix []byte, fn func(key, value []byte) error) error
 	// NextID returns a new id for kind, never handed out before (Update only).
 	NextID(kind Kind) (int, error)
+	// Revision is the state's revision as this transaction reads it.
+	Revision() (uint64, error)
 }
 
 // Backend is the storage nodebalancer runs on.
@@ -59,10 +78,10 @@ type Backend interface {
 	Update(fn func(Tx) error) error
 	// Revision is the number of committed Updates that changed state.
 	Revision() (uint64, error)
-	// Watch sends the revision after each committed change until ctx ends. Sends
-	// coalesce: a slow reader sees only the latest revision. The channel closes when
-	// ctx ends.
-	Watch(ctx context.Context) <-chan uint64
+	// Watch sends, until ctx ends, what changed after revision after: the revision
+	// reached and the keys of state kinds written or deleted (see Change and Feed,
+	// which backends use to serve it). The channel closes when ctx ends.
+	Watch(ctx context.Context, after uint64) <-chan Change
 	// Close releases the backend.
 	Close() error
 }

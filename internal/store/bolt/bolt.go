@@ -22,15 +22,14 @@ var (
 	revisionKey = []byte("revision")
 )
 
-// quietKinds are kinds whose writes are not desired state and do not wake watchers.
-var quietKinds = map[store.Kind]bool{store.KindBlob: true, store.KindToken: true}
-
 // Backend is a store.Backend on a bbolt file.
 type Backend struct {
 	db *bbolt.DB
 
-	mu       sync.Mutex
-	watchers map[chan uint64]struct{}
+	// mu orders publishing: bbolt serialises Update transactions, and the feed
+	// must see their revisions in commit order.
+	mu   sync.Mutex
+	feed *store.Feed
 }
 
 // Open opens (creating if needed) the store file in dir.
@@ -56,12 +55,27 @@ func Open(dir string) (*Backend, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise store %s: %w", path, err)
 	}
-	return &Backend{db: db, watchers: map[chan uint64]struct{}{}}, nil
+	b := &Backend{db: db}
+	rev, err := b.Revision()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read revision of %s: %w", path, err)
+	}
+	b.feed = store.NewFeed(rev, 0)
+	return b, nil
 }
 
 type tx struct {
-	t       *bbolt.Tx
-	changed bool
+	t *bbolt.Tx
+	// changed lists the state keys written or deleted, for the change feed.
+	changed []store.Ref
+}
+
+// record notes a write to key of kind k for the feed.
+func (t *tx) record(k store.Kind, key []byte) {
+	if k.State() {
+		t.changed = append(t.changed, store.Ref{Kind: k, Key: string(key)})
+	}
 }
 
 func (t *tx) bucket(k store.Kind) (*bbolt.Bucket, error) {
@@ -85,7 +99,7 @@ func (t *tx) Put(k store.Kind, key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	t.changed = t.changed || !quietKinds[k]
+	t.record(k, key)
 	return b.Put(key, value)
 }
 
@@ -94,7 +108,7 @@ func (t *tx) Delete(k store.Kind, key []byte) error {
 	if err != nil {
 		return err
 	}
-	t.changed = t.changed || !quietKinds[k]
+	t.record(k, key)
 	return b.Delete(key)
 }
 
@@ -121,30 +135,35 @@ func (t *tx) NextID(k store.Kind) (int, error) {
 	return int(id), err
 }
 
+func (t *tx) Revision() (uint64, error) { return readRev(t.t.Bucket(metaBucket)), nil }
+
 // View implements store.Backend.
 func (b *Backend) View(fn func(store.Tx) error) error {
 	return b.db.View(func(t *bbolt.Tx) error { return fn(&tx{t: t}) })
 }
 
-// Update implements store.Backend.
+// Update implements store.Backend. A transaction that wrote state keys advances
+// the revision and publishes the keys to the feed once committed.
 func (b *Backend) Update(fn func(store.Tx) error) error {
 	var rev uint64
-	changed := false
+	var changed []store.Ref
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	err := b.db.Update(func(t *bbolt.Tx) error {
 		x := &tx{t: t}
 		if err := fn(x); err != nil {
 			return err
 		}
-		if !x.changed {
+		if len(x.changed) == 0 {
 			return nil
 		}
 		m := t.Bucket(metaBucket)
 		rev = readRev(m) + 1
-		changed = true
+		changed = x.changed
 		return m.Put(revisionKey, binary.BigEndian.AppendUint64(nil, rev))
 	})
-	if err == nil && changed {
-		b.notify(rev)
+	if err == nil && changed != nil {
+		b.feed.Publish(rev, changed)
 	}
 	return err
 }
@@ -166,32 +185,9 @@ func (b *Backend) Revision() (rev uint64, err error) {
 	return rev, err
 }
 
-func (b *Backend) notify(rev uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for ch := range b.watchers {
-		select {
-		case <-ch: // drop the stale revision: readers want the latest only
-		default:
-		}
-		ch <- rev
-	}
-}
-
 // Watch implements store.Backend. The channel closes when ctx ends.
-func (b *Backend) Watch(ctx context.Context) <-chan uint64 {
-	ch := make(chan uint64, 1)
-	b.mu.Lock()
-	b.watchers[ch] = struct{}{}
-	b.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		b.mu.Lock()
-		delete(b.watchers, ch)
-		close(ch)
-		b.mu.Unlock()
-	}()
-	return ch
+func (b *Backend) Watch(ctx context.Context, after uint64) <-chan store.Change {
+	return b.feed.Watch(ctx, after)
 }
 
 // Close implements store.Backend.
