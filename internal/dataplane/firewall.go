@@ -9,9 +9,9 @@ import (
 )
 
 // Cloud Firewalls in the data plane. Each NodeBalancer has one firewall.Guard for as
-// long as it exists, held by every snapshot of its configs; Reconcile arms it with
+// long as it exists, held by every snapshot of its configs; Apply arms it with
 // the compiled table of the firewall attached (nil when none is, or it is disabled).
-// A rule change therefore reaches new clients as soon as Reconcile runs, without
+// A rule change therefore reaches new clients as soon as Apply runs, without
 // rebuilding any snapshot, and established connections are left alone — as a
 // stateful firewall leaves established flows alone.
 
