@@ -100,14 +100,21 @@ func TestIPv6ClientsThroughHeadersProxyProtocolAndFirewall(t *testing.T) {
 		if _, err := e.lc.CreateNodeBalancerNode(e.ctx, nb.ID, cfg.ID, linodego.NodeBalancerNodeCreateOptions{Address: node.String(), Label: "node"}); err != nil {
 			t.Fatal(err)
 		}
+		// Served once the listener is open and the node, added after the config, is
+		// in its snapshot: an http answer 200, a tcp node's first byte.
 		for _, ip := range []netip.Addr{v4, v6} {
 			front := netip.AddrPortFrom(ip, uint16(port))
-			waitFor(t, modeChangeBound, "a listener on "+front.String(), func() bool {
-				c, err := net.DialTimeout("tcp", front.String(), time.Second)
-				if err == nil {
-					c.Close()
+			waitFor(t, modeChangeBound, "a node behind "+front.String(), func() bool {
+				if proto == linodego.ProtocolHTTP {
+					r, err := http.Get("http://" + front.String() + "/")
+					if err != nil {
+						return false
+					}
+					r.Body.Close()
+					return r.StatusCode == 200
 				}
-				return err == nil
+				served, err := probe(netip.Addr{}, front)
+				return err == nil && served
 			})
 		}
 	}
@@ -146,8 +153,9 @@ func TestIPv6ClientsThroughHeadersProxyProtocolAndFirewall(t *testing.T) {
 		line := proxyLine(t, c2, netip.AddrPortFrom(v6, c.port))
 		var ver, src, dst string
 		fmt.Sscan(line, &ver, &src, &dst)
-		s, d := netip.MustParseAddrPort(src), netip.MustParseAddrPort(dst)
-		if ver != c.want || s.Addr() != c2 || d != netip.AddrPortFrom(v6, c.port) {
+		s, err1 := netip.ParseAddrPort(src)
+		d, err2 := netip.ParseAddrPort(dst)
+		if err1 != nil || err2 != nil || ver != c.want || s.Addr() != c2 || d != netip.AddrPortFrom(v6, c.port) {
 			t.Fatalf("PROXY %s: %q, want source %s and destination %s", c.want, line, c2, netip.AddrPortFrom(v6, c.port))
 		}
 	}
