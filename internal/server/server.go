@@ -24,6 +24,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/cluster"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
@@ -155,6 +156,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	if n, err := s.db.AssignIPv6(); err != nil {
+		s.leave()
+		s.db.Close()
+		s.closeListeners()
+		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
+	} else if n > 0 {
+		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
 	}
 	if s.member != nil {
 		s.member.SetAPI(s.ln.Addr().String())
@@ -406,6 +415,8 @@ func (s *Server) Run(ctx context.Context) error {
 		Observer: st,
 	})
 	s.checker.Store(checker)
+	drops := firewall.NewDrops()
+	st.SetFirewallDrops(drops)
 	popts := dataplane.Options{
 		Log:           s.cfg.Log,
 		MaxConns:      s.cfg.MaxConns,
@@ -415,6 +426,7 @@ func (s *Server) Run(ctx context.Context) error {
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
+		FirewallDrops: drops,
 		Mirror:        mirror,
 
 		UDPSessionTimeout: s.cfg.UDPSessionTimeout,
@@ -423,7 +435,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP
+		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
 	plane = dataplane.New(popts)
 
