@@ -312,8 +312,9 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 		c := linodego.NewClient(&http.Client{Timeout: 10 * time.Second})
 		c.SetBaseURL(b.url).SetAPIVersion("v4").SetToken(tok.Token)
 		// b follows token writes with an etcd watch: the new token works there
-		// within milliseconds, and a revocation through b counts on a as soon.
-		waitFor(t, 100*time.Millisecond, "a's new token works on b", func() bool {
+		// within milliseconds, and a revocation through b counts on a as soon —
+		// well before the token cache's own 2 s reload (1 s allows a loaded machine).
+		waitFor(t, time.Second, "a's new token works on b", func() bool {
 			_, err := c.ListNodeBalancers(context.Background(), nil)
 			return err == nil
 		})
@@ -328,7 +329,7 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 			t.Fatal(err)
 		}
 		var le *linodego.Error
-		waitFor(t, 100*time.Millisecond, "the token revoked on b is refused on a", func() bool {
+		waitFor(t, time.Second, "the token revoked on b is refused on a", func() bool {
 			_, err := c.ListNodeBalancers(context.Background(), nil)
 			return errors.As(err, &le) && le.Code == http.StatusUnauthorized
 		})
