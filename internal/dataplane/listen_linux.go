@@ -4,12 +4,17 @@ import (
 	"cmp"
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // listenConfig sets TCP keep-alive (Go's defaults: probes after 15 s idle, every 15 s,
 // 9 of them) once on the listening socket, whose accepted sockets inherit it, instead
-// of with four system calls on every accepted connection.
-func listenConfig() net.ListenConfig {
+// of with four system calls on every accepted connection. With freebind the socket
+// may bind an address this host does not hold yet (IP_FREEBIND, IPV6_FREEBIND): a
+// host of a cluster with --frontend-interface listens on every frontend address
+// before it holds them, so it serves the moment it takes them over.
+func listenConfig(freebind bool) net.ListenConfig {
 	return net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -22,6 +27,14 @@ func listenConfig() net.ListenConfig {
 				if e := syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v); e != nil && serr == nil {
 					serr = e
 				}
+			}
+			if freebind {
+				// IP_FREEBIND covers IPv4 sockets; IPV6_FREEBIND IPv6 ones (an
+				// IPv4 socket refuses it, which is fine).
+				if e := syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1); e != nil && serr == nil {
+					serr = e
+				}
+				syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1)
 			}
 		})
 		return cmp.Or(err, serr)

@@ -10,7 +10,7 @@ import (
 // Accepted client connections keep TCP keep-alive (15 s idle, 15 s interval, 9 probes)
 // although it is set once on the listening socket.
 func TestAcceptedConnectionsInheritKeepAlive(t *testing.T) {
-	ln, err := listen(netip.MustParseAddrPort("127.0.83.9:0"))
+	ln, err := listen(netip.MustParseAddrPort("127.0.83.9:0"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,4 +47,19 @@ func TestAcceptedConnectionsInheritKeepAlive(t *testing.T) {
 			t.Errorf("%s = %d (%v), want %d", o.name, v, gerr, o.want)
 		}
 	}
+}
+
+// With freebind a listener binds an address no interface holds (198.18.0.0/15 is
+// for benchmarks, never routed here); without it the bind fails as on a single host.
+func TestFreeBindListensBeforeHolding(t *testing.T) {
+	addr := netip.MustParseAddrPort("198.19.255.254:0")
+	if ln, err := listen(addr, false); err == nil {
+		ln.Close()
+		t.Skip("198.19.255.254 is local here; cannot test freebind")
+	}
+	ln, err := listen(addr, true)
+	if err != nil {
+		t.Fatalf("freebind listen: %v", err)
+	}
+	ln.Close()
 }

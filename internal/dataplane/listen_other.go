@@ -4,5 +4,6 @@ package dataplane
 
 import "net"
 
-// listenConfig leaves TCP keep-alive to Go, which sets it on each accepted connection.
-func listenConfig() net.ListenConfig { return net.ListenConfig{} }
+// listenConfig leaves TCP keep-alive to Go, which sets it on each accepted connection;
+// binding addresses not held yet (freebind) is Linux only.
+func listenConfig(bool) net.ListenConfig { return net.ListenConfig{} }

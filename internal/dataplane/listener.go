@@ -32,9 +32,10 @@ type listener struct {
 }
 
 // listen binds addr. Go sets SO_REUSEADDR on listeners, so a moved or re-created
-// config may rebind a port whose old connections linger in TIME_WAIT.
-func listen(addr netip.AddrPort) (*net.TCPListener, error) {
-	lc := listenConfig()
+// config may rebind a port whose old connections linger in TIME_WAIT. freebind lets it
+// bind an address the host does not hold yet (Options.FreeBind).
+func listen(addr netip.AddrPort, freebind bool) (*net.TCPListener, error) {
+	lc := listenConfig(freebind)
 	ln, err := lc.Listen(context.Background(), "tcp", addr.String())
 	if err != nil {
 		return nil, err

@@ -62,6 +62,11 @@ type Options struct {
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
+	// FreeBind binds frontend addresses this host does not hold (yet): with
+	// --frontend-interface the host holding them is chosen at run time (package ha).
+	// Off, a frontend address that is not local fails to listen, as it should on a
+	// single host.
+	FreeBind bool
 }
 
 // Plane is the running data plane.
@@ -367,7 +372,7 @@ func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snap
 		l = nil
 	}
 	if l == nil {
-		ln, err := listen(addr)
+		ln, err := listen(addr, p.opts.FreeBind)
 		if err != nil {
 			if _, seen := p.failed[id]; !seen {
 				p.log.Error("cannot listen", "config_id", id, "addr", addr.String(), "err", err)

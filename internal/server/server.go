@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/cluster"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
+	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
@@ -80,6 +82,16 @@ type Config struct {
 	HostID string
 	// Version is this build's version, shown by GET /cluster.
 	Version string
+	// FrontendInterface, with the etcd store, makes the hosts elect one holder of the
+	// frontend addresses, which adds them to this interface and announces them
+	// (package ha); every host listens on them beforehand (IP_FREEBIND). Empty: the
+	// addresses must already be local, as on a single host.
+	FrontendInterface string
+	// FrontendLease is the holder's lease (ha.DefaultTTL when zero).
+	FrontendLease time.Duration
+	// APITLSCert and APITLSKey, when set, serve the API (and the console, /healthz
+	// and /metrics on its address) over TLS; SIGHUP reads them again.
+	APITLSCert, APITLSKey string
 }
 
 // The stores Config.Store names.
@@ -113,6 +125,12 @@ type Server struct {
 	// mirror and checker are set by Run; the membership's callbacks read them.
 	mirror  atomic.Pointer[store.Mirror]
 	checker atomic.Pointer[health.Checker]
+	plane   atomic.Pointer[dataplane.Plane]
+	// holder takes part in the election of the frontend addresses' holder; nil
+	// without Config.FrontendInterface.
+	holder *ha.Holder
+	// apiCert is the API's certificate when it speaks TLS; SIGHUP replaces it.
+	apiCert atomic.Pointer[tls.Certificate]
 }
 
 // New opens the store, bootstraps the first token and binds the API listener, so a
@@ -137,11 +155,25 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.openHolder(); err != nil {
+		s.leave()
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadAPICert(); err != nil {
+		s.leave()
+		db.Close()
+		return nil, err
+	}
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		s.leave()
 		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if s.apiCert.Load() != nil {
+		s.ln = tls.NewListener(s.ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.apiCert.Load(), nil }})
 	}
 	if err := s.openExtras(); err != nil {
 		s.ln.Close()
@@ -361,7 +393,9 @@ func (s *Server) Run(ctx context.Context) error {
 		st.SetAccessLog(accessLog)
 		popts.AccessLog, popts.TCPAccessLog = accessLog.HTTP, accessLog.TCP
 	}
+	popts.FreeBind = s.holder != nil
 	plane = dataplane.New(popts)
+	s.plane.Store(plane)
 
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
@@ -420,7 +454,23 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return plane.Run(gctx, s.db) })
+	// The listeners close only after this host gave the frontend addresses up, so
+	// that while it holds them it also serves them (a stop hands them over first).
+	planeCtx, stopPlane := context.WithCancel(context.Background())
+	defer stopPlane()
+	g.Go(func() error { return plane.Run(planeCtx, s.db) })
+	if s.holder != nil {
+		g.Go(func() error {
+			err := s.holder.Run(gctx)
+			stopPlane()
+			return err
+		})
+	} else {
+		g.Go(func() error { <-gctx.Done(); stopPlane(); return nil })
+	}
+	if s.apiCert.Load() != nil {
+		g.Go(func() error { s.reloadOnHUP(gctx); return nil })
+	}
 	if s.member != nil {
 		g.Go(func() error { return s.member.Run(gctx) })
 		g.Go(func() error { s.probeStore(gctx); return nil })
@@ -448,7 +498,11 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	s.ready.Store(true)
-	s.cfg.Log.Info("nodebalancer ready", "api", "http://"+s.ln.Addr().String())
+	scheme := "http://"
+	if s.apiCert.Load() != nil {
+		scheme = "https://"
+	}
+	s.cfg.Log.Info("nodebalancer ready", "api", scheme+s.ln.Addr().String())
 	g.Go(func() error {
 		<-gctx.Done()
 		s.ready.Store(false)

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nodebalancer/nodebalancer/internal/ha"
+)
+
+// openHolder prepares this host's part in holding the frontend addresses when
+// Config.FrontendInterface asks for it.
+func (s *Server) openHolder() error {
+	if s.cfg.FrontendInterface == "" {
+		return nil
+	}
+	if s.etcd == nil {
+		return fmt.Errorf("--frontend-interface needs --store etcd: the hosts elect the addresses' holder through etcd")
+	}
+	h, err := ha.New(ha.Options{
+		Client: s.etcd.Client(), Prefix: s.etcd.Prefix(), HostID: s.cfg.HostID,
+		Interface: s.cfg.FrontendInterface, Pool: s.cfg.FrontendPool, TTL: s.cfg.FrontendLease,
+		Addresses: s.frontendAddresses, Log: s.cfg.Log,
+		Ready: func() bool { p := s.plane.Load(); return p != nil && p.Ready() },
+	})
+	if err != nil {
+		return err
+	}
+	s.holder = h
+	return nil
+}
+
+// frontendAddresses is every NodeBalancer's frontend address in the state served.
+func (s *Server) frontendAddresses() []netip.Addr {
+	m := s.mirror.Load()
+	if m == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, v := range m.View() {
+		if a, err := netip.ParseAddr(v.NodeBalancer.IPv4); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Holding reports whether this host holds the frontend addresses now (false without
+// Config.FrontendInterface).
+func (s *Server) Holding() bool { return s.holder != nil && s.holder.Holding() }
+
+// loadAPICert reads the API's certificate and key, when configured.
+func (s *Server) loadAPICert() error {
+	if s.cfg.APITLSCert == "" && s.cfg.APITLSKey == "" {
+		return nil
+	}
+	if s.cfg.APITLSCert == "" || s.cfg.APITLSKey == "" {
+		return fmt.Errorf("--api-tls-cert and --api-tls-key go together")
+	}
+	c, err := tls.LoadX509KeyPair(s.cfg.APITLSCert, s.cfg.APITLSKey)
+	if err != nil {
+		return fmt.Errorf("--api-tls-cert/--api-tls-key: %w", err)
+	}
+	s.apiCert.Store(&c)
+	return nil
+}
+
+// reloadOnHUP reads the API's certificate again on every SIGHUP until ctx ends: new
+// connections get the new one, open ones keep theirs. A pair that cannot be read
+// leaves the old one in place.
+func (s *Server) reloadOnHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := s.loadAPICert(); err != nil {
+			s.cfg.Log.Error("SIGHUP: API certificate not reloaded; the old one stays", "err", err)
+			continue
+		}
+		s.cfg.Log.Info("SIGHUP: API certificate reloaded", "cert", s.cfg.APITLSCert)
+	}
+}
