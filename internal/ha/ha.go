@@ -95,25 +95,42 @@ func New(o Options) (*Holder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
-	h := &Holder{o: o, link: link}
+	if _, err := removeStale(link, o.Pool, o.Log); err != nil {
+		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
+	}
+	return &Holder{o: o, link: link}, nil
+}
+
+// RemoveStale removes from iface every host address (/32, /128) inside pool: the
+// frontend addresses a run that was killed left behind. It returns how many it
+// removed. `nodebalancer frontend-release` runs it after the service stops
+// (systemd's ExecStopPost), so a killed holder does not keep answering ARP for them.
+func RemoveStale(iface string, pool []netip.Prefix, log *slog.Logger) (int, error) {
+	link, err := netlink.LinkByName(iface)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s: %w", iface, err)
+	}
+	return removeStale(link, pool, log)
+}
+
+func removeStale(link netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("--frontend-interface %s: list addresses: %w", o.Interface, err)
+		return 0, fmt.Errorf("list addresses: %w", err)
 	}
+	n := 0
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
+		if !ok || a.IPNet == nil || !isHostMask(a.IPNet.Mask) || !inPool(pool, ip.Unmap()) {
 			continue
 		}
-		ip = ip.Unmap()
-		if inPool(o.Pool, ip) && a.IPNet != nil && isHostMask(a.IPNet.Mask) {
-			if err := netlink.AddrDel(link, &a); err != nil {
-				return nil, fmt.Errorf("--frontend-interface %s: remove stale %s: %w", o.Interface, ip, err)
-			}
-			o.Log.Warn("removed a frontend address a previous run left", "addr", ip.String(), "interface", o.Interface)
+		if err := netlink.AddrDel(link, &a); err != nil {
+			return n, fmt.Errorf("remove stale %s: %w", ip.Unmap(), err)
 		}
+		n++
+		log.Warn("removed a frontend address a previous run left", "addr", ip.Unmap().String(), "interface", link.Attrs().Name)
 	}
-	return h, nil
+	return n, nil
 }
 
 func inPool(pool []netip.Prefix, a netip.Addr) bool {

@@ -466,6 +466,19 @@ func TestFrontendFailover(t *testing.T) {
 		time.Sleep(time.Second)
 		t0 := time.Now()
 		hosts[old].kill()
+		// The killed process left the address on its interface, where the kernel
+		// would go on answering for it; systemd's ExecStopPost runs
+		// frontend-release at once, as here.
+		if out, _ := exec.Command("ip", "-n", l.ns[old], "addr", "show", "dev", "eth0").Output(); !strings.Contains(string(out), vip.String()+"/32") {
+			t.Errorf("the killed holder's interface lost %s by itself?\n%s", vip, out)
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.ns[old], buildBinary(t), "frontend-release",
+			"--frontend-interface", "eth0", "--frontend-pool", haPool).CombinedOutput(); err != nil || !strings.Contains(string(out), "removed 1 ") {
+			t.Errorf("frontend-release: %v\n%s", err, out)
+		}
+		if out, _ := exec.Command("ip", "-n", l.ns[old], "addr", "show", "dev", "eth0").Output(); strings.Contains(string(out), vip.String()) {
+			t.Errorf("frontend-release left %s:\n%s", vip, out)
+		}
 		time.Sleep(5 * time.Second)
 		rs := ld.finish()
 		total, failed, recovery, errs := summarize(rs, t0)
