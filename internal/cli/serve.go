@@ -48,7 +48,7 @@ type serveFlags struct {
 	maxNodes, maxNodesPremium                                                 int
 	// The store: bolt under --data, or etcd shared by several hosts.
 	store, etcdEndpoints, etcdPrefix, etcdCA, etcdCert, etcdKey, hostID string
-	etcdTimeout, statsPersist                                           time.Duration
+	etcdTimeout, statsPersist, etcdCompact                              time.Duration
 	// High availability and the API over TLS.
 	frontendInterface, apiTLSCert, apiTLSKey string
 	frontendLease                            time.Duration
@@ -112,6 +112,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.etcdCA, "etcd-cacert", "", "CA certificate (PEM) that etcd's server certificate must chain to")
 	fl.StringVar(&f.etcdCert, "etcd-cert", "", "client certificate (PEM) to present to etcd (with --etcd-key)")
 	fl.StringVar(&f.etcdKey, "etcd-key", "", "key (PEM) of --etcd-cert")
+	fl.DurationVar(&f.etcdCompact, "etcd-compact-every", 5*time.Minute, "compact etcd's history every this often, keeping that much of it (0: leave it to etcd's --auto-compaction-retention)")
 	fl.DurationVar(&f.etcdTimeout, "etcd-timeout", 5*time.Second, "bound of one store operation on etcd; past it the API answers 503")
 	fl.StringVar(&f.hostID, "host-id", "", "this host's name in the cluster, unique among the hosts (default: the hostname)")
 	fl.StringVar(&f.frontendInterface, "frontend-interface", "", "with --store etcd: the hosts elect one holder of the frontend addresses, which adds them to this interface and announces them (ARP, NDP); empty: the addresses must be local already")
@@ -166,7 +167,10 @@ func (f *serveFlags) storeConfig(cfg *server.Config) error {
 	if f.etcdTimeout < 100*time.Millisecond {
 		return fmt.Errorf("--etcd-timeout must be at least 100ms")
 	}
-	cfg.Etcd.Prefix, cfg.Etcd.Timeout = f.etcdPrefix, f.etcdTimeout
+	if f.etcdCompact != 0 && f.etcdCompact < time.Second {
+		return fmt.Errorf("--etcd-compact-every must be 0 or at least 1s")
+	}
+	cfg.Etcd.Prefix, cfg.Etcd.Timeout, cfg.EtcdCompactEvery = f.etcdPrefix, f.etcdTimeout, f.etcdCompact
 	tc, err := etcdTLS(f.etcdCA, f.etcdCert, f.etcdKey)
 	if err != nil {
 		return err

@@ -181,6 +181,7 @@ func TestServeFlagsForTheStore(t *testing.T) {
 		{append(ep, "--etcd-cacert", "/nonexistent/ca.pem"), "--etcd-cacert:"},
 		{append(ep, "--etcd-timeout", "1ms"), "--etcd-timeout must be at least 100ms"},
 		{append(ep, "--host-id", "a/b"), `--host-id: "a/b" must not contain`},
+		{append(ep, "--etcd-compact-every", "10ms"), "--etcd-compact-every must be 0 or at least 1s"},
 		{append(ep, "--host-id", "edge-1", "--etcd-prefix", "/lb/"), ""},
 	} {
 		var f serveFlags

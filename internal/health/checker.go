@@ -90,6 +90,9 @@ type Checker struct {
 
 	trips chan *Node // passive trips for Run to apply
 
+	engine   *engine // runs connection and http checks on epoll (Linux); nil: goroutines
+	noEngine bool    // tests that replace probeFn keep every check on goroutines
+
 	schedMu   sync.Mutex
 	heap      timerHeap     // every node's next active check
 	schedWake chan struct{} // the earliest check changed
@@ -164,6 +167,9 @@ func (c *Checker) Run(ctx context.Context) error {
 		return errors.New("health: Checker.Run called twice")
 	}
 	c.runCtx = ctx
+	if !c.noEngine {
+		c.engine = newEngine(c, c.opts.Source)
+	}
 	for _, cs := range c.configs {
 		for _, n := range cs.nodes {
 			c.startLocked(n, cs.spec)
@@ -173,7 +179,11 @@ func (c *Checker) Run(ctx context.Context) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.schedule(ctx)
+		if c.engine != nil {
+			c.engine.run(ctx) // the engine is the scheduler
+		} else {
+			c.schedule(ctx)
+		}
 	}()
 
 	c.deliver()
@@ -482,11 +492,16 @@ func (c *Checker) enqueue(d due) {
 	c.heap.push(d)
 	first := c.heap[0] == d
 	c.schedMu.Unlock()
-	if first {
-		select {
-		case c.schedWake <- struct{}{}:
-		default:
-		}
+	if !first {
+		return
+	}
+	if c.engine != nil {
+		c.engine.wake()
+		return
+	}
+	select {
+	case c.schedWake <- struct{}{}:
+	default:
 	}
 }
 
@@ -588,14 +603,20 @@ func (c *Checker) check(ctx context.Context, d due) {
 
 	start := time.Now()
 	err := c.probeFn(pctx, n, cs)
-	r := probeResult{err: err, latency: time.Since(start)}
 	cancel()
-	if !c.applyActive(n, d.gen, r, start) {
+	c.complete(d, cs, base, start, err)
+}
+
+// complete records the result of node d.n's check of run d.gen that started at
+// start under cs, and schedules its next check on the grid base+k·interval.
+func (c *Checker) complete(d due, cs *checkSpec, base, start time.Time, err error) {
+	r := probeResult{err: err, latency: time.Since(start)}
+	if !c.applyActive(d.n, d.gen, r, start) {
 		return
 	}
 	end := time.Now()
 	jitter := randBelow(jitterMax(cs.Interval, cs.Timeout))
-	c.enqueue(due{at: nextCheck(base, cs.Interval, start, end, jitter), n: n, gen: d.gen})
+	c.enqueue(due{at: nextCheck(base, cs.Interval, start, end, jitter), n: d.n, gen: d.gen})
 }
 
 // trip applies a passive trip that a node queued, and with check none starts its

@@ -85,12 +85,16 @@
 // # Concurrency
 //
 // No goroutine waits on behalf of a node. Every node's next active check sits
-// on one timer heap; a single scheduler goroutine sleeps until the earliest,
-// then hands each due check to a worker goroutine: at most
-// MaxConcurrentChecks (default 1,024) of them, started as needed and ended
-// after 10 s without work, so a steady flow of checks reuses a few workers and
-// their grown stacks. A check schedules its node's next one when it ends,
-// which is what keeps a node's checks from overlapping.
+// on one timer heap. On Linux one goroutine is the scheduler and the check
+// engine at once, as HAProxy's event loop is: it sleeps in epoll_wait until
+// the next check is due or a check's socket is ready, and runs connection and
+// http checks itself on non-blocking sockets (connect, one write, the reads of
+// the status line; closed with a reset, so no TIME_WAIT is left behind).
+// http_body checks (and every check elsewhere) go to worker goroutines: at
+// most MaxConcurrentChecks (default 1,024), started as needed and ended after
+// 10 s without work. A check schedules its node's next one when it ends, which
+// is what keeps a node's checks from overlapping.
+//
 // A node with passive checks only has nothing running: its Failure reports
 // queue a trip (once per run of failures) that Run's goroutine applies, and the
 // cool-down is a timer (time.AfterFunc). So 50,000 nodes with check none cost

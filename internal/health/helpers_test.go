@@ -192,6 +192,7 @@ func newHarness(t *testing.T, o Options) *harness {
 	}
 	h.c = New(o)
 	h.c.probeFn = h.fake.probe
+	h.c.noEngine = true
 	t.Cleanup(func() { // a failed test still ends its goroutines inside the bubble
 		if h.cancel != nil {
 			h.cancel()

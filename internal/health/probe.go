@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"regexp"
 	"time"
 
@@ -71,7 +73,8 @@ func (c *Checker) probe(ctx context.Context, n *Node, cs *checkSpec) error {
 	default:
 		return nil
 	}
-	if err != nil && ctx.Err() == context.DeadlineExceeded {
+	// The connection's deadline (statusCheck) may fire just before ctx's timer.
+	if err != nil && (ctx.Err() == context.DeadlineExceeded || errors.Is(err, os.ErrDeadlineExceeded)) {
 		return fmt.Errorf("timed out after %v: %w", cs.Timeout, err)
 	}
 	return err
@@ -91,13 +94,7 @@ func (c *Checker) statusCheck(ctx context.Context, n *Node, cs *checkSpec) error
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) }) // Set or Remove
 	defer stop()
-	req := make([]byte, 0, 160+len(cs.Path))
-	req = append(req, "GET "...)
-	req = append(req, cs.Path...)
-	req = append(req, " HTTP/1.1\r\nHost: "...)
-	req = n.addr.AppendTo(req)
-	req = append(req, "\r\nUser-Agent: "+UserAgent+"\r\nAccept: */*\r\nConnection: close\r\n\r\n"...)
-	if _, err := conn.Write(req); err != nil {
+	if _, err := conn.Write(appendRequest(nil, n.addr, cs.Path)); err != nil {
 		return err
 	}
 	code, err := readStatus(bufio.NewReaderSize(conn, 512))
@@ -108,6 +105,15 @@ func (c *Checker) statusCheck(ctx context.Context, n *Node, cs *checkSpec) error
 		return fmt.Errorf("status %d", code)
 	}
 	return nil
+}
+
+// appendRequest appends the request of an http check of path on addr.
+func appendRequest(b []byte, addr netip.AddrPort, path string) []byte {
+	b = append(b, "GET "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = addr.AppendTo(b)
+	return append(b, "\r\nUser-Agent: "+UserAgent+"\r\nAccept: */*\r\nConnection: close\r\n\r\n"...)
 }
 
 // readStatus returns the status code of the final response on r, skipping interim

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +97,39 @@ func TestHTTPCheckReadsTheStatusLineOnly(t *testing.T) {
 				t.Errorf("request %q lacks %q", req, want)
 			}
 		}
+	}
+}
+
+func TestEngineChecksFromTheSourceAddressAndTimesOut(t *testing.T) {
+	t.Parallel()
+	src := netip.MustParseAddr("127.0.41.98")
+	c := runChecker(t, Options{Source: src})
+	b := newBackend(t, "127.0.41.14")
+	spec := Spec{Check: model.CheckHTTP, Interval: 300 * time.Millisecond, Timeout: 200 * time.Millisecond, Attempts: 1}
+	c.Set(1, spec, []model.Node{node(1, b.addr)})
+	waitStatus(t, c, 1, model.StatusUp, initialDelayMax(spec.Interval)+slack)
+	c.mu.RLock()
+	e := c.engine
+	c.mu.RUnlock()
+	if e == nil && runtime.GOOS == "linux" {
+		t.Fatal("no check engine on Linux")
+	}
+	if host, _, _ := net.SplitHostPort(b.lastRequest().RemoteAddr); host != src.String() {
+		t.Fatalf("check came from %s, want %s", host, src)
+	}
+	// A node that accepts and never answers fails by its timeout.
+	b.delay.Store(int64(time.Second))
+	waitStatus(t, c, 1, model.StatusDown, downBound(spec))
+	b.delay.Store(0)
+	waitStatus(t, c, 1, model.StatusUp, upBound(spec)+spec.Timeout)
+	// A closed port fails a connection check at once.
+	l, _ := net.Listen("tcp", "127.0.41.14:0")
+	closed := l.Addr().String()
+	l.Close()
+	c.Set(2, Spec{Check: model.CheckConnection, Interval: 300 * time.Millisecond, Timeout: 200 * time.Millisecond, Attempts: 1},
+		[]model.Node{node(2, closed)})
+	waitStatus(t, c, 2, model.StatusDown, downBound(spec))
+	if st, _ := c.NodeStats(2); !strings.Contains(st.LastError, "refused") {
+		t.Fatalf("last error %q, want connection refused", st.LastError)
 	}
 }

@@ -3,6 +3,7 @@ package multihost
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ type lab struct {
 	suffix string
 	bridge string
 	ns     map[string]string // role → namespace name
+	veths  []string          // root-namespace ends
 	addr   map[string]string // role → address on the bridge
 }
 
@@ -41,7 +43,9 @@ func newLab(t *testing.T, hosts ...string) *lab {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("multi-host tests need iproute2's ip")
 	}
-	l := &lab{t: t, suffix: fmt.Sprintf("%04x", os.Getpid()&0xffff), ns: map[string]string{}, addr: map[string]string{}}
+	// A random suffix: a lab being torn down (veths go away asynchronously with
+	// their namespace) never collides with the next.
+	l := &lab{t: t, suffix: fmt.Sprintf("%06x", rand.IntN(1<<24)), ns: map[string]string{}, addr: map[string]string{}}
 	l.bridge = "nbmh" + l.suffix
 	t.Cleanup(l.remove)
 	l.ip("link", "add", l.bridge, "type", "bridge")
@@ -56,6 +60,7 @@ func newLab(t *testing.T, hosts ...string) *lab {
 			addr = "198.18.0.100"
 		}
 		l.ns[role], l.addr[role] = ns, addr
+		l.veths = append(l.veths, veth)
 		l.ip("netns", "add", ns)
 		l.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
 		l.ip("link", "set", veth, "master", l.bridge)
@@ -78,8 +83,12 @@ func (l *lab) ip(args ...string) {
 	}
 }
 
-// remove deletes the namespaces (their veths go with them) and the bridge.
+// remove deletes the veths (at once; a namespace's deletion takes its veths
+// asynchronously), the namespaces and the bridge.
 func (l *lab) remove() {
+	for _, v := range l.veths {
+		exec.Command("ip", "link", "del", v).Run()
+	}
 	for _, ns := range l.ns {
 		exec.Command("ip", "netns", "del", ns).Run()
 	}

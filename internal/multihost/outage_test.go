@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/linode/linodego"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
 )
@@ -137,4 +140,31 @@ func waitGreets(t *testing.T, dial dialFunc, addr, want string) time.Duration {
 	}
 	t.Fatalf("%s never answered %q: %q %v", addr, want, got, err)
 	return 0
+}
+
+// A host compacts etcd's history (heartbeats would fill it otherwise), keeping one
+// period of it, and goes on working.
+func TestHostCompactsEtcdHistory(t *testing.T) {
+	skipShort(t)
+	c := etcdtest.Start(t, 1, "127.0.0.1")
+	backend(t, "127.0.157.1:9000", "b1")
+	h := mustStartHost(t, "", "compactor", etcdArgs(c, "--listen", "127.0.0.1:0", "--frontend-pool", "127.0.156.0/24",
+		"--etcd-compact-every", "1s")...)
+	if _, err := tcpNB(t, h, "early", 8000, "127.0.157.1:9000"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	waitFor(t, 10*time.Second, "etcd's early history compacted", func() bool {
+		_, err := cl.Get(context.Background(), "/nodebalancer/", clientv3.WithPrefix(), clientv3.WithRev(2))
+		return errors.Is(err, rpctypes.ErrCompacted)
+	})
+	nb, err := tcpNB(t, h, "late", 8000, "127.0.157.1:9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitGreets(t, loopDial, *nb.IPv4+":8000", "b1")
 }

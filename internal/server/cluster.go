@@ -25,17 +25,34 @@ func (s *Server) storeProblem() string {
 }
 
 // probeStore reads etcd's revision every second, so that /healthz learns that etcd
-// went away, or came back, even when no request touches the store.
+// went away, or came back, even when no request touches the store; and every
+// Config.EtcdCompactEvery it compacts etcd's history up to the revision it read
+// one period before (every host does: compacting twice is harmless).
 func (s *Server) probeStore(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	every := s.cfg.EtcdCompactEvery
+	next := time.Now().Add(every)
+	var keep uint64 // compact up to here at the next period
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.etcd.Revision() // records the outcome for storeProblem
 		}
+		rev, err := s.etcd.Revision() // records the outcome for storeProblem
+		if err != nil || every <= 0 || time.Now().Before(next) {
+			continue
+		}
+		next = time.Now().Add(every)
+		if keep > 0 {
+			if err := s.etcd.Compact(keep); err != nil {
+				s.cfg.Log.Warn("compact etcd's history", "revision", keep, "err", err)
+			} else {
+				s.cfg.Log.Debug("compacted etcd's history", "revision", keep)
+			}
+		}
+		keep = rev
 	}
 }
 

@@ -80,6 +80,9 @@ type Config struct {
 	Etcd etcd.Options
 	// HostID names this host among the hosts sharing an etcd store.
 	HostID string
+	// EtcdCompactEvery is how often this host compacts etcd's history, keeping one
+	// period of it; zero leaves compaction to etcd's own settings.
+	EtcdCompactEvery time.Duration
 	// Version is this build's version, shown by GET /cluster.
 	Version string
 	// FrontendInterface, with the etcd store, makes the hosts elect one holder of the

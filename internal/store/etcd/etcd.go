@@ -267,6 +267,20 @@ func (b *Backend) Changed(ctx context.Context, k store.Kind, fn func()) {
 	}
 }
 
+// Compact discards etcd's history before revision rev (Kubernetes' API server does
+// the same every five minutes): heartbeats write every second, and an etcd whose
+// history is never compacted fills its quota. A watcher still behind rev resets
+// and reloads. Compacting a revision already compacted is not an error.
+func (b *Backend) Compact(rev uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	_, err := b.c.Compact(ctx, int64(rev))
+	if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+		return b.unavailable(err)
+	}
+	return nil
+}
+
 // Watch implements store.Backend.
 func (b *Backend) Watch(ctx context.Context, after uint64) <-chan store.Change {
 	return b.feed.Watch(ctx, after)
