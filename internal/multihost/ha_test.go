@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -54,7 +55,8 @@ func newHALab(t *testing.T, hosts ...string) *haLab {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("failover tests need iproute2's ip")
 	}
-	suffix := fmt.Sprintf("%04x", os.Getpid()&0xffff)
+	// Random, as newLab's: a lab being torn down never collides with the next.
+	suffix := fmt.Sprintf("%06x", rand.IntN(1<<24))
 	l := &haLab{t: t, bridge: "nbha" + suffix, ns: map[string]string{}, addr: map[string]string{}}
 	t.Cleanup(l.remove)
 	l.ip("link", "add", l.bridge, "type", "bridge")
