@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -144,11 +145,15 @@ func (l *haLab) serveBackend() {
 type result struct {
 	start, end time.Time
 	err        error
+	// connect is true when the error came before the connection was made: a new
+	// connection failed, rather than one in flight.
+	connect bool
 }
 
-// load sends requests to addr from the client namespace: workers, each a fresh
-// connection per request (so every request needs the address to be reachable now),
-// until stop is closed. Bounded: at most ~100 requests/s per worker.
+// load sends requests to addr from the client namespace, each on a new connection
+// (so every request needs the address to be reachable now), one started every 10 ms
+// whatever the earlier ones are doing (open loop: a stalled connect does not hold the
+// next request back), until stop is closed. Bounded: 100 requests/s, each at most 8 s.
 type load struct {
 	mu      sync.Mutex
 	results []result
@@ -156,30 +161,33 @@ type load struct {
 	stop    chan struct{}
 }
 
-func (l *haLab) startLoad(addr string, workers int) *load {
+func (l *haLab) startLoad(addr string) *load {
 	ld := &load{stop: make(chan struct{})}
-	for range workers {
-		ld.wg.Add(1)
-		go func() {
-			defer ld.wg.Done()
-			l.inNS("client", func() error {
-				for {
-					select {
-					case <-ld.stop:
-						return nil
-					default:
-					}
-					r := result{start: time.Now()}
-					_, r.err = request(addr, "/")
-					r.end = time.Now()
-					ld.mu.Lock()
-					ld.results = append(ld.results, r)
-					ld.mu.Unlock()
-					time.Sleep(10 * time.Millisecond)
-				}
-			})
-		}()
-	}
+	ld.wg.Add(1)
+	go func() {
+		defer ld.wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ld.stop:
+				return
+			case <-t.C:
+			}
+			ld.wg.Add(1)
+			go func() {
+				defer ld.wg.Done()
+				r := result{start: time.Now()}
+				l.inNS("client", func() error { _, r.err = request(addr, "/"); return nil })
+				r.end = time.Now()
+				var op *net.OpError
+				r.connect = errors.As(r.err, &op) && op.Op == "dial"
+				ld.mu.Lock()
+				ld.results = append(ld.results, r)
+				ld.mu.Unlock()
+			}()
+		}
+	}()
 	return ld
 }
 
@@ -190,19 +198,23 @@ func (ld *load) finish() []result {
 }
 
 // failed counts failed requests; recovery is, for a fault at t0, how long after it
-// the first request that started after it succeeded (0 when none failed around it).
-func summarize(rs []result, t0 time.Time) (total, failed int, recovery time.Duration, errs []string) {
+// new connections succeed again: the end of the first request started after t0 that
+// succeeded within 200 ms (one that waited for SYN retransmits does not count).
+func summarize(rs []result, t0 time.Time) (total, failed, connectFailed int, recovery time.Duration, errs []string) {
 	first := time.Time{}
 	for _, r := range rs {
 		total++
 		if r.err != nil {
 			failed++
+			if r.connect {
+				connectFailed++
+			}
 			if len(errs) < 5 {
 				errs = append(errs, r.err.Error())
 			}
 			continue
 		}
-		if r.start.After(t0) && (first.IsZero() || r.end.Before(first)) {
+		if r.start.After(t0) && r.end.Sub(r.start) < 200*time.Millisecond && (first.IsZero() || r.end.Before(first)) {
 			first = r.end
 		}
 	}
@@ -421,7 +433,7 @@ func TestFrontendFailover(t *testing.T) {
 
 	t.Run("SIGTERM", func(t *testing.T) {
 		old := holder
-		ld := l.startLoad(front, 4)
+		ld := l.startLoad(front)
 		time.Sleep(time.Second)
 		// A slow request in flight when the holder is told to stop.
 		slow := make(chan error, 1)
@@ -440,15 +452,17 @@ func TestFrontendFailover(t *testing.T) {
 		stopped := time.Since(t0)
 		time.Sleep(3 * time.Second)
 		rs := ld.finish()
-		total, failed, _, errs := summarize(rs, t0)
+		total, failed, connectFailed, _, errs := summarize(rs, t0)
 		holder = holderOf(t, cli)
 		released, held := logTime(hosts[old], msgRelease), logTime(hosts[holder], msgHold)
 		slowErr := <-slow
-		t.Logf("SIGTERM of %s: %d requests, %d failed %v; %s released at +%s, %s held at +%s; exited after %s; in-flight slow request: %v",
-			old, total, failed, errs, old, released.Sub(t0).Round(time.Millisecond), holder, held.Sub(t0).Round(time.Millisecond),
+		t.Logf("SIGTERM of %s: %d requests, %d failed (%d to connect) %v; %s released at +%s, %s held at +%s; exited after %s; in-flight slow request: %v",
+			old, total, failed, connectFailed, errs, old, released.Sub(t0).Round(time.Millisecond), holder, held.Sub(t0).Round(time.Millisecond),
 			stopped.Round(time.Millisecond), slowErr)
-		if failed != 0 {
-			t.Errorf("%d of %d requests failed across a SIGTERM of the holder: %v", failed, total, errs)
+		// No new connection fails; a request in flight at the very moment of the
+		// handover can (docs/ha.md), and at most a few do.
+		if connectFailed != 0 || failed > 5 {
+			t.Errorf("%d of %d requests failed across a SIGTERM of the holder, %d to connect: %v", failed, total, connectFailed, errs)
 		}
 		if holder == "" || holder == old {
 			t.Errorf("holder after SIGTERM of %s: %q", old, holder)
@@ -464,7 +478,7 @@ func TestFrontendFailover(t *testing.T) {
 
 	t.Run("SIGKILL", func(t *testing.T) {
 		old := holder
-		ld := l.startLoad(front, 4)
+		ld := l.startLoad(front)
 		time.Sleep(time.Second)
 		t0 := time.Now()
 		hosts[old].kill()
@@ -483,7 +497,7 @@ func TestFrontendFailover(t *testing.T) {
 		}
 		time.Sleep(5 * time.Second)
 		rs := ld.finish()
-		total, failed, recovery, errs := summarize(rs, t0)
+		total, failed, _, recovery, errs := summarize(rs, t0)
 		holder = holderOf(t, cli)
 		held := logTime(hosts[holder], msgHold)
 		t.Logf("SIGKILL of %s: %d requests, %d failed %v; %s held at +%s; new connections succeed again after %s",
@@ -495,12 +509,12 @@ func TestFrontendFailover(t *testing.T) {
 			t.Errorf("new connections succeeded again %s after SIGKILL of the holder; want within 3 s", recovery)
 		}
 		// The killed host comes back: it must not take the addresses from the holder.
-		ld = l.startLoad(front, 4)
+		ld = l.startLoad(front)
 		t1 := time.Now()
 		back := start(old)
 		time.Sleep(4 * time.Second)
 		rs = ld.finish()
-		total, failed, _, errs = summarize(rs, t1)
+		total, failed, _, _, errs = summarize(rs, t1)
 		now := holderOf(t, cli)
 		t.Logf("%s back: %d requests, %d failed %v; holder %s", old, total, failed, errs, now)
 		if now != holder || !logTime(back, msgHold).IsZero() {
@@ -514,7 +528,7 @@ func TestFrontendFailover(t *testing.T) {
 	t.Run("partition", func(t *testing.T) {
 		old := holder
 		w := l.watchARP(vip)
-		ld := l.startLoad(front, 4)
+		ld := l.startLoad(front)
 		time.Sleep(time.Second)
 		t0 := time.Now()
 		// Cut the holder off from etcd only: clients and the backend still reach it.
@@ -529,7 +543,7 @@ func TestFrontendFailover(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		rs := ld.finish()
 		answered, macs, double := w.stop()
-		total, failed, recovery, errs := summarize(rs, t0)
+		total, failed, _, recovery, errs := summarize(rs, t0)
 		holder = holderOf(t, cli)
 		released, held := logTime(hosts[old], msgRelease), logTime(hosts[holder], msgHold)
 		t.Logf("partition of %s: released at +%s, %s held at +%s (gap %s); %d requests, %d failed %v, new connections succeed again after %s; ARP: %d rounds answered by %v, %d answered twice",
