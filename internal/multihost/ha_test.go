@@ -431,6 +431,51 @@ func TestFrontendFailover(t *testing.T) {
 	}
 	t.Logf("frontend %s held by %s", front, holder)
 
+	t.Run("NodeBalancers added and removed", func(t *testing.T) {
+		// A NodeBalancer created while a host holds is held too, and one deleted
+		// leaves the holder's interface.
+		label := "ha-second"
+		nb2, err := hosts["b"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
+			Label: &label, Region: "local",
+			Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+				Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
+				Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := netip.AddrPortFrom(netip.MustParseAddr(*nb2.IPv4), 80).String()
+		t0 := time.Now()
+		for {
+			var err error
+			l.inNS("client", func() error { _, err = request(second, "/"); return nil })
+			if err == nil {
+				break
+			}
+			if time.Since(t0) > 5*time.Second {
+				t.Fatalf("a NodeBalancer created while %s holds: %s not served in 5 s: %v", holder, second, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("created NodeBalancer %s served after %s", second, time.Since(t0).Round(time.Millisecond))
+		if err := hosts["b"].lc.DeleteNodeBalancer(context.Background(), nb2.ID); err != nil {
+			t.Fatal(err)
+		}
+		t0 = time.Now()
+		for {
+			out, _ := exec.Command("ip", "-n", l.ns[holder], "addr", "show", "dev", "eth0").Output()
+			if !strings.Contains(string(out), *nb2.IPv4+"/32") {
+				break
+			}
+			if time.Since(t0) > 5*time.Second {
+				t.Fatalf("deleted NodeBalancer's %s still on %s's eth0 after 5 s", *nb2.IPv4, holder)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("deleted NodeBalancer's address left the holder after %s", time.Since(t0).Round(time.Millisecond))
+	})
+
 	t.Run("SIGTERM", func(t *testing.T) {
 		old := holder
 		ld := l.startLoad(front)
