@@ -69,9 +69,8 @@ type Holder struct {
 	o       Options
 	link    netlink.Link
 	holding atomic.Bool
-	held    []netip.Addr // addresses this host added; only Run's goroutine touches it
-	// Events, when set before Run, receives "hold" and "release" with the time, for tests.
-	events func(what string)
+	held    []netip.Addr        // addresses this host added; only Run's goroutine touches it
+	failing map[netip.Addr]bool // addresses that could not be added, logged once
 }
 
 // New checks the interface and removes pool addresses a killed previous run left on it.
@@ -98,7 +97,7 @@ func New(o Options) (*Holder, error) {
 	if _, err := removeStale(link, o.Pool, o.Log); err != nil {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
-	return &Holder{o: o, link: link}, nil
+	return &Holder{o: o, link: link, failing: map[netip.Addr]bool{}}, nil
 }
 
 // RemoveStale removes from iface every host address (/32, /128) inside pool: the
@@ -238,14 +237,12 @@ func (h *Holder) revoke(id clientv3.LeaseID) {
 func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Time) {
 	h.holding.Store(true)
 	h.o.Log.Info("holding the frontend addresses", "interface", h.o.Interface, "lease_ttl", h.o.TTL.String())
-	if h.events != nil {
-		h.events("hold")
-	}
 	renewed := make(chan time.Time, 1)
 	lost := make(chan error, 1)
 	rctx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()
 	go h.renew(rctx, lease, safe, renewed, lost)
+	go h.watchKey(rctx, lease, lost)
 
 	h.sync()
 	giveUp := time.NewTimer(time.Until(safe) - h.o.Margin)
@@ -270,11 +267,46 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	stopRenew()
 	h.releaseAll()
 	h.holding.Store(false)
-	if h.events != nil {
-		h.events("release")
-	}
 	h.o.Log.Warn("released the frontend addresses", "reason", reason)
 	h.revoke(lease) // let the next holder take over at once; harmless when lapsed
+}
+
+// watchKey reports on lost when the holder key stops being this lease's (deleted by
+// hand, say): another host could create it while this one still holds.
+func (h *Holder) watchKey(ctx context.Context, lease clientv3.LeaseID, lost chan<- error) {
+	for ctx.Err() == nil {
+		gctx, cancel := context.WithTimeout(ctx, h.o.TTL)
+		r, err := h.o.Client.Get(gctx, h.key())
+		cancel()
+		if err != nil {
+			sleep(ctx, h.o.Renew)
+			continue // the renewals decide while etcd is away
+		}
+		if len(r.Kvs) == 0 || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+			select {
+			case lost <- errors.New("the holder key is no longer this host's"):
+			default:
+			}
+			return
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for wr := range h.o.Client.Watch(wctx, h.key(), clientv3.WithRev(r.Header.Revision+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete || clientv3.LeaseID(ev.Kv.Lease) != lease {
+					cancel()
+					select {
+					case lost <- errors.New("the holder key was deleted or taken"):
+					default:
+					}
+					return
+				}
+			}
+		}
+		cancel()
+	}
 }
 
 // renew renews the lease every Renew and reports until when it is sure to be alive
@@ -305,6 +337,13 @@ func (h *Holder) renew(ctx context.Context, lease clientv3.LeaseID, safe time.Ti
 			}
 			continue
 		}
+		if r.TTL <= 0 {
+			select {
+			case lost <- rpctypes.ErrLeaseNotFound:
+			default:
+			}
+			return
+		}
 		safe = sent.Add(time.Duration(r.TTL) * time.Second)
 		select {
 		case <-renewed:
@@ -328,9 +367,13 @@ func (h *Holder) sync() {
 			continue
 		}
 		if err := netlink.AddrAdd(h.link, addrOf(a)); err != nil && !errors.Is(err, unix.EEXIST) {
-			h.o.Log.Error("add frontend address", "addr", a.String(), "interface", h.o.Interface, "err", err)
+			if !h.failing[a] { // retried every 0.5 s: say it once
+				h.o.Log.Error("add frontend address (retrying)", "addr", a.String(), "interface", h.o.Interface, "err", err)
+				h.failing[a] = true
+			}
 			continue
 		}
+		delete(h.failing, a)
 		h.held = append(h.held, a)
 		added = append(added, a)
 	}

@@ -476,6 +476,29 @@ func TestFrontendFailover(t *testing.T) {
 		t.Logf("deleted NodeBalancer's address left the holder after %s", time.Since(t0).Round(time.Millisecond))
 	})
 
+	t.Run("holder key deleted", func(t *testing.T) {
+		// Someone deletes the key by hand: the holder must let go, since another
+		// host may now create it, and a host holds again.
+		old := holder
+		t0 := time.Now()
+		if _, err := cli.Delete(context.Background(), "/nodebalancer/c/frontend/holder"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !logTime(hosts[old], msgRelease).After(t0) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still holds after its key was deleted", old)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		waitServed(5 * time.Second)
+		holder = holderOf(t, cli)
+		t.Logf("key deleted: %s released after %s; holder now %s", old, logTime(hosts[old], msgRelease).Sub(t0).Round(time.Millisecond), holder)
+		if hosts[holder] == nil {
+			t.Fatalf("holder %q after the key was deleted", holder)
+		}
+	})
+
 	t.Run("SIGTERM", func(t *testing.T) {
 		old := holder
 		ld := l.startLoad(front)
