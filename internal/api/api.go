@@ -374,9 +374,9 @@ func writeErr(w http.ResponseWriter, err error) int {
 	case st == http.StatusNotFound && errors.Is(err, store.ErrNotFound):
 		es = model.Errors{{Reason: reasonNotFound}}
 	case st == http.StatusServiceUnavailable && (errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict)):
-		// The store's reason (etcd out of reach, no answer in time) tells the
-		// client that nothing was written and that a retry may succeed.
-		es = model.Errors{{Reason: "the store cannot take requests now, nothing was changed: " + err.Error()}}
+		// The store's reason (etcd out of reach, no answer in time, a commit
+		// etcd did not confirm) tells the client that a retry may succeed.
+		es = model.Errors{{Reason: "the store cannot take requests now: " + err.Error()}}
 	default:
 		if e, ok := errors.AsType[*apiError](err); ok {
 			es = e.errs

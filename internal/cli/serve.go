@@ -91,7 +91,7 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 // bind defines serve's flags on fl, storing into f.
 func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "API address (host:port)")
-	fl.StringVar(&f.data, "data", "./nodebalancer-data", "data directory of the embedded store")
+	fl.StringVar(&f.data, "data", "./nodebalancer-data", "data directory: the embedded store, and the generated first token (either store)")
 	fl.StringVar(&f.frontendPool, "frontend-pool", "127.0.1.0/24", "CIDRs (comma separated) NodeBalancer ipv4 addresses come from")
 	fl.StringVar(&f.backendCIDRs, "backend-cidrs", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7,127.0.0.0/8,::1/128",
 		"CIDRs (comma separated) node addresses may use")

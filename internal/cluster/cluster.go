@@ -401,5 +401,9 @@ func (m *Member) LiveHosts() []string {
 	return slices.Sorted(maps.Keys(m.hosts))
 }
 
+// SetAPI sets the API address the heartbeat shows (the bound one, when the flag
+// asked for port 0). Call it before Run.
+func (m *Member) SetAPI(addr string) { m.o.API = addr }
+
 // HostID is this host's id.
 func (m *Member) HostID() string { return m.o.HostID }

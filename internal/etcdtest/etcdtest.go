@@ -42,9 +42,26 @@ type Member struct {
 	done chan struct{}
 }
 
+// TLS asks StartTLS's member to serve clients over https with this certificate and
+// key (files), and to require client certificates signed by ClientCA (a file).
+type TLS struct {
+	CertFile, KeyFile, ClientCA string
+}
+
+// StartTLS runs a one-member cluster whose client URL is https://localhost:port.
+func StartTLS(t testing.TB, tl TLS) *Cluster {
+	t.Helper()
+	return start(t, 1, "127.0.0.1", &tl)
+}
+
 // Start runs an n-member cluster whose members listen on host (a loopback address
 // such as 127.0.0.1, or an address of the test's own network), on free ports.
 func Start(t testing.TB, n int, host string) *Cluster {
+	t.Helper()
+	return start(t, n, host, nil)
+}
+
+func start(t testing.TB, n int, host string, tl *TLS) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	var initial []string
@@ -61,6 +78,11 @@ func Start(t testing.TB, n int, host string) *Cluster {
 		cfg.UnsafeNoFsync = os.Getenv("ETCDTEST_FSYNC") == ""
 		cfg.TickMs, cfg.ElectionMs = 50, 500
 		peer, client := freeURL(t, host), freeURL(t, host)
+		if tl != nil {
+			client.Scheme, client.Host = "https", "localhost:"+client.Port()
+			cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = tl.CertFile, tl.KeyFile
+			cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = tl.ClientCA, true
+		}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 		cfg.InitialClusterToken = "etcdtest"

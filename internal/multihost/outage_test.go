@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 func skipShort(t *testing.T) {
@@ -167,4 +170,33 @@ func TestHostCompactsEtcdHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGreets(t, loopDial, *nb.IPv4+":8000", "b1")
+}
+
+// A host reaches etcd over TLS with a client certificate (--etcd-cacert,
+// --etcd-cert, --etcd-key); without the client certificate etcd refuses it.
+func TestEtcdOverTLS(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	server, client := testcert.New(t, "localhost"), testcert.New(t, "nodebalancer")
+	srvCert, srvKey := write("server.pem", server.CertPEM), write("server-key.pem", server.KeyPEM)
+	cliCert, cliKey := write("client.pem", client.CertPEM), write("client-key.pem", client.KeyPEM)
+	c := etcdtest.StartTLS(t, etcdtest.TLS{CertFile: srvCert, KeyFile: srvKey, ClientCA: cliCert})
+	base := []string{"--store", "etcd", "--etcd-endpoints", c.Endpoints()[0], "--etcd-timeout", "2s",
+		"--listen", "127.0.0.1:0", "--frontend-pool", "127.0.158.0/24", "--etcd-cacert", srvCert}
+	_, err := startHost(t, "", "nocert", base...)
+	if err == nil || !strings.Contains(err.Error(), "etcd") {
+		t.Fatalf("a host without a client certificate: %v", err)
+	}
+	t.Logf("without a client certificate: %.300s", err)
+	h := mustStartHost(t, "", "tls", append(base, "--etcd-cert", cliCert, "--etcd-key", cliKey)...)
+	if _, err := tcpNB(t, h, "over-tls", 8000, "127.0.159.1:9000"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -89,7 +89,7 @@ func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	} else if err == nil {
 		now := time.Now().UTC()
-		resp.Data = []cluster.Host{{ID: s.cfg.HostID, Version: s.cfg.Version, API: s.cfg.Listen,
+		resp.Data = []cluster.Host{{ID: s.cfg.HostID, Version: s.cfg.Version, API: s.ln.Addr().String(),
 			Heartbeat: now, Applied: s.applied(), Self: true}}
 	}
 	w.Header().Set("Content-Type", "application/json")

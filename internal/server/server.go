@@ -184,6 +184,9 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.member != nil {
+		s.member.SetAPI(s.ln.Addr().String())
+	}
 	return s, nil
 }
 

@@ -28,8 +28,9 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // ErrUnavailable wraps the errors of a Backend that cannot reach its storage (an
-// etcd cluster without quorum or out of reach): the request may succeed later, and
-// nothing was written. The API answers 503.
+// etcd cluster without quorum or out of reach): the request may succeed later. A
+// write that failed before its commit was sent wrote nothing; one whose commit
+// went unconfirmed says so. The API answers 503.
 var ErrUnavailable = errors.New("store unavailable")
 
 // ErrConflict is returned when an optimistic transaction kept conflicting with

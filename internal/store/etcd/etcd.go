@@ -556,7 +556,9 @@ func (t *tx) commit() (bool, error) {
 			return false, fmt.Errorf("etcd refused a transaction of %d writes and %d reads: raise its --max-txn-ops: %w",
 				len(ops), len(cmps), err)
 		}
-		return false, t.b.unavailable(err)
+		// The transaction may have reached etcd before the error: say so, the
+		// caller cannot know whether it was applied.
+		return false, fmt.Errorf("%w (etcd did not confirm the write: it may or may not have been applied)", t.b.unavailable(err))
 	}
 	t.b.reached()
 	return r.Succeeded, nil
