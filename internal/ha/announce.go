@@ -8,6 +8,8 @@ import (
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Announcements are sent this many times, this far apart: one lost frame does not
@@ -46,7 +48,7 @@ func announce(iface string, addrs []netip.Addr, log *slog.Logger) {
 	}
 	var nc *ndp.Conn
 	if len(v6) > 0 {
-		if nc, _, err = ndp.Listen(ifi, ndp.LinkLocal); err != nil {
+		if nc, _, err = ndp.Listen(ifi, linkLocal(ifi)); err != nil {
 			log.Error("neighbour advertisement", "interface", iface, "err", err)
 		} else {
 			defer nc.Close()
@@ -78,4 +80,23 @@ func announce(iface string, addrs []netip.Addr, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// linkLocal is the link-local address of ifi to advertise from: one that finished
+// duplicate address detection (a tentative one cannot be bound), else ndp's choice.
+func linkLocal(ifi *net.Interface) ndp.Addr {
+	link, err := netlink.LinkByIndex(ifi.Index)
+	if err != nil {
+		return ndp.LinkLocal
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return ndp.LinkLocal
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+			return ndp.Addr(a.IP.String())
+		}
+	}
+	return ndp.LinkLocal
 }
