@@ -149,6 +149,15 @@ func isHostMask(m net.IPMask) bool {
 // Holding reports whether this host holds the addresses now.
 func (h *Holder) Holding() bool { return h.holding.Load() }
 
+// Current is the id of the host holding the frontend addresses now, "" when none.
+func (h *Holder) Current(ctx context.Context) (string, error) {
+	r, err := h.o.Client.Get(ctx, h.key())
+	if err != nil || len(r.Kvs) == 0 {
+		return "", err
+	}
+	return string(r.Kvs[0].Value), nil
+}
+
 func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
 
 // Run takes part in the election until ctx ends. When it ends while holding, the

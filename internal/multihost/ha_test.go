@@ -430,6 +430,15 @@ func TestFrontendFailover(t *testing.T) {
 		t.Fatalf("holder %q is not one of the hosts", holder)
 	}
 	t.Logf("frontend %s held by %s", front, holder)
+	for _, id := range hostIDs {
+		st, body, err := hosts[id].get("/cluster")
+		var resp struct {
+			FrontendHolder string `json:"frontend_holder"`
+		}
+		if err != nil || st != 200 || json.Unmarshal([]byte(body), &resp) != nil || resp.FrontendHolder != holder {
+			t.Errorf("GET /cluster on %s: %d %v %s; want frontend_holder %q", id, st, err, body, holder)
+		}
+	}
 
 	t.Run("NodeBalancers added and removed", func(t *testing.T) {
 		// A NodeBalancer created while a host holds is held too, and one deleted
