@@ -30,11 +30,18 @@ func listenConfig(freebind bool) net.ListenConfig {
 			}
 			if freebind {
 				// IP_FREEBIND covers IPv4 sockets; IPV6_FREEBIND IPv6 ones (an
-				// IPv4 socket refuses it, which is fine).
+				// IPv4 socket refuses it, which is fine). IP_TRANSPARENT, inherited
+				// by accepted sockets, lets a host that handed the address over go
+				// on sending the answers of requests in flight from it (it needs
+				// CAP_NET_ADMIN, which --frontend-interface needs anyway; without
+				// it those answers are lost, nothing else changes). Nothing is
+				// redirected to these sockets: that would take TPROXY rules.
 				if e := syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1); e != nil && serr == nil {
 					serr = e
 				}
 				syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_TRANSPARENT, 1)
+				syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
 			}
 		})
 		return cmp.Or(err, serr)

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net"
+	"os"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -61,5 +62,15 @@ func TestFreeBindListensBeforeHolding(t *testing.T) {
 	if err != nil {
 		t.Fatalf("freebind listen: %v", err)
 	}
-	ln.Close()
+	defer ln.Close()
+	if os.Geteuid() != 0 {
+		return // IP_TRANSPARENT needs CAP_NET_ADMIN
+	}
+	rc, _ := ln.SyscallConn()
+	var v int
+	var gerr error
+	rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_TRANSPARENT) })
+	if gerr != nil || v != 1 {
+		t.Errorf("IP_TRANSPARENT = %d (%v), want 1: a host that handed the address over could not finish its answers", v, gerr)
+	}
 }
