@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // fixture creates one NodeBalancer with one config and one node and returns their
@@ -36,7 +37,8 @@ func fixture(e *env) (nbPath, cfPath, nodePath string) {
 func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 	e := newEnv(t)
 	nbPath, cfPath, nodePath := fixture(e)
-	certPEM, keyPEM := selfSigned(t, "a.test")
+	cert := testcert.New(t, "a.test")
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	tests := []struct {
 		name, method, path, body string
 		hdr                      []string

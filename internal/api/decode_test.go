@@ -5,10 +5,12 @@ import (
 	"testing"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 func TestDecodeConfigCreate(t *testing.T) {
-	certPEM, keyPEM := selfSigned(t, "x.test")
+	cert := testcert.New(t, "x.test")
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	tests := []struct {
 		name, body string
 		check      func(model.ConfigWithNodes) bool

@@ -15,7 +15,6 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
-	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 var testPolicy = model.Policy{Region: "local", BackendRanges: model.DefaultBackendRanges()}
@@ -173,13 +172,6 @@ func (e *env) snapshot() string {
 		T []model.Token
 	}{st, toks})
 	return string(b)
-}
-
-// selfSigned returns a PEM certificate for cn and its key.
-func selfSigned(t testing.TB, cn string) (certPEM, keyPEM string) {
-	t.Helper()
-	c := testcert.New(t, cn)
-	return c.CertPEM, c.KeyPEM
 }
 
 func jsonString(s string) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/linode/linodego"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // These tests drive the API over loopback with the real Linode client, the final
@@ -408,7 +409,8 @@ func TestLinodegoTLSConfig(t *testing.T) {
 	lc := client(e.serve(), e.token)
 	ctx := context.Background()
 	nb, _ := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", Label: ptr("tls")})
-	certPEM, keyPEM := selfSigned(t, "www.example.test")
+	cert := testcert.New(t, "www.example.test")
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	cf, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 443, Protocol: "https", SSLCert: certPEM, SSLKey: keyPEM,
 	})
@@ -441,7 +443,7 @@ func TestLinodegoTLSConfig(t *testing.T) {
 		t.Fatalf("https→http: %+v, %v", cf3, err)
 	}
 	// A key that does not match the certificate is refused.
-	_, otherKey := selfSigned(t, "other.test")
+	otherKey := testcert.New(t, "other.test").KeyPEM
 	_, err = lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{
 		Port: 8443, Protocol: "https", SSLCert: certPEM, SSLKey: otherKey,
 	})

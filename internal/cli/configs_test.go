@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // fixture creates a NodeBalancer with one config (port 8080, two nodes) and returns
@@ -134,7 +135,8 @@ func TestHTTPSConfigReadsCertificateAndKeyFiles(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
 	nb := e.object("nodebalancers", "create", "--label", "tls-lb")
-	certPEM, keyPEM := selfSigned(t, "shop.test")
+	cert := testcert.New(t, "shop.test")
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	for f, s := range map[string]string{certFile: certPEM, keyFile: keyPEM} {

@@ -16,7 +16,6 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
-	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // testEnv is a real API server on loopback over a fresh bolt store, with its
@@ -117,11 +116,4 @@ func closedURL(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return "http://" + addr
-}
-
-// selfSigned returns a PEM certificate for cn and its key.
-func selfSigned(t *testing.T, cn string) (certPEM, keyPEM string) {
-	t.Helper()
-	c := testcert.New(t, cn)
-	return c.CertPEM, c.KeyPEM
 }

@@ -41,7 +41,7 @@ func version() string {
 // serveFlags are the flags of `serve` before they are parsed into a server.Config.
 type serveFlags struct {
 	listen, data, frontendPool, backendCIDRs, region, logLevel, backendSource string
-	grace                                                                     time.Duration
+	grace, tcpIdle                                                            time.Duration
 	maxConns                                                                  int
 	accessLog, metricsListen                                                  string
 	metricsToken, metricsNodeSeries                                           bool
@@ -100,6 +100,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.IntVar(&f.maxConns, "max-conns", 10000, "cap on concurrent client connections across every listener")
 	fl.StringVar(&f.backendSource, "backend-source", "", "local IP address for connections to nodes (default: chosen by the system)")
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
+	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better (default true when --listen or --metrics-listen is not a loopback address)")
@@ -139,7 +140,7 @@ func (f *serveFlags) storeConfig(cfg *server.Config) error {
 	cfg.HostID, cfg.Store = host, f.store
 	etcdSet := f.etcdEndpoints != "" || f.etcdCA != "" || f.etcdCert != "" || f.etcdKey != ""
 	switch f.store {
-	case server.StoreBolt:
+	case "", server.StoreBolt:
 		if etcdSet {
 			return fmt.Errorf("--etcd-* flags need --store etcd")
 		}
@@ -228,6 +229,13 @@ func (f *serveFlags) config() (server.Config, error) {
 	if f.grace < 0 {
 		return cfg, fmt.Errorf("--shutdown-grace must not be negative")
 	}
+	if f.tcpIdle < 0 {
+		return cfg, fmt.Errorf("--tcp-idle-timeout must not be negative (0 turns it off)")
+	}
+	if f.tcpIdle > 0 && f.tcpIdle < time.Second {
+		return cfg, fmt.Errorf("--tcp-idle-timeout must be at least 1s (or 0 to turn it off)")
+	}
+	cfg.TCPIdleTimeout = f.tcpIdle
 	if f.maxConns < 1 {
 		return cfg, fmt.Errorf("--max-conns must be at least 1")
 	}

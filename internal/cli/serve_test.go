@@ -20,7 +20,13 @@ import (
 // function that sends sig and returns the exit error.
 func runServe(t *testing.T, dir string, env ...string) (apiURL string, stop func(sig syscall.Signal) error) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), "serve", "--listen", "127.0.0.1:0", "--data", dir, "--frontend-pool", "127.0.5.0/24")
+	return runServeArgs(t, dir, nil, env...)
+}
+
+// runServeArgs is runServe with more serve flags.
+func runServeArgs(t *testing.T, dir string, args []string, env ...string) (apiURL string, stop func(sig syscall.Signal) error) {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dir, "--frontend-pool", "127.0.5.0/24"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -266,5 +272,22 @@ func TestServeFlagsForHAAndTLS(t *testing.T) {
 		case tc.want == "" && (cfg.FrontendInterface != "eth0" || cfg.FrontendLease != 3*time.Second):
 			t.Errorf("%v: config %+v", tc.args, cfg)
 		}
+	}
+}
+
+// TestServeTCPIdleTimeoutFlag: --tcp-idle-timeout reaches the server's config, and a
+// negative or sub-second value is refused naming the flag.
+func TestServeTCPIdleTimeoutFlag(t *testing.T) {
+	for _, v := range []string{"-1s", "500ms", "soon"} {
+		r := runRaw("serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-idle-timeout", v)
+		if r.code == 0 || !strings.Contains(r.stderr, "tcp-idle-timeout") {
+			t.Errorf("--tcp-idle-timeout %s: exit %d, stderr %q; want a refusal naming the flag", v, r.code, r.stderr)
+		}
+	}
+	f := serveFlags{frontendPool: "127.0.1.0/24", backendCIDRs: "127.0.0.0/8", region: "local", logLevel: "info",
+		maxConns: 1, tcpIdle: 5 * time.Minute, maxNodes: 1000, maxNodesPremium: 2000}
+	cfg, err := f.config()
+	if err != nil || cfg.TCPIdleTimeout != 5*time.Minute {
+		t.Errorf("config: %v, TCPIdleTimeout %v; want 5m", err, cfg.TCPIdleTimeout)
 	}
 }

@@ -75,7 +75,9 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 	p := l.plane
 	if p.active.Add(1) > int64(p.opts.MaxConns) {
 		p.active.Add(-1)
-		s.refuse(c, true)
+		if s.cfg.Protocol == model.ProtocolTCP || !l.answerBusy(s, c) {
+			s.refuse(c, true)
+		}
 		return false
 	}
 	if s.limiter != nil {
@@ -138,7 +140,8 @@ func remoteAddr(c net.Conn) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// connSet tracks a listener's open connections so a bounded shutdown can close them.
+// connSet tracks a listener's open connections (clients, and the nodes of tcp
+// sessions) so a bounded shutdown can close them.
 // It is sharded so that connections of one busy listener rarely meet on one lock, and
 // each connection touches it only when it opens and when it closes.
 type connSet struct {

@@ -31,6 +31,10 @@ type Timeouts struct {
 	HalfClose time.Duration
 	// TLSHandshake bounds an https client's handshake.
 	TLSHandshake time.Duration
+	// TCPIdle, when positive, ends a tcp session in which no byte has moved either
+	// way for that long (serve's --tcp-idle-timeout). Zero: sessions are ended only by
+	// their ends, or by keep-alive when a peer vanishes.
+	TCPIdle time.Duration
 }
 
 // DefaultTimeouts are what a production balancer ships with.
@@ -76,6 +80,7 @@ type Plane struct {
 	dialer net.Dialer
 	start  time.Time
 	active atomic.Int64 // client connections across every listener
+	busy   atomic.Int64 // refused http(s) clients being answered 503 (answerBusy)
 
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
@@ -97,7 +102,7 @@ type limiterEntry struct {
 	l         *throttle.Limiter
 }
 
-// New returns a Plane with no listeners; Reconcile or Run give it some.
+// New returns a Plane with no listeners; Run (or Apply) gives it some.
 func New(o Options) *Plane {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -118,6 +123,7 @@ func New(o Options) *Plane {
 	if o.Timeouts.TLSHandshake > 0 {
 		d.TLSHandshake = o.Timeouts.TLSHandshake
 	}
+	d.TCPIdle = max(o.Timeouts.TCPIdle, 0)
 	o.Timeouts = d
 	if o.Stats == nil {
 		o.Stats = stats.NewRegistry()
@@ -138,8 +144,8 @@ func New(o Options) *Plane {
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
 	}
-	// No TCP keep-alive probes towards nodes (as HAProxy without srvtcpka): they would
-	// cost four setsockopt calls on every session's connect.
+	// Keep-alive towards nodes is not set at the connect, where it would cost every
+	// session four system calls, but by keepAliveLater on sessions that last.
 	p.dialer = net.Dialer{Timeout: o.Timeouts.Connect, KeepAlive: -1}
 	if o.BackendSource.IsValid() {
 		p.dialer.LocalAddr = &net.TCPAddr{IP: o.BackendSource.AsSlice()}
@@ -293,6 +299,44 @@ func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 		}
 		p.converge(cs)
 	}
+}
+
+// Reconcile converges the data plane to st in full: every config of st is served,
+// every other one removed. Run follows the store change by change instead;
+// Reconcile is for callers without a store (tests and benchmarks).
+func (p *Plane) Reconcile(st store.State) {
+	d := store.Delta{Revision: st.Revision}
+	want := map[int]bool{}
+	for _, nb := range st.NodeBalancers {
+		d.NodeBalancers = append(d.NodeBalancers, nb.ID)
+		for _, c := range nb.Configs {
+			want[c.ID] = true
+			d.Configs = append(d.Configs, c.ID)
+		}
+	}
+	p.mu.Lock()
+	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends)} {
+		for id := range ids {
+			if !want[id] {
+				want[id] = true
+				d.Configs = append(d.Configs, id)
+			}
+		}
+	}
+	for id := range p.limiters {
+		d.NodeBalancers = append(d.NodeBalancers, id)
+	}
+	p.mu.Unlock()
+	p.Apply(store.MirrorOf(st), d)
+}
+
+// keys returns the keys of m as a set.
+func keys[V any](m map[int]V) map[int]bool {
+	out := make(map[int]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 // converge makes config cs served as the state says. p.mu is held.

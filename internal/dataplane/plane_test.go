@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -257,18 +256,13 @@ func TestProxyProtocolHeaders(t *testing.T) {
 	}
 }
 
-func selfSigned(t *testing.T) (certPEM, keyPEM string, pool *x509.CertPool) {
-	t.Helper()
-	c := testcert.New(t, "nb.test")
-	return c.CertPEM, c.KeyPEM, c.Pool
-}
-
 func TestHTTPSTerminationHTTP1AndHTTP2(t *testing.T) {
 	e := newEnv(t, "127.0.28.0/24")
 	nameServer(t, "127.0.29.2:9004", "tls-backend")
-	certPEM, keyPEM, roots := selfSigned(t)
+	cert := testcert.New(t, "nb.test")
+	roots := cert.Pool
 	cfg := config(model.ProtocolHTTPS, 443, node("web", "127.0.29.2:9004", 50))
-	cfg.SSLCert, cfg.SSLKey = certPEM, keyPEM
+	cfg.SSLCert, cfg.SSLKey = cert.CertPEM, cert.KeyPEM
 	nb := e.create(cfg)
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "nb.test"}, ForceAttemptHTTP2: h2}
@@ -298,15 +292,7 @@ func TestHTTPSTerminationHTTP1AndHTTP2(t *testing.T) {
 
 func TestWebSocketUpgradeThroughHTTPConfig(t *testing.T) {
 	e := newEnv(t, "127.0.30.0/24")
-	testnet.ServeConns(t, "127.0.31.2:9005", func(c net.Conn) {
-		r := bufio.NewReader(c)
-		req, err := http.ReadRequest(r)
-		if err != nil || req.Header.Get("Upgrade") != "websocket" {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		io.Copy(c, r) // echo frames back, whatever they are
-	})
+	testnet.UpgradeEcho(t, "127.0.31.2:9005")
 	nb := e.create(config(model.ProtocolHTTP, 80, node("ws1", "127.0.31.2:9005", 50)))
 	c, err := net.Dial("tcp", nb.IPv4+":80")
 	if err != nil {

@@ -129,3 +129,75 @@ func BenchmarkApplyOneNodeChange(b *testing.B) {
 		p.Apply(m, d)
 	}
 }
+
+// flakyReads is a Backend whose read transactions fail while failing is set.
+type flakyReads struct {
+	store.Backend
+	failing atomic.Bool
+}
+
+func (f *flakyReads) View(fn func(store.Tx) error) error {
+	if f.failing.Load() {
+		return fmt.Errorf("injected read failure")
+	}
+	return f.Backend.View(fn)
+}
+
+func TestAChangeThatCannotBeReadIsAppliedOnceReadsWork(t *testing.T) {
+	b, err := bolt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &flakyReads{Backend: b}
+	db := store.New(fb, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.44.0/24")}})
+	defer db.Close()
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+		[]model.ConfigWithNodes{config(model.ProtocolTCP, 80, node("n1", "127.0.45.1:9", 50))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, db) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 2*time.Second, "the listener", func() bool { return len(p.Listening()) == 1 })
+
+	fb.failing.Store(true)
+	if _, err := db.CreateConfig(nb.ID, config(model.ProtocolTCP, 81, node("n2", "127.0.45.2:9", 50))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the change arrives and cannot be read
+	if n := len(p.Listening()); n != 1 {
+		t.Fatalf("%d listeners while reads fail", n)
+	}
+	fb.failing.Store(false)
+	waitFor(t, 3*time.Second, "the new config after reads work again", func() bool { return len(p.Listening()) == 2 })
+}
+
+func TestReconcileConvergesToAWholeState(t *testing.T) {
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	cfg := func(id, port int) model.ConfigWithNodes {
+		c := config(model.ProtocolTCP, port, node("n", "127.0.46.9:9", 50))
+		c.ID, c.NodeBalancerID = id, 1
+		c.Nodes[0].ID = id * 10
+		return c
+	}
+	state := func(cfgs ...model.ConfigWithNodes) store.State {
+		return store.State{NodeBalancers: []store.NodeBalancerState{{
+			NodeBalancer: model.NodeBalancer{ID: 1, IPv4: "127.0.46.1", Region: "local"}, Configs: cfgs}}}
+	}
+	p.Reconcile(state(cfg(1, 80), cfg(2, 81)))
+	if l := p.Listening(); len(l) != 2 {
+		t.Fatalf("listening %v, want configs 1 and 2", l)
+	}
+	p.Reconcile(state(cfg(2, 81)))
+	if l := p.Listening(); len(l) != 1 || l[2].Port() != 81 {
+		t.Fatalf("listening %v, want config 2 only", l)
+	}
+	p.Reconcile(store.State{})
+	if l := p.Listening(); len(l) != 0 {
+		t.Fatalf("listening %v after an empty state", l)
+	}
+}

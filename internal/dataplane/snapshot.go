@@ -25,6 +25,7 @@ type snapshot struct {
 	sticky  *balance.StickyTable // table stickiness only
 	limiter *throttle.Limiter    // nil when client_conn_throttle is 0
 	tls     *tls.Config          // https only
+	tlsBusy *tls.Config          // https only: tls offering only HTTP/1.1, for answerBusy
 	nb      *stats.Counters
 	stats   *stats.Counters // the config's
 	now     func() int64
@@ -145,6 +146,8 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 		if s.tls, err = tlsConfig(c.Config); err != nil {
 			return nil, replaced, err
 		}
+		s.tlsBusy = s.tls.Clone()
+		s.tlsBusy.NextProtos = []string{"http/1.1"}
 	}
 	return s, replaced, nil
 }

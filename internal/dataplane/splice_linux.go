@@ -78,7 +78,9 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 // write cost less than moving pages through a pipe. When that read fills the buffer,
 // the rest is spliced until src has nothing more. Buffer and pipe are borrowed only
 // while bytes are in flight.
-func spliceCopy(dst, src *net.TCPConn, counters ...adder) (int64, error) {
+//
+// act, when not nil, is marked each time bytes arrive (the idle watch reads it).
+func spliceCopy(dst, src *net.TCPConn, act *activity, counters ...adder) (int64, error) {
 	srcRC, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -213,6 +215,7 @@ func spliceCopy(dst, src *net.TCPConn, counters ...adder) (int64, error) {
 			return total, rerr
 		}
 		if bw < bn || p != nil && p.n > 0 {
+			act.mark()
 			if err := dstRC.Write(drain); err != nil {
 				return total, err
 			}

@@ -48,7 +48,7 @@ func TestSpliceCopyMovesEveryByteAndCounts(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			n, err := spliceCopy(dst, src, &c1, &c2)
+			n, err := spliceCopy(dst, src, nil, &c1, &c2)
 			dst.CloseWrite()
 			done <- result{n, err}
 		}()
@@ -83,7 +83,7 @@ func TestSpliceCopyReportsAResetDestination(t *testing.T) {
 	reader.Close() // reset: writes to dst fail
 	done := make(chan error, 1)
 	go func() {
-		_, err := spliceCopy(dst, src)
+		_, err := spliceCopy(dst, src, nil)
 		done <- err
 	}()
 	chunk := make([]byte, 64<<10)
@@ -120,7 +120,7 @@ func TestSpliceCopyHoldsNoPipeWhileIdle(t *testing.T) {
 		dst, _ := tcpPair(t, ln)
 		srcs = append(srcs, src)
 		go func() {
-			_, err := spliceCopy(dst, src)
+			_, err := spliceCopy(dst, src, nil)
 			done <- err
 		}()
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/linode/linodego"
+
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // These tests replay, against the real server, every NodeBalancer-tree request that
@@ -374,7 +376,8 @@ func TestLinodeCLIRequests(t *testing.T) {
 		`{"port":81,"protocol":"http","algorithm":"leastconn","check_path":"/test","check_body":"it works"}`),
 		map[string]any{"algorithm": "leastconn", "check_path": "/test", "check_body": "it works", "check": "none"})
 	// The OpenAPI example: every flag (https with a certificate).
-	certPEM, keyPEM, _ := selfSigned(t)
+	cert := testcert.New(t, tlsName)
+	certPEM, keyPEM := cert.CertPEM, cert.KeyPEM
 	full := fmt.Sprintf(`{"port":443,"protocol":"https","algorithm":"roundrobin","stickiness":"http_cookie","check":"http_body",
 		"check_interval":90,"check_timeout":10,"check_attempts":3,"check_path":"/test","check_body":"it works","check_passive":true,
 		"proxy_protocol":"none","ssl_cert":%q,"ssl_key":%q,"cipher_suite":"recommended"}`, certPEM, keyPEM)

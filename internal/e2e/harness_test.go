@@ -24,7 +24,6 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/server"
-	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // testNet numbers the tests that start a server, giving each its own loopback /24s.
@@ -668,15 +667,7 @@ func settle(t testing.TB, c *http.Client, url, cookie, want string) time.Duratio
 // tlsName is the server name of the certificate https configs serve.
 const tlsName = "nodebalancer.e2e.test"
 
-// selfSigned returns a fresh certificate for tlsName and its key, in PEM, with a pool
-// that trusts it.
-func selfSigned(t testing.TB) (certPEM, keyPEM string, roots *x509.CertPool) {
-	t.Helper()
-	c := testcert.New(t, tlsName)
-	return c.CertPEM, c.KeyPEM, c.Pool
-}
-
-// httpsClient returns a client of https configs serving selfSigned's certificate:
+// httpsClient returns a client of https configs serving a testcert certificate for tlsName:
 // HTTP/2 when h2, else HTTP/1.1 only. It verifies the certificate against roots.
 func (e *env) httpsClient(roots *x509.CertPool, h2 bool) *http.Client {
 	tr := &http.Transport{

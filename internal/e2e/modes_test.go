@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/linode/linodego"
+
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
 )
 
 // checked is a config with fast active http checks on /health (interval 2 s,
@@ -220,9 +221,9 @@ func TestDrainCookie(t *testing.T) {
 			opts := checked(tc.proto, linodego.StickinessHTTPCookie)
 			c := e.httpClient(0, true)
 			if tc.proto == linodego.ProtocolHTTPS {
-				var roots *x509.CertPool
-				opts.SSLCert, opts.SSLKey, roots = selfSigned(t)
-				c = e.httpsClient(roots, tc.h2)
+				cert := testcert.New(t, tlsName)
+				opts.SSLCert, opts.SSLKey = cert.CertPEM, cert.KeyPEM
+				c = e.httpsClient(cert.Pool, tc.h2)
 			}
 			l := e.balancer(opts,
 				nodeSpec{name: "a", addr: e.httpBackend("a", 1).addr},

@@ -138,31 +138,65 @@ func (bc *backendConn) close() {
 	}
 }
 
-// get returns an idle pooled connection (reused=true) or dials a new one.
-func (b *Backend) get(now time.Time) (bc *backendConn, reused bool, err error) {
-	b.mu.Lock()
-	if n := len(b.idle); n > 0 {
-		bc = b.idle[n-1]
-		b.idle[n-1] = nil
-		b.idle = b.idle[:n-1]
-		if now.Sub(bc.idleSince) < b.idleTO {
-			b.mu.Unlock()
+// get returns an idle pooled connection (reused=true) or dials a new one. With check,
+// a pooled connection is first tested (closedWhileIdle) and passed over when the
+// backend has closed it: for requests that cannot be resent after a failure.
+func (b *Backend) get(now time.Time, check bool) (bc *backendConn, reused bool, err error) {
+	for {
+		if bc = b.takeIdle(now); bc == nil {
+			break
+		}
+		if !check || !bc.closedWhileIdle() {
 			return bc, true, nil
 		}
-		// The newest idle connection has expired, so all have: the reaper is late.
-		stale := append([]*backendConn(nil), b.idle...)
-		clear(b.idle)
-		b.idle = b.idle[:0]
-		b.mu.Unlock()
 		bc.close()
-		for _, s := range stale {
-			s.close()
-		}
-	} else {
-		b.mu.Unlock()
 	}
 	bc, err = b.dial()
 	return bc, false, err
+}
+
+// takeIdle returns the newest pooled connection, or nil when none is fresh.
+func (b *Backend) takeIdle(now time.Time) *backendConn {
+	b.mu.Lock()
+	n := len(b.idle)
+	if n == 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	bc := b.idle[n-1]
+	b.idle[n-1] = nil
+	b.idle = b.idle[:n-1]
+	if now.Sub(bc.idleSince) < b.idleTO {
+		b.mu.Unlock()
+		return bc
+	}
+	// The newest idle connection has expired, so all have: the reaper is late.
+	stale := append([]*backendConn(nil), b.idle...)
+	clear(b.idle)
+	b.idle = b.idle[:0]
+	b.mu.Unlock()
+	bc.close()
+	for _, s := range stale {
+		s.close()
+	}
+	return nil
+}
+
+// closedWhileIdle reports whether the backend closed (or reset) the pooled connection,
+// or sent something unasked, while it was idle: one non-blocking read. It costs a
+// system call, so it is spent only on requests that cannot be resent.
+func (bc *backendConn) closedWhileIdle() bool {
+	if bc.r.n() > 0 {
+		return true
+	}
+	if bc.send.rc == nil {
+		return false
+	}
+	bc.send.dead = false
+	if bc.send.rc.Read(bc.send.peekFn) != nil {
+		return true
+	}
+	return bc.send.dead
 }
 
 // dial opens a new connection. It is not tied to the client's context: a graceful stop
@@ -179,6 +213,7 @@ func (b *Backend) dial() (*backendConn, error) {
 		bc.send.rc, _ = tc.SyscallConn()
 		bc.send.r = &bc.r
 		bc.send.fn = bc.send.step // bound once: no allocation per request
+		bc.send.peekFn = bc.send.peek
 	}
 	return bc, nil
 }

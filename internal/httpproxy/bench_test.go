@@ -136,7 +136,16 @@ func BenchmarkProxyKeepAliveCounted(b *testing.B) {
 	}
 }
 
-func benchmarkKeepAlive(b *testing.B, cfg *Config) {
+// BenchmarkProxyKeepAlivePOST is BenchmarkProxyKeepAlive with a POST, which may not be
+// resent: each one first checks that its pooled backend connection is still open (one
+// non-blocking read).
+func BenchmarkProxyKeepAlivePOST(b *testing.B) {
+	benchmarkKeepAliveWith(b, &Config{StickyCookie: true}, "POST / HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n")
+}
+
+func benchmarkKeepAlive(b *testing.B, cfg *Config) { benchmarkKeepAliveWith(b, cfg, benchRequest) }
+
+func benchmarkKeepAliveWith(b *testing.B, cfg *Config, request string) {
 	addr, stop := minimalBackend(b, "127.0.0.2")
 	defer stop()
 	be := NewBackend(addr, BackendOptions{})
@@ -166,7 +175,7 @@ func benchmarkKeepAlive(b *testing.B, cfg *Config) {
 		close(done)
 	}()
 
-	req := []byte(benchRequest)
+	req := []byte(request)
 	buf := make([]byte, 4096)
 	roundTrip := func() {
 		if _, err := client.Write(req); err != nil {

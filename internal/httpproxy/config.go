@@ -60,10 +60,12 @@ func (r Result) Failed() bool {
 // negative one disables that timeout.
 type Timeouts struct {
 	// ClientHeader bounds reading a request head from its first byte (slowloris
-	// defence); on expiry the client gets 408 and the connection closes. Default 10s.
+	// defence); on expiry the client gets 408 and the connection closes. It also
+	// bounds the wait for a new connection's first request (then the connection
+	// closes without an answer). Default 10s.
 	ClientHeader time.Duration
-	// ClientIdle bounds the wait for the next request on a keep-alive connection.
-	// Default 60s.
+	// ClientIdle bounds the wait for the next request on a keep-alive connection,
+	// after the first. Default 60s.
 	ClientIdle time.Duration
 	// Client bounds each wait while reading a request body from or writing a response
 	// to the client (inactivity, not total time). Default 30s.

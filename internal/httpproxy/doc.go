@@ -21,7 +21,8 @@
 // TCP no read comes back empty (EAGAIN): a client's keep-alive loop runs inside one
 // poller registration (serveRaw) and a request is sent and its answer awaited in
 // another (rawSend). An idle keep-alive connection holds no buffer. The hot path lives
-// in serve.go, forward.go, parse.go, chunked.go and reader.go.
+// in serve.go, conn.go, rawloop.go, exchange.go, body.go, forward.go, parse.go,
+// chunked.go and reader.go.
 //
 // Behaviour in brief: requests are refused with 400 (431 for heads over
 // MaxHeaderBytes, 505 for other HTTP versions, 501 for CONNECT) and the connection
@@ -30,8 +31,13 @@
 // than exactly "chunked", bad chunk framing, obsolete line folding, bare CR or LF,
 // control characters, non-ASCII targets. Backend responses get the same scrutiny (502).
 // X-Forwarded-For and Forwarded are appended to, X-Forwarded-Proto and X-Real-IP
-// replaced; hop-by-hop fields are dropped both ways and body framing is re-stated. A
-// connect failure is retried on the backend Route picks next, and a pooled connection
-// found closed is retried once on a new connection, both only before anything of the
-// response was seen. Upgrades (WebSocket) become a byte tunnel after a 101.
+// replaced; hop-by-hop fields are dropped both ways and body framing is re-stated. An
+// absolute-form target ("GET http://h/x") is forwarded in origin form with Host set to
+// its authority (RFC 9112 section 3.2.2: the Host received is ignored). A
+// connect failure is retried on the backend Route picks next. A request that meets a
+// pooled connection closing under it, before anything of the response was seen, is
+// sent once more on a new connection only when none of it was written or it may run
+// twice (GET, HEAD, OPTIONS, TRACE, or an Idempotency-Key field, as in net/http);
+// otherwise it gets 502. Before any other request goes out on a pooled connection, a
+// non-blocking read checks that the backend has not closed it while it was idle. Upgrades (WebSocket) become a byte tunnel after a 101.
 package httpproxy

@@ -15,15 +15,26 @@ func appendField(out []byte, name, value []byte) []byte {
 	return append(out, '\r', '\n')
 }
 
-// appendRequestHead writes the head sent to the backend: the request line in HTTP/1.1,
-// a Host when an HTTP/1.0 client sent none, the end-to-end fields as received, the forwarding fields, and the body framing
-// re-stated from what was parsed.
+// appendRequestHead writes the head sent to the backend: the request line in HTTP/1.1
+// (an absolute-form target in origin form), a Host when an HTTP/1.0 client sent none
+// or the target's authority replaces it, the end-to-end fields as received, the
+// forwarding fields, and the body framing re-stated from what was parsed.
 func appendRequestHead(out []byte, req *request, client netip.Addr, local netip.AddrPort, scheme string, upgrade bool) []byte {
 	out = append(out, req.method...)
 	out = append(out, ' ')
-	out = append(out, req.target...)
+	if req.authority == nil {
+		out = append(out, req.target...)
+	} else {
+		out = appendOriginForm(out, req)
+	}
 	out = append(out, " HTTP/1.1\r\n"...)
-	if req.hosts == 0 {
+	switch {
+	case req.authority != nil:
+		// RFC 9112 section 3.2.2: the target's authority, not the Host received.
+		out = append(out, "Host: "...)
+		out = append(out, req.authority...)
+		out = append(out, '\r', '\n')
+	case req.hosts == 0:
 		// HTTP/1.0 allowed leaving Host out; HTTP/1.1, which backends are spoken to in,
 		// does not. Name the address the client connected to.
 		out = append(out, "Host: "...)
@@ -37,7 +48,11 @@ func appendRequestHead(out []byte, req *request, client netip.Addr, local netip.
 			if req.connOther && req.connectionLists(h.name) {
 				continue
 			}
-		case hHost, hCookie, hExpect:
+		case hHost:
+			if req.authority != nil {
+				continue
+			}
+		case hCookie, hExpect:
 		case hUpgrade:
 			if !upgrade {
 				continue
@@ -97,6 +112,19 @@ func appendRequestHead(out []byte, req *request, client netip.Addr, local netip.
 		out = append(out, "Connection: upgrade\r\n"...)
 	}
 	return append(out, '\r', '\n')
+}
+
+// appendOriginForm writes the path and query of an absolute-form target: "/" when the
+// path is empty, or "*" for an OPTIONS of the whole server (RFC 9112 section 3.2.4).
+func appendOriginForm(out []byte, req *request) []byte {
+	path := req.path
+	if len(path) == 0 || path[0] != '/' {
+		if len(path) == 0 && string(req.method) == "OPTIONS" {
+			return append(out, '*')
+		}
+		out = append(out, '/')
+	}
+	return append(out, path...)
 }
 
 // respFraming says how the response body is delimited towards the client.

@@ -2,14 +2,8 @@ package httpproxy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,27 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "proxy.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
+	"github.com/nodebalancer/nodebalancer/internal/testcert"
+)
 
 // startTLSProxy runs a TLS listener that hands h2 connections to an HTTP2Server and
 // the others to ServeConn, as the data plane does.
@@ -49,7 +25,7 @@ func startTLSProxy(t *testing.T, cfg *Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"h2", "http/1.1"}}
+	tcfg := &tls.Config{Certificates: []tls.Certificate{testcert.New(t, "proxy.test").TLS}, NextProtos: []string{"h2", "http/1.1"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -123,6 +123,19 @@ type testProxy struct {
 
 func startProxy(t *testing.T, cfg *Config) *testProxy {
 	t.Helper()
+	return startProxyWith(t, cfg, nil)
+}
+
+// startProxyBlocking is startProxy with client connections hidden behind a wrapper,
+// so that they take the blocking path (as TLS connections do) instead of serveRaw.
+func startProxyBlocking(t *testing.T, cfg *Config) *testProxy {
+	t.Helper()
+	return startProxyWith(t, cfg, func(c net.Conn) net.Conn { return struct{ net.Conn }{c} })
+}
+
+// startProxyWith is startProxy with each accepted connection passed through wrap.
+func startProxyWith(t *testing.T, cfg *Config, wrap func(net.Conn) net.Conn) *testProxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +150,9 @@ func startProxy(t *testing.T, cfg *Config) *testProxy {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if wrap != nil {
+				c = wrap(c)
 			}
 			p.wg.Add(1)
 			go func() {

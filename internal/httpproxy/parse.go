@@ -97,11 +97,14 @@ func (h *msgHead) reset() {
 type request struct {
 	msgHead
 	method, target []byte
-	isHead         bool
-	expectContinue bool
-	hosts          int
-	cookie         []byte // NB_SRVID cookie value, when asked for and present
-	hasCookie      bool
+	// authority and path split an absolute-form target ("http://authority/path?q");
+	// authority is nil for the other forms.
+	authority, path []byte
+	isHead          bool
+	expectContinue  bool
+	hosts           int
+	cookie          []byte // NB_SRVID cookie value, when asked for and present
+	hasCookie       bool
 }
 
 // response is a parsed response head.
@@ -253,7 +256,7 @@ func classify(name []byte) hkind {
 // findHeadEnd). When sticky is set the NB_SRVID cookie is looked up.
 func parseRequest(b []byte, req *request, sticky bool) error {
 	req.msgHead.reset()
-	req.method, req.target = nil, nil
+	req.method, req.target, req.authority, req.path = nil, nil, nil, nil
 	req.isHead, req.expectContinue, req.hosts = false, false, 0
 	req.cookie, req.hasCookie = nil, false
 
@@ -297,6 +300,11 @@ func parseRequest(b []byte, req *request, sticky bool) error {
 
 	if err := checkTarget(req.method, req.target); err != nil {
 		return err
+	}
+	if c := req.target[0]; c != '/' && c != '*' {
+		if err := req.splitAbsolute(); err != nil {
+			return err
+		}
 	}
 	req.isHead = string(req.method) == "HEAD"
 
@@ -344,6 +352,34 @@ func checkTarget(method, target []byte) error {
 		return nil
 	}
 	return errBadTarget
+}
+
+// splitAbsolute splits an absolute-form target (checkTarget has seen its scheme) into
+// authority and path. RFC 9112 section 3.2.2: a server receiving the absolute form
+// must ignore Host and use the target's authority instead. The proxy therefore
+// forwards the request in origin form with Host set to that authority
+// (appendRequestHead), so that the backend sees one host, the one the client named in
+// the target, whatever it does with absolute forms itself. An empty authority or one
+// with userinfo ("user@host", which RFC 9110 section 4.2.4 forbids in http(s) URIs)
+// is refused.
+func (req *request) splitAbsolute() error {
+	rest := req.target[len("http://"):]
+	if req.target[4] != ':' { // https
+		rest = req.target[len("https://"):]
+	}
+	end := len(rest)
+	for i, c := range rest {
+		if c == '/' || c == '?' || c == '#' {
+			end = i
+			break
+		}
+	}
+	authority := rest[:end]
+	if len(authority) == 0 || bytes.IndexByte(authority, '@') >= 0 {
+		return errBadTarget
+	}
+	req.authority, req.path = authority, rest[end:]
+	return nil
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {

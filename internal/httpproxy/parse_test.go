@@ -306,7 +306,15 @@ func FuzzParseRequest(f *testing.F) {
 		if err := parseRequest(out, &again, true); err != nil {
 			t.Fatalf("forwarded head refused (%v): %q from %q", err, out, head)
 		}
-		if again.chunked != req.chunked || again.contentLength != req.contentLength || !bytes.Equal(again.target, req.target) {
+		// An absolute-form target goes out in origin form, its authority as the one Host.
+		wantTarget := req.target
+		if req.authority != nil {
+			wantTarget = appendOriginForm(nil, &req)
+			if again.hosts != 1 || !bytes.Contains(out, []byte("\r\nHost: "+string(req.authority)+"\r\n")) {
+				t.Fatalf("absolute form without its authority as Host: %q -> %q", head, out)
+			}
+		}
+		if again.chunked != req.chunked || again.contentLength != req.contentLength || !bytes.Equal(again.target, wantTarget) {
 			t.Fatalf("framing changed: %q -> %q", head, out)
 		}
 	})
@@ -338,4 +346,67 @@ func addSeeds(f *testing.F, dir string) {
 		}
 		f.Add(b)
 	}
+}
+
+// FuzzParseResponse checks that the response parser never panics, never accepts a
+// response whose body framing is ambiguous, and that what it accepts is relayed as a
+// head it accepts again, with the status and the framing responseFraming chose.
+func FuzzParseResponse(f *testing.F) {
+	addSeeds(f, "response")
+	get, head := []byte("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), []byte("HEAD / HTTP/1.0\r\n\r\n")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		end, err := findHeadEnd(in)
+		if err != nil || end == 0 {
+			return
+		}
+		var resp response
+		if err := parseResponse(in[:end], &resp); err != nil {
+			return
+		}
+		h := string(in[:end])
+		if resp.status < 100 || resp.status > 599 {
+			t.Fatalf("accepted status %d: %q", resp.status, h)
+		}
+		if resp.chunked && resp.contentLength >= 0 {
+			t.Fatalf("accepted both framings: %q", h)
+		}
+		if resp.chunked && resp.minor == 0 {
+			t.Fatalf("accepted chunked HTTP/1.0: %q", h)
+		}
+		for _, raw := range [][]byte{get, head} {
+			var req request
+			if err := parseRequest(raw, &req, false); err != nil {
+				t.Fatal(err)
+			}
+			fr := responseFraming(&req, &resp, true)
+			if resp.status < 200 {
+				fr.out = frameNone
+			}
+			out := appendResponseHead(nil, &resp, &req, fr.out, fr.clientKeep, "v", true)
+			if e2, err := findHeadEnd(out); err != nil || e2 != len(out) {
+				t.Fatalf("relayed head has no clean end: %q", out)
+			}
+			var again response
+			if err := parseResponse(out, &again); err != nil {
+				t.Fatalf("relayed head refused (%v): %q from %q", err, out, h)
+			}
+			if again.status != resp.status {
+				t.Fatalf("status changed: %q -> %q", h, out)
+			}
+			switch fr.out {
+			case frameLength:
+				if again.contentLength != resp.contentLength || again.chunked {
+					t.Fatalf("length framing changed: %q -> %q", h, out)
+				}
+			case frameChunked:
+				if !again.chunked || again.contentLength >= 0 {
+					t.Fatalf("chunked framing changed: %q -> %q", h, out)
+				}
+			case frameClose, frameDechunk:
+				if again.chunked || again.contentLength >= 0 || !again.connClose {
+					t.Fatalf("a close-delimited body must say so and carry no length: %q -> %q", h, out)
+				}
+			}
+		}
+	})
 }

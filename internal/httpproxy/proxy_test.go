@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
 // echoHeaders answers with the request's method, target and headers as "Name: value"
@@ -425,34 +428,9 @@ func TestUploadMemoryStaysBounded(t *testing.T) {
 	}
 }
 
-// upgradeEchoBackend is a raw backend that accepts a WebSocket-style upgrade and then
-// echoes bytes.
+// upgradeEchoBackend is testnet.UpgradeEcho as a Backend.
 func upgradeEchoBackend(t *testing.T) *Backend {
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				n, _ := c.Read(buf)
-				req := string(buf[:n])
-				if !strings.Contains(req, "Upgrade: websocket\r\n") || !strings.Contains(req, "Connection: upgrade\r\n") {
-					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				io.Copy(c, c)
-			}(c)
-		}
-	}()
+	ln := testnet.UpgradeEcho(t, "127.0.0.2:0")
 	return NewBackend(netip.MustParseAddrPort(ln.Addr().String()), BackendOptions{})
 }
 
@@ -725,6 +703,10 @@ func TestSlowHeaderGets408(t *testing.T) {
 func TestIdleClientClosed(t *testing.T) {
 	p := startProxy(t, &Config{Router: &testRouter{}, Timeouts: Timeouts{ClientIdle: 100 * time.Millisecond}})
 	rc := dialProxy(t, p)
+	// One request first: the wait for a connection's first request has the header
+	// timeout (TestSilentConnectionGetsHeaderTimeout).
+	rc.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	body(t, rc.response("GET"))
 	start := time.Now()
 	if !rc.closedByPeer() || time.Since(start) > 1500*time.Millisecond {
 		t.Errorf("idle connection not closed within the idle timeout")
@@ -919,5 +901,70 @@ func TestStreamedUploadKeepsCookieAndLogFields(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no access log entry")
+	}
+}
+
+// TestAbsoluteFormTarget: an absolute-form request target is forwarded in origin form
+// with Host replaced by the target's authority (RFC 9112 section 3.2.2: the Host
+// received is ignored), so the backend sees one host, the one in the target.
+func TestAbsoluteFormTarget(t *testing.T) {
+	// A raw backend that echoes the request line and Host (net/http's server would
+	// answer "OPTIONS *" itself).
+	ln := testnet.ServeConns(t, "127.0.0.2:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			echo := fmt.Sprintf("%s %s %s\nHost: %s\n", req.Method, req.RequestURI, req.Proto, req.Host)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(echo), echo)
+		}
+	})
+	be := &testBackend{addr: netip.MustParseAddrPort(ln.Addr().String())}
+	tests := []struct {
+		name, request string
+		status        int
+		want          []string
+	}{
+		{"path and query", "GET http://other.example/x?y=1 HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET /x?y=1 HTTP/1.1", "Host: other.example"}},
+		{"https scheme, case kept", "GET HTTPS://Other.Example:8443/a HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET /a HTTP/1.1", "Host: Other.Example:8443"}},
+		{"empty path", "GET http://other.example HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET / HTTP/1.1", "Host: other.example"}},
+		{"query without path", "GET http://other.example?q HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET /?q HTTP/1.1", "Host: other.example"}},
+		{"OPTIONS of the server", "OPTIONS http://other.example HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"OPTIONS * HTTP/1.1", "Host: other.example"}},
+		{"IPv6 authority", "GET http://[::1]:80/ HTTP/1.1\r\nHost: t\r\n\r\n", 200,
+			[]string{"GET / HTTP/1.1", "Host: [::1]:80"}},
+		{"HTTP/1.0 without Host", "GET http://other.example/x HTTP/1.0\r\n\r\n", 200,
+			[]string{"GET /x HTTP/1.1", "Host: other.example"}},
+		{"userinfo refused", "GET http://user@other.example/ HTTP/1.1\r\nHost: t\r\n\r\n", 400, nil},
+		{"empty authority refused", "GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", 400, nil},
+		{"Host still required in HTTP/1.1", "GET http://other.example/ HTTP/1.1\r\n\r\n", 400, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &testRouter{backends: []*Backend{backendFor(be, "a")}}
+			p := startProxy(t, &Config{Router: tr})
+			rc := dialProxy(t, p)
+			rc.send(tc.request)
+			method, _, _ := strings.Cut(tc.request, " ")
+			resp := rc.response(method)
+			got := body(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (%q)", resp.StatusCode, tc.status, got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w+"\n") {
+					t.Errorf("backend saw:\n%s\nwant the line %q", got, w)
+				}
+			}
+			if strings.Contains(got, "Host: t\n") {
+				t.Errorf("the Host received was forwarded:\n%s", got)
+			}
+		})
 	}
 }

@@ -150,6 +150,25 @@ type rawSend struct {
 	written    int    // of out
 	wrote      bool   // the write phase is over
 	werr, rerr error
+
+	peekFn func(uintptr) bool // peek, bound once
+	dead   bool               // peek's answer
+}
+
+// peek is closedWhileIdle's callback: one non-blocking read into the (empty) buffer,
+// which never waits. Bytes, the end of the stream or an error all make the connection
+// unusable for a new request.
+func (x *rawSend) peek(fd uintptr) bool {
+	r := x.r
+	r.r, r.w = 0, 0
+	for {
+		n, err := syscall.Read(int(fd), r.buf)
+		if err == syscall.EINTR {
+			continue
+		}
+		x.dead = err != syscall.EAGAIN || n > 0
+		return true
+	}
 }
 
 // exchange sends out and reads the first bytes of the answer into r. It returns with

@@ -87,8 +87,9 @@ func TestValidateNodeBalancer(t *testing.T) {
 }
 
 func TestValidateConfig(t *testing.T) {
-	cert, key := selfSigned(t, "www.example.test")
-	otherCert, _ := selfSigned(t, "other.test")
+	c := testcert.New(t, "www.example.test")
+	cert, key := c.CertPEM, c.KeyPEM
+	otherCert := testcert.New(t, "other.test").CertPEM
 	tests := []struct {
 		name   string
 		mutate func(*Config)
@@ -206,7 +207,7 @@ func TestNarrowBackendRanges(t *testing.T) {
 }
 
 func TestCertInfo(t *testing.T) {
-	cert, _ := selfSigned(t, "www.example.test")
+	cert := testcert.New(t, "www.example.test").CertPEM
 	cn, fp := CertInfo(cert)
 	if cn != "www.example.test" {
 		t.Fatalf("common name %q", cn)
@@ -228,11 +229,4 @@ func TestErrorsMerge(t *testing.T) {
 	if (Errors{}).Err() != nil || es.Err() == nil {
 		t.Fatal("Err must be nil only when empty")
 	}
-}
-
-// selfSigned returns a PEM certificate and key for cn.
-func selfSigned(t testing.TB, cn string) (string, string) {
-	t.Helper()
-	c := testcert.New(t, cn)
-	return c.CertPEM, c.KeyPEM
 }

@@ -53,6 +53,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// MaxConns caps concurrent client connections across every listener.
 	MaxConns int
+	// TCPIdleTimeout, when positive, ends tcp sessions silent that long.
+	TCPIdleTimeout time.Duration
 	// BackendSource, when valid, is the local address of connections to nodes.
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
@@ -388,6 +390,7 @@ func (s *Server) Run(ctx context.Context) error {
 		MaxConns:      s.cfg.MaxConns,
 		BackendSource: s.cfg.BackendSource,
 		Grace:         s.cfg.ShutdownGrace,
+		Timeouts:      dataplane.Timeouts{TCPIdle: s.cfg.TCPIdleTimeout},
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,

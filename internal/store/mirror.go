@@ -48,6 +48,24 @@ func NewMirror(db *DB) *Mirror {
 		byNB: map[int]map[int]struct{}{}}
 }
 
+// MirrorOf returns a mirror holding st, for callers without a store (tests and
+// benchmarks of the data plane); it has nothing to Load or Apply from.
+func MirrorOf(st State) *Mirror {
+	m := NewMirror(nil)
+	m.rev = st.Revision
+	for i := range st.NodeBalancers {
+		nbs := &st.NodeBalancers[i]
+		nb := nbs.NodeBalancer
+		m.nbs[nb.ID] = &nb
+		m.byNB[nb.ID] = map[int]struct{}{}
+		for _, c := range nbs.Configs {
+			m.configs[c.ID] = &ConfigState{NodeBalancer: &nb, Config: c.Config, Nodes: c.Nodes}
+			m.byNB[nb.ID][c.ID] = struct{}{}
+		}
+	}
+	return m
+}
+
 // Revision is the revision the mirror reflects.
 func (m *Mirror) Revision() uint64 {
 	m.mu.RLock()
