@@ -164,6 +164,7 @@ func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
 // addresses are removed first and the lease revoked after, so that the next holder
 // takes over at once; Run returns when that is done.
 func (h *Holder) Run(ctx context.Context) error {
+	lastErr := ""
 	for ctx.Err() == nil {
 		if h.o.Ready != nil && !h.o.Ready() {
 			sleep(ctx, 100*time.Millisecond)
@@ -172,11 +173,15 @@ func (h *Holder) Run(ctx context.Context) error {
 		lease, safe, err := h.campaign(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				h.o.Log.Warn("frontend election", "err", err)
+				if msg := err.Error(); msg != lastErr { // retried every second: say each new reason once
+					h.o.Log.Warn("frontend election (retrying)", "err", err)
+					lastErr = msg
+				}
 				sleep(ctx, time.Second)
 			}
 			continue
 		}
+		lastErr = ""
 		h.hold(ctx, lease, safe)
 	}
 	return nil
