@@ -430,6 +430,16 @@ func TestFrontendFailover(t *testing.T) {
 		t.Fatalf("holder %q is not one of the hosts", holder)
 	}
 	t.Logf("frontend %s held by %s", front, holder)
+	// The hosts' API listens on 198.18.8.x, not loopback: /metrics wants a token
+	// without anyone asking for it.
+	if r, err := (&http.Client{Timeout: 5 * time.Second}).Get(hosts["a"].url + "/metrics"); err != nil || r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without a token on a non-loopback --listen: %v %v; want 401", r, err)
+	} else {
+		r.Body.Close()
+	}
+	if st, _, err := hosts["a"].get("/metrics"); err != nil || st != 200 {
+		t.Errorf("GET /metrics with a token: %d %v", st, err)
+	}
 	for _, id := range hostIDs {
 		st, body, err := hosts[id].get("/cluster")
 		var resp struct {
