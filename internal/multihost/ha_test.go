@@ -565,6 +565,38 @@ func TestFrontendFailover(t *testing.T) {
 		start(old) // back as a candidate for what follows
 	})
 
+	t.Run("rolling restart", func(t *testing.T) {
+		// docs/deploy.md's upgrade: every host that does not hold restarted one at
+		// a time (nothing moves), then the holder (it hands over), under one load.
+		ld := l.startLoad(front)
+		time.Sleep(500 * time.Millisecond)
+		t0 := time.Now()
+		order := []string{}
+		for _, id := range hostIDs {
+			if id != holder {
+				order = append(order, id)
+			}
+		}
+		order = append(order, holder)
+		for _, id := range order {
+			hosts[id].stop(t)
+			start(id)
+		}
+		time.Sleep(time.Second)
+		rs := ld.finish()
+		total, failed, connectFailed, _, errs := summarize(rs, t0)
+		now := holderOf(t, cli)
+		t.Logf("rolling restart %v in %s: %d requests, %d failed (%d to connect) %v; holder %s → %s",
+			order, time.Since(t0).Round(time.Millisecond), total, failed, connectFailed, errs, holder, now)
+		if connectFailed != 0 || failed > 5 {
+			t.Errorf("%d of %d requests failed across a rolling restart, %d to connect: %v", failed, total, connectFailed, errs)
+		}
+		if now == "" || now == holder {
+			t.Errorf("holder after the rolling restart: %q (was %q)", now, holder)
+		}
+		holder = now
+	})
+
 	t.Run("SIGKILL", func(t *testing.T) {
 		old := holder
 		ld := l.startLoad(front)
