@@ -131,7 +131,7 @@ func TestElectionCutOffHolderLetsGoFirst(t *testing.T) {
 	}
 	// a lets go Margin before its lease can lapse: at most TTL - Margin after its
 	// last renewal, which was less than Renew before the cut.
-	if d := freed.Sub(t0); d > DefaultTTL-DefaultMargin+50*time.Millisecond {
+	if d := freed.Sub(t0); d > DefaultTTL-DefaultMargin+250*time.Millisecond { // slack for a loaded machine
 		t.Errorf("a let go %s after the cut; want within TTL - margin = %s", d, DefaultTTL-DefaultMargin)
 	}
 	if gap := held.Sub(freed); gap < DefaultMargin-100*time.Millisecond {
