@@ -24,6 +24,8 @@ import (
 
 	"github.com/linode/linodego"
 	"github.com/mdlayher/arp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
@@ -437,8 +439,28 @@ func TestFrontendFailover(t *testing.T) {
 	} else {
 		r.Body.Close()
 	}
-	if st, _, err := hosts["a"].get("/metrics"); err != nil || st != 200 {
-		t.Errorf("GET /metrics with a token: %d %v", st, err)
+	// Each host says whether it holds: exactly one does.
+	holding := 0
+	for _, id := range hostIDs {
+		st, body, err := hosts[id].get("/metrics")
+		if err != nil || st != 200 {
+			t.Fatalf("GET /metrics with a token on %s: %d %v", id, st, err)
+		}
+		want := "nodebalancer_frontend_holding 0\n"
+		if id == holder {
+			want = "nodebalancer_frontend_holding 1\n"
+			holding++
+		}
+		if !strings.Contains(body, want) || !strings.Contains(body, "# TYPE nodebalancer_frontend_holding gauge\n") {
+			t.Errorf("/metrics on %s lacks %q", id, want)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		if fams, err := p.TextToMetricFamilies(strings.NewReader(body)); err != nil || fams["go_goroutines"] == nil || fams["nodebalancer_frontend_holding"] == nil {
+			t.Errorf("/metrics on %s does not parse whole: %v", id, err)
+		}
+	}
+	if holding != 1 {
+		t.Errorf("%d hosts say they hold", holding)
 	}
 	for _, id := range hostIDs {
 		st, body, err := hosts[id].get("/cluster")

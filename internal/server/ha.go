@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/nodebalancer/nodebalancer/internal/ha"
 )
@@ -52,6 +55,23 @@ func (s *Server) frontendAddresses() []netip.Addr {
 // Holding reports whether this host holds the frontend addresses now (false without
 // Config.FrontendInterface).
 func (s *Server) Holding() bool { return s.holder != nil && s.holder.Holding() }
+
+// withHoldingMetric puts nodebalancer_frontend_holding (1 on the host holding the
+// frontend addresses, 0 on the others) before the rest of /metrics: summed over the
+// hosts it must be 1, an alert's rule.
+func (s *Server) withHoldingMetric(next http.Handler) http.Handler {
+	contentType := string(expfmt.NewFormat(expfmt.TypeTextPlain))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := 0
+		if s.holder.Holding() {
+			v = 1
+		}
+		w.Header().Set("Content-Type", contentType) // before the first write: next sets the same
+		fmt.Fprintf(w, "# HELP nodebalancer_frontend_holding Whether this host holds the frontend addresses (--frontend-interface).\n"+
+			"# TYPE nodebalancer_frontend_holding gauge\nnodebalancer_frontend_holding %d\n", v)
+		next.ServeHTTP(w, r)
+	})
+}
 
 // loadAPICert reads the API's certificate and key, when configured.
 func (s *Server) loadAPICert() error {

@@ -426,6 +426,9 @@ func (s *Server) Run(ctx context.Context) error {
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())
 	metrics := st.MetricsHandler()
+	if s.holder != nil {
+		metrics = s.withHoldingMetric(metrics)
+	}
 	if s.cfg.MetricsToken {
 		metrics = apiHandler.RequireRead(metrics)
 	}
