@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/prometheus/common/expfmt"
 
@@ -91,16 +89,17 @@ func (s *Server) loadAPICert() error {
 
 // reloadOnHUP reads the API's certificate again on every SIGHUP until ctx ends: new
 // connections get the new one, open ones keep theirs. A pair that cannot be read
-// leaves the old one in place.
-func (s *Server) reloadOnHUP(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// leaves the old one in place; without TLS the signal is only logged.
+func (s *Server) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
+		}
+		if s.apiCert.Load() == nil {
+			s.cfg.Log.Info("SIGHUP: nothing to reload (no --api-tls-cert)")
+			continue
 		}
 		if err := s.loadAPICert(); err != nil {
 			s.cfg.Log.Error("SIGHUP: API certificate not reloaded; the old one stays", "err", err)

@@ -15,9 +15,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -480,9 +482,12 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		g.Go(func() error { <-gctx.Done(); stopPlane(); return nil })
 	}
-	if s.apiCert.Load() != nil {
-		g.Go(func() error { s.reloadOnHUP(gctx); return nil })
-	}
+	// SIGHUP reloads the API certificate; without one it is only logged (a reload
+	// through systemd must never stop a server).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // registered before Run reports ready
+	defer signal.Stop(hup)
+	g.Go(func() error { s.reloadOnHUP(gctx, hup); return nil })
 	if s.member != nil {
 		g.Go(func() error { return s.member.Run(gctx) })
 		g.Go(func() error { s.probeStore(gctx); return nil })

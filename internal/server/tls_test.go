@@ -100,3 +100,39 @@ func TestAPICertificateReloadedOnSIGHUP(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Without TLS a SIGHUP (systemctl reload) is logged, not fatal: the server answers on.
+func TestSIGHUPWithoutTLSKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Listen: "127.0.84.2:0", DataDir: dir, Region: "local",
+		FrontendPool:  []netip.Prefix{netip.MustParsePrefix("127.0.85.0/24")},
+		BackendRanges: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Log:           slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	get := func() error {
+		r, err := http.Get("http://" + s.Addr().String() + "/healthz")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for get() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("server not answering")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)        // Run has registered for SIGHUP
+	syscall.Kill(os.Getpid(), syscall.SIGHUP) // would end this test binary if nobody caught it
+	time.Sleep(200 * time.Millisecond)
+	if err := get(); err != nil {
+		t.Fatalf("after SIGHUP: %v", err)
+	}
+}
