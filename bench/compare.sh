@@ -7,8 +7,9 @@
 #   ONLY=l7ka,l4bulk ROUNDS=1 bench/compare.sh   # a subset, for quick A/B work
 #   NB_BIN=/path/to/nodebalancer bench/compare.sh   # measure a given build
 #
-# Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), ONLY (workload
-# list: l7ka l7close l4ka l4close l4bulk httpska idle modechange), OUT (results file;
+# Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), MANY_CONNS (8000
+# keep-alive clients of the c10k workload, for C10K_DURATION, 10s), ONLY (workload
+# list: l7ka l7close l4ka l4close l4bulk httpska c10k idle modechange), OUT (results file;
 # "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
@@ -20,6 +21,8 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 IDLE_CONNS=${IDLE_CONNS:-5000}
+MANY_CONNS=${MANY_CONNS:-8000}
+C10K_DURATION=${C10K_DURATION:-10s}
 ONLY=${ONLY:-}
 PIN=${PIN:-1}
 NB_ENV=${NB_ENV:-}
@@ -54,7 +57,11 @@ fi
 command -v go >/dev/null || [[ -n ${NB_BIN:-} ]] || die "go is needed to build nodebalancer (or set NB_BIN)"
 
 DIR=$(mktemp -d /tmp/nb-bench.XXXXXX)
-BULK=/dev/shm/nb-bench-512m.bin
+# The bulk file lives in a folder of this run's own: a fixed name would be deleted by
+# another run's cleanup while this one still serves it.
+BULKDIR=$(mktemp -d /dev/shm/nb-bench.XXXXXX)
+chmod 755 "$BULKDIR" # nginx's workers run as nobody
+BULK=$BULKDIR/nb-bench-512m.bin
 PIDS=()
 cleanup() {
 	local rc=$?
@@ -64,7 +71,7 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$p" 2>/dev/null || true
 	done
-	rm -f "$BULK"
+	rm -rf "$BULKDIR"
 	if ((rc != 0)); then say "logs kept in $DIR"; else rm -rf "$DIR"; fi
 	exit "$rc"
 }
@@ -102,7 +109,7 @@ else
 	LB_CPU=() LOAD_CPU=() LBPROCS=2
 fi
 for f in backend-nginx.conf bulk-nginx.conf haproxy.cfg lb-nginx.conf; do
-	sed "s|@DIR@|$DIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
+	sed "s|@DIR@|$DIR|g; s|@BULKDIR@|$BULKDIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 	-subj /CN=bench.test -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
@@ -185,15 +192,44 @@ cpu_ticks() {
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
+# rss_kib PID: resident memory of PID and its children (nginx's workers), KiB.
+rss_kib() {
+	local t=0 p v
+	for p in $1 $(pgrep -P "$1"); do
+		v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null) || continue
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
+
 # wrk_run WORKLOAD BALANCER ROUND URL CONNS [HEADER]: one wrk run: req/s, p99 (ms) and
-# the balancer's CPU time per request (µs).
+# the balancer's CPU time per request (µs). With RSS=1 in the environment, also the
+# balancer's peak resident memory during the run (sampled every 0.5 s), MiB.
 wrk_run() {
 	local work=$1 bal=$2 round=$3 url=$4 conns=$5 hdr=${6:-}
-	local args=(-t1 -c"$conns" -d"$DURATION" --latency)
+	local args=(-t1 -c"$conns" -d"${WRK_DURATION:-$DURATION}" --latency --timeout 10s)
 	[[ -n $hdr ]] && args+=(-H "$hdr")
-	local out t0=0 t1=0 pid=${PIDOF[$bal]:-}
+	local out t0=0 t1=0 pid=${PIDOF[$bal]:-} sampler="" peak=""
 	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
-	out=$("${LOAD_CPU[@]}" wrk "${args[@]}" "$url" 2>&1) || die "wrk $url failed: $out"
+	if [[ -n $pid && ${RSS:-} == 1 ]]; then
+		peak=$DIR/rss.peak
+		echo 0 >"$peak"
+		(
+			m=0
+			while :; do
+				v=$(rss_kib "$pid")
+				((v > m)) && m=$v && echo "$m" >"$peak"
+				sleep 0.5
+			done
+		) &
+		sampler=$!
+	fi
+	out=$("${LOAD_CPU[@]}" wrk "${args[@]}" "$url" 2>&1) || { [[ -n $sampler ]] && kill "$sampler"; die "wrk $url failed: $out"; }
+	if [[ -n $sampler ]]; then
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+		peak=$(awk '{printf "%.1f", $1/1024}' "$peak")
+	fi
 	[[ -n $pid ]] && t1=$(cpu_ticks "$pid")
 	local rps p99 errs reqs cpu=""
 	reqs=$(awk '/requests in/{print $1}' <<<"$out")
@@ -207,7 +243,8 @@ wrk_run() {
 	[[ -n $errs ]] && echo "$work $bal round $round: $errs" >>"$NOTES"
 	printf '%s\t%s\t%s\treq/s\t%s\n%s\t%s\t%s\tp99 ms\t%s\n' "$work" "$bal" "$round" "$rps" "$work" "$bal" "$round" "$p99" >>"$RAW"
 	[[ -n $cpu ]] && printf '%s\t%s\t%s\tCPU µs/req\t%s\n' "$work" "$bal" "$round" "$cpu" >>"$RAW"
-	say "  $work $bal: $rps req/s, p99 ${p99} ms${cpu:+, CPU $cpu µs/req}${errs:+ ($errs)}"
+	[[ -n $peak ]] && printf '%s\t%s\t%s\tRSS MiB (peak)\t%s\n' "$work" "$bal" "$round" "$peak" >>"$RAW"
+	say "  $work $bal: $rps req/s, p99 ${p99} ms${cpu:+, CPU $cpu µs/req}${peak:+, RSS $peak MiB}${errs:+ ($errs)}"
 }
 
 run_one() { # WORKLOAD BALANCER ROUND
@@ -218,6 +255,7 @@ run_one() { # WORKLOAD BALANCER ROUND
 	l4ka) wrk_run "L4 keep-alive (c64)" "$bal" "$r" "${L4[$bal]}" 64 ;;
 	l4close) wrk_run "L4 new conn/request (c32)" "$bal" "$r" "${L4[$bal]}" 32 "Connection: close" ;;
 	httpska) [[ $bal == direct ]] || wrk_run "https keep-alive (c64)" "$bal" "$r" "${TLS[$bal]}" 64 ;;
+	c10k) RSS=1 WRK_DURATION=$C10K_DURATION wrk_run "L7 keep-alive, $MANY_CONNS clients" "$bal" "$r" "${L7[$bal]}" "$MANY_CONNS" ;;
 	l4bulk)
 		local res
 		res=$("${LOAD_CPU[@]}" "$NBB" bulk "${BULKA[$bal]}" /nb-bench-512m.bin) || die "bulk through $bal failed"
@@ -229,7 +267,7 @@ run_one() { # WORKLOAD BALANCER ROUND
 
 BALS=(nodebalancer haproxy nginx direct)
 WORKS=()
-for w in l7ka l7close l4ka l4close l4bulk httpska; do want $w && WORKS+=($w); done
+for w in l7ka l7close l4ka l4close l4bulk httpska c10k; do want $w && WORKS+=($w); done
 
 if ((${#WORKS[@]})); then
 	say "warm-up"

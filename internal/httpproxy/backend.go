@@ -34,8 +34,8 @@ const (
 	DefaultDialTimeout = 5 * time.Second
 	DefaultMaxIdle     = 128
 	DefaultIdleTimeout = 4 * time.Second
-	// backendBufferSize is the read buffer of a backend connection; it also bounds a
-	// response head.
+	// backendBufferSize is what the read buffer of a backend connection may grow to
+	// (it starts at initialReadBuffer: see connReader); it also bounds a response head.
 	backendBufferSize = 32 << 10
 )
 
@@ -127,7 +127,7 @@ type backendConn struct {
 	send      rawSend // nil rc when c is not a plain TCP connection
 }
 
-var backendBufPool = sync.Pool{New: func() any { b := make([]byte, backendBufferSize); return &b }}
+var backendBufPool = sync.Pool{New: func() any { b := make([]byte, initialReadBuffer); return &b }}
 
 func (bc *backendConn) close() {
 	bc.c.Close()
@@ -208,7 +208,7 @@ func (b *Backend) dial() (*backendConn, error) {
 	}
 	bp := backendBufPool.Get().(*[]byte)
 	bc := &backendConn{b: b, c: c}
-	bc.r = connReader{conn: c, buf: *bp}
+	bc.r = connReader{conn: c, buf: *bp, max: backendBufferSize}
 	if tc, ok := c.(*net.TCPConn); ok {
 		bc.send.rc, _ = tc.SyscallConn()
 		bc.send.r = &bc.r

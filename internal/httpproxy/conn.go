@@ -77,9 +77,10 @@ func newClientConn(s *Server, c net.Conn, local netip.AddrPort, bufSize int) *cl
 	switch {
 	case cc.r.buf == nil:
 		cc.takeBuffers(bufSize)
-	case len(cc.r.buf) != bufSize:
-		cc.r.buf = make([]byte, bufSize)
+	case len(cc.r.buf) > bufSize || len(cc.r.buf) < min(bufSize, initialReadBuffer):
+		cc.r.buf = make([]byte, min(bufSize, initialReadBuffer))
 	}
+	cc.r.max = bufSize
 	cc.s, cc.c, cc.local = s, c, local
 	cc.r.conn, cc.r.r, cc.r.w, cc.r.dl = c, 0, 0, deadline{}
 	cc.wdl = deadline{}
@@ -229,11 +230,8 @@ func (cc *clientConn) waitTimeout(cfg *Config) time.Duration {
 
 // beginRequest starts the next request once its first bytes have arrived.
 func (cc *clientConn) beginRequest(cfg *Config) {
-	if limit := cfg.MaxHeaderBytes; len(cc.r.buf) < limit {
-		nb := make([]byte, limit)
-		cc.r.w = copy(nb, cc.r.buffered())
-		cc.r.r, cc.r.buf = 0, nb
-	}
+	// The buffer grows to the limit when a head needs it (connReader.fill).
+	cc.r.max = cfg.MaxHeaderBytes
 	cc.inRequest, cc.scanned, cc.headerDL, cc.first = true, 0, false, false
 	cc.start, cc.end = time.Now(), time.Time{}
 	cc.sentResp, cc.status, cc.backend, cc.failure = 0, 0, nil, FailNone

@@ -337,7 +337,7 @@ func (cc *clientConn) readFinalHead(cfg *Config, bc *backendConn, now time.Time,
 		if firstErr != nil {
 			return 0, sawInterim, firstErr
 		}
-		end, err = readHead(&bc.r, len(bc.r.buf))
+		end, err = readHead(&bc.r, max(len(bc.r.buf), bc.r.max))
 		if err != nil {
 			return 0, sawInterim, err
 		}

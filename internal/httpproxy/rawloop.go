@@ -163,15 +163,18 @@ func (cc *clientConn) shedBuffers() {
 	idleBufferPool.Put(box)
 }
 
-// takeBuffers gives the connection a read buffer of size bytes and an output buffer.
+// takeBuffers gives the connection a read buffer that may grow to size bytes (the
+// head limit) and an output buffer. A pooled read buffer is taken as it is when it
+// fits: one that grew for a long head serves the next connection too.
 func (cc *clientConn) takeBuffers(size int) {
 	box, _ := idleBufferPool.Get().(*idleBuffers)
 	if box == nil {
 		box = new(idleBuffers)
 	}
-	if len(box.r) != size {
-		box.r = make([]byte, size)
+	if len(box.r) > size || len(box.r) < min(size, initialReadBuffer) {
+		box.r = make([]byte, min(size, initialReadBuffer))
 	}
+	cc.r.max = size
 	if box.out == nil {
 		box.out = make([]byte, 0, 4096)
 	}
