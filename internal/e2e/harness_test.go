@@ -44,6 +44,12 @@ type env struct {
 // with the package's other tests.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with a hook that may adjust the server's configuration.
+func newEnvWith(t *testing.T, adjust func(*server.Config)) *env {
+	t.Helper()
 	t.Parallel()
 	n := testNet.Add(1)
 	if n > 250 {
@@ -54,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	if os.Getenv("E2E_LOG") != "" {
 		logw = os.Stderr
 	}
-	s, err := server.New(server.Config{
+	cfg := server.Config{
 		Listen:         "127.0.0.1:0",
 		DataDir:        t.TempDir(),
 		FrontendPool:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 61, e.n, 0}), 24)},
@@ -63,7 +69,11 @@ func newEnv(t *testing.T) *env {
 		BootstrapToken: bootstrapToken,
 		ShutdownGrace:  2 * time.Second,
 		Log:            slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,8 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 	hosts := map[string]*host{}
 	start := func(id string) *host {
 		return mustStartHost(t, l.ns[id], id, etcdArgs(c, "--listen", l.addr[id]+":8080",
-			"--frontend-pool", labFrontend, "--backend-cidrs", labBackends, "--stats-persist-every", "500ms")...)
+			"--frontend-pool", labFrontend, "--backend-cidrs", labBackends, "--stats-persist-every", "500ms",
+			"--etcd-timeout", "10s")...) // storms retry conflicts; a loaded CI machine is slow
 	}
 	for _, id := range []string{"a", "b"} {
 		hosts[id] = start(id)

@@ -2,13 +2,15 @@ package stats
 
 import (
 	"testing"
+
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // Two hosts on one store: each counts its own traffic, persists it under its own
 // name, and either one's reads add both up, each byte once — also after a host
 // restarts from its blob.
 func TestHostsAddUpEachOthersTraffic(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	nb, _, _ := createNB(t, db, "shared")
 	c := &clock{utc("2025-03-10T12:00:03Z")}
 	host := func(id string, reg *Registry) *Stats {
