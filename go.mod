@@ -3,6 +3,7 @@ module github.com/nodebalancer/nodebalancer
 go 1.26.8
 
 require (
+	github.com/gaissmai/bart v0.30.0
 	github.com/linode/linodego v1.69.1
 	github.com/mdlayher/arp v0.0.0-20220512170110-6706a2966875
 	github.com/mdlayher/ndp v1.1.0

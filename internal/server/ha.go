@@ -43,8 +43,10 @@ func (s *Server) frontendAddresses() []netip.Addr {
 	}
 	var out []netip.Addr
 	for _, v := range m.View() {
-		if a, err := netip.ParseAddr(v.NodeBalancer.IPv4); err == nil {
-			out = append(out, a)
+		for _, ip := range [...]string{v.NodeBalancer.IPv4, v.NodeBalancer.IPv6} {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				out = append(out, a)
+			}
 		}
 	}
 	return out
