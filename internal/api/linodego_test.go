@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/testcert"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // These tests drive the API over loopback with the real Linode client, the final
@@ -701,7 +702,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db := openDB(t, e.dir)
+	db := teststore.Open(t, e.dir, apiPool)
 	defer db.Close()
 	if again, err := Bootstrap(db, ""); err != nil || again != "" {
 		t.Fatalf("bootstrap on a store with tokens = %q, %v", again, err)

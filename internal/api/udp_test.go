@@ -52,13 +52,18 @@ func TestLinodegoUDPConfigs(t *testing.T) {
 			t.Errorf("%s: %v, want a 400 on %s saying %q", c.name, err, c.field, c.why)
 		}
 	}
-	// Moving the udp config onto a tcp-only setting is refused, and nothing changes.
-	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{Port: 53, Protocol: "tcp"}); status(err) != 400 ||
-		!strings.Contains(err.Error(), "[algorithm]") {
-		t.Errorf("udp→tcp keeping ring_hash: %v", err)
+	// Moving the udp config to tcp while sending ring_hash is refused, and nothing changes.
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{
+		Port: 55, Protocol: "tcp", Algorithm: "ring_hash"}); status(err) != 400 || !strings.Contains(err.Error(), "[algorithm]") {
+		t.Errorf("udp→tcp sending ring_hash: %v", err)
 	}
-	if got, _ := lc.GetNodeBalancerConfig(ctx, nb.ID, udp.ID); got.Protocol != "udp" || got.Algorithm != "ring_hash" {
+	if got, _ := lc.GetNodeBalancerConfig(ctx, nb.ID, udp.ID); got.Protocol != "udp" || got.Algorithm != "ring_hash" || got.Port != 53 {
 		t.Errorf("after a refused update: %+v", got)
+	}
+	// Leaving them out, the udp-only values fall back to the defaults (model.FitProtocol).
+	moved, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{Port: 55, Protocol: "tcp"})
+	if err != nil || moved.Protocol != "tcp" || moved.Algorithm != "roundrobin" || moved.Stickiness != "none" {
+		t.Errorf("udp→tcp leaving algorithm and stickiness out: %+v, %v", moved, err)
 	}
 	// Each udp algorithm and stickiness is accepted.
 	port := 60

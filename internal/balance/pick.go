@@ -78,9 +78,7 @@ func (p *Pool) leastConn(t *table, ex int) *Node {
 	if best >= 0 {
 		best += start
 	}
-	if b, _, _ := lcScan(lc[:start], ex, best, bestActive, bestWeight); b != best {
-		best = b
-	}
+	best, _, _ = lcScan(lc[:start], ex, best, bestActive, bestWeight)
 	if best < 0 {
 		return p.scan(uint64(start), ex)
 	}

@@ -30,19 +30,6 @@ func (s Status) String() string {
 	return fmt.Sprintf("Status(%d)", int32(s))
 }
 
-// ParseStatus parses the API spelling of a status ("Unknown", "UP", "DOWN").
-func ParseStatus(s string) (Status, error) {
-	switch s {
-	case "Unknown":
-		return StatusUnknown, nil
-	case "UP":
-		return StatusUp, nil
-	case "DOWN":
-		return StatusDown, nil
-	}
-	return 0, fmt.Errorf("unknown node status %q", s)
-}
-
 // Mode is what a node accepts, as set by the operator through the API.
 type Mode uint8
 

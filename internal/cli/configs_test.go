@@ -241,3 +241,29 @@ func TestUDPConfigFlags(t *testing.T) {
 		t.Fatalf("table on udp: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// failedListener reports every config's port as busy.
+type failedListener struct{}
+
+func (failedListener) ListenerStatus(int) model.ListenerStatus {
+	return model.ListenerStatus{State: model.ListenerFailed, Address: "127.0.1.1:8080", Error: "bind: address already in use"}
+}
+
+func TestConfigsListMarksAConfigThatCannotListen(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(o *api.Options) { o.Listeners = failedListener{} })
+	nb, _ := fixture(e)
+	ls := lines(e.ok("nodebalancers", "configs-list", nb))
+	if h := strings.Fields(ls[0]); h[len(h)-1] != "listener.state" {
+		t.Fatalf("configs-list header %q", ls[0])
+	}
+	if !strings.HasSuffix(ls[1], "  failed") {
+		t.Fatalf("configs-list row %q does not end with the listener state", ls[1])
+	}
+	if got := colorStatus("failed"); got != ansiRed+"failed"+ansiReset {
+		t.Errorf("colorStatus(failed) = %q", got)
+	}
+	if out := e.ok("nodebalancers", "configs-list", nb, "--format", "id,listener.error"); !strings.Contains(out, "bind: address already in use") {
+		t.Errorf("--format listener.error: %q", out)
+	}
+}

@@ -7,9 +7,11 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +92,7 @@ type Plane struct {
 	round     uint64
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
-	failed    map[int]error // configs whose listener could not be opened
+	failed    map[int]*failure // configs whose listener could not be opened
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
@@ -139,7 +141,7 @@ func New(o Options) *Plane {
 		backends:  map[int]map[int]*backend{},
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
-		failed:    map[int]error{},
+		failed:    map[int]*failure{},
 	}
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
@@ -227,19 +229,22 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 					p.Apply(m, d)
 				}
 			}
-			p.maintain(i%3 == 0, m)
+			p.maintain(m)
 		}
 	}
 }
 
 // maintain runs once a second: it refreshes pick tables (a status change that raced a
-// snapshot swap is picked up here), sweeps expired sticky pins, and every few seconds
-// retries listeners that could not be opened.
-func (p *Plane) maintain(retry bool, m *store.Mirror) {
+// snapshot swap is picked up here), sweeps expired sticky pins, and retries listeners
+// that could not be opened once their backoff has passed.
+func (p *Plane) maintain(m *store.Mirror) {
+	wall := time.Now()
 	p.mu.Lock()
 	var failed []int
-	for id := range p.failed {
-		failed = append(failed, id)
+	for id, f := range p.failed {
+		if !wall.Before(f.next) {
+			failed = append(failed, id)
+		}
 	}
 	snaps := make([]*snapshot, 0, len(p.listeners))
 	for _, l := range p.listeners {
@@ -255,7 +260,7 @@ func (p *Plane) maintain(retry bool, m *store.Mirror) {
 			s.sticky.Sweep(now)
 		}
 	}
-	if retry && len(failed) > 0 {
+	if len(failed) > 0 {
 		p.Apply(m, store.Delta{Configs: failed})
 	}
 }
@@ -375,15 +380,14 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		for _, b := range replaced {
 			p.backends[c.ID][b.id] = b
 		}
-		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
-		p.failed[c.ID] = err
+		p.fail(nb.ID, c.ID, addr, fmt.Errorf("config cannot be served: %w", err))
 		return
 	}
 	for _, b := range replaced {
 		b.close()
 	}
 	p.dropBackends(c.ID, p.round)
-	p.place(c.ID, addr, c.Protocol, s)
+	p.place(nb.ID, c.ID, addr, c.Protocol, s)
 }
 
 // dropBackends closes and forgets the backends of config id that the rebuild of
@@ -419,8 +423,9 @@ func (p *Plane) remove(id int) {
 	p.opts.Stats.ForgetConfig(id)
 }
 
-// place makes sure config id listens on addr with protocol and serves s. p.mu is held.
-func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
+// place makes sure config id of NodeBalancer nbID listens on addr with protocol and
+// serves s. p.mu is held.
+func (p *Plane) place(nbID, id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
 	l := p.listeners[id]
 	if l != nil && (l.addr != addr || l.protocol != proto) {
 		p.retire(l)
@@ -431,10 +436,7 @@ func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snap
 	if l == nil {
 		ln, err := listen(addr)
 		if err != nil {
-			if _, seen := p.failed[id]; !seen {
-				p.log.Error("cannot listen", "config_id", id, "addr", addr.String(), "err", err)
-			}
-			p.failed[id] = err
+			p.fail(nbID, id, addr, err)
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -443,10 +445,55 @@ func (p *Plane) place(id int, addr netip.AddrPort, proto model.Protocol, s *snap
 		l.wg.Add(1)
 		go l.serve()
 		p.listeners[id] = l
-		delete(p.failed, id)
-		p.log.Info("listener open", "config_id", id, "addr", addr.String(), "protocol", string(proto))
+		if f := p.failed[id]; f != nil {
+			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(),
+				"protocol", string(proto), "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts)
+		} else {
+			p.log.Info("listener open", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "protocol", string(proto))
+		}
 	}
 	l.setSnapshot(s)
+	// Serving s ends any failure: a bind that failed, or an earlier snapshot of this
+	// config that could not be built while the listener kept the one before.
+	delete(p.failed, id)
+}
+
+// failure is why a config that should listen does not, and when to try again.
+type failure struct {
+	nbID     int
+	addr     netip.AddrPort
+	err      error
+	since    time.Time // first failure of this streak
+	attempts int
+	next     time.Time // the once-a-second maintenance retries from then on
+}
+
+// Bind retries back off from RetryMin, doubling up to RetryMax: a port held by
+// another process is usually freed within seconds, and a bind attempt costs one
+// snapshot build of the failed config.
+const (
+	RetryMin = 2 * time.Second
+	RetryMax = 5 * time.Second
+)
+
+// fail records that config id of NodeBalancer nbID could not listen on addr. The
+// first failure of a streak (or one on a new address) is logged at Error, retries
+// at Debug. p.mu is held.
+func (p *Plane) fail(nbID, id int, addr netip.AddrPort, err error) {
+	now := time.Now()
+	f := p.failed[id]
+	if f == nil || f.addr != addr {
+		f = &failure{nbID: nbID, addr: addr, since: now}
+		p.failed[id] = f
+		p.log.Error("cannot listen", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "err", err,
+			"retry_in", RetryMin)
+	} else {
+		p.log.Debug("cannot listen yet", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "err", err,
+			"attempts", f.attempts+1)
+	}
+	f.err = err
+	f.attempts++
+	f.next = now.Add(min(RetryMin<<min(f.attempts-1, 8), RetryMax))
 }
 
 // limiter returns the throttle of NodeBalancer id, nil when throttling is off.
@@ -479,15 +526,44 @@ func (p *Plane) Listening() map[int]netip.AddrPort {
 	return out
 }
 
-// Failed returns why each config that should listen does not.
-func (p *Plane) Failed() map[int]error {
+// FailedListener is a config that should listen and does not.
+type FailedListener struct {
+	NodeBalancerID, ConfigID int
+	Addr                     netip.AddrPort
+	Err                      error
+	// Since is when it first failed; Attempts counts tries since, the first included.
+	Since    time.Time
+	Attempts int
+}
+
+// Failed returns the configs that should listen and do not, in config id order.
+func (p *Plane) Failed() []FailedListener {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[int]error{}
-	for id, err := range p.failed {
-		out[id] = err
+	out := make([]FailedListener, 0, len(p.failed))
+	for id, f := range p.failed {
+		out = append(out, FailedListener{NodeBalancerID: f.nbID, ConfigID: id, Addr: f.addr, Err: f.err, Since: f.since, Attempts: f.attempts})
 	}
+	slices.SortFunc(out, func(a, b FailedListener) int { return a.ConfigID - b.ConfigID })
 	return out
+}
+
+// ListenerStatus tells whether config id listens on this host: open, failed (and
+// why), or pending when the data plane has not applied it yet.
+func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f := p.failed[id]; f != nil {
+		return model.ListenerStatus{State: model.ListenerFailed, Address: f.addr.String(), Error: f.err.Error(),
+			Since: f.since, Attempts: f.attempts}
+	}
+	if l := p.listeners[id]; l != nil {
+		return model.ListenerStatus{State: model.ListenerOpen, Address: l.addr.String()}
+	}
+	if u := p.udp.configs[id]; u != nil {
+		return model.ListenerStatus{State: model.ListenerOpen, Address: u.proxy.Addr().String()}
+	}
+	return model.ListenerStatus{State: model.ListenerPending}
 }
 
 // StatusChanged follows a health status change of config id's nodes: it rebuilds the

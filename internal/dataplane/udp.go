@@ -82,8 +82,7 @@ func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
 		for _, b := range replaced {
 			p.backends[c.ID][b.id] = b
 		}
-		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
-		p.failed[c.ID] = err
+		p.fail(nb.ID, c.ID, addr, fmt.Errorf("config cannot be served: %w", err))
 		return
 	}
 	for _, b := range replaced {
@@ -96,14 +95,11 @@ func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
 			Active: &p.active, MaxSessions: int64(p.opts.MaxConns), AccessLog: p.opts.UDPAccessLog,
 		})
 		if err != nil {
-			if _, seen := p.failed[c.ID]; !seen {
-				p.log.Error("cannot listen", "config_id", c.ID, "addr", addr.String(), "protocol", "udp", "err", err)
-			}
-			p.failed[c.ID] = err
+			p.fail(nb.ID, c.ID, addr, err)
 			return
 		}
 		p.udp.configs[c.ID] = u
-		p.log.Info("listener open", "config_id", c.ID, "addr", addr.String(), "protocol", "udp")
+		p.log.Info("listener open", "nodebalancer_id", nb.ID, "config_id", c.ID, "addr", addr.String(), "protocol", "udp")
 	} else {
 		u.proxy.SetSnapshot(s)
 	}

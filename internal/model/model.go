@@ -64,6 +64,17 @@ type ConfigWithNodes struct {
 	Nodes []Node `json:"nodes"`
 }
 
+// ReservedIP is a frontend address kept aside, as Linode's reserved IPv4 addresses
+// are: a NodeBalancer created with it as its ipv4 uses it, it outlives that
+// NodeBalancer, and no NodeBalancer is given it unless it asks for it by address.
+// Which NodeBalancer uses it is not stored here: it is whichever has it as ipv4.
+type ReservedIP struct {
+	Address string    `json:"address"`
+	Region  string    `json:"region"`
+	Tags    []string  `json:"tags"`
+	Created time.Time `json:"created"`
+}
+
 // Token is a personal access token. Only the SHA-256 hash of the secret is kept.
 type Token struct {
 	ID      int        `json:"id"`

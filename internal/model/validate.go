@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -125,11 +124,32 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 	checkRange(&es, "client_conn_throttle", nb.ClientConnThrottle, MinThrottle, MaxThrottle)
 	checkRange(&es, "client_udp_sess_throttle", nb.ClientUDPSessThrottle, MinThrottle, MaxThrottle)
 	checkEnum(&es, "type", types, string(nb.Type))
-	if len(nb.Tags) > MaxTags {
+	checkTags(&es, nb.Tags)
+	return es
+}
+
+// ValidateReservedIP checks the fields of r a client sets: its region and tags (the
+// address is the store's to check against the frontend pool).
+func ValidateReservedIP(r *ReservedIP, p Policy) Errors {
+	var es Errors
+	switch r.Region {
+	case "":
+		es.Add("region", "region is required")
+	case p.Region:
+	default:
+		es.Add("region", fmt.Sprintf("region must be '%s', the only region this server serves", p.Region))
+	}
+	checkTags(&es, r.Tags)
+	return es
+}
+
+// checkTags checks a list of tags, as NodeBalancers and reserved addresses carry.
+func checkTags(es *Errors, tags []string) {
+	if len(tags) > MaxTags {
 		es.Add("tags", fmt.Sprintf("at most %d tags", MaxTags))
 	}
 	seen := map[string]bool{}
-	for i, t := range nb.Tags {
+	for i, t := range tags {
 		f := "tags[" + strconv.Itoa(i) + "]"
 		switch {
 		case len(t) < MinTag || len(t) > MaxTag:
@@ -141,7 +161,6 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 		}
 		seen[t] = true
 	}
-	return es
 }
 
 // ValidateConfig checks every field of c and the rules between them. Port uniqueness
@@ -177,50 +196,15 @@ func ValidateConfig(c *Config) Errors {
 	if c.Check == CheckHTTPBody && c.CheckBody == "" {
 		es.Add("check_body", "check_body is required when check is http_body")
 	}
-	if c.ProxyProtocol == ProxyProtocolV1 || c.ProxyProtocol == ProxyProtocolV2 {
-		if c.Protocol != ProtocolTCP {
-			es.Add("proxy_protocol", "proxy_protocol "+string(c.ProxyProtocol)+" requires protocol tcp")
-		}
-	}
-	if c.Stickiness == StickinessHTTPCookie && c.Protocol != ProtocolHTTP && c.Protocol != ProtocolHTTPS {
-		es.Add("stickiness", "stickiness http_cookie requires protocol http or https")
-	}
-	validateUDPRules(&es, c)
+	checkProtocolRules(&es, c)
 	validateTLS(&es, c)
 	return es
 }
 
-// validateUDPRules checks the algorithms and stickiness kinds that belong to one side
-// only: ring_hash, session and source_ip are udp's; source, table and http_cookie are
-// not. (Unknown values are checkEnum's to report.)
-func validateUDPRules(es *Errors, c *Config) {
-	udp := c.Protocol == ProtocolUDP
-	switch {
-	case c.Algorithm == AlgorithmRingHash && !udp && slices.Contains(protocols.values, string(c.Protocol)):
-		es.Add("algorithm", "algorithm ring_hash requires protocol udp")
-	case c.Algorithm == AlgorithmSource && udp:
-		es.Add("algorithm", "algorithm source is not available with protocol udp; use roundrobin, leastconn or ring_hash")
-	}
-	switch c.Stickiness {
-	case StickinessSession, StickinessSourceIP:
-		if !udp && slices.Contains(protocols.values, string(c.Protocol)) {
-			es.Add("stickiness", "stickiness "+string(c.Stickiness)+" requires protocol udp")
-		}
-	case StickinessTable:
-		if udp {
-			es.Add("stickiness", "stickiness table is not available with protocol udp; use none, session or source_ip")
-		}
-	}
-}
-
+// validateTLS checks the certificate and key of an https config (protocolRules
+// refuses them on the other protocols).
 func validateTLS(es *Errors, c *Config) {
 	if c.Protocol != ProtocolHTTPS {
-		if c.SSLCert != "" {
-			es.Add("ssl_cert", "ssl_cert is only allowed with protocol https")
-		}
-		if c.SSLKey != "" {
-			es.Add("ssl_key", "ssl_key is only allowed with protocol https")
-		}
 		return
 	}
 	certOK := checkPEMField(es, "ssl_cert", c.SSLCert)

@@ -35,6 +35,9 @@ import (
 
 const token = "stats-integration-token-0123456789"
 
+// metricsListen is /metrics' own address in the restart run; this test alone uses it.
+const metricsListen = "127.0.95.1:9100"
+
 // Small resolutions so the test sees samples in milliseconds, not seconds.
 var (
 	hourRes = stats.Resolution{Width: 100 * time.Millisecond, Buckets: 600}
@@ -399,7 +402,7 @@ func TestTrafficShowsInCountersStatsTransferAndMetricsAlike(t *testing.T) {
 		t.Errorf("access log: %d tcp lines of %d bytes, %d http POST lines; want %d and %d", tcpLines, tcpBytes, httpLines, tcpConns, requests)
 	}
 
-	r2 := start(t, dir, func(c *server.Config) { c.MetricsListen, c.MetricsToken = "127.0.0.1:0", true })
+	r2 := start(t, dir, func(c *server.Config) { c.MetricsListen, c.MetricsToken = metricsListen, true })
 	got, err = r2.lc.GetNodeBalancer(ctx, nb.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +417,7 @@ func TestTrafficShowsInCountersStatsTransferAndMetricsAlike(t *testing.T) {
 			len(hourBefore.Data.Traffic.In), hourBefore.Data.Traffic.In[0])
 	}
 
-	murl := "http://" + r2.srv.MetricsAddr().String() + "/metrics"
+	murl := "http://" + metricsListen + "/metrics"
 	if _, code := metrics(t, murl, ""); code != http.StatusUnauthorized {
 		t.Errorf("/metrics without a token: %d", code)
 	}

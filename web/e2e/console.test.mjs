@@ -12,6 +12,7 @@
 import {chromium} from 'playwright-core';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -69,11 +70,13 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 context.setDefaultTimeout(15_000); // a shared 2-core machine runs other tests meanwhile
 const page = context.pages()[0] ?? await context.newPage();
 const pageErrors = [];
+let allow503 = false; // set while a step makes the API fail on purpose
 page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
 page.on('console', (m) => {
   // Chromium logs every 4xx answer (the refused token, the refused weight, /stats
   // before stats exist): those are the test's own doing. Anything else is a bug.
-  if (m.type() === 'error' && !/the server responded with a status of 4\d\d/.test(m.text())) pageErrors.push(`console error: ${m.text()}`);
+  const expected = allow503 ? /the server responded with a status of (4\d\d|503)/ : /the server responded with a status of 4\d\d/;
+  if (m.type() === 'error' && !expected.test(m.text())) pageErrors.push(`console error: ${m.text()}`);
 });
 
 let current = '';
@@ -296,6 +299,67 @@ try {
     await waitFor('one row left', async () => (await panel.locator('li.node-row').count()) === 1);
     const nodes = (await api('GET', `/nodebalancers/${nb.id}/configs/${cfg.id}/nodes`)).body.data;
     assert.deepEqual(nodes.map((n) => [n.label, n.mode, n.weight]), [['web-1', 'drain', 80]]);
+  });
+
+  await step('a save whose node list then fails to load says it was saved, not "fix the fields"', async () => {
+    const panel = panelFor(PORT);
+    const nodesURL = new RegExp(`/v4/nodebalancers/${nb.id}/configs/${cfg.id}/nodes(\\?.*)?$`);
+    const failNodes = (route) => (route.request().method() === 'GET'
+      ? route.fulfill({status: 503, contentType: 'application/json', body: JSON.stringify({errors: [{reason: 'Service unavailable'}]})})
+      : route.continue());
+    allow503 = true;
+    await page.route(nodesURL, failNodes);
+    const notSaved = page.getByText('Not saved: fix the fields marked in red.');
+    try {
+      await notSaved.first().waitFor({state: 'hidden', timeout: 10_000}); // the earlier step's toast
+      await row(panel, 0).getByLabel('Weight', {exact: true}).fill('90');
+      await panel.getByRole('button', {name: 'Save', exact: true}).click();
+      await page.getByText(`Port ${PORT} saved, but the node list could not be refreshed (Service unavailable).`).waitFor();
+      assert.equal(await notSaved.count(), 0);
+      assert.equal(await panel.locator('.form-error:not([hidden])').count(), 0, 'no error is shown in the form');
+      await panel.getByText('Unsaved changes').first().waitFor({state: 'hidden'});
+      const nodes = (await api('GET', `/nodebalancers/${nb.id}/configs/${cfg.id}/nodes`)).body.data;
+      assert.deepEqual(nodes.map((n) => [n.label, n.weight]), [['web-1', 90]]);
+    } finally {
+      await page.unroute(nodesURL, failNodes);
+      allow503 = false;
+    }
+    // The next status poll reloads the panel from the API.
+    await waitFor('the panel reloaded', async () => (await row(panel, 0).getByLabel('Weight', {exact: true}).inputValue()) === '90' &&
+      (await row(panel, 0).locator('.badge').textContent()) !== 'not saved');
+    assert.equal(await panel.getByText('Unsaved changes').first().isHidden(), true);
+  });
+
+  await step('a configuration whose port another process holds shows a banner until the port is free', async () => {
+    const squatter = net.createServer();
+    await new Promise((resolve, reject) => squatter.once('error', reject).listen(0, nb.ipv4, resolve));
+    const busy = squatter.address().port;
+    let busyCfg;
+    try {
+      const res = await api('POST', `/nodebalancers/${nb.id}/configs`, {port: busy, protocol: 'tcp'});
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      busyCfg = res.body;
+      const banner = panelFor(busy).locator('.listener-banner');
+      await banner.waitFor(); // the console polls every 2 s
+      assert.equal(await banner.getAttribute('role'), 'alert');
+      assert.match(await banner.textContent(), new RegExp(`Not listening on ${nb.ipv4.replaceAll('.', '\\.')}:${busy}: .*address already in use`));
+      if (ALL_SHOTS) await shot('config-busy-port');
+      // The list marks the port too.
+      await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
+      const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
+      await tr.locator('.port-failed', {hasText: `${busy} not listening`}).waitFor();
+    } finally {
+      squatter.close();
+    }
+    // The server retries the bind every few seconds; the marks go with the failure.
+    const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
+    await tr.locator('.port-failed').waitFor({state: 'detached', timeout: 20_000});
+    await tr.getByRole('link', {name: LABEL}).click();
+    await page.getByRole('link', {name: 'Configurations'}).click();
+    await panelFor(busy).waitFor();
+    await panelFor(busy).locator('.listener-banner').waitFor({state: 'hidden', timeout: 20_000});
+    assert.equal((await api('GET', `/nodebalancers/${nb.id}/configs/${busyCfg.id}`)).body.listener.state, 'open');
+    assert.equal((await api('DELETE', `/nodebalancers/${nb.id}/configs/${busyCfg.id}`)).status, 200);
   });
 
   await step('the connections and traffic graphs move with traffic through the NodeBalancer', async () => {

@@ -94,9 +94,7 @@ export function mount(root, _params, {router}) {
           set(r.c.status,
             h('span', {class: 'count up'}, `${up} up`), ', ',
             h('span', {class: down ? 'count down' : 'count'}, `${down} down`));
-          // A udp config may share a tcp config's port number: say which is which.
-          set(r.c.ports, cfs.length ? [...cfs].sort((a, b) => a.port - b.port)
-            .map((c) => (c.protocol === 'udp' ? `${c.port}/udp` : c.port)).join(', ') : 'none',
+          set(r.c.ports, cfs.length ? portList(cfs) : 'none',
             h('span', {class: 'muted small'}, ` (${cfs.length} ${cfs.length === 1 ? 'config' : 'configs'})`));
         }
         set(r.c.transfer, fmtMB(nb.transfer?.total));
@@ -119,4 +117,20 @@ export function mount(root, _params, {router}) {
   }
   const poller = poll(refresh, REFRESH_MS);
   return {unmount() { poller.stop(); }};
+}
+
+/**
+ * portList shows the ports in order, marking those this server cannot listen on; a udp
+ * port reads 53/udp, since a udp config may share a tcp config's port number.
+ */
+function portList(cfs) {
+  const out = [];
+  for (const c of [...cfs].sort((a, b) => a.port - b.port)) {
+    if (out.length) out.push(', ');
+    const port = c.protocol === 'udp' ? `${c.port}/udp` : String(c.port);
+    out.push(c.listener?.state === 'failed'
+      ? h('span', {class: 'count down port-failed', title: c.listener.error}, `${port} not listening`)
+      : port);
+  }
+  return out;
 }
