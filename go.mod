@@ -3,6 +3,7 @@ module github.com/nodebalancer/nodebalancer
 go 1.26.8
 
 require (
+	github.com/gaissmai/bart v0.30.0
 	github.com/linode/linodego v1.69.1
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/common v0.66.1

@@ -52,10 +52,16 @@ func TestLinodegoUDPConfigs(t *testing.T) {
 			t.Errorf("%s: %v, want a 400 on %s saying %q", c.name, err, c.field, c.why)
 		}
 	}
-	// Moving the udp config to tcp while sending ring_hash is refused, and nothing changes.
-	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{
-		Port: 55, Protocol: "tcp", Algorithm: "ring_hash"}); status(err) != 400 || !strings.Contains(err.Error(), "[algorithm]") {
+	// Moving the udp config to tcp while sending ring_hash is refused; left out, ring_hash
+	// and source_ip would fall back to tcp's defaults, but port 53 is the tcp config's.
+	// Either way nothing changes.
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{Port: 53, Protocol: "tcp", Algorithm: "ring_hash"}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "[algorithm]") {
 		t.Errorf("udp→tcp sending ring_hash: %v", err)
+	}
+	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{Port: 53, Protocol: "tcp"}); status(err) != 400 ||
+		!strings.Contains(err.Error(), "[port]") {
+		t.Errorf("udp→tcp on the tcp config's port: %v", err)
 	}
 	if got, _ := lc.GetNodeBalancerConfig(ctx, nb.ID, udp.ID); got.Protocol != "udp" || got.Algorithm != "ring_hash" || got.Port != 53 {
 		t.Errorf("after a refused update: %+v", got)

@@ -82,7 +82,7 @@ func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
 		for _, b := range replaced {
 			p.backends[c.ID][b.id] = b
 		}
-		p.fail(nb.ID, c.ID, addr, fmt.Errorf("config cannot be served: %w", err))
+		p.fail(nb.ID, c.ID, addr, err)
 		return
 	}
 	for _, b := range replaced {

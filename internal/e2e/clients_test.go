@@ -160,7 +160,7 @@ func TestTerraformProviderRequests(t *testing.T) {
 	if vpcs, err := lc.ListNodeBalancerVPCConfigs(ctx, nb.ID, nil); err != nil || len(vpcs) != 0 {
 		t.Fatalf("vpcs: %v, %v", vpcs, err)
 	}
-	// firewall_id is the Cloud Firewall issue's: until then a clear 400 naming it.
+	// firewall_id names a firewall that does not exist: a clear 400 naming it.
 	if _, err := lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Region: "local", FirewallID: 7}); statusOf(err) != 400 ||
 		!strings.Contains(err.Error(), "firewall_id") {
 		t.Fatalf("create with firewall_id: %v", err)
@@ -330,8 +330,8 @@ func TestLinodeCLIRequests(t *testing.T) {
 
 	// create --no-defaults: {} → "Request failed: 400", "region	region is required".
 	c.refused("POST", "/v4/nodebalancers", `{}`, "region", "region is required")
-	// Its fixtures add --firewall_id: the Cloud Firewall issue's; until then refused by name.
-	c.refused("POST", "/v4/nodebalancers", `{"region":"local","firewall_id":1234}`, "firewall_id", "not supported")
+	// Its fixtures add --firewall_id: a firewall that does not exist is refused by name.
+	c.refused("POST", "/v4/nodebalancers", `{"region":"local","firewall_id":1234}`, "firewall_id", "does not exist")
 
 	// create --region X (and --client_conn_throttle 20 in the udp fixtures).
 	nb := c.ok("POST", "/v4/nodebalancers", `{"region":"local"}`)

@@ -41,10 +41,14 @@ type env struct {
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
-// with the package's other tests.
-func newEnv(t *testing.T) *env {
+// with the package's other tests. mods may change the server's configuration.
+func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 	t.Helper()
-	return newEnvWith(t, nil)
+	return newEnvWith(t, func(c *server.Config) {
+		for _, m := range mods {
+			m(c)
+		}
+	})
 }
 
 // newEnvWith is newEnv with a hook that may adjust the server's configuration.

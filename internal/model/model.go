@@ -12,6 +12,7 @@ type NodeBalancer struct {
 	Label              string `json:"label"`
 	Region             string `json:"region"`
 	IPv4               string `json:"ipv4"`
+	IPv6               string `json:"ipv6,omitempty"` // "" when the frontend pool has no IPv6 network
 	ClientConnThrottle int    `json:"client_conn_throttle"`
 	// ClientUDPSessThrottle limits new UDP sessions per second per client address
 	// across the NodeBalancer's udp configs; 0 is off.

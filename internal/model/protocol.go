@@ -1,5 +1,7 @@
 package model
 
+import "slices"
+
 // The fields whose allowed values depend on the protocol are listed once, here.
 // ValidateConfig reports a rule a config breaks; FitProtocol applies the one rule for
 // a protocol change: a field the request leaves out falls back to its default when
@@ -32,9 +34,11 @@ var protocolRules = []protocolRule{
 		reset:  func(c *Config) { c.ProxyProtocol = DefaultProxyProtocol },
 	},
 	{
-		// ring_hash is udp's alone; source is not udp's.
 		field: "algorithm",
 		fits: func(c *Config) bool {
+			if !knownProtocol(c.Protocol) {
+				return true // checkEnum reports the protocol
+			}
 			if c.Protocol == ProtocolUDP {
 				return c.Algorithm != AlgorithmSource
 			}
@@ -49,10 +53,11 @@ var protocolRules = []protocolRule{
 		reset: func(c *Config) { c.Algorithm = DefaultAlgorithm },
 	},
 	{
-		// http_cookie needs http or https; table is not udp's; session and source_ip
-		// are udp's alone.
 		field: "stickiness",
 		fits: func(c *Config) bool {
+			if !knownProtocol(c.Protocol) {
+				return true
+			}
 			switch c.Stickiness {
 			case StickinessHTTPCookie:
 				return c.Protocol == ProtocolHTTP || c.Protocol == ProtocolHTTPS
@@ -64,10 +69,10 @@ var protocolRules = []protocolRule{
 			return true
 		},
 		reason: func(c *Config) string {
-			switch c.Stickiness {
-			case StickinessHTTPCookie:
+			switch {
+			case c.Stickiness == StickinessHTTPCookie:
 				return "stickiness http_cookie requires protocol http or https"
-			case StickinessTable:
+			case c.Stickiness == StickinessTable:
 				return "stickiness table is not available with protocol udp; use none, session or source_ip"
 			}
 			return "stickiness " + string(c.Stickiness) + " requires protocol udp"
@@ -130,3 +135,7 @@ func checkProtocolRules(es *Errors, c *Config) {
 		}
 	}
 }
+
+// knownProtocol reports whether p is one of the protocols; an unknown one is
+// reported by its own enum check, not by every rule that depends on it.
+func knownProtocol(p Protocol) bool { return slices.Contains(protocols.values, string(p)) }

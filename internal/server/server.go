@@ -23,6 +23,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
@@ -123,6 +124,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	if n, err := s.db.AssignIPv6(); err != nil {
+		s.db.Close()
+		s.closeListeners()
+		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
+	} else if n > 0 {
+		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
 	}
 	return s, nil
 }
@@ -288,6 +296,8 @@ func (s *Server) Run(ctx context.Context) error {
 		OnChange: func(configID int) { plane.StatusChanged(configID) },
 		Observer: st,
 	})
+	drops := firewall.NewDrops()
+	st.SetFirewallDrops(drops)
 	popts := dataplane.Options{
 		Log:           s.cfg.Log,
 		MaxConns:      s.cfg.MaxConns,
@@ -297,6 +307,7 @@ func (s *Server) Run(ctx context.Context) error {
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
+		FirewallDrops: drops,
 		Mirror:        mirror,
 
 		UDPSessionTimeout: s.cfg.UDPSessionTimeout,
@@ -305,7 +316,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP
+		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
 	plane = dataplane.New(popts)
 

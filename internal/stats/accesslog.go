@@ -59,6 +59,7 @@ type accessRecord struct {
 	status            int
 	bytesIn, bytesOut int64
 	failure           httpproxy.Failure
+	dropRule          string // the firewall rule that dropped the connection
 }
 
 // AccessLog writes one JSON line (log/slog) per http request and per tcp connection.
@@ -167,6 +168,11 @@ func (a *AccessLog) write(r accessRecord) {
 		slog.String("client", r.client.String()),
 		slog.String("addr", r.local.String()),
 	)
+	if r.dropRule != "" {
+		rec.AddAttrs(slog.String("failure", "firewall"), slog.String("rule", r.dropRule))
+		a.h.Handle(context.Background(), rec)
+		return
+	}
 	if r.node.IsValid() {
 		rec.AddAttrs(slog.String("node", r.node.String()))
 	}

@@ -437,6 +437,53 @@ try {
     LABEL = `${LABEL}-b`;
   });
 
+  await step('settings: a firewall guards the NodeBalancer, its rules are checked by the API, a drop and a detach take effect', async () => {
+    const card = page.locator('section.firewall');
+    await card.getByText('No firewall guards this NodeBalancer').waitFor();
+    const label = card.getByLabel('New firewall label', {exact: true});
+    await label.fill('fw'); // too short: the API's reason shows next to the field
+    await card.getByRole('button', {name: 'Create and attach'}).click();
+    await card.locator('.field-fw-label .field-error', {hasText: 'label must be 3-32 characters'}).waitFor();
+    await label.fill(`${LABEL}-fw`);
+    await card.getByRole('button', {name: 'Create and attach'}).click();
+    await card.getByText('Guarded by').waitFor();
+    const fws = (await api('GET', `/nodebalancers/${nb.id}/firewalls`)).body.data;
+    assert.equal(fws.length, 1, 'the API shows the firewall attached');
+    const fw = fws[0];
+    await card.getByRole('button', {name: 'Add a rule'}).click();
+    const r = card.locator('li.rule-row').nth(0);
+    await r.getByLabel('Label', {exact: true}).fill('drop-loopback');
+    await r.getByLabel('Action', {exact: true}).selectOption('DROP');
+    await r.getByLabel('Ports', {exact: true}).fill('080'); // a leading zero: refused
+    await r.getByLabel('IPv4 sources', {exact: true}).fill('127.0.0.0/8');
+    await card.getByText('Unsaved changes').waitFor();
+    await card.getByRole('button', {name: 'Save rules'}).click();
+    const err = r.locator('.field-ports .field-error');
+    await err.waitFor();
+    assert.match(await err.textContent(), /'080' is not a port \(1-65535, no leading zeros\)/);
+    assert.equal(await r.getByLabel('Ports', {exact: true}).getAttribute('aria-invalid'), 'true');
+    assert.equal((await api('GET', `/networking/firewalls/${fw.id}/rules`)).body.inbound.length, 0, 'nothing was saved');
+    if (ALL_SHOTS) await shot('firewall-invalid');
+    await r.getByLabel('Ports', {exact: true}).fill(String(PORT));
+    await card.getByRole('button', {name: 'Save rules'}).click();
+    await page.getByText(/Rules saved \(version 2\)/).waitFor();
+    const rules = (await api('GET', `/networking/firewalls/${fw.id}/rules`)).body;
+    assert.deepEqual(rules.inbound.map((x) => [x.label, x.action, x.ports, x.addresses.ipv4]), [['drop-loopback', 'DROP', String(PORT), ['127.0.0.0/8']]]);
+    await waitFor('a loopback client dropped', async () => {
+      try { await (await fetch(`http://${nb.ipv4}:${PORT}/`)).text(); return false; } catch { return true; }
+    }, 5_000, 50);
+    if (ALL_SHOTS) await shot('firewall');
+    await card.getByRole('button', {name: 'Detach'}).click();
+    await page.getByRole('dialog', {name: `Detach ${fw.label}?`}).getByRole('button', {name: 'Detach firewall'}).click();
+    await card.getByText('No firewall guards this NodeBalancer').waitFor();
+    assert.equal((await api('GET', `/nodebalancers/${nb.id}/firewalls`)).body.results, 0);
+    // Any answer will do (the one node left drains, so it may be a 503): the connection is no longer reset.
+    await waitFor('the client answered again', async () => {
+      try { await (await fetch(`http://${nb.ipv4}:${PORT}/`)).text(); return true; } catch { return false; }
+    }, 5_000, 50);
+    assert.equal((await api('DELETE', `/networking/firewalls/${fw.id}`)).status, 200);
+  });
+
   await step('the list shows ipv4, region, ports and nodes up/down', async () => {
     await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
     const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});

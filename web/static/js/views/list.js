@@ -127,10 +127,11 @@ function portList(cfs) {
   const out = [];
   for (const c of [...cfs].sort((a, b) => a.port - b.port)) {
     if (out.length) out.push(', ');
-    const port = c.protocol === 'udp' ? `${c.port}/udp` : String(c.port);
+    // A udp config may share a tcp config's port number: say which is which.
+    const name = c.protocol === 'udp' ? `${c.port}/udp` : String(c.port);
     out.push(c.listener?.state === 'failed'
-      ? h('span', {class: 'count down port-failed', title: c.listener.error}, `${port} not listening`)
-      : port);
+      ? h('span', {class: 'count down port-failed', title: c.listener.error}, `${name} not listening`)
+      : name);
   }
   return out;
 }

@@ -7,6 +7,7 @@ import {poll} from '../poll.js';
 import {LineChart, fmtBits} from '../chart.js';
 import {showErrors} from '../fields.js';
 import {mountConfigs} from './configs.js';
+import {mountFirewall} from './firewall.js';
 import {nbFields, nbBody, nbFieldFor, deleteNodeBalancer} from './nbforms.js';
 
 const TABS = [['summary', 'Summary'], ['configurations', 'Configurations'], ['settings', 'Settings']];
@@ -179,5 +180,8 @@ function mountSettings(root, nb, router, onLabel) {
       if (await deleteNodeBalancer(saved)) router.go('/nodebalancers', {force: true});
     }}, 'Delete'));
   root.append(h('div', {class: 'settings'}, form, danger));
-  return {unmount() {}, isDirty: () => values() !== baseline};
+  const wide = h('div', {class: 'settings-wide'});
+  root.append(wide);
+  const fw = mountFirewall(wide, saved);
+  return {unmount() { fw.unmount(); }, isDirty: () => values() !== baseline || fw.isDirty()};
 }
