@@ -6,6 +6,7 @@ package udpproxy
 
 import (
 	"errors"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"net"
 	"net/netip"
 	"os"
@@ -226,10 +227,14 @@ func (f *frontLoop) current(s *session, snap *Snapshot) bool {
 }
 
 // open starts a session for client, or returns nil (and counts a refusal)
-// when the cap, the throttle or the lack of an eligible node says no.
+// when the cap, the throttle or the lack of an eligible node says no. A client the
+// firewall drops is asked nothing else and counted only as the firewall's drop.
 func (f *frontLoop) open(snap *Snapshot, client netip.AddrPort, now int64) *session {
 	p := f.p
 	o := &p.opts
+	if ok, _ := snap.Firewall.Allow(client.Addr(), firewall.UDP, p.addr.Port()); !ok {
+		return nil
+	}
 	if o.Active != nil && o.Active.Add(1) > o.MaxSessions {
 		o.Active.Add(-1)
 		f.refuse(snap)

@@ -3,6 +3,7 @@ package udpproxy
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -52,6 +53,9 @@ type Snapshot struct {
 	// Stickiness, and the table holding its pins (nil for StickyNone).
 	Stickiness Stickiness
 	Sticky     *balance.StickyTable
+	// Firewall is the NodeBalancer's Cloud Firewall check, asked before anything
+	// else for each datagram that would open a session; nil filters nothing.
+	Firewall *firewall.Guard
 	// Limiter is client_udp_sess_throttle: new sessions per second per client
 	// address; nil when off.
 	Limiter *throttle.Limiter
