@@ -48,6 +48,6 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newDemoCommand(), newFrontendReleaseCommand())
-	root.AddCommand(newNodeBalancersCommand(), newTokenCommand(), newClusterCommand(), newFirewallsCommand())
+	root.AddCommand(newNodeBalancersCommand(), newTokenCommand(), newFirewallsCommand(), newClusterCommand())
 	return root
 }

@@ -189,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if n, err := s.db.AssignIPv6(); err != nil {
+		s.leave()
 		s.db.Close()
 		s.closeListeners()
 		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
