@@ -8,13 +8,13 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // The test pool is 127.0.1.0/30: two usable addresses, .1 and .2.
 
 func TestReservedAddressOutlivesItsNodeBalancerAndIsNeverHandedOut(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	r, err := db.ReserveIP(model.ReservedIP{Region: "local", Tags: []string{"keep"}})
 	if err != nil || r.Address != "127.0.1.1" || r.UsedBy != nil || r.Created.IsZero() {
 		t.Fatalf("ReserveIP = %+v, %v", r, err)
@@ -50,7 +50,7 @@ func TestReservedAddressOutlivesItsNodeBalancerAndIsNeverHandedOut(t *testing.T)
 }
 
 func TestUnreservingAnAddressInUseLeavesItToItsNodeBalancer(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	if _, err := db.ReserveIP(model.ReservedIP{Region: "local", Address: "127.0.1.2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestUnreservingAnAddressInUseLeavesItToItsNodeBalancer(t *testing.T) {
 }
 
 func TestReserveIPRules(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -134,12 +134,9 @@ func TestReserveIPRules(t *testing.T) {
 // TestSingleAddressPools: a pool may list single addresses (/32); each is usable,
 // handed out and reservable.
 func TestSingleAddressPools(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.9.7/32"), netip.MustParsePrefix("127.0.9.8/32")}})
-	t.Cleanup(func() { db.Close() })
+	db := teststore.New(t, "127.0.9.7/32", func(o *store.Options) {
+		o.FrontendPool = append(o.FrontendPool, netip.MustParsePrefix("127.0.9.8/32"))
+	})
 	r, err := db.ReserveIP(model.ReservedIP{Region: "local", Address: "127.0.9.8"})
 	if err != nil {
 		t.Fatal(err)
