@@ -108,6 +108,8 @@ const (
 	readIPs                 // reserved addresses: ips:read_only or better, as Linode
 	writeIPs                // ips:read_write or *
 	anyToken                // any valid token, whatever its scopes (GET /profile)
+	readFW                  // firewall:read_only or better
+	writeFW                 // firewall:read_write or *
 )
 
 // scopeNeeded is the scope resource and level an access needs.
@@ -119,6 +121,10 @@ func (need access) scopeNeeded() (string, level) {
 		return "ips", levelReadOnly
 	case writeIPs:
 		return "ips", levelReadWrite
+	case readFW:
+		return "firewall", levelReadOnly
+	case writeFW:
+		return "firewall", levelReadWrite
 	case anyToken, public:
 		return "", levelNone
 	}
@@ -169,7 +175,7 @@ var routes = []route{
 	{[]string{"nodebalancers", "types"}, map[string]handler{"GET": listTypes}, publicAccess},
 	{[]string{"nodebalancers", "#"}, map[string]handler{"GET": getNodeBalancer, "PUT": updateNodeBalancer, "DELETE": deleteNodeBalancer}, nbAccess},
 	{[]string{"nodebalancers", "#", "stats"}, map[string]handler{"GET": getStats}, nbAccess},
-	{[]string{"nodebalancers", "#", "firewalls"}, map[string]handler{"GET": listFirewalls}, nbAccess},
+	{[]string{"nodebalancers", "#", "firewalls"}, map[string]handler{"GET": listNodeBalancerFirewalls}, nbAccess},
 	{[]string{"nodebalancers", "#", "vpcs"}, map[string]handler{"GET": listVPCConfigs}, nbAccess},
 	{[]string{"nodebalancers", "#", "vpcs", "#"}, map[string]handler{"GET": getVPCConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs"}, map[string]handler{"GET": listConfigs, "POST": createConfig}, nbAccess},
@@ -177,6 +183,11 @@ var routes = []route{
 	{[]string{"nodebalancers", "#", "configs", "#", "rebuild"}, map[string]handler{"POST": rebuildConfig}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#", "nodes"}, map[string]handler{"GET": listNodes, "POST": createNode}, nbAccess},
 	{[]string{"nodebalancers", "#", "configs", "#", "nodes", "#"}, map[string]handler{"GET": getNode, "PUT": updateNode, "DELETE": deleteNode}, nbAccess},
+	{[]string{"networking", "firewalls"}, map[string]handler{"GET": listFirewallsAll, "POST": createFirewall}, fwAccess},
+	{[]string{"networking", "firewalls", "#"}, map[string]handler{"GET": getFirewall, "PUT": updateFirewall, "DELETE": deleteFirewall}, fwAccess},
+	{[]string{"networking", "firewalls", "#", "rules"}, map[string]handler{"GET": getFirewallRules, "PUT": updateFirewallRules}, fwAccess},
+	{[]string{"networking", "firewalls", "#", "devices"}, map[string]handler{"GET": listFirewallDevices, "POST": createFirewallDevice}, fwAccess},
+	{[]string{"networking", "firewalls", "#", "devices", "#"}, map[string]handler{"GET": getFirewallDevice, "DELETE": deleteFirewallDevice}, fwAccess},
 	{[]string{"linode", "types"}, map[string]handler{"GET": listLinodeTypes}, publicAccess},
 	{[]string{"regions"}, map[string]handler{"GET": listRegions}, publicAccess},
 	{[]string{"regions", "*"}, map[string]handler{"GET": getRegion}, publicAccess},

@@ -71,15 +71,18 @@ func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 			[]string{"client_udp_sess_throttle"}, "between 0 and 20"},
 		{"udp throttle update range", "PUT", nbPath, `{"client_udp_sess_throttle":-1}`, nil, 400,
 			[]string{"client_udp_sess_throttle"}, "between 0 and 20"},
-		{"unsupported firewall", "POST", "/v4/nodebalancers", `{"region":"local","firewall_id":12}`, nil, 400, []string{"firewall_id"}, "not supported"},
+		{"missing firewall", "POST", "/v4/nodebalancers", `{"region":"local","firewall_id":12}`, nil, 400, []string{"firewall_id"}, "does not exist"},
+		{"firewall_id not an id", "POST", "/v4/nodebalancers", `{"region":"local","firewall_id":-1}`, nil, 400, []string{"firewall_id"}, "id of a firewall"},
 		{"unsupported vpcs", "POST", "/v4/nodebalancers", `{"region":"local","vpcs":[{"subnet_id":1}]}`, nil, 400, []string{"vpcs"}, "not supported"},
 		{"unsupported type", "POST", "/v4/nodebalancers", `{"region":"local","type":"premium_40gb"}`, nil, 400, []string{"type"}, "not supported"},
 		{"taken ipv4", "POST", "/v4/nodebalancers", `{"region":"local","ipv4":"127.0.1.1"}`, nil, 400, []string{"ipv4"}, "already used"},
 		{"bad tag", "POST", "/v4/nodebalancers", `{"region":"local","tags":["ok-tag","x"]}`, nil, 400, []string{"tags[1]"}, "characters"},
 		{"tags not strings", "POST", "/v4/nodebalancers", `{"region":"local","tags":[1]}`, nil, 400, []string{"tags[0]"}, "string"},
 		{"duplicate label", "POST", "/v4/nodebalancers", `{"region":"local","label":"fixture"}`, nil, 400, []string{"label"}, "already in use"},
-		{"udp protocol", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp"}`, nil, 400, []string{"protocol"}, "not supported by this server"},
-		{"ring_hash", "POST", nbPath + "/configs", `{"port":81,"algorithm":"ring_hash"}`, nil, 400, []string{"algorithm"}, "not supported"},
+		{"udp table", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp","stickiness":"table"}`, nil, 400, []string{"stickiness"}, "not available with protocol udp"},
+		{"udp source", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp","algorithm":"source"}`, nil, 400, []string{"algorithm"}, "not available with protocol udp"},
+		{"ring_hash", "POST", nbPath + "/configs", `{"port":81,"algorithm":"ring_hash"}`, nil, 400, []string{"algorithm"}, "requires protocol udp"},
+		{"source_ip on tcp", "POST", nbPath + "/configs", `{"port":81,"protocol":"tcp","stickiness":"source_ip"}`, nil, 400, []string{"stickiness"}, "requires protocol udp"},
 		{"udp_check_port range", "POST", nbPath + "/configs", `{"port":81,"udp_check_port":65536}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
 		{"udp_check_port zero", "PUT", cfPath, `{"udp_check_port":0}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
 		{"udp_check_port type", "PUT", cfPath, `{"udp_check_port":"53"}`, nil, 400, []string{"udp_check_port"}, "integer"},
@@ -611,9 +614,9 @@ func TestUnknownFieldsAreIgnoredAndLogged(t *testing.T) {
 	}
 	// Known fields with unsupported values: still a 400 naming the field.
 	for body, field := range map[string]string{
-		`{"region":"local","firewall_id":12}`:               "firewall_id",
-		`{"region":"local","vpcs":[{"subnet_id":1}]}`:       "vpcs",
-		`{"region":"local","configs":[{"protocol":"udp"}]}`: "configs[0].protocol",
+		`{"region":"local","firewall_id":12}`:                                    "firewall_id",
+		`{"region":"local","vpcs":[{"subnet_id":1}]}`:                            "vpcs",
+		`{"region":"local","configs":[{"protocol":"udp","stickiness":"table"}]}`: "configs[0].stickiness",
 	} {
 		r := e.do("POST", "/v4/nodebalancers", body)
 		if r.status != 400 || r.errs(t)[field] == "" {

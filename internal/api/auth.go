@@ -25,9 +25,9 @@ const (
 	levelReadWrite
 )
 
-// scopeResources are the resource names Linode's OAuth scopes use. nodebalancer only
-// acts on "nodebalancers"; the others are accepted so tokens made for Linode tools
-// keep their familiar shape, and grant nothing here.
+// scopeResources are the resource names Linode's OAuth scopes use. nodebalancer acts
+// on "nodebalancers" and "firewall"; the others are accepted so tokens made for
+// Linode tools keep their familiar shape, and grant nothing here.
 var scopeResources = []string{
 	"account", "child_account", "databases", "domains", "events", "firewall", "images",
 	"ips", "linodes", "lke", "longview", "monitor", "nodebalancers", "object_storage",

@@ -14,14 +14,13 @@ import (
 
 // Filterable fields of each collection.
 var (
-	nodeBalancerFields = filterFields{"id": kindInt, "label": kindString, "ipv4": kindString, "region": kindString, "tags": kindTags}
+	nodeBalancerFields = filterFields{"id": kindInt, "label": kindString, "ipv4": kindString, "ipv6": kindString, "region": kindString, "tags": kindTags}
 	configFields       = filterFields{"id": kindInt, "port": kindInt, "protocol": kindString, "algorithm": kindString,
 		"stickiness": kindString, "check": kindString, "proxy_protocol": kindString, "cipher_suite": kindString}
 	nodeFields = filterFields{"id": kindInt, "label": kindString, "address": kindString, "mode": kindString,
 		"status": kindString, "weight": kindInt}
-	tokenFields    = filterFields{"id": kindInt, "label": kindString}
-	typeFields     = filterFields{"id": kindString, "label": kindString, "transfer": kindInt}
-	firewallFields = filterFields{"id": kindInt, "label": kindString}
+	tokenFields = filterFields{"id": kindInt, "label": kindString}
+	typeFields  = filterFields{"id": kindString, "label": kindString, "transfer": kindInt}
 )
 
 // ---- NodeBalancers
@@ -35,6 +34,8 @@ func nodeBalancerGetter(nb model.NodeBalancer) getter {
 			return fieldValue{s: nb.Label}
 		case "ipv4":
 			return fieldValue{s: nb.IPv4}
+		case "ipv6":
+			return fieldValue{s: nb.IPv6}
 		case "region":
 			return fieldValue{s: nb.Region}
 		case "tags":
@@ -59,11 +60,20 @@ func createNodeBalancer(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	nb, cfgs, es := decodeNodeBalancerCreate(b, c.a.o.Policy, &c.ignored)
+	nb, cfgs, fwID, es := decodeNodeBalancerCreate(b, c.a.o.Policy, &c.ignored)
 	if len(es) > 0 {
 		return nil, es
 	}
-	nb, err = c.a.o.DB.CreateNodeBalancer(nb, cfgs)
+	var also []func(store.Tx, model.NodeBalancer) error
+	if fwID != 0 {
+		// Attaching a firewall is a firewall write too, as Linode's scopes have it.
+		if !c.scopes.allows("firewall", levelReadWrite) {
+			return nil, &apiError{http.StatusForbidden, model.Errors{{Field: "firewall_id",
+				Reason: "Your OAuth token is not authorized to attach firewalls: it needs firewall:read_write"}}}
+		}
+		also = append(also, c.a.o.DB.AttachFirewall(fwID))
+	}
+	nb, err = c.a.o.DB.CreateNodeBalancer(nb, cfgs, also...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,26 +126,6 @@ func getStats(c *call) (any, error) {
 		return nil, errNotFound
 	}
 	return c.a.o.Stats.NodeBalancerStats(c.ids[0], c.r.URL.Query())
-}
-
-// firewallJSON stands for Linode's Firewall object; none exist yet.
-type firewallJSON struct {
-	ID    int    `json:"id"`
-	Label string `json:"label"`
-}
-
-func listFirewalls(c *call) (any, error) {
-	if _, err := c.a.o.DB.NodeBalancer(c.ids[0]); err != nil {
-		return nil, err
-	}
-	return list(c, []firewallJSON{}, firewallFields, func(f firewallJSON) getter {
-		return func(name string) fieldValue {
-			if name == "id" {
-				return fieldValue{n: int64(f.ID)}
-			}
-			return fieldValue{s: f.Label}
-		}
-	}, func(f firewallJSON) (any, error) { return f, nil })
 }
 
 // nodeBalancerTypes is the fixed plan list: one type, free.

@@ -159,10 +159,22 @@ func (e *env) snapshot() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	fws, err := e.db.ListFirewalls()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	devs := map[int][]model.FirewallDevice{}
+	for _, fw := range fws {
+		if devs[fw.ID], err = e.db.FirewallDevices(fw.ID); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 	b, _ := json.Marshal(struct {
-		S store.State
-		T []model.Token
-	}{st, toks})
+		S  store.State
+		T  []model.Token
+		F  []model.Firewall
+		FD map[int][]model.FirewallDevice
+	}{st, toks, fws, devs})
 	return string(b)
 }
 

@@ -16,6 +16,7 @@ type nodeBalancerPatch struct {
 	label, region, typ, ipv4 *string
 	throttle, udpThrottle    *int
 	tags                     *[]string
+	firewallID               int // create only; 0 when not given
 }
 
 func readNodeBalancer(o *object, create bool) nodeBalancerPatch {
@@ -32,7 +33,10 @@ func readNodeBalancer(o *object, create bool) nodeBalancerPatch {
 	if create {
 		p.region = optStr(o, "region")
 		p.ipv4 = optStr(o, "ipv4")
-		o.unsupported("firewall_id", "vpcs")
+		if o.integer("firewall_id", &p.firewallID) && p.firewallID < 0 {
+			o.es.Add("firewall_id", "firewall_id must be the id of a firewall")
+		}
+		o.unsupported("vpcs")
 	} else {
 		o.ignore("region", "ipv4")
 	}
@@ -250,12 +254,13 @@ func newNodes(ps []nodePatch, prefix string, pol model.Policy, es *model.Errors)
 }
 
 // decodeNodeBalancerCreate reads and validates a POST /nodebalancers body: the
-// NodeBalancer with defaults applied, and its configs with their nodes.
-func decodeNodeBalancerCreate(body []byte, pol model.Policy, ignored *[]string) (model.NodeBalancer, []model.ConfigWithNodes, model.Errors) {
+// NodeBalancer with defaults applied, its configs with their nodes, and the
+// firewall to attach (0 for none). Unknown fields are named in ignored.
+func decodeNodeBalancerCreate(body []byte, pol model.Policy, ignored *[]string) (model.NodeBalancer, []model.ConfigWithNodes, int, model.Errors) {
 	var es model.Errors
 	o := parseBody(body, &es, ignored)
 	if o == nil {
-		return model.NodeBalancer{}, nil, es
+		return model.NodeBalancer{}, nil, 0, es
 	}
 	p := readNodeBalancer(o, true)
 	type cfgIn struct {
@@ -276,7 +281,7 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy, ignored *[]string) 
 	}
 	o.finish()
 	if len(es) > 0 {
-		return model.NodeBalancer{}, nil, es
+		return model.NodeBalancer{}, nil, 0, es
 	}
 	nb := model.NodeBalancer{Type: model.DefaultType}
 	p.apply(&nb)
@@ -296,7 +301,7 @@ func decodeNodeBalancerCreate(body []byte, pol model.Policy, ignored *[]string) 
 		nodes := newNodes(ci.nodes, prefix+".nodes", pol, &es)
 		out = append(out, model.ConfigWithNodes{Config: c, Nodes: nodes})
 	}
-	return nb, out, es
+	return nb, out, p.firewallID, es
 }
 
 // decodeNodeBalancerUpdate reads a PUT /nodebalancers/{id} body.

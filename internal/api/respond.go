@@ -235,6 +235,10 @@ func (a *API) renderNodeBalancer(nb model.NodeBalancer) nodeBalancerJSON {
 		ClientUDPSessThrottle: nb.ClientUDPSessThrottle, Tags: nb.Tags, Type: nb.Type,
 		Locks: []string{}, Created: formatTime(nb.Created), Updated: formatTime(nb.Updated),
 	}
+	if nb.IPv6 != "" {
+		v6 := nb.IPv6
+		out.IPv6 = &v6
+	}
 	if out.Tags == nil {
 		out.Tags = []string{}
 	}

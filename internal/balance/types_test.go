@@ -14,7 +14,7 @@ func TestEnumStringsRoundTrip(t *testing.T) {
 			t.Errorf("ParseMode(%q) = %v, %v", s, v, err)
 		}
 	}
-	for _, s := range []string{"roundrobin", "leastconn", "source"} {
+	for _, s := range []string{"roundrobin", "leastconn", "source", "ring_hash"} {
 		v, err := ParseAlgorithm(s)
 		if err != nil || v.String() != s {
 			t.Errorf("ParseAlgorithm(%q) = %v, %v", s, v, err)
@@ -28,7 +28,7 @@ func TestEnumParsersRefuseOtherSpellings(t *testing.T) {
 			t.Errorf("ParseMode(%q) accepted", s)
 		}
 	}
-	for _, s := range []string{"", "round_robin", "ring_hash", "Source"} {
+	for _, s := range []string{"", "round_robin", "ringhash", "Source"} {
 		if _, err := ParseAlgorithm(s); err == nil {
 			t.Errorf("ParseAlgorithm(%q) accepted", s)
 		}

@@ -243,3 +243,27 @@ func TestConfigsListMarksAConfigThatCannotListen(t *testing.T) {
 		t.Errorf("--format listener.error: %q", out)
 	}
 }
+
+func TestUDPConfigFlags(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	n := e.object("nodebalancers", "create", "--label", "udp-lb", "--client_udp_sess_throttle", "4")
+	if n["client_udp_sess_throttle"] != 4.0 {
+		t.Fatalf("create %v", n)
+	}
+	if up := e.object("nodebalancers", "update", id(n), "--client-udp-sess-throttle", "7"); up["client_udp_sess_throttle"] != 7.0 {
+		t.Fatalf("update %v", up)
+	}
+	// A udp config on the port of a tcp config, with its own fields.
+	e.object("nodebalancers", "config-create", id(n), "--port", "53", "--protocol", "tcp")
+	c := e.object("nodebalancers", "config-create", id(n), "--port", "53", "--protocol", "udp", "--udp_check_port", "8053",
+		"--algorithm", "ring_hash", "--stickiness", "source_ip", "--check", "connection")
+	if c["protocol"] != "udp" || c["udp_check_port"] != 8053.0 || c["algorithm"] != "ring_hash" || c["stickiness"] != "source_ip" ||
+		c["udp_session_timeout"] != float64(model.UDPSessionTimeout) {
+		t.Fatalf("udp config-create %v", c)
+	}
+	if r := e.run("nodebalancers", "config-update", id(n), id(c), "--stickiness", "table"); r.code == 0 ||
+		!strings.Contains(r.stderr, "stickiness") || !strings.Contains(r.stderr, "not available with protocol udp") {
+		t.Fatalf("table on udp: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -163,7 +163,10 @@ func (g *globals) nodeBalancerCommands() []*cobra.Command {
 		long: "Show the latest sample of a NodeBalancer's statistics: connections, and traffic in\nand out (bits per second). --json prints the API's whole answer."},
 		statsBody)
 
-	return []*cobra.Command{list, view, create, update, del, stats}
+	fws := g.listCommand(spec{use: "firewalls", short: "List the firewalls guarding a NodeBalancer", group: groupNB,
+		args: []string{argNB}}, func(ids []int) string { return nbPath(ids[0]) + "/firewalls" }, firewallColumns)
+
+	return []*cobra.Command{list, view, create, update, del, stats, fws}
 }
 
 // serverRegion returns the region the server serves when it lists exactly one; ok is

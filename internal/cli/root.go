@@ -48,6 +48,6 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newDemoCommand())
-	root.AddCommand(newNodeBalancersCommand(), newTokenCommand())
+	root.AddCommand(newNodeBalancersCommand(), newTokenCommand(), newFirewallsCommand())
 	return root
 }

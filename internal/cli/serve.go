@@ -60,7 +60,7 @@ first token (scope *); otherwise one is generated and written to <data>/bootstra
 func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "API address (host:port)")
 	fl.StringVar(&f.data, "data", "./nodebalancer-data", "data directory of the embedded store")
-	fl.StringVar(&f.frontendPool, "frontend-pool", "127.0.1.0/24", "CIDRs (comma separated) NodeBalancer ipv4 addresses come from")
+	fl.StringVar(&f.frontendPool, "frontend-pool", "127.0.1.0/24", "CIDRs (comma separated) NodeBalancer addresses come from: each gets an ipv4 and, when an IPv6 network is listed, an ipv6")
 	fl.StringVar(&f.backendCIDRs, "backend-cidrs", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7,127.0.0.0/8,::1/128",
 		"CIDRs (comma separated) node addresses may use")
 	fl.StringVar(&f.region, "region", "local", "the region this server serves")
@@ -83,10 +83,12 @@ func (f *serveFlags) config() (server.Config, error) {
 	if cfg.FrontendPool, err = parsePrefixes("--frontend-pool", f.frontendPool); err != nil {
 		return cfg, err
 	}
+	has4 := false
 	for _, p := range cfg.FrontendPool {
-		if !p.Addr().Is4() {
-			return cfg, fmt.Errorf("--frontend-pool: %s is not an IPv4 network", p)
-		}
+		has4 = has4 || p.Addr().Is4()
+	}
+	if !has4 {
+		return cfg, fmt.Errorf("--frontend-pool: at least one IPv4 network is needed (every NodeBalancer has an ipv4); IPv6 networks may be listed beside it")
 	}
 	if cfg.BackendRanges, err = parsePrefixes("--backend-cidrs", f.backendCIDRs); err != nil {
 		return cfg, err

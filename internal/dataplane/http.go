@@ -89,18 +89,18 @@ func (s *snapshot) httpConfig(log accessLogger) *httpproxy.Config {
 // accessLogger receives finished requests when access logging is on; it must not block.
 type accessLogger func(s *snapshot, e httpproxy.AccessEntry)
 
-// serveHTTP serves one http or https client connection.
-func (l *listener) serveHTTP(s *snapshot, c *net.TCPConn, src netip.AddrPort) {
+// serveHTTP serves one http or https client connection accepted on local.
+func (l *listener) serveHTTP(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	if s.cfg.Protocol != model.ProtocolHTTPS {
-		l.http.ServeConn(l.ctx, c, l.addr)
+		l.http.ServeConn(l.ctx, c, local)
 		return
 	}
-	l.serveHTTPS(s, c)
+	l.serveHTTPS(s, c, local)
 }
 
 // serveHTTPS serves one https client connection. It is apart from serveHTTP so that
 // its larger frame is not on the stack of every plain http connection.
-func (l *listener) serveHTTPS(s *snapshot, c *net.TCPConn) {
+func (l *listener) serveHTTPS(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	tc := tls.Server(c, s.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, l.plane.opts.Timeouts.TLSHandshake)
 	err := tc.HandshakeContext(ctx)
@@ -113,7 +113,7 @@ func (l *listener) serveHTTPS(s *snapshot, c *net.TCPConn) {
 		l.h2.ServeConn(l.ctx, tc)
 		return
 	}
-	l.http.ServeConn(l.ctx, tc, l.addr)
+	l.http.ServeConn(l.ctx, tc, local)
 }
 
 // setSnapshot makes s the snapshot new connections and requests use.

@@ -13,14 +13,17 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
-// listener is the socket of one config: it accepts clients and hands each to the
-// protocol's handler with the snapshot current at accept time.
+// listener is the sockets of one config, one per address of its NodeBalancer (ipv4,
+// and ipv6 when it has one): it accepts clients and hands each to the protocol's
+// handler with the snapshot current at accept time.
 type listener struct {
 	plane    *Plane
 	configID int
-	addr     netip.AddrPort
+	addr     netip.AddrPort   // the first of addrs, for logs
+	want     []netip.AddrPort // the addresses the config should listen on
+	addrs    []netip.AddrPort // what lns are bound to, in the same order
 	protocol model.Protocol
-	ln       *net.TCPListener
+	lns      []*net.TCPListener
 	snap     atomic.Pointer[snapshot]
 
 	ctx    context.Context // ends when the listener retires: http connections finish their request and close
@@ -42,29 +45,58 @@ func listen(addr netip.AddrPort) (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
-// serve runs the accept loop until the listener is closed.
-func (l *listener) serve() {
+// listenAll binds the addresses of addrs: the first (the ipv4) must bind, or nothing
+// is; a later one (the ipv6) that cannot bind is reported in skipped and left out, so
+// that a host not yet set up for its IPv6 pool still serves IPv4.
+func listenAll(addrs []netip.AddrPort) (lns []*net.TCPListener, bound []netip.AddrPort, skipped error, err error) {
+	for i, a := range addrs {
+		ln, e := listen(a)
+		switch {
+		case e != nil && i == 0:
+			return nil, nil, nil, e
+		case e != nil:
+			skipped = errors.Join(skipped, e)
+		default:
+			lns, bound = append(lns, ln), append(bound, a)
+		}
+	}
+	return lns, bound, skipped, nil
+}
+
+// closeSockets stops every socket of l accepting.
+func (l *listener) closeSockets() {
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+}
+
+// serve runs the accept loop of socket i until it is closed.
+func (l *listener) serve(i int) {
 	defer l.wg.Done()
+	ln, local := l.lns[i], l.addrs[i]
 	var delay time.Duration
 	for {
-		c, err := l.ln.AcceptTCP()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Out of file descriptors and the like: back off instead of spinning.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			l.plane.log.Warn("accept failed", "config_id", l.configID, "addr", l.addr.String(), "err", err, "retry_in", delay)
+			l.plane.log.Warn("accept failed", "config_id", l.configID, "addr", local.String(), "err", err, "retry_in", delay)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
 		s := l.snap.Load()
+		if !l.firewall(s, c, local) {
+			continue
+		}
 		if !l.admit(s, c) {
 			continue
 		}
 		l.wg.Add(1)
-		go l.handle(s, c)
+		go l.handle(s, c, local)
 	}
 }
 
@@ -90,7 +122,7 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 	return true
 }
 
-func (l *listener) handle(s *snapshot, c *net.TCPConn) {
+func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	defer l.wg.Done()
 	defer l.plane.active.Add(-1)
 	id := l.conns.add(c)
@@ -104,16 +136,16 @@ func (l *listener) handle(s *snapshot, c *net.TCPConn) {
 	src := remoteAddr(c)
 	switch s.cfg.Protocol {
 	case model.ProtocolTCP:
-		l.serveTCP(s, c, src)
+		l.serveTCP(s, c, src, local)
 	default:
-		l.serveHTTP(s, c, src)
+		l.serveHTTP(s, c, local)
 	}
 }
 
 // close stops accepting at once, asks http connections to finish their request and
 // close, lets connections in flight finish within grace, then closes whatever is left. It returns when every connection has ended.
 func (l *listener) close(grace time.Duration) {
-	l.ln.Close()
+	l.closeSockets()
 	l.cancel()
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()

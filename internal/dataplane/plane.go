@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -65,6 +66,15 @@ type Options struct {
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
 	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
 	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
+	// UDPAccessLog, when set, receives every ended udp session; it must not block.
+	UDPAccessLog func(nodeBalancerID, configID int, e stats.UDPEntry)
+	// UDPSessionTimeout replaces udp_session_timeout, for tests only.
+	UDPSessionTimeout time.Duration
+	// FirewallDrops counts connections dropped by firewalls; one is made when nil.
+	FirewallDrops *firewall.Drops
+	// DropLog, when set, receives every connection a firewall dropped, with the name
+	// of the rule that did; it must not block.
+	DropLog func(nodeBalancerID, configID int, client, local netip.AddrPort, rule string)
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
@@ -88,10 +98,13 @@ type Plane struct {
 	round     uint64
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
-	failed    map[int]*failure // configs whose listener could not be opened
+	failed    map[int]*failure         // configs whose listener could not be opened
+	guards    map[int]*firewall.Guard  // by NodeBalancer, for as long as it exists
+	fwTables  map[int]compiledFirewall // by firewall id
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
+	udp       udpState // udp configs (udp.go)
 }
 
 type limiterEntry struct {
@@ -128,6 +141,9 @@ func New(o Options) *Plane {
 	if o.Health == nil {
 		o.Health = health.New(health.Options{Logger: o.Log})
 	}
+	if o.FirewallDrops == nil {
+		o.FirewallDrops = firewall.NewDrops()
+	}
 	p := &Plane{
 		opts:      o,
 		log:       o.Log,
@@ -137,6 +153,8 @@ func New(o Options) *Plane {
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
 		failed:    map[int]*failure{},
+		guards:    map[int]*firewall.Guard{},
+		fwTables:  map[int]compiledFirewall{},
 	}
 	if o.AccessLog != nil {
 		p.accessLog = func(s *snapshot, e httpproxy.AccessEntry) { o.AccessLog(s.nbID, s.cfg.ID, e) }
@@ -245,8 +263,10 @@ func (p *Plane) maintain(m *store.Mirror) {
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
 	}
+	udp := p.udpSnapshots()
 	p.mu.Unlock()
 	now := p.now()
+	maintainUDP(udp, now)
 	for _, s := range snaps {
 		s.pool.Refresh()
 		if s.sticky != nil {
@@ -265,13 +285,14 @@ func (p *Plane) Close() {
 		p.retire(l)
 		delete(p.listeners, id)
 	}
+	p.closeUDP()
 	p.mu.Unlock()
 	p.closing.Wait()
 }
 
 // retire stops l accepting now and drains it in the background. p.mu is held.
 func (p *Plane) retire(l *listener) {
-	l.ln.Close()
+	l.closeSockets()
 	p.closing.Add(1)
 	go func() {
 		defer p.closing.Done()
@@ -285,9 +306,20 @@ func (p *Plane) retire(l *listener) {
 func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Guards first: a listener opened below for a NodeBalancer created with a
+	// firewall must not take a client before its guard is armed.
+	if d.Firewalls {
+		if fws, err := m.FirewallsByNodeBalancer(); err != nil {
+			p.log.Error("read firewalls", "err", err)
+		} else {
+			p.armFirewalls(fws, m.NodeBalancerIDs())
+		}
+	}
 	for _, id := range d.NodeBalancers {
 		if _, ok := m.NodeBalancer(id); !ok {
 			delete(p.limiters, id)
+			p.forgetUDPLimiter(id)
+			delete(p.guards, id)
 			p.opts.Stats.ForgetNodeBalancer(id)
 		}
 	}
@@ -305,7 +337,7 @@ func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 // every other one removed. Run follows the store change by change instead;
 // Reconcile is for callers without a store (tests and benchmarks).
 func (p *Plane) Reconcile(st store.State) {
-	d := store.Delta{Revision: st.Revision}
+	d := store.Delta{Revision: st.Revision, Firewalls: true}
 	want := map[int]bool{}
 	for _, nb := range st.NodeBalancers {
 		d.NodeBalancers = append(d.NodeBalancers, nb.ID)
@@ -315,7 +347,7 @@ func (p *Plane) Reconcile(st store.State) {
 		}
 	}
 	p.mu.Lock()
-	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends)} {
+	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends), keys(p.udp.configs)} {
 		for id := range ids {
 			if !want[id] {
 				want[id] = true
@@ -324,6 +356,9 @@ func (p *Plane) Reconcile(st store.State) {
 		}
 	}
 	for id := range p.limiters {
+		d.NodeBalancers = append(d.NodeBalancers, id)
+	}
+	for id := range p.udp.limiters {
 		d.NodeBalancers = append(d.NodeBalancers, id)
 	}
 	p.mu.Unlock()
@@ -342,15 +377,20 @@ func keys[V any](m map[int]V) map[int]bool {
 // converge makes config cs served as the state says. p.mu is held.
 func (p *Plane) converge(cs *store.ConfigState) {
 	nb, c := cs.NodeBalancer, cs.Config
-	ip, err := netip.ParseAddr(nb.IPv4)
-	if err != nil {
+	ips := frontendIPs(*nb)
+	if len(ips) == 0 {
 		p.log.Error("nodebalancer has no usable ipv4", "nodebalancer_id", nb.ID, "ipv4", nb.IPv4)
 		p.remove(c.ID)
 		return
 	}
+	if c.Protocol == model.ProtocolUDP {
+		p.convergeUDP(cs, ips[0]) // udp listens on the ipv4 only, for now
+		return
+	}
+	p.removeUDP(c.ID) // the config was udp until now
 	limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
-	addr := netip.AddrPortFrom(ip, uint16(c.Port))
-	if l := p.listeners[c.ID]; l != nil && l.serves(cs, limiter, addr) {
+	addrs := listenAddrs(ips, c.Port)
+	if l := p.listeners[c.ID]; l != nil && l.serves(cs, limiter, addrs) {
 		// Unchanged (a NodeBalancer label, say): building pick tables again would
 		// cost time for nothing.
 		return
@@ -363,14 +403,14 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		for _, b := range replaced {
 			p.backends[c.ID][b.id] = b
 		}
-		p.fail(nb.ID, c.ID, addr, fmt.Errorf("config cannot be served: %w", err))
+		p.fail(nb.ID, c.ID, addrs[0], fmt.Errorf("config cannot be served: %w", err))
 		return
 	}
 	for _, b := range replaced {
 		b.close()
 	}
 	p.dropBackends(c.ID, p.round)
-	p.place(nb.ID, c.ID, addr, c.Protocol, s)
+	p.place(nb.ID, c.ID, addrs, c.Protocol, s)
 }
 
 // dropBackends closes and forgets the backends of config id that the rebuild of
@@ -398,6 +438,7 @@ func (p *Plane) remove(id int) {
 		delete(p.listeners, id)
 		p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
 	}
+	p.removeUDP(id)
 	p.opts.Health.Remove(id)
 	delete(p.failed, id)
 	delete(p.sticky, id)
@@ -405,33 +446,40 @@ func (p *Plane) remove(id int) {
 	p.opts.Stats.ForgetConfig(id)
 }
 
-// place makes sure config id of NodeBalancer nbID listens on addr with protocol and
-// serves s. p.mu is held.
-func (p *Plane) place(nbID, id int, addr netip.AddrPort, proto model.Protocol, s *snapshot) {
+// place makes sure config id of NodeBalancer nbID listens on addrs (its ipv4 and
+// ipv6 at the config's port) with protocol and serves s. p.mu is held.
+func (p *Plane) place(nbID, id int, addrs []netip.AddrPort, proto model.Protocol, s *snapshot) {
 	l := p.listeners[id]
-	if l != nil && (l.addr != addr || l.protocol != proto) {
+	if l != nil && (!slices.Equal(l.want, addrs) || l.protocol != proto) {
 		p.retire(l)
 		delete(p.listeners, id)
-		p.log.Info("listener moving", "config_id", id, "from", l.addr.String(), "to", addr.String(), "protocol", string(proto))
+		p.log.Info("listener moving", "config_id", id, "from", fmt.Sprint(l.addrs), "to", fmt.Sprint(addrs), "protocol", string(proto))
 		l = nil
 	}
 	if l == nil {
-		ln, err := listen(addr)
+		lns, bound, skipped, err := listenAll(addrs)
+		if skipped != nil {
+			// Not retried until the config or its NodeBalancer changes: the IPv6 pool
+			// needs the host set up for it (docs/design.md, IPv6).
+			p.log.Error("cannot listen on every address; serving the others", "config_id", id, "err", skipped)
+		}
 		if err != nil {
-			p.fail(nbID, id, addr, err)
+			p.fail(nbID, id, addrs[0], err)
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		l = &listener{plane: p, configID: id, addr: addr, protocol: proto, ln: ln, ctx: ctx, cancel: cancel}
+		l = &listener{plane: p, configID: id, addr: bound[0], want: addrs, addrs: bound, protocol: proto, lns: lns, ctx: ctx, cancel: cancel}
 		l.setSnapshot(s)
-		l.wg.Add(1)
-		go l.serve()
+		l.wg.Add(len(lns))
+		for i := range lns {
+			go l.serve(i)
+		}
 		p.listeners[id] = l
 		if f := p.failed[id]; f != nil {
-			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(),
+			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", fmt.Sprint(bound),
 				"protocol", string(proto), "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts)
 		} else {
-			p.log.Info("listener open", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "protocol", string(proto))
+			p.log.Info("listener open", "nodebalancer_id", nbID, "config_id", id, "addr", fmt.Sprint(bound), "protocol", string(proto))
 		}
 	}
 	l.setSnapshot(s)
@@ -478,6 +526,27 @@ func (p *Plane) fail(nbID, id int, addr netip.AddrPort, err error) {
 	f.next = now.Add(min(RetryMin<<min(f.attempts-1, 8), RetryMax))
 }
 
+// frontendIPs are the addresses of nb its configs listen on: its ipv4, then its ipv6
+// when it has one.
+func frontendIPs(nb model.NodeBalancer) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range []string{nb.IPv4, nb.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// listenAddrs are ips at port.
+func listenAddrs(ips []netip.Addr, port int) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(ips))
+	for i, ip := range ips {
+		out[i] = netip.AddrPortFrom(ip, uint16(port))
+	}
+	return out
+}
+
 // limiter returns the throttle of NodeBalancer id, nil when throttling is off.
 func (p *Plane) limiter(id, perSecond int) *throttle.Limiter {
 	if perSecond <= 0 {
@@ -504,6 +573,7 @@ func (p *Plane) Listening() map[int]netip.AddrPort {
 	for id, l := range p.listeners {
 		out[id] = l.addr
 	}
+	p.udpListening(out)
 	return out
 }
 
@@ -541,6 +611,9 @@ func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
 	if l := p.listeners[id]; l != nil {
 		return model.ListenerStatus{State: model.ListenerOpen, Address: l.addr.String()}
 	}
+	if u := p.udp.configs[id]; u != nil {
+		return model.ListenerStatus{State: model.ListenerOpen, Address: u.proxy.Addr().String()}
+	}
 	return model.ListenerStatus{State: model.ListenerPending}
 }
 
@@ -548,6 +621,9 @@ func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
 // pick tables and drops the sticky pins of nodes that went DOWN. The health
 // checker's OnChange calls it.
 func (p *Plane) StatusChanged(id int) {
+	if p.udpStatusChanged(id) {
+		return
+	}
 	p.mu.Lock()
 	l := p.listeners[id]
 	p.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/httpproxy"
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -24,6 +25,7 @@ type snapshot struct {
 	pool    *balance.Pool
 	sticky  *balance.StickyTable // table stickiness only
 	limiter *throttle.Limiter    // nil when client_conn_throttle is 0
+	guard   *firewall.Guard      // the NodeBalancer's firewall check; stable across snapshots
 	tls     *tls.Config          // https only
 	tlsBusy *tls.Config          // https only: tls offering only HTTP/1.1, for answerBusy
 	nb      *stats.Counters
@@ -126,6 +128,7 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 		nodes:   c.Nodes,
 		pool:    pool,
 		limiter: limiter,
+		guard:   p.guard(nb.ID),
 		nb:      p.opts.Stats.NodeBalancer(nb.ID),
 		stats:   p.opts.Stats.Config(c.ID),
 		now:     p.now,
@@ -152,11 +155,11 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 	return s, replaced, nil
 }
 
-// serves reports whether l already serves config c with limiter on addr, so that the
-// snapshot need not be built again.
-func (l *listener) serves(cs *store.ConfigState, limiter *throttle.Limiter, addr netip.AddrPort) bool {
+// serves reports whether l already serves config cs with limiter on addrs, so that
+// the snapshot need not be built again.
+func (l *listener) serves(cs *store.ConfigState, limiter *throttle.Limiter, addrs []netip.AddrPort) bool {
 	s := l.snap.Load()
-	return l.addr == addr && s.limiter == limiter && s.cfg == cs.Config && slices.Equal(s.nodes, cs.Nodes)
+	return slices.Equal(l.want, addrs) && s.limiter == limiter && s.cfg == cs.Config && slices.Equal(s.nodes, cs.Nodes)
 }
 
 // choose picks the node for a new client connection (tcp) or request (http without a

@@ -19,8 +19,8 @@ import (
 // long-lived sessions show up in live graphs.
 const chunk = 4 << 20
 
-// serveTCP proxies one client connection to a node of snapshot s.
-func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort) {
+// serveTCP proxies one client connection, accepted on local, to a node of snapshot s.
+func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src, local netip.AddrPort) {
 	var start time.Time
 	logf := l.plane.opts.TCPAccessLog
 	if logf != nil {
@@ -48,7 +48,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 	if upstream == nil {
 		s.refuse(client, false)
 		if logf != nil {
-			logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr})
+			logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: local})
 		}
 		return
 	}
@@ -69,7 +69,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 	if s.cfg.ProxyProtocol != model.ProxyProtocolNone {
 		var hdr [64]byte
 		var h []byte
-		dst := l.addr
+		dst := local
 		if s.cfg.ProxyProtocol == model.ProxyProtocolV1 {
 			h = proxyproto.AppendV1(hdr[:0], src, dst)
 		} else {
@@ -125,7 +125,7 @@ func (l *listener) serveTCP(s *snapshot, client *net.TCPConn, src netip.AddrPort
 		in = <-done // both sockets are closed: the other copy ends at once
 	}
 	if logf != nil {
-		logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: l.addr,
+		logf(s.nbID, s.cfg.ID, stats.TCPEntry{Start: start, Duration: time.Since(start), Client: src, Local: local,
 			Node: be.addr, NodeID: n.ID, BytesIn: in.n, BytesOut: out})
 	}
 }

@@ -41,8 +41,18 @@ type env struct {
 }
 
 // newEnv starts a nodebalancer for t, stopped when t ends. The test runs in parallel
-// with the package's other tests.
-func newEnv(t *testing.T) *env {
+// with the package's other tests. mods may change the server's configuration.
+func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
+	t.Helper()
+	return newEnvWith(t, func(c *server.Config) {
+		for _, m := range mods {
+			m(c)
+		}
+	})
+}
+
+// newEnvWith is newEnv with a hook that may adjust the server's configuration.
+func newEnvWith(t *testing.T, adjust func(*server.Config)) *env {
 	t.Helper()
 	t.Parallel()
 	n := testNet.Add(1)
@@ -54,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	if os.Getenv("E2E_LOG") != "" {
 		logw = os.Stderr
 	}
-	s, err := server.New(server.Config{
+	cfg := server.Config{
 		Listen:         "127.0.0.1:0",
 		DataDir:        t.TempDir(),
 		FrontendPool:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 61, e.n, 0}), 24)},
@@ -63,7 +73,11 @@ func newEnv(t *testing.T) *env {
 		BootstrapToken: bootstrapToken,
 		ShutdownGrace:  2 * time.Second,
 		Log:            slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

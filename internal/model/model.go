@@ -12,9 +12,10 @@ type NodeBalancer struct {
 	Label              string `json:"label"`
 	Region             string `json:"region"`
 	IPv4               string `json:"ipv4"`
+	IPv6               string `json:"ipv6,omitempty"` // "" when the frontend pool has no IPv6 network
 	ClientConnThrottle int    `json:"client_conn_throttle"`
-	// ClientUDPSessThrottle is stored and shown for Linode's clients; the UDP
-	// protocol that would use it is not served yet.
+	// ClientUDPSessThrottle limits new UDP sessions per second per client address
+	// across the NodeBalancer's udp configs; 0 is off.
 	ClientUDPSessThrottle int       `json:"client_udp_sess_throttle"`
 	Tags                  []string  `json:"tags"`
 	Type                  Type      `json:"type"`
@@ -39,8 +40,8 @@ type Config struct {
 	CheckPassive   bool          `json:"check_passive"`
 	ProxyProtocol  ProxyProtocol `json:"proxy_protocol"`
 	CipherSuite    CipherSuite   `json:"cipher_suite"`
-	// UDPCheckPort is the node port active checks of a udp config would use. It is
-	// stored and shown on every config, as on Linode (Terraform always sends it).
+	// UDPCheckPort is the node port the active checks of a udp config use (over TCP).
+	// It is stored and shown on every config, as on Linode (Terraform always sends it).
 	UDPCheckPort int    `json:"udp_check_port"`
 	SSLCert      string `json:"ssl_cert,omitempty"`
 	SSLKey       string `json:"ssl_key,omitempty"`
@@ -125,7 +126,7 @@ func NewConfig() Config {
 
 // UDPSessionTimeout is the read-only udp_session_timeout every config shows: the idle
 // seconds after which a UDP session ends. 2 is what the live API shows (linode_api4's
-// integration test expects it); no UDP is served yet, so nothing uses it.
+// integration test expects it); the data plane ends idle udp sessions after it.
 const UDPSessionTimeout = 2
 
 // FillStoredDefaults gives fields added after c was stored their defaults: a config

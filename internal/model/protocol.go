@@ -1,5 +1,7 @@
 package model
 
+import "slices"
+
 // The fields whose allowed values depend on the protocol are listed once, here.
 // ValidateConfig reports a rule a config breaks; FitProtocol applies the one rule for
 // a protocol change: a field the request leaves out falls back to its default when
@@ -32,12 +34,50 @@ var protocolRules = []protocolRule{
 		reset:  func(c *Config) { c.ProxyProtocol = DefaultProxyProtocol },
 	},
 	{
+		field: "algorithm",
+		fits: func(c *Config) bool {
+			if !knownProtocol(c.Protocol) {
+				return true // checkEnum reports the protocol
+			}
+			if c.Protocol == ProtocolUDP {
+				return c.Algorithm != AlgorithmSource
+			}
+			return c.Algorithm != AlgorithmRingHash
+		},
+		reason: func(c *Config) string {
+			if c.Protocol == ProtocolUDP {
+				return "algorithm source is not available with protocol udp; use roundrobin, leastconn or ring_hash"
+			}
+			return "algorithm ring_hash requires protocol udp"
+		},
+		reset: func(c *Config) { c.Algorithm = DefaultAlgorithm },
+	},
+	{
 		field: "stickiness",
 		fits: func(c *Config) bool {
-			return c.Stickiness != StickinessHTTPCookie || c.Protocol == ProtocolHTTP || c.Protocol == ProtocolHTTPS
+			if !knownProtocol(c.Protocol) {
+				return true
+			}
+			switch c.Stickiness {
+			case StickinessHTTPCookie:
+				return c.Protocol == ProtocolHTTP || c.Protocol == ProtocolHTTPS
+			case StickinessTable:
+				return c.Protocol != ProtocolUDP
+			case StickinessSession, StickinessSourceIP:
+				return c.Protocol == ProtocolUDP
+			}
+			return true
 		},
-		reason: func(*Config) string { return "stickiness http_cookie requires protocol http or https" },
-		reset:  func(c *Config) { c.Stickiness = DefaultStickiness },
+		reason: func(c *Config) string {
+			switch {
+			case c.Stickiness == StickinessHTTPCookie:
+				return "stickiness http_cookie requires protocol http or https"
+			case c.Stickiness == StickinessTable:
+				return "stickiness table is not available with protocol udp; use none, session or source_ip"
+			}
+			return "stickiness " + string(c.Stickiness) + " requires protocol udp"
+		},
+		reset: func(c *Config) { c.Stickiness = DefaultStickiness },
 	},
 	{
 		field:  "ssl_cert",
@@ -95,3 +135,7 @@ func checkProtocolRules(es *Errors, c *Config) {
 		}
 	}
 }
+
+// knownProtocol reports whether p is one of the protocols; an unknown one is
+// reported by its own enum check, not by every rule that depends on it.
+func knownProtocol(p Protocol) bool { return slices.Contains(protocols.values, string(p)) }

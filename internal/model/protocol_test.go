@@ -22,6 +22,10 @@ func TestFitProtocolFallsBackOnlyForFieldsLeftOut(t *testing.T) {
 	tcpV2.Protocol, tcpV2.ProxyProtocol, tcpV2.Stickiness = ProtocolTCP, ProxyProtocolV2, StickinessTable
 	httpCookie := NewConfig()
 	httpCookie.Stickiness = StickinessHTTPCookie
+	udpRing := NewConfig()
+	udpRing.Protocol, udpRing.Algorithm, udpRing.Stickiness = ProtocolUDP, AlgorithmRingHash, StickinessSourceIP
+	tcpSource := NewConfig()
+	tcpSource.Protocol, tcpSource.Algorithm, tcpSource.Stickiness = ProtocolTCP, AlgorithmSource, StickinessTable
 
 	tests := []struct {
 		name   string
@@ -66,6 +70,17 @@ func TestFitProtocolFallsBackOnlyForFieldsLeftOut(t *testing.T) {
 		{"tcp to https without a certificate is refused", tcpV2,
 			func(c *Config) { c.Protocol, c.ProxyProtocol = ProtocolHTTPS, ProxyProtocolNone }, []string{"proxy_protocol"},
 			nil, []string{"ssl_cert", "ssl_key"}, nil},
+		{"udp+ring_hash+source_ip to tcp drops both", udpRing,
+			func(c *Config) { c.Protocol = ProtocolTCP }, nil,
+			[]string{"algorithm", "stickiness"}, nil,
+			func(c Config) bool { return c.Algorithm == AlgorithmRoundRobin && c.Stickiness == StickinessNone }},
+		{"tcp+source+table to udp drops both", tcpSource,
+			func(c *Config) { c.Protocol = ProtocolUDP }, nil,
+			[]string{"algorithm", "stickiness"}, nil,
+			func(c Config) bool { return c.Algorithm == AlgorithmRoundRobin && c.Stickiness == StickinessNone }},
+		{"udp to tcp sending source_ip is refused", udpRing,
+			func(c *Config) { c.Protocol = ProtocolTCP }, []string{"stickiness"},
+			[]string{"algorithm"}, []string{"stickiness"}, nil},
 		{"same protocol: nothing falls back", httpCookie,
 			func(c *Config) { c.Algorithm = AlgorithmSource }, nil, nil, nil, nil},
 		{"same protocol: a stored value that does not fit stays refused", tcpV2,
@@ -99,13 +114,18 @@ func TestEveryProtocolRuleIsValidatedOrFallsBack(t *testing.T) {
 			c.Protocol = Protocol(p)
 			c.SSLCert, c.SSLKey, c.CipherSuite = "x", "y", CipherLegacy
 			c.Stickiness, c.ProxyProtocol = StickinessHTTPCookie, ProxyProtocolV1
+			if p == string(ProtocolUDP) {
+				c.Algorithm = AlgorithmSource
+			} else {
+				c.Algorithm = AlgorithmRingHash
+			}
 			r.reset(&c)
 			if !r.fits(&c) {
 				t.Errorf("rule %s: the value reset gives does not fit protocol %s", r.field, p)
 			}
 		}
 	}
-	if got := ProtocolBoundFields(); !slices.Equal(got, []string{"proxy_protocol", "stickiness", "ssl_cert", "ssl_key", "cipher_suite"}) {
+	if got := ProtocolBoundFields(); !slices.Equal(got, []string{"proxy_protocol", "algorithm", "stickiness", "ssl_cert", "ssl_key", "cipher_suite"}) {
 		t.Errorf("ProtocolBoundFields() = %v", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
@@ -66,6 +67,9 @@ type Config struct {
 	MetricsListen string
 	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
 	MetricsToken bool
+	// UDPSessionTimeout replaces the read-only udp_session_timeout (2 s), so tests
+	// of session expiry need not wait; tests only, no flag sets it.
+	UDPSessionTimeout time.Duration
 	// MetricsNoNodeSeries leaves per-node series out of /metrics.
 	MetricsNoNodeSeries bool
 	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
@@ -120,6 +124,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	if n, err := s.db.AssignIPv6(); err != nil {
+		s.db.Close()
+		s.closeListeners()
+		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
+	} else if n > 0 {
+		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
 	}
 	return s, nil
 }
@@ -285,6 +296,8 @@ func (s *Server) Run(ctx context.Context) error {
 		OnChange: func(configID int) { plane.StatusChanged(configID) },
 		Observer: st,
 	})
+	drops := firewall.NewDrops()
+	st.SetFirewallDrops(drops)
 	popts := dataplane.Options{
 		Log:           s.cfg.Log,
 		MaxConns:      s.cfg.MaxConns,
@@ -294,13 +307,16 @@ func (s *Server) Run(ctx context.Context) error {
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
+		FirewallDrops: drops,
 		Mirror:        mirror,
+
+		UDPSessionTimeout: s.cfg.UDPSessionTimeout,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog = accessLog.HTTP, accessLog.TCP
+		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
 	plane = dataplane.New(popts)
 

@@ -281,6 +281,7 @@ func (s *Stats) WriteMetrics(w *bufio.Writer) error {
 		e.family("nodebalancer_access_log_dropped_total", "counter", "Access log entries dropped because the writer fell behind.")
 		e.u("nodebalancer_access_log_dropped_total", s.access.Dropped())
 	}
+	s.writeFirewallDrops(e, sc)
 	return e.w.Flush()
 }
 

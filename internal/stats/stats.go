@@ -62,7 +62,8 @@ type Stats struct {
 	o      Options
 	log    *slog.Logger
 	checks checkLatencies
-	access *AccessLog // for its drop counter; may be nil
+	access *AccessLog         // for its drop counter; may be nil
+	drops  FirewallDropSource // may be nil
 
 	mu     sync.Mutex
 	series map[int]*series

@@ -19,11 +19,12 @@ import (
 // enforces the rules that span objects. Field validation of a single object is the
 // caller's (model.Validate*) and happens before, or inside the mutate functions.
 type DB struct {
-	b    Backend
-	pool []netip.Prefix
-	own  model.Listening
-	now  func() time.Time
-	o    Options
+	b     Backend
+	pool  []netip.Prefix // the frontend pool's IPv4 networks
+	pool6 []netip.Prefix // its IPv6 networks
+	own   model.Listening
+	now   func() time.Time
+	o     Options
 
 	indexOnce sync.Once
 	indexErr  error
@@ -63,7 +64,15 @@ func New(b Backend, o Options) *DB {
 	if o.MaxNodesPerConfigPremium <= 0 {
 		o.MaxNodesPerConfigPremium = DefaultMaxNodesPerConfigPremium
 	}
-	return &DB{b: b, pool: o.FrontendPool, own: o.Own, now: o.Now, o: o}
+	db := &DB{b: b, own: o.Own, now: o.Now, o: o}
+	for _, p := range o.FrontendPool {
+		if p.Addr().Is4() {
+			db.pool = append(db.pool, p)
+		} else {
+			db.pool6 = append(db.pool6, p)
+		}
+	}
+	return db
 }
 
 // maxNodes is the per-config node limit of a NodeBalancer of type t.
@@ -123,9 +132,11 @@ func (db *DB) NodeBalancer(id int) (nb model.NodeBalancer, err error) {
 // CreateNodeBalancer stores nb with its configs and their nodes, all or nothing. An
 // empty nb.Label is generated; an empty nb.IPv4 is the next free frontend address
 // after the last one handed out (wrapping around the pool), a given one must be free
-// and inside the pool. It returns nb as stored. Its cost does not grow with the
+// and inside the pool; nb.IPv6 is the next free address of the pool's IPv6 networks,
+// if it has any. Each of also runs in the same transaction once nb is stored
+// (AttachFirewall). It returns nb as stored. Its cost does not grow with the
 // number of NodeBalancers: labels and addresses are checked in their indexes.
-func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWithNodes) (model.NodeBalancer, error) {
+func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWithNodes, also ...func(Tx, model.NodeBalancer) error) (model.NodeBalancer, error) {
 	if err := db.ensureIndex(); err != nil {
 		return nb, err
 	}
@@ -151,12 +162,24 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		if reason != "" {
 			es.Add("ipv4", reason)
 		}
-		ports := map[int]bool{}
+		ip6, reason, err := db.allocate6(tx)
+		if err != nil {
+			return err
+		}
+		if reason != "" {
+			es.Add("ipv6", reason)
+		}
+		type portKey struct {
+			space string
+			port  int
+		}
+		ports := map[portKey]bool{}
 		for i, c := range configs {
-			if ports[c.Port] {
-				es.Add("configs["+strconv.Itoa(i)+"].port", "port "+strconv.Itoa(c.Port)+" is already used by another config of this NodeBalancer")
+			k := portKey{c.Protocol.PortSpace(), c.Port}
+			if ports[k] {
+				es.Add("configs["+strconv.Itoa(i)+"].port", portTaken(c.Protocol, c.Port, "another config"))
 			}
-			ports[c.Port] = true
+			ports[k] = true
 			if len(c.Nodes) > db.maxNodes(nb.Type) {
 				es = append(es, db.tooManyNodes("configs["+strconv.Itoa(i)+"].nodes", nb.Type).(model.Errors)...)
 			}
@@ -167,7 +190,7 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		if len(es) > 0 {
 			return es
 		}
-		nb.IPv4 = ip.String()
+		nb.IPv4, nb.IPv6 = ip.String(), ip6
 		nb.Created, nb.Updated = db.stamp(), db.stamp()
 		if err := put(tx, KindNodeBalancer, Key(nb.ID), nb); err != nil {
 			return err
@@ -193,6 +216,11 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		}
 		for i, c := range configs {
 			if err := checkFrontendFree(tx, nb.IPv4, c.Port, "configs["+strconv.Itoa(i)+"].port"); err != nil {
+				return err
+			}
+		}
+		for _, step := range also {
+			if err := step(tx, nb); err != nil {
 				return err
 			}
 		}
@@ -240,9 +268,12 @@ func indexNodeBalancer(tx Tx, nb model.NodeBalancer) error {
 	if err := tx.Put(KindLabel, []byte(nb.Label), Key(nb.ID)); err != nil {
 		return err
 	}
-	if a, err := netip.ParseAddr(nb.IPv4); err == nil && a.Is4() {
-		b := a.As4()
-		return tx.Put(KindAddress, b[:], Key(nb.ID))
+	for _, s := range []string{nb.IPv4, nb.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			if err := tx.Put(KindAddress, a.AsSlice(), Key(nb.ID)); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -252,9 +283,12 @@ func unindexNodeBalancer(tx Tx, nb model.NodeBalancer) error {
 	if err := tx.Delete(KindLabel, []byte(nb.Label)); err != nil {
 		return err
 	}
-	if a, err := netip.ParseAddr(nb.IPv4); err == nil && a.Is4() {
-		b := a.As4()
-		return tx.Delete(KindAddress, b[:])
+	for _, s := range []string{nb.IPv4, nb.IPv6} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			if err := tx.Delete(KindAddress, a.AsSlice()); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -270,8 +304,7 @@ func labelOwner(tx Tx, label string) (int, error) {
 
 // addressUsed reports whether a NodeBalancer has address a.
 func addressUsed(tx Tx, a netip.Addr) (bool, error) {
-	b := a.As4()
-	v, err := tx.Get(KindAddress, b[:])
+	v, err := tx.Get(KindAddress, a.AsSlice())
 	return v != nil, err
 }
 
@@ -448,7 +481,7 @@ func (db *DB) UpdateNodeBalancer(id int, mutate func(*model.NodeBalancer) error)
 		if err := mutate(&nb); err != nil {
 			return err
 		}
-		nb.ID, nb.IPv4, nb.Created, nb.Region = old.ID, old.IPv4, old.Created, old.Region
+		nb.ID, nb.IPv4, nb.IPv6, nb.Created, nb.Region = old.ID, old.IPv4, old.IPv6, old.Created, old.Region
 		if nb.Label != old.Label {
 			owner, err := labelOwner(tx, nb.Label)
 			if err != nil {
@@ -492,6 +525,9 @@ func (db *DB) DeleteNodeBalancer(id int) error {
 				return err
 			}
 		}
+		if err := detachNodeBalancer(tx, id); err != nil {
+			return err
+		}
 		return tx.Delete(KindNodeBalancer, Key(id))
 	})
 }
@@ -526,7 +562,7 @@ func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config,
 		if err != nil {
 			return err
 		}
-		if err := checkPort(tx, nbID, 0, c.Port); err != nil {
+		if err := checkPort(tx, nbID, 0, c.Protocol, c.Port); err != nil {
 			return err
 		}
 		n := 0
@@ -572,17 +608,28 @@ func (db *DB) insertConfig(tx Tx, nbID int, c model.ConfigWithNodes) (model.Conf
 	return c.Config, nil
 }
 
-func checkPort(tx Tx, nbID, selfID, port int) error {
+// checkPort refuses a port another config of the NodeBalancer uses in the same port
+// space (model.Protocol.PortSpace): a udp config may share a tcp config's number.
+func checkPort(tx Tx, nbID, selfID int, proto model.Protocol, port int) error {
 	cfgs, err := scan[model.Config](tx, KindConfig, Key(nbID))
 	if err != nil {
 		return err
 	}
 	for _, o := range cfgs {
-		if o.Port == port && o.ID != selfID {
-			return fieldErr("port", "port "+strconv.Itoa(port)+" is already used by config "+strconv.Itoa(o.ID)+" of this NodeBalancer")
+		if o.Port == port && o.ID != selfID && o.Protocol.PortSpace() == proto.PortSpace() {
+			return fieldErr("port", portTaken(proto, port, "config "+strconv.Itoa(o.ID)))
 		}
 	}
 	return nil
+}
+
+// portTaken words the refusal of a port already used in proto's port space.
+func portTaken(proto model.Protocol, port int, by string) string {
+	space := "tcp, http and https"
+	if proto.PortSpace() == "udp" {
+		space = "udp"
+	}
+	return "port " + strconv.Itoa(port) + " is already used by " + by + " of this NodeBalancer (ports are unique among its " + space + " configs)"
 }
 
 // UpdateConfig applies mutate to config id of NodeBalancer nbID and stores the result
@@ -605,7 +652,7 @@ func (db *DB) updateConfig(tx Tx, nbID, id int, mutate func(*model.Config) error
 		return c, err
 	}
 	c.ID, c.NodeBalancerID = id, nbID
-	if err := checkPort(tx, nbID, id, c.Port); err != nil {
+	if err := checkPort(tx, nbID, id, c.Protocol, c.Port); err != nil {
 		return c, err
 	}
 	if c.Port != oldPort {
@@ -928,6 +975,8 @@ type State struct {
 type NodeBalancerState struct {
 	model.NodeBalancer
 	Configs []model.ConfigWithNodes
+	// Firewall is the firewall attached to the NodeBalancer, nil when none is.
+	Firewall *model.Firewall
 }
 
 // State reads the whole desired state in one transaction.
@@ -937,8 +986,12 @@ func (db *DB) State() (st State, err error) {
 		if err != nil {
 			return err
 		}
+		guards, err := guardingFirewalls(tx)
+		if err != nil {
+			return err
+		}
 		for _, nb := range nbs {
-			s := NodeBalancerState{NodeBalancer: nb}
+			s := NodeBalancerState{NodeBalancer: nb, Firewall: guards[nb.ID]}
 			cfgs, err := scan[model.Config](tx, KindConfig, Key(nb.ID))
 			if err != nil {
 				return err

@@ -24,6 +24,7 @@ type Mirror struct {
 	nbs     map[int]*model.NodeBalancer
 	configs map[int]*ConfigState
 	byNB    map[int]map[int]struct{} // NodeBalancer id → its config ids
+	fws     map[int]*model.Firewall  // MirrorOf only: the state's firewalls by NodeBalancer
 }
 
 // ConfigState is one config with its NodeBalancer and its nodes (in id order), as
@@ -40,6 +41,9 @@ type Delta struct {
 	Revision      uint64
 	NodeBalancers []int
 	Configs       []int
+	// Firewalls is set when a firewall or a firewall device changed (and on a full
+	// load): the guards of the NodeBalancers are to be armed again.
+	Firewalls bool
 }
 
 // NewMirror returns an empty mirror of db; Load fills it.
@@ -53,9 +57,13 @@ func NewMirror(db *DB) *Mirror {
 func MirrorOf(st State) *Mirror {
 	m := NewMirror(nil)
 	m.rev = st.Revision
+	m.fws = map[int]*model.Firewall{}
 	for i := range st.NodeBalancers {
 		nbs := &st.NodeBalancers[i]
 		nb := nbs.NodeBalancer
+		if nbs.Firewall != nil {
+			m.fws[nb.ID] = nbs.Firewall
+		}
 		m.nbs[nb.ID] = &nb
 		m.byNB[nb.ID] = map[int]struct{}{}
 		for _, c := range nbs.Configs {
@@ -171,7 +179,8 @@ func (m *Mirror) Load() (Delta, error) {
 	m.mu.Lock()
 	d := Delta{Revision: rev,
 		NodeBalancers: union(m.nbs, nbs),
-		Configs:       union(m.configs, configs)}
+		Configs:       union(m.configs, configs),
+		Firewalls:     true}
 	m.rev, m.nbs, m.configs, m.byNB = rev, nbs, configs, byNB
 	m.mu.Unlock()
 	return d, nil
@@ -259,7 +268,34 @@ func (m *Mirror) Apply(c Change) (Delta, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.apply(c.Revision, r), nil
+	d := m.apply(c.Revision, r)
+	for _, ref := range c.Keys {
+		if ref.Kind == KindFirewall || ref.Kind == KindFwDevice {
+			d.Firewalls = true
+			break
+		}
+	}
+	return d, nil
+}
+
+// FirewallsByNodeBalancer reads the firewall attached to each NodeBalancer from the
+// store (firewalls are few and change rarely, so the mirror does not keep them).
+func (m *Mirror) FirewallsByNodeBalancer() (map[int]*model.Firewall, error) {
+	if m.db == nil { // MirrorOf: the state it was made from said
+		return m.fws, nil
+	}
+	return m.db.FirewallsByNodeBalancer()
+}
+
+// NodeBalancerIDs returns the ids of every NodeBalancer the mirror holds.
+func (m *Mirror) NodeBalancerIDs() map[int]bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[int]bool, len(m.nbs))
+	for id := range m.nbs {
+		out[id] = true
+	}
+	return out
 }
 
 // apply installs what Apply read. m.mu is held.

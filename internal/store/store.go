@@ -39,16 +39,18 @@ const (
 	KindLabel        Kind = "labels"       // index: NodeBalancer label → id
 	KindAddress      Kind = "addresses"    // index: NodeBalancer ipv4 (4 bytes) → id; allocation cursor
 	KindReservedIP   Kind = "reserved_ips" // reserved frontend addresses, keyed by the address's 4 bytes (ipKey)
+	KindFirewall     Kind = "firewalls"
+	KindFwDevice     Kind = "firewall_devices" // keyed by (firewall id, device id)
 )
 
 // Kinds lists every collection, for backends that create them up front.
-var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindLabel, KindAddress, KindReservedIP}
+var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindLabel, KindAddress, KindReservedIP, KindFirewall, KindFwDevice}
 
 // State reports whether k holds desired state: writes to it advance the revision
 // and appear in the change feed. Tokens, blobs, indexes and reserved addresses do
 // neither, so they never wake the data plane.
 func (k Kind) State() bool {
-	return k == KindNodeBalancer || k == KindConfig || k == KindNode
+	return k == KindNodeBalancer || k == KindConfig || k == KindNode || k == KindFirewall || k == KindFwDevice
 }
 
 // Tx is one transaction on a Backend. Keys are compared bytewise; Scan visits keys in

@@ -157,8 +157,8 @@ try {
     await page.getByRole('button', {name: 'Add Another Configuration'}).click();
     const panel = page.locator('section.panel[data-new]');
     const groups = panel.locator('.groups');
-    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].map((o) => o.value));
-    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp']);
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].filter((o) => !o.hidden).map((o) => o.value));
+    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp', 'udp']);
     assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'source']);
     assert.deepEqual(await choices('stickiness'), ['none', 'table', 'http_cookie']);
     assert.deepEqual(await choices('check'), ['none', 'connection', 'http', 'http_body']);
@@ -378,23 +378,119 @@ try {
     if (ALL_SHOTS) await shot('summary');
   });
 
-  await step('settings: relabel the NodeBalancer', async () => {
+  await step('add a udp configuration with its own fields: ring_hash, source_ip, udp_check_port', async () => {
+    await page.getByRole('link', {name: 'Configurations'}).click();
+    await page.getByRole('button', {name: 'Add Another Configuration'}).click();
+    const panel = page.locator('section.panel[data-new]');
+    const groups = panel.locator('.groups');
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].filter((o) => !o.hidden).map((o) => o.value));
+    await groups.getByLabel('Algorithm', {exact: true}).selectOption('source');
+    await groups.getByLabel('Session Stickiness', {exact: true}).selectOption('table');
+    await groups.getByLabel('Protocol', {exact: true}).selectOption('udp');
+    // Only udp's choices are offered, and the tcp-only ones chosen before fall back.
+    assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'ring_hash']);
+    assert.deepEqual(await choices('stickiness'), ['none', 'session', 'source_ip']);
+    assert.equal(await groups.getByLabel('Algorithm', {exact: true}).inputValue(), 'roundrobin');
+    assert.equal(await groups.getByLabel('Session Stickiness', {exact: true}).inputValue(), 'none');
+    const timeout = groups.getByLabel('Session Timeout (seconds)', {exact: true});
+    assert.equal(await timeout.inputValue(), '2');
+    assert.equal(await timeout.getAttribute('readonly'), '');
+    await groups.getByLabel('Proxy Protocol', {exact: true}).waitFor({state: 'hidden'});
+    await groups.getByLabel('Port', {exact: true}).fill(String(PORT + 1));
+    await groups.getByLabel('Algorithm', {exact: true}).selectOption('ring_hash');
+    await groups.getByLabel('Session Stickiness', {exact: true}).selectOption('source_ip');
+    await groups.getByLabel('Type', {exact: true}).selectOption('connection');
+    const [ip, tcpPort] = BACKENDS[0].split(':');
+    await groups.getByLabel('UDP Check Port', {exact: true}).fill(tcpPort); // the backend's TCP port answers the check
+    await groups.getByLabel('Interval (seconds)', {exact: true}).fill('2');
+    await groups.getByLabel('Timeout (seconds)', {exact: true}).fill('1');
+    await panel.getByRole('button', {name: 'Add a Node'}).click();
+    const r = row(panel, 0);
+    await r.getByLabel('Label', {exact: true}).fill('dns-1');
+    await r.getByLabel('IP Address', {exact: true}).fill(ip);
+    await r.getByLabel('Port', {exact: true}).fill('5353');
+    if (ALL_SHOTS) await shot('config-udp');
+    await panel.getByRole('button', {name: 'Create configuration'}).click();
+    await page.getByText(`Port ${PORT + 1} saved: 1 backend node.`).waitFor();
+    const udp = (await api('GET', `/nodebalancers/${nb.id}/configs`)).body.data.find((c) => c.port === PORT + 1);
+    assert.equal(udp.protocol, 'udp');
+    assert.equal(udp.algorithm, 'ring_hash');
+    assert.equal(udp.stickiness, 'source_ip');
+    assert.equal(udp.udp_check_port, Number(tcpPort));
+    assert.equal(udp.udp_session_timeout, 2);
+    const udpPanel = panelFor(PORT + 1);
+    await waitFor('the udp node UP through its check port', async () =>
+      (await udpPanel.locator('li.node-row .badge.up').count()) === 1, UP_TIMEOUT);
+  });
+
+  await step('settings: relabel the NodeBalancer, set the udp session throttle', async () => {
     await page.getByRole('link', {name: 'Settings'}).click();
     const form = page.locator('form', {has: page.getByRole('heading', {name: 'NodeBalancer settings'})});
     await form.getByLabel('Label', {exact: true}).fill(`${LABEL}-b`);
+    await form.getByLabel('Client UDP Session Throttle', {exact: true}).fill('3');
     await form.getByText('Unsaved changes').waitFor();
     await form.getByRole('button', {name: 'Save'}).click();
     await page.getByRole('heading', {level: 1, name: `${LABEL}-b`}).waitFor();
-    assert.equal((await api('GET', `/nodebalancers/${nb.id}`)).body.label, `${LABEL}-b`);
+    const saved = (await api('GET', `/nodebalancers/${nb.id}`)).body;
+    assert.equal(saved.label, `${LABEL}-b`);
+    assert.equal(saved.client_udp_sess_throttle, 3);
     LABEL = `${LABEL}-b`;
+  });
+
+  await step('settings: a firewall guards the NodeBalancer, its rules are checked by the API, a drop and a detach take effect', async () => {
+    const card = page.locator('section.firewall');
+    await card.getByText('No firewall guards this NodeBalancer').waitFor();
+    const label = card.getByLabel('New firewall label', {exact: true});
+    await label.fill('fw'); // too short: the API's reason shows next to the field
+    await card.getByRole('button', {name: 'Create and attach'}).click();
+    await card.locator('.field-fw-label .field-error', {hasText: 'label must be 3-32 characters'}).waitFor();
+    await label.fill(`${LABEL}-fw`);
+    await card.getByRole('button', {name: 'Create and attach'}).click();
+    await card.getByText('Guarded by').waitFor();
+    const fws = (await api('GET', `/nodebalancers/${nb.id}/firewalls`)).body.data;
+    assert.equal(fws.length, 1, 'the API shows the firewall attached');
+    const fw = fws[0];
+    await card.getByRole('button', {name: 'Add a rule'}).click();
+    const r = card.locator('li.rule-row').nth(0);
+    await r.getByLabel('Label', {exact: true}).fill('drop-loopback');
+    await r.getByLabel('Action', {exact: true}).selectOption('DROP');
+    await r.getByLabel('Ports', {exact: true}).fill('080'); // a leading zero: refused
+    await r.getByLabel('IPv4 sources', {exact: true}).fill('127.0.0.0/8');
+    await card.getByText('Unsaved changes').waitFor();
+    await card.getByRole('button', {name: 'Save rules'}).click();
+    const err = r.locator('.field-ports .field-error');
+    await err.waitFor();
+    assert.match(await err.textContent(), /'080' is not a port \(1-65535, no leading zeros\)/);
+    assert.equal(await r.getByLabel('Ports', {exact: true}).getAttribute('aria-invalid'), 'true');
+    assert.equal((await api('GET', `/networking/firewalls/${fw.id}/rules`)).body.inbound.length, 0, 'nothing was saved');
+    if (ALL_SHOTS) await shot('firewall-invalid');
+    await r.getByLabel('Ports', {exact: true}).fill(String(PORT));
+    await card.getByRole('button', {name: 'Save rules'}).click();
+    await page.getByText(/Rules saved \(version 2\)/).waitFor();
+    const rules = (await api('GET', `/networking/firewalls/${fw.id}/rules`)).body;
+    assert.deepEqual(rules.inbound.map((x) => [x.label, x.action, x.ports, x.addresses.ipv4]), [['drop-loopback', 'DROP', String(PORT), ['127.0.0.0/8']]]);
+    await waitFor('a loopback client dropped', async () => {
+      try { await (await fetch(`http://${nb.ipv4}:${PORT}/`)).text(); return false; } catch { return true; }
+    }, 5_000, 50);
+    if (ALL_SHOTS) await shot('firewall');
+    await card.getByRole('button', {name: 'Detach'}).click();
+    await page.getByRole('dialog', {name: `Detach ${fw.label}?`}).getByRole('button', {name: 'Detach firewall'}).click();
+    await card.getByText('No firewall guards this NodeBalancer').waitFor();
+    assert.equal((await api('GET', `/nodebalancers/${nb.id}/firewalls`)).body.results, 0);
+    // Any answer will do (the one node left drains, so it may be a 503): the connection is no longer reset.
+    await waitFor('the client answered again', async () => {
+      try { await (await fetch(`http://${nb.ipv4}:${PORT}/`)).text(); return true; } catch { return false; }
+    }, 5_000, 50);
+    assert.equal((await api('DELETE', `/networking/firewalls/${fw.id}`)).status, 200);
   });
 
   await step('the list shows ipv4, region, ports and nodes up/down', async () => {
     await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
     const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
     await tr.getByText(nb.ipv4).waitFor();
-    await tr.getByText(String(PORT)).waitFor();
-    await waitFor('1 up in the list', async () => /1 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
+    await tr.getByText(`${PORT}, ${PORT + 1}/udp`).waitFor();
+    // The http config's one node and the udp config's one.
+    await waitFor('2 up in the list', async () => /2 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
     if (ALL_SHOTS) {
       await shot('list');
       await page.setViewportSize(PHONE);

@@ -337,7 +337,13 @@ class ConfigPanel {
   isDirty() { return this.snapshot() !== this.baseline || !this.cfg; }
 
   changed() {
-    const vals = this.configValues();
+    let vals = this.configValues();
+    for (const group of CONFIG_GROUPS) {
+      for (const def of group.fields) {
+        if (def.optionAllowed) this.fields[def.name].limitOptions((v) => def.optionAllowed(v, vals));
+      }
+    }
+    vals = this.configValues();
     for (const group of CONFIG_GROUPS) {
       for (const def of group.fields) {
         const f = this.fields[def.name];
@@ -372,6 +378,7 @@ class ConfigPanel {
       for (const def of group.fields) {
         const v = vals[def.name];
         const visible = !def.when || def.when(vals);
+        if (def.readonly) continue;
         if (def.name === 'ssl_cert' || def.name === 'ssl_key') {
           if (visible && v.trim()) out[def.name] = v;
           continue;

@@ -119,14 +119,19 @@ export function mount(root, _params, {router}) {
   return {unmount() { poller.stop(); }};
 }
 
-/** portList shows the ports in order, marking those this server cannot listen on. */
+/**
+ * portList shows the ports in order, marking those this server cannot listen on; a udp
+ * port reads 53/udp, since a udp config may share a tcp config's port number.
+ */
 function portList(cfs) {
   const out = [];
   for (const c of [...cfs].sort((a, b) => a.port - b.port)) {
     if (out.length) out.push(', ');
+    // A udp config may share a tcp config's port number: say which is which.
+    const name = c.protocol === 'udp' ? `${c.port}/udp` : String(c.port);
     out.push(c.listener?.state === 'failed'
-      ? h('span', {class: 'count down port-failed', title: c.listener.error}, `${c.port} not listening`)
-      : String(c.port));
+      ? h('span', {class: 'count down port-failed', title: c.listener.error}, `${name} not listening`)
+      : name);
   }
   return out;
 }

@@ -7,6 +7,7 @@ import {poll} from '../poll.js';
 import {LineChart, fmtBits} from '../chart.js';
 import {showErrors} from '../fields.js';
 import {mountConfigs} from './configs.js';
+import {mountFirewall} from './firewall.js';
 import {nbFields, nbBody, nbFieldFor, deleteNodeBalancer} from './nbforms.js';
 
 const TABS = [['summary', 'Summary'], ['configurations', 'Configurations'], ['settings', 'Settings']];
@@ -69,6 +70,8 @@ function mountSummary(root, first) {
     h('div', null, h('dt', null, 'Region'), h('dd', null, nb.region)),
     h('div', null, h('dt', null, 'Client Connection Throttle'),
       h('dd', null, nb.client_conn_throttle ? `${nb.client_conn_throttle} per second` : 'off')),
+    h('div', null, h('dt', null, 'Client UDP Session Throttle'),
+      h('dd', null, nb.client_udp_sess_throttle ? `${nb.client_udp_sess_throttle} per second` : 'off')),
     h('div', null, h('dt', null, 'Tags'), h('dd', {class: 'tags'},
       nb.tags.length ? nb.tags.map((t) => h('span', {class: 'tag'}, t)) : h('span', {class: 'muted'}, 'none'))),
     h('div', null, h('dt', null, 'Transfer this month'), h('dd', null,
@@ -141,11 +144,12 @@ function mountSettings(root, nb, router, onLabel) {
     dirtyNote.hidden = !d;
     f.label.setChanged(f.label.get() !== saved.label);
     f.client_conn_throttle.setChanged(f.client_conn_throttle.get() !== saved.client_conn_throttle);
+    f.client_udp_sess_throttle.setChanged(f.client_udp_sess_throttle.get() !== saved.client_udp_sess_throttle);
     f.tags.setChanged(JSON.stringify(f.tags.get()) !== JSON.stringify(saved.tags));
   };
   const form = h('form', {class: 'card', novalidate: true, 'aria-labelledby': 'set-title', oninput: markDirty, onchange: markDirty},
     h('h2', {id: 'set-title'}, 'NodeBalancer settings'), general,
-    f.label.el, f.client_conn_throttle.el, f.tags.el,
+    f.label.el, f.client_conn_throttle.el, f.client_udp_sess_throttle.el, f.tags.el,
     h('div', {class: 'actions'}, dirtyNote, save));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -157,6 +161,7 @@ function mountSettings(root, nb, router, onLabel) {
       f.label.set(saved.label);
       f.tags.set(saved.tags);
       f.client_conn_throttle.set(saved.client_conn_throttle);
+      f.client_udp_sess_throttle.set(saved.client_udp_sess_throttle);
       baseline = values();
       markDirty();
       onLabel(saved.label);
@@ -175,5 +180,8 @@ function mountSettings(root, nb, router, onLabel) {
       if (await deleteNodeBalancer(saved)) router.go('/nodebalancers', {force: true});
     }}, 'Delete'));
   root.append(h('div', {class: 'settings'}, form, danger));
-  return {unmount() {}, isDirty: () => values() !== baseline};
+  const wide = h('div', {class: 'settings-wide'});
+  root.append(wide);
+  const fw = mountFirewall(wide, saved);
+  return {unmount() { fw.unmount(); }, isDirty: () => values() !== baseline || fw.isDirty()};
 }
