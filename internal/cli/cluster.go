@@ -34,10 +34,11 @@ version. With the embedded store there is one host.`,
 				return err
 			}
 			var resp struct {
-				HostID   string            `json:"host_id"`
-				Store    string            `json:"store"`
-				Revision uint64            `json:"revision"`
-				Data     []json.RawMessage `json:"data"`
+				HostID         string            `json:"host_id"`
+				Store          string            `json:"store"`
+				Revision       uint64            `json:"revision"`
+				FrontendHolder string            `json:"frontend_holder"`
+				Data           []json.RawMessage `json:"data"`
 			}
 			if err := json.Unmarshal(raw, &resp); err != nil {
 				return err
@@ -47,7 +48,11 @@ version. With the embedded store there is one host.`,
 				return err
 			}
 			if s.p.mode == modeTable {
-				line := "store " + resp.Store + ", revision " + strconv.FormatUint(resp.Revision, 10) + ", answered by " + resp.HostID + "\n"
+				line := "store " + resp.Store + ", revision " + strconv.FormatUint(resp.Revision, 10) + ", answered by " + resp.HostID
+				if resp.FrontendHolder != "" {
+					line += ", frontend addresses held by " + resp.FrontendHolder
+				}
+				line += "\n"
 				if _, err := s.p.w.Write([]byte(line)); err != nil {
 					return err
 				}

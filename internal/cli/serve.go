@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/server"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/etcd"
@@ -47,6 +49,12 @@ type serveFlags struct {
 	// The store: bolt under --data, or etcd shared by several hosts.
 	store, etcdEndpoints, etcdPrefix, etcdCA, etcdCert, etcdKey, hostID string
 	etcdTimeout, statsPersist, etcdCompact                              time.Duration
+	// High availability and the API over TLS.
+	frontendInterface, apiTLSCert, apiTLSKey string
+	frontendLease                            time.Duration
+	// fs tells which flags were given (--metrics-require-token's default depends on
+	// --listen).
+	fs *pflag.FlagSet
 }
 
 func newServeCommand() *cobra.Command {
@@ -95,7 +103,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
-	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better")
+	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better (default true when --listen or --metrics-listen is not a loopback address)")
 	fl.BoolVar(&f.metricsNodeSeries, "metrics-node-series", true, "export per-node series on /metrics (false keeps the per-NodeBalancer and per-config ones)")
 	fl.IntVar(&f.maxNodes, "max-nodes-per-config", store.DefaultMaxNodesPerConfig, "most nodes a config of a common NodeBalancer may have")
 	fl.IntVar(&f.maxNodesPremium, "max-nodes-per-config-premium", store.DefaultMaxNodesPerConfigPremium, "most nodes a config of a premium NodeBalancer may have")
@@ -108,6 +116,11 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.etcdCompact, "etcd-compact-every", 5*time.Minute, "compact etcd's history every this often, keeping that much of it (0: leave it to etcd's --auto-compaction-retention)")
 	fl.DurationVar(&f.etcdTimeout, "etcd-timeout", 5*time.Second, "bound of one store operation on etcd; past it the API answers 503")
 	fl.StringVar(&f.hostID, "host-id", "", "this host's name in the cluster, unique among the hosts (default: the hostname)")
+	fl.StringVar(&f.frontendInterface, "frontend-interface", "", "with --store etcd: the hosts elect one holder of the frontend addresses, which adds them to this interface and announces them (ARP, NDP); empty: the addresses must be local already")
+	fl.DurationVar(&f.frontendLease, "frontend-lease", ha.DefaultTTL, "lease of the frontend addresses' holder: how soon another host takes over when it dies (whole seconds, 2s or more)")
+	fl.StringVar(&f.apiTLSCert, "api-tls-cert", "", "serve the API over TLS with this certificate (PEM, with --api-tls-key); SIGHUP reads it again")
+	fl.StringVar(&f.apiTLSKey, "api-tls-key", "", "key (PEM) of --api-tls-cert")
+	f.fs = fl
 	fl.DurationVar(&f.statsPersist, "stats-persist-every", 0, "how often stats are written to the store besides at shutdown (default 1m; 10s with --store etcd, so that other hosts add this one's traffic that recently)")
 }
 
@@ -252,6 +265,24 @@ func (f *serveFlags) config() (server.Config, error) {
 	}
 	cfg.Listen, cfg.DataDir, cfg.Region, cfg.ShutdownGrace = f.listen, f.data, f.region, f.grace
 	cfg.AccessLog, cfg.MetricsListen, cfg.MetricsToken = f.accessLog, f.metricsListen, f.metricsToken
+	if f.fs == nil || !f.fs.Changed("metrics-require-token") {
+		// /metrics names every NodeBalancer, node address and traffic figure: on an
+		// address others can reach it asks for a token unless told otherwise.
+		cfg.MetricsToken = !isLoopback(f.listen) || (f.metricsListen != "" && !isLoopback(f.metricsListen))
+	}
+	if (f.apiTLSCert == "") != (f.apiTLSKey == "") {
+		return cfg, fmt.Errorf("--api-tls-cert and --api-tls-key go together")
+	}
+	cfg.APITLSCert, cfg.APITLSKey = f.apiTLSCert, f.apiTLSKey
+	if f.frontendInterface != "" {
+		if f.store != server.StoreEtcd {
+			return cfg, fmt.Errorf("--frontend-interface needs --store etcd: the hosts elect the addresses' holder through etcd")
+		}
+		if f.frontendLease < 2*time.Second || f.frontendLease%time.Second != 0 {
+			return cfg, fmt.Errorf("--frontend-lease: %s must be whole seconds, 2s or more (etcd leases count seconds)", f.frontendLease)
+		}
+	}
+	cfg.FrontendInterface, cfg.FrontendLease = f.frontendInterface, f.frontendLease
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Version = version()
 	if f.statsPersist < 0 {
@@ -259,6 +290,20 @@ func (f *serveFlags) config() (server.Config, error) {
 	}
 	cfg.Stats.PersistEvery = f.statsPersist
 	return cfg, f.storeConfig(&cfg)
+}
+
+// isLoopback reports whether the host of addr (host:port) is a loopback address or
+// "localhost"; an empty host (every address) is not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 func parsePrefixes(flag, s string) ([]netip.Prefix, error) {

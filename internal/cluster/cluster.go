@@ -129,6 +129,12 @@ func Join(ctx context.Context, o Options) (*Member, error) {
 	key := o.hostKey(o.HostID)
 	deadline := time.Now().Add(o.TTL + 2*time.Second)
 	for {
+		// Keep the new lease alive while waiting: the old holder's may outlast it
+		// (a snapshot restored into etcd brings every host's lease back with a full
+		// TTL), and a claim under a lapsed lease fails with "lease not found".
+		if _, err := o.Client.KeepAliveOnce(tctx, m.lease); err != nil {
+			return nil, fmt.Errorf("claim host id %s: keep the lease: %w", o.HostID, err)
+		}
 		r, err := o.Client.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, string(m.record()), clientv3.WithLease(m.lease))).
 			Else(clientv3.OpGet(key)).Commit()

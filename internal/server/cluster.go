@@ -65,9 +65,12 @@ type clusterResponse struct {
 	// Revision is the revision of the store's latest change to the desired state:
 	// a host whose applied_revision is at least this one serves the latest
 	// configuration.
-	Revision uint64         `json:"revision"`
-	Data     []cluster.Host `json:"data"`
-	Results  int            `json:"results"`
+	Revision uint64 `json:"revision"`
+	// FrontendHolder is the host holding the frontend addresses, with
+	// --frontend-interface ("" while none does).
+	FrontendHolder string         `json:"frontend_holder,omitempty"`
+	Data           []cluster.Host `json:"data"`
+	Results        int            `json:"results"`
 }
 
 // serveCluster answers GET /cluster (not a Linode endpoint): the hosts serving this
@@ -86,6 +89,9 @@ func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 		resp.Store = StoreEtcd
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Etcd.Timeout+time.Second)
 		resp.Data, err = s.member.Hosts(ctx)
+		if err == nil && s.holder != nil {
+			resp.FrontendHolder, err = s.holder.Current(ctx)
+		}
 		cancel()
 	} else if err == nil {
 		now := time.Now().UTC()

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +15,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -25,6 +28,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/cluster"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
 	"github.com/nodebalancer/nodebalancer/internal/firewall"
+	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
@@ -89,6 +93,16 @@ type Config struct {
 	EtcdCompactEvery time.Duration
 	// Version is this build's version, shown by GET /cluster.
 	Version string
+	// FrontendInterface, with the etcd store, makes the hosts elect one holder of the
+	// frontend addresses, which adds them to this interface and announces them
+	// (package ha); every host listens on them beforehand (IP_FREEBIND). Empty: the
+	// addresses must already be local, as on a single host.
+	FrontendInterface string
+	// FrontendLease is the holder's lease (ha.DefaultTTL when zero).
+	FrontendLease time.Duration
+	// APITLSCert and APITLSKey, when set, serve the API (and the console, /healthz
+	// and /metrics on its address) over TLS; SIGHUP reads them again.
+	APITLSCert, APITLSKey string
 }
 
 // The stores Config.Store names.
@@ -122,6 +136,12 @@ type Server struct {
 	// mirror and checker are set by Run; the membership's callbacks read them.
 	mirror  atomic.Pointer[store.Mirror]
 	checker atomic.Pointer[health.Checker]
+	plane   atomic.Pointer[dataplane.Plane]
+	// holder takes part in the election of the frontend addresses' holder; nil
+	// without Config.FrontendInterface.
+	holder *ha.Holder
+	// apiCert is the API's certificate when it speaks TLS; SIGHUP replaces it.
+	apiCert atomic.Pointer[tls.Certificate]
 }
 
 // New binds the API listener, opens the store and bootstraps the first token, so a
@@ -134,10 +154,18 @@ func New(cfg Config) (*Server, error) {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
 	s := &Server{cfg: cfg}
+	// The API's certificate first: the listener speaks TLS from its first accept.
+	if err := s.loadAPICert(); err != nil {
+		return nil, err
+	}
 	var err error
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if s.apiCert.Load() != nil {
+		s.ln = tls.NewListener(s.ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.apiCert.Load(), nil }})
 	}
 	if err := s.openExtras(); err != nil {
 		s.ln.Close()
@@ -148,7 +176,10 @@ func New(cfg Config) (*Server, error) {
 	if err == nil {
 		s.db = store.New(b, store.Options{FrontendPool: cfg.FrontendPool, Own: s.listening(),
 			MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
-		if err = s.bootstrap(); err != nil {
+		if err = s.bootstrap(); err == nil {
+			err = s.openHolder() // needs the etcd store
+		}
+		if err != nil {
 			s.leave()
 			s.db.Close()
 		}
@@ -437,7 +468,9 @@ func (s *Server) Run(ctx context.Context) error {
 		st.SetAccessLog(accessLog)
 		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
+	popts.FreeBind = s.holder != nil
 	plane = dataplane.New(popts)
+	s.plane.Store(plane)
 
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
@@ -449,6 +482,9 @@ func (s *Server) Run(ctx context.Context) error {
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())
 	metrics := st.MetricsHandler()
+	if s.holder != nil {
+		metrics = s.withHoldingMetric(metrics)
+	}
 	if s.cfg.MetricsToken {
 		metrics = apiHandler.RequireRead(metrics)
 	}
@@ -486,7 +522,26 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return plane.Run(gctx, s.db) })
+	// The listeners close only after this host gave the frontend addresses up, so
+	// that while it holds them it also serves them (a stop hands them over first).
+	planeCtx, stopPlane := context.WithCancel(context.Background())
+	defer stopPlane()
+	g.Go(func() error { return plane.Run(planeCtx, s.db) })
+	if s.holder != nil {
+		g.Go(func() error {
+			err := s.holder.Run(gctx)
+			stopPlane()
+			return err
+		})
+	} else {
+		g.Go(func() error { <-gctx.Done(); stopPlane(); return nil })
+	}
+	// SIGHUP reloads the API certificate; without one it is only logged (a reload
+	// through systemd must never stop a server).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // registered before Run reports ready
+	defer signal.Stop(hup)
+	g.Go(func() error { s.reloadOnHUP(gctx, hup); return nil })
 	if s.member != nil {
 		g.Go(func() error { return s.member.Run(gctx) })
 		g.Go(func() error { s.probeStore(gctx); return nil })
@@ -514,7 +569,11 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	s.ready.Store(true)
-	s.cfg.Log.Info("nodebalancer ready", "api", "http://"+s.ln.Addr().String())
+	scheme := "http://"
+	if s.apiCert.Load() != nil {
+		scheme = "https://"
+	}
+	s.cfg.Log.Info("nodebalancer ready", "api", scheme+s.ln.Addr().String())
 	g.Go(func() error {
 		<-gctx.Done()
 		s.ready.Store(false)
