@@ -7,11 +7,13 @@
 #   ONLY=l7ka,l4bulk ROUNDS=1 bench/compare.sh   # a subset, for quick A/B work
 #   NB_BIN=/path/to/nodebalancer bench/compare.sh   # measure a given build
 #
-# Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), MANY_CONNS (8000
-# keep-alive clients of the c10k workload, for C10K_DURATION, 10s), ONLY (workload
-# list: l7ka l7close l4ka l4close l4bulk httpska c10k idle modechange), OUT (results file;
+# Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), IDLE_SESSIONS
+# (5000), MANY_CONNS (8000 keep-alive clients of the c10k workload, for C10K_DURATION,
+# 10s), ONLY (workload list: l7ka l7close l4ka l4close l4bulk httpska c10k udprr idle
+# udpidle modechange), OUT (results file;
 # "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
+# UDP_A / UDP_B (the two UDP echo backends, 127.0.0.2:9053 / 127.0.0.3:9053),
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
 # by hand; the pids and addresses are printed), PIN (1: the balancers on CPU 1, wrk,
 # the backends and the helpers on CPU 0, each balancer with one thread/worker/P; 0:
@@ -21,6 +23,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 IDLE_CONNS=${IDLE_CONNS:-5000}
+IDLE_SESSIONS=${IDLE_SESSIONS:-5000}
 MANY_CONNS=${MANY_CONNS:-8000}
 C10K_DURATION=${C10K_DURATION:-10s}
 ONLY=${ONLY:-}
@@ -28,6 +31,8 @@ PIN=${PIN:-1}
 NB_ENV=${NB_ENV:-}
 BA=${BACKEND_A:-127.0.0.2:9001}
 BB=${BACKEND_B:-127.0.0.3:9001}
+UA=${UDP_A:-127.0.0.2:9053}
+UB=${UDP_B:-127.0.0.3:9053}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 DATE=$(date -u +%Y-%m-%d)
@@ -92,6 +97,14 @@ for a in "${ADDRS[@]}"; do
 		die "$a is already in use (by: $(ss -Htlnp src "$a" | awk '{print $6}' | head -1)); stop it and run again"
 	fi
 done
+UDP_ADDRS=($UA $UB 127.0.0.1:8054 $NB_IP:8053)
+udp_bound=$(ss -Huln | awk '{print $4}')
+for a in "${UDP_ADDRS[@]}"; do
+	port=${a##*:}
+	if grep -qxE "(${a//./\\.}|0\.0\.0\.0:$port|\*:$port|\[::\]:$port)" <<<"$udp_bound"; then
+		die "udp $a is already in use (by: $(ss -Hulnp src "$a" | awk '{print $6}' | head -1)); stop it and run again"
+	fi
+done
 
 # --- build and files ----------------------------------------------------------------
 if [[ -n ${NB_BIN:-} ]]; then
@@ -109,7 +122,7 @@ else
 	LB_CPU=() LOAD_CPU=() LBPROCS=2
 fi
 for f in backend-nginx.conf bulk-nginx.conf haproxy.cfg lb-nginx.conf; do
-	sed "s|@DIR@|$DIR|g; s|@BULKDIR@|$BULKDIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
+	sed "s|@DIR@|$DIR|g; s|@BULKDIR@|$BULKDIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@UA@|$UA|g; s|@UB@|$UB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
 done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 	-subj /CN=bench.test -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
@@ -132,8 +145,16 @@ wait_port() { # addr
 	done
 	die "nothing listens on $1; see $DIR/*.log"
 }
+wait_udp() { # addr
+	for _ in $(seq 100); do
+		ss -Huln | awk '{print $4}' | grep -qx "$1" && return 0
+		sleep 0.1
+	done
+	die "nothing is bound to udp $1; see $DIR/*.log"
+}
 start backend "${LOAD_CPU[@]}" nginx -c "$DIR/backend-nginx.conf"
 start bulk "${LOAD_CPU[@]}" nginx -c "$DIR/bulk-nginx.conf"
+start udpecho "${LOAD_CPU[@]}" "$NBB" udpecho "$UA" "$UB"
 TOKEN=bench-token-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 # start_balancers starts HAProxy, nginx and nodebalancer (which keeps its store, so a
 # restart brings its configuration back).
@@ -154,8 +175,9 @@ stop_balancers() {
 }
 start_balancers
 for a in $BA $BB 127.0.0.4:9002 127.0.0.1:8081 127.0.0.1:8082 $API; do wait_port "$a"; done
-NODE_URL=$("$NBB" setup -api "http://$API" -token "$TOKEN" -ipv4 $NB_IP -cert "$DIR/cert.pem" -key "$DIR/key.pem" -a "$BA" -b "$BB")
+NODE_URL=$("$NBB" setup -api "http://$API" -token "$TOKEN" -ipv4 $NB_IP -cert "$DIR/cert.pem" -key "$DIR/key.pem" -a "$BA" -b "$BB" -ua "$UA" -ub "$UB")
 for a in $NB_IP:8083 $NB_IP:8093 $NB_IP:8193 $NB_IP:8483; do wait_port "$a"; done
+for a in $UA $UB 127.0.0.1:8054 $NB_IP:8053; do wait_udp "$a"; done
 # HAProxy's checks: both servers UP (rise 2 at inter 2s).
 for _ in $(seq 100); do
 	up=$(echo "show stat" | "$NBB" sock "$DIR/haproxy.sock" 2>/dev/null | grep -cE '^(be|be4),(a|b),.*,UP' || true)
@@ -179,6 +201,8 @@ declare -A L7=([nodebalancer]=http://$NB_IP:8083/ [haproxy]=http://127.0.0.1:808
 declare -A L4=([nodebalancer]=http://$NB_IP:8093/ [haproxy]=http://127.0.0.1:8091/ [nginx]=http://127.0.0.1:8092/ [direct]=http://$BA/)
 declare -A TLS=([nodebalancer]=https://$NB_IP:8483/ [haproxy]=https://127.0.0.1:8481/ [nginx]=https://127.0.0.1:8482/)
 declare -A BULKA=([nodebalancer]=$NB_IP:8193 [haproxy]=127.0.0.1:8191 [nginx]=127.0.0.1:8192 [direct]=127.0.0.4:9002)
+# HAProxy's open-source edition has no UDP: the udp rows compare nodebalancer and nginx.
+declare -A UDPA=([nodebalancer]=$NB_IP:8053 [nginx]=127.0.0.1:8054 [direct]=$UA)
 
 declare -A PIDOF=([nodebalancer]=$PID_nodebalancer [haproxy]=$PID_haproxy [nginx]=$PID_lbnginx)
 # cpu_ticks PID: user+system clock ticks of PID and its children (nginx's workers).
@@ -247,6 +271,22 @@ wrk_run() {
 	say "  $work $bal: $rps req/s, p99 ${p99} ms${cpu:+, CPU $cpu µs/req}${peak:+, RSS $peak MiB}${errs:+ ($errs)}"
 }
 
+# udp_run BALANCER ROUND: closed-loop UDP request/response with 64 clients (sessions):
+# datagrams/s, p99 (ms) and the balancer's CPU time per request/response pair (µs).
+udp_run() {
+	local bal=$1 round=$2 work="UDP req/resp (c64)" out t0=0 t1=0 pid=${PIDOF[$1]:-}
+	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+	out=$("${LOAD_CPU[@]}" "$NBB" udpload -addr "${UDPA[$bal]}" -c 64 -d "$DURATION") || die "udpload through $bal failed: $out"
+	[[ -n $pid ]] && t1=$(cpu_ticks "$pid")
+	local rps p99 lost sent cpu=""
+	read -r rps p99 lost sent <<<"$out"
+	[[ -n $pid ]] && cpu=$(awk -v t=$((t1 - t0)) -v us=$TICK_US -v n="$sent" 'BEGIN{printf "%.2f", t*us/n}')
+	((lost > 0)) && echo "$work $bal round $round: $lost of $sent requests got no reply within 200 ms" >>"$NOTES"
+	printf '%s\t%s\t%s\tdatagrams/s\t%s\n%s\t%s\t%s\tp99 ms\t%s\n' "$work" "$bal" "$round" "$rps" "$work" "$bal" "$round" "$p99" >>"$RAW"
+	[[ -n $cpu ]] && printf '%s\t%s\t%s\tCPU µs/req\t%s\n' "$work" "$bal" "$round" "$cpu" >>"$RAW"
+	say "  $work $bal: $rps datagrams/s, p99 $p99 ms, lost $lost${cpu:+, CPU $cpu µs/req}"
+}
+
 run_one() { # WORKLOAD BALANCER ROUND
 	local work=$1 bal=$2 r=$3
 	case $work in
@@ -256,6 +296,7 @@ run_one() { # WORKLOAD BALANCER ROUND
 	l4close) wrk_run "L4 new conn/request (c32)" "$bal" "$r" "${L4[$bal]}" 32 "Connection: close" ;;
 	httpska) [[ $bal == direct ]] || wrk_run "https keep-alive (c64)" "$bal" "$r" "${TLS[$bal]}" 64 ;;
 	c10k) RSS=1 WRK_DURATION=$C10K_DURATION wrk_run "L7 keep-alive, $MANY_CONNS clients" "$bal" "$r" "${L7[$bal]}" "$MANY_CONNS" ;;
+	udprr) [[ $bal == haproxy ]] || udp_run "$bal" "$r" ;;
 	l4bulk)
 		local res
 		res=$("${LOAD_CPU[@]}" "$NBB" bulk "${BULKA[$bal]}" /nb-bench-512m.bin) || die "bulk through $bal failed"
@@ -267,7 +308,7 @@ run_one() { # WORKLOAD BALANCER ROUND
 
 BALS=(nodebalancer haproxy nginx direct)
 WORKS=()
-for w in l7ka l7close l4ka l4close l4bulk httpska c10k; do want $w && WORKS+=($w); done
+for w in l7ka l7close l4ka l4close l4bulk httpska c10k udprr; do want $w && WORKS+=($w); done
 
 if ((${#WORKS[@]})); then
 	say "warm-up"
@@ -275,6 +316,7 @@ if ((${#WORKS[@]})); then
 		"${LOAD_CPU[@]}" wrk -t1 -c64 -d1s "${L7[$b]}" >/dev/null
 		"${LOAD_CPU[@]}" wrk -t1 -c64 -d1s "${TLS[$b]}" >/dev/null
 		"${LOAD_CPU[@]}" wrk -t1 -c64 -d1s "${L4[$b]}" >/dev/null
+		[[ $b == haproxy ]] || "${LOAD_CPU[@]}" "$NBB" udpload -addr "${UDPA[$b]}" -c 64 -d 1s >/dev/null
 	done
 fi
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -311,6 +353,24 @@ if want idle; then
 			say "  idle $kind $b: $res (conns KiB B/conn)"
 			sleep 2 # let the closes settle
 		done
+	done
+fi
+
+if want udpidle; then
+	say "udp sessions: $IDLE_SESSIONS held through each balancer"
+	stop_balancers
+	start_balancers
+	for a in 127.0.0.1:8054 $NB_IP:8053; do wait_udp "$a"; done
+	PIDOF=([nodebalancer]=$PID_nodebalancer [haproxy]=$PID_haproxy [nginx]=$PID_lbnginx)
+	for b in nodebalancer nginx; do
+		# One warm-up session, then let it expire (2 s) before measuring from a quiet start.
+		"${LOAD_CPU[@]}" "$NBB" udpload -addr "${UDPA[$b]}" -c 1 -d 200ms >/dev/null
+		sleep 3
+		res=$("${LOAD_CPU[@]}" "$NBB" udpidle -addr "${UDPA[$b]}" -n "$IDLE_SESSIONS" -pids "${PIDOF[$b]}") ||
+			{ echo "udp sessions $b: failed ($res)" >>"$NOTES"; say "  udp sessions $b failed"; continue; }
+		printf '%s\t%s\t1\tB/session\t%s\n' "udp ($IDLE_SESSIONS sessions held), RSS growth" "$b" "${res##* }" >>"$RAW"
+		say "  udp sessions $b: $res (sessions KiB B/session)"
+		sleep 3 # the sessions expire
 	done
 fi
 

@@ -13,6 +13,9 @@
 //	nbbench setup -api URL -token T ...    create the benchmark NodeBalancer, wait for UP nodes
 //	nbbench sock PATH                      send stdin to a unix socket (HAProxy's), print the answer
 //	nbbench get ADDR                       wait (up to 20 s) until ADDR answers a GET with a backend's body
+//	nbbench udpecho ADDR...                UDP echo servers
+//	nbbench udpload -addr A [-c 64 -d 5s]  closed-loop UDP request/response: datagrams/s, p99 ms, lost, sent
+//	nbbench udpidle -addr A -n N -pids P   RSS growth of P per held UDP session
 package main
 
 import (
@@ -55,6 +58,12 @@ func main() {
 		err = sock(os.Args[2:])
 	case "get":
 		err = get(os.Args[2:])
+	case "udpecho":
+		err = udpEcho(os.Args[2:])
+	case "udpload":
+		err = udpLoad(os.Args[2:])
+	case "udpidle":
+		err = udpIdle(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -461,7 +470,7 @@ func table(args []string) error {
 		}
 		// For latency and memory smaller is better: the ratio is inverted so that > 1
 		// always means ours is better.
-		lowerBetter := strings.HasPrefix(metric, "p99") || strings.Contains(metric, "B/conn") || strings.HasPrefix(metric, "ms") ||
+		lowerBetter := strings.HasPrefix(metric, "p99") || strings.Contains(metric, "B/") || strings.HasPrefix(metric, "ms") ||
 			strings.HasPrefix(metric, "CPU") || strings.HasPrefix(metric, "RSS")
 		for _, other := range []string{"haproxy", "nginx", "direct"} {
 			o, okO := med[other]
@@ -503,6 +512,8 @@ func setup(args []string) error {
 	keyFile := fs.String("key", "", "PEM key for the https config")
 	nodeA := fs.String("a", "127.0.0.2:9001", "node a")
 	nodeB := fs.String("b", "127.0.0.3:9001", "node b")
+	udpA := fs.String("ua", "127.0.0.2:9053", "udp node a")
+	udpB := fs.String("ub", "127.0.0.3:9053", "udp node b")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -556,6 +567,10 @@ func setup(args []string) error {
 			checked(8083, "http"), https, checked(8093, "tcp"),
 			map[string]any{"port": 8193, "protocol": "tcp", "algorithm": "roundrobin", "check": "none",
 				"nodes": []map[string]any{{"label": "bulk", "address": "127.0.0.4:9002"}}},
+			// UDP echo nodes have no TCP port to check; nginx's stream proxy has only
+			// passive checks either way.
+			map[string]any{"port": 8053, "protocol": "udp", "algorithm": "roundrobin", "check": "none",
+				"nodes": []map[string]any{{"label": "udp-a", "address": *udpA}, {"label": "udp-b", "address": *udpB}}},
 		},
 	}
 	var nb struct {

@@ -41,16 +41,23 @@ type StatsSource interface {
 	NodeBalancerStats(id int, query url.Values) (any, error)
 }
 
+// ListenerSource tells whether this host listens for a config (the data plane's
+// Plane.ListenerStatus). Without one configs have no "listener" field.
+type ListenerSource interface {
+	ListenerStatus(configID int) model.ListenerStatus
+}
+
 // Options configure the API.
 type Options struct {
 	// DB is where the state lives. Required.
 	DB *store.DB
 	// Policy carries the region and the backend ranges validation needs.
 	Policy model.Policy
-	// Status, Transfer and Stats are optional live sources (see their types).
-	Status   NodeStatusSource
-	Transfer TransferSource
-	Stats    StatsSource
+	// Status, Transfer, Stats and Listeners are optional live sources (see their types).
+	Status    NodeStatusSource
+	Transfer  TransferSource
+	Stats     StatsSource
+	Listeners ListenerSource
 	// HostnameDomain is the domain of each NodeBalancer's hostname,
 	// "<ipv4 with dashes>.<domain>"; DefaultHostnameDomain when empty.
 	HostnameDomain string
@@ -69,9 +76,10 @@ const MaxBodyBytes = 1 << 20
 
 // API is the http.Handler of the /v4 tree.
 type API struct {
-	o      Options
-	log    *slog.Logger
-	tokens *tokenCache
+	o         Options
+	log       *slog.Logger
+	tokens    *tokenCache
+	authLimit authLimiter // failed authentications per client address
 }
 
 // New returns the API handler. Mount it for the paths /v4/ and /v4beta/ (it sees
@@ -99,7 +107,29 @@ const (
 	tokenMgmt               // managing tokens: nodebalancers:read_write or *
 	readFW                  // firewall:read_only or better
 	writeFW                 // firewall:read_write or *
+	readIPs                 // reserved addresses: ips:read_only or better, as Linode
+	writeIPs                // ips:read_write or *
+	anyToken                // any valid token, whatever its scopes (GET /profile)
 )
+
+// scopeNeeded is the scope resource and level an access needs.
+func (need access) scopeNeeded() (string, level) {
+	switch need {
+	case readNB:
+		return "nodebalancers", levelReadOnly
+	case readIPs:
+		return "ips", levelReadOnly
+	case writeIPs:
+		return "ips", levelReadWrite
+	case readFW:
+		return "firewall", levelReadOnly
+	case writeFW:
+		return "firewall", levelReadWrite
+	case anyToken, public:
+		return "", levelNone
+	}
+	return "nodebalancers", levelReadWrite
+}
 
 // call is one request on its way through a handler.
 type call struct {
@@ -133,6 +163,13 @@ func nbAccess(method string) access {
 	return writeNB
 }
 
+func ipsAccess(method string) access {
+	if method == http.MethodGet {
+		return readIPs
+	}
+	return writeIPs
+}
+
 var routes = []route{
 	{[]string{"nodebalancers"}, map[string]handler{"GET": listNodeBalancers, "POST": createNodeBalancer}, nbAccess},
 	{[]string{"nodebalancers", "types"}, map[string]handler{"GET": listTypes}, publicAccess},
@@ -154,6 +191,9 @@ var routes = []route{
 	{[]string{"linode", "types"}, map[string]handler{"GET": listLinodeTypes}, publicAccess},
 	{[]string{"regions"}, map[string]handler{"GET": listRegions}, publicAccess},
 	{[]string{"regions", "*"}, map[string]handler{"GET": getRegion}, publicAccess},
+	{[]string{"networking", "reserved", "ips"}, map[string]handler{"GET": listReservedIPs, "POST": reserveIP}, ipsAccess},
+	{[]string{"networking", "reserved", "ips", "*"}, map[string]handler{"GET": getReservedIP, "PUT": updateReservedIP, "DELETE": deleteReservedIP}, ipsAccess},
+	{[]string{"profile"}, map[string]handler{"GET": getProfile}, func(string) access { return anyToken }},
 	{[]string{"profile", "tokens"}, map[string]handler{"GET": listTokens, "POST": createToken}, func(string) access { return tokenMgmt }},
 	{[]string{"profile", "tokens", "#"}, map[string]handler{"GET": getToken, "PUT": updateToken, "DELETE": deleteToken}, func(string) access { return tokenMgmt }},
 }
@@ -298,22 +338,13 @@ func (a *API) authorize(c *call, need access) error {
 		return err
 	}
 	if !ok || (t.Expiry != nil && !a.o.Now().Before(*t.Expiry)) {
-		return errUnauthorized
+		return a.authFailed(c)
 	}
 	if !t.scopesOK {
 		return errForbidden // a stored token with scopes we no longer read grants nothing
 	}
 	c.token, c.scopes = t.Token, t.scopes
-	res, lv := "nodebalancers", levelReadWrite
-	switch need {
-	case readNB:
-		lv = levelReadOnly
-	case readFW:
-		res, lv = "firewall", levelReadOnly
-	case writeFW:
-		res = "firewall"
-	}
-	if !t.scopes.allows(res, lv) {
+	if res, lv := need.scopeNeeded(); res != "" && !t.scopes.allows(res, lv) {
 		return errForbidden
 	}
 	return nil

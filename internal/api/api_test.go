@@ -12,9 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/testcert"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // fixture creates one NodeBalancer with one config and one node and returns their
@@ -77,8 +79,10 @@ func TestRefusedRequestsNameTheFieldAndChangeNothing(t *testing.T) {
 		{"bad tag", "POST", "/v4/nodebalancers", `{"region":"local","tags":["ok-tag","x"]}`, nil, 400, []string{"tags[1]"}, "characters"},
 		{"tags not strings", "POST", "/v4/nodebalancers", `{"region":"local","tags":[1]}`, nil, 400, []string{"tags[0]"}, "string"},
 		{"duplicate label", "POST", "/v4/nodebalancers", `{"region":"local","label":"fixture"}`, nil, 400, []string{"label"}, "already in use"},
-		{"udp protocol", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp"}`, nil, 400, []string{"protocol"}, "not supported by this server"},
-		{"ring_hash", "POST", nbPath + "/configs", `{"port":81,"algorithm":"ring_hash"}`, nil, 400, []string{"algorithm"}, "not supported"},
+		{"udp table", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp","stickiness":"table"}`, nil, 400, []string{"stickiness"}, "not available with protocol udp"},
+		{"udp source", "POST", nbPath + "/configs", `{"port":81,"protocol":"udp","algorithm":"source"}`, nil, 400, []string{"algorithm"}, "not available with protocol udp"},
+		{"ring_hash", "POST", nbPath + "/configs", `{"port":81,"algorithm":"ring_hash"}`, nil, 400, []string{"algorithm"}, "requires protocol udp"},
+		{"source_ip on tcp", "POST", nbPath + "/configs", `{"port":81,"protocol":"tcp","stickiness":"source_ip"}`, nil, 400, []string{"stickiness"}, "requires protocol udp"},
 		{"udp_check_port range", "POST", nbPath + "/configs", `{"port":81,"udp_check_port":65536}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
 		{"udp_check_port zero", "PUT", cfPath, `{"udp_check_port":0}`, nil, 400, []string{"udp_check_port"}, "between 1 and 65535"},
 		{"udp_check_port type", "PUT", cfPath, `{"udp_check_port":"53"}`, nil, 400, []string{"udp_check_port"}, "integer"},
@@ -352,7 +356,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openDB(t, t.TempDir())
+			db := teststore.New(t, apiPool)
 			defer db.Close()
 			got, err := Bootstrap(db, tt.secret)
 			if !tt.ok {
@@ -449,6 +453,43 @@ func TestNodeStatusShown(t *testing.T) {
 		if n["status"] != tt.want || ns["up"] != tt.up {
 			t.Errorf("checker %q mode %s: status %v nodes_status %v", tt.checker, tt.mode, n["status"], ns)
 		}
+	}
+}
+
+// listenerSource answers every config's listener status with st.
+type listenerSource struct{ st model.ListenerStatus }
+
+func (l listenerSource) ListenerStatus(int) model.ListenerStatus { return l.st }
+
+// TestListenerStatusShown checks the config's "listener" field (not Linode's): absent
+// without a source, the data plane's word with one, and ignored when echoed back.
+func TestListenerStatusShown(t *testing.T) {
+	plain := newEnv(t)
+	_, cfPath, _ := fixture(plain)
+	if cf := plain.must("GET", cfPath, ""); cf["listener"] != nil {
+		t.Errorf("listener without a source: %v", cf["listener"])
+	}
+
+	since := time.Date(2026, 11, 30, 17, 0, 0, 0, time.UTC)
+	e := newEnv(t, func(o *Options) {
+		o.Listeners = listenerSource{model.ListenerStatus{State: model.ListenerFailed, Address: "127.0.1.1:80",
+			Error: "listen tcp 127.0.1.1:80: bind: address already in use", Since: since, Attempts: 3}}
+	})
+	_, cfPath, _ = fixture(e)
+	r := e.do("GET", cfPath, "")
+	cf := r.json(t)
+	l, _ := cf["listener"].(map[string]any)
+	if l["state"] != "failed" || l["address"] != "127.0.1.1:80" || l["since"] != "2026-11-30T17:00:00" ||
+		l["attempts"] != 3.0 || !strings.Contains(l["error"].(string), "address already in use") {
+		t.Errorf("listener %v", cf["listener"])
+	}
+	list := e.must("GET", cfPath[:strings.LastIndex(cfPath, "/")], "")
+	if l := list["data"].([]any)[0].(map[string]any)["listener"].(map[string]any); l["state"] != "failed" {
+		t.Errorf("listed config's listener %v", l)
+	}
+	// A client that sends back what it read (the console does) is not refused.
+	if r := e.do("PUT", cfPath, string(r.body)); r.status != http.StatusOK {
+		t.Errorf("PUT of the config as read: %d %s", r.status, r.body)
 	}
 }
 
@@ -573,9 +614,9 @@ func TestUnknownFieldsAreIgnoredAndLogged(t *testing.T) {
 	}
 	// Known fields with unsupported values: still a 400 naming the field.
 	for body, field := range map[string]string{
-		`{"region":"local","firewall_id":12}`:               "firewall_id",
-		`{"region":"local","vpcs":[{"subnet_id":1}]}`:       "vpcs",
-		`{"region":"local","configs":[{"protocol":"udp"}]}`: "configs[0].protocol",
+		`{"region":"local","firewall_id":12}`:                                    "firewall_id",
+		`{"region":"local","vpcs":[{"subnet_id":1}]}`:                            "vpcs",
+		`{"region":"local","configs":[{"protocol":"udp","stickiness":"table"}]}`: "configs[0].stickiness",
 	} {
 		r := e.do("POST", "/v4/nodebalancers", body)
 		if r.status != 400 || r.errs(t)[field] == "" {

@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 var testPolicy = model.Policy{Region: "local", BackendRanges: model.DefaultBackendRanges()}
@@ -47,20 +46,13 @@ type env struct {
 	clock *clock
 }
 
-func openDB(t testing.TB, dir string) *store.DB {
-	t.Helper()
-	b, err := bolt.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
-}
+// apiPool is the frontend pool of the stores these tests open.
+const apiPool = "127.0.1.0/24"
 
 func newEnv(t testing.TB, mod ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), clock: &clock{t: time.Now().UTC()}}
-	e.db = openDB(t, e.dir)
-	t.Cleanup(func() { e.db.Close() })
+	e.db = teststore.Open(t, e.dir, apiPool)
 	tok, err := Bootstrap(e.db, "")
 	if err != nil || tok == "" {
 		t.Fatalf("Bootstrap = %q, %v", tok, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/testcert"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // These tests drive the API over loopback with the real Linode client, the final
@@ -701,7 +702,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db := openDB(t, e.dir)
+	db := teststore.Open(t, e.dir, apiPool)
 	defer db.Close()
 	if again, err := Bootstrap(db, ""); err != nil || again != "" {
 		t.Fatalf("bootstrap on a store with tokens = %q, %v", again, err)
@@ -726,7 +727,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 // TestLinodegoUDPFieldsRoundTrip: udp_check_port is accepted, stored and echoed on
 // every protocol (default 80), udp_session_timeout is shown read-only, and
 // client_udp_sess_throttle round-trips on NodeBalancers, as Terraform and linode_api4
-// send and read them. The udp protocol itself stays refused.
+// send and read them.
 func TestLinodegoUDPFieldsRoundTrip(t *testing.T) {
 	e := newEnv(t)
 	lc := client(e.serve(), e.token)
@@ -780,9 +781,5 @@ func TestLinodegoUDPFieldsRoundTrip(t *testing.T) {
 	if _, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, cf.ID, linodego.NodeBalancerConfigUpdateOptions{Port: cf.Port, UDPCheckPort: ptr(70000)}); status(err) != 400 ||
 		!strings.Contains(err.Error(), "udp_check_port") {
 		t.Fatalf("udp_check_port 70000: %v", err)
-	}
-	if _, err := lc.CreateNodeBalancerConfig(ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 8101, Protocol: "udp"}); status(err) != 400 ||
-		!strings.Contains(err.Error(), "not supported") {
-		t.Fatalf("udp protocol: %v", err)
 	}
 }

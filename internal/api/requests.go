@@ -113,7 +113,7 @@ func readConfig(o *object) configPatch {
 	p.cert, p.certHow = readCert(o, "ssl_cert")
 	p.key, p.keyHow = readCert(o, "ssl_key")
 	p.udpCheckPort = optInt(o, "udp_check_port")
-	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint", "udp_session_timeout")
+	o.ignore("id", "nodebalancer_id", "nodes_status", "ssl_commonname", "ssl_fingerprint", "udp_session_timeout", "listener")
 	return p
 }
 
@@ -132,10 +132,15 @@ func readCert(o *object, key string) (string, certField) {
 	return s, certGiven
 }
 
-// apply writes the patch onto c. When the resulting protocol is not https, a stored
-// certificate and key the request did not replace are dropped: a client switching
-// https→http with linodego cannot send null for them (its fields are omitempty).
+// apply writes the patch onto c. When it changes the protocol, model.FitProtocol
+// drops the stored values the request left out that the new protocol does not allow
+// (a client switching https→http with linodego cannot send null for the certificate:
+// its fields are omitempty; the CCM never sends stickiness for tcp).
 func (p configPatch) apply(c *model.Config, create bool) {
+	before := c.Protocol
+	if create {
+		before = "" // a create sets the protocol: <REDACTED> sent for an http config is dropped
+	}
 	if p.port != nil {
 		c.Port = *p.port
 	}
@@ -156,14 +161,27 @@ func (p configPatch) apply(c *model.Config, create bool) {
 	}
 	applyCert(&c.SSLCert, p.cert, p.certHow, create)
 	applyCert(&c.SSLKey, p.key, p.keyHow, create)
-	if c.Protocol != model.ProtocolHTTPS {
-		if p.certHow != certGiven {
-			c.SSLCert = ""
-		}
-		if p.keyHow != certGiven {
-			c.SSLKey = ""
-		}
+	model.FitProtocol(c, before, p.sent)
+}
+
+// sent reports whether the request gave a value for a protocol-bound field
+// (model.ProtocolBoundFields). <REDACTED> is not a value: it stands for the stored one.
+func (p configPatch) sent(field string) bool {
+	switch field {
+	case "algorithm":
+		return p.algorithm != nil
+	case "stickiness":
+		return p.stickiness != nil
+	case "proxy_protocol":
+		return p.proxyProtocol != nil
+	case "cipher_suite":
+		return p.cipherSuite != nil
+	case "ssl_cert":
+		return p.certHow == certGiven
+	case "ssl_key":
+		return p.keyHow == certGiven
 	}
+	return false
 }
 
 func applyCert(dst *string, v string, how certField, create bool) {

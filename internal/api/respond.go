@@ -170,6 +170,17 @@ type configJSON struct {
 	SSLFingerprint    string              `json:"ssl_fingerprint"`
 	NodesStatus       nodesStatusJSON     `json:"nodes_status"`
 	NodeBalancerID    int                 `json:"nodebalancer_id"`
+	// Listener is not Linode's: whether this host listens for the config. Linode's
+	// clients ignore fields they do not know, and the API ignores it when echoed back.
+	Listener *listenerJSON `json:"listener,omitempty"`
+}
+
+type listenerJSON struct {
+	State    model.ListenerState `json:"state"`
+	Address  string              `json:"address,omitempty"`
+	Error    string              `json:"error,omitempty"`
+	Since    string              `json:"since,omitempty"`
+	Attempts int                 `json:"attempts,omitempty"`
 }
 
 type nodeJSON struct {
@@ -279,6 +290,13 @@ func (a *API) renderConfig(c model.Config, nodes []model.Node) configJSON {
 	}
 	if c.SSLKey != "" {
 		out.SSLKey = &redacted
+	}
+	if a.o.Listeners != nil {
+		st := a.o.Listeners.ListenerStatus(c.ID)
+		out.Listener = &listenerJSON{State: st.State, Address: st.Address, Error: st.Error, Attempts: st.Attempts}
+		if !st.Since.IsZero() {
+			out.Listener.Since = formatTime(st.Since)
+		}
 	}
 	// Linode's nodes_status has only up and down: an Unknown node (no verdict yet, or
 	// check none) is in neither, so up+down may be less than the number of nodes.

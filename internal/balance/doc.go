@@ -1,6 +1,6 @@
 // Package balance chooses the backend node for each new client connection:
-// the node modes and statuses of Linode's NodeBalancer, its three algorithms
-// (roundrobin, leastconn, source) and table stickiness. It is pure: no
+// the node modes and statuses of Linode's NodeBalancer, its algorithms
+// (roundrobin, leastconn, source, and ring_hash for udp) and table stickiness. It is pure: no
 // sockets, no clocks (time is passed in), no logging, so every rule can be
 // tested and fuzzed exactly.
 //

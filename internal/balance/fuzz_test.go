@@ -119,7 +119,7 @@ func checkPick(t *testing.T, p *Pool, got, ex *Node, fresh bool) {
 // FuzzParse checks that the enum parsers accept exactly the strings the
 // String methods produce.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"accept", "reject", "drain", "backup", "roundrobin", "leastconn", "source", "UP", "DOWN", "Unknown", "x"} {
+	for _, s := range []string{"accept", "reject", "drain", "backup", "roundrobin", "leastconn", "source", "x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -128,9 +128,6 @@ func FuzzParse(f *testing.F) {
 		}
 		if a, err := ParseAlgorithm(s); err == nil && a.String() != s {
 			t.Errorf("ParseAlgorithm(%q) = %v", s, a)
-		}
-		if st, err := ParseStatus(s); err == nil && st.String() != s {
-			t.Errorf("ParseStatus(%q) = %v", s, st)
 		}
 	})
 }

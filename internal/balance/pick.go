@@ -11,7 +11,7 @@ import "math/bits"
 const retrySteps = 8
 
 // Pick chooses a node for a new, non-sticky client. key is the client's
-// HashAddr; only the Source algorithm uses it. It returns nil when no node is
+// HashAddr; only the Source and RingHash algorithms use it. It returns nil when no node is
 // eligible. A node that went DOWN since the last Refresh is never returned:
 // Pick checks the chosen node's live status and moves on to another.
 func (p *Pool) Pick(key uint64) *Node { return p.pick(key, -1) }
@@ -50,6 +50,8 @@ func (p *Pool) pick(key uint64, ex int) *Node {
 		return p.scan(c, ex)
 	case LeastConn:
 		return p.leastConn(t, ex)
+	case RingHash:
+		return p.ringPick(t, key, ex)
 	default: // Source
 		n := len(t.maglev)
 		s, _ := bits.Mul64(key, uint64(n))
@@ -76,9 +78,7 @@ func (p *Pool) leastConn(t *table, ex int) *Node {
 	if best >= 0 {
 		best += start
 	}
-	if b, a, w := lcScan(lc[:start], ex, best, bestActive, bestWeight); b != best {
-		best, bestActive, bestWeight = b, a, w
-	}
+	best, _, _ = lcScan(lc[:start], ex, best, bestActive, bestWeight)
 	if best < 0 {
 		return p.scan(uint64(start), ex)
 	}

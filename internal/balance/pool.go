@@ -136,7 +136,8 @@ type table struct {
 	elig   []uint16 // pool indexes of the eligible nodes, in pool order
 	seq    []uint16 // RoundRobin: one cycle of smooth weighted round robin
 	lc     []lcEntry
-	maglev []uint16 // Source: the Maglev lookup table
+	maglev []uint16    // Source: the Maglev lookup table
+	ring   []ringPoint // RingHash: the points of the ring, by hash
 }
 
 // lcEntry is one eligible node as LeastConn scans it, packed so the scan
@@ -357,6 +358,8 @@ func (p *Pool) build() *table {
 		}
 	case Source:
 		t.maglev = buildMaglev(p.msize, t.elig, ids, weights)
+	case RingHash:
+		t.ring = buildRing(t.elig, ids, weights)
 	}
 	return t
 }

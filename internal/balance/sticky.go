@@ -171,8 +171,7 @@ func (t *StickyTable) Set(a netip.Addr, id int, now int64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	arr := sh.slots.Load()
-	at, free := sh.find(arr, hi, lo, h)
-	if at >= 0 {
+	if at, _ := sh.find(arr, hi, lo, h); at >= 0 {
 		e := arr.slots[at].Load()
 		if e.id == id && now-e.last.Load() < t.ttl {
 			e.touch(now)
@@ -189,7 +188,7 @@ func (t *StickyTable) Set(a netip.Addr, id int, now int64) {
 	}
 	// Making room may have freed a slot earlier on the probe path.
 	arr = sh.slots.Load()
-	_, free = sh.find(arr, hi, lo, h)
+	_, free := sh.find(arr, hi, lo, h)
 	if arr.slots[free].Load() == nil {
 		sh.used++
 	}

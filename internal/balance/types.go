@@ -30,19 +30,6 @@ func (s Status) String() string {
 	return fmt.Sprintf("Status(%d)", int32(s))
 }
 
-// ParseStatus parses the API spelling of a status ("Unknown", "UP", "DOWN").
-func ParseStatus(s string) (Status, error) {
-	switch s {
-	case "Unknown":
-		return StatusUnknown, nil
-	case "UP":
-		return StatusUp, nil
-	case "DOWN":
-		return StatusDown, nil
-	}
-	return 0, fmt.Errorf("unknown node status %q", s)
-}
-
 // Mode is what a node accepts, as set by the operator through the API.
 type Mode uint8
 
@@ -90,9 +77,12 @@ const (
 	LeastConn
 	// Source hashes the client address onto the nodes with a Maglev table.
 	Source
+	// RingHash hashes the client address onto a consistent-hash ring of
+	// weighted points (udp configs).
+	RingHash
 )
 
-var algorithmNames = [...]string{RoundRobin: "roundrobin", LeastConn: "leastconn", Source: "source"}
+var algorithmNames = [...]string{RoundRobin: "roundrobin", LeastConn: "leastconn", Source: "source", RingHash: "ring_hash"}
 
 // String returns the API spelling of the algorithm.
 func (a Algorithm) String() string {
@@ -103,7 +93,7 @@ func (a Algorithm) String() string {
 }
 
 // ParseAlgorithm parses the API spelling of an algorithm ("roundrobin",
-// "leastconn", "source").
+// "leastconn", "source", "ring_hash").
 func ParseAlgorithm(s string) (Algorithm, error) {
 	for i, name := range algorithmNames {
 		if s == name {

@@ -138,7 +138,7 @@ func TestCompletion(t *testing.T) {
 		{"config ids", []string{"nodebalancers", "nodes-list", nb, "--url", e.url, "--token", e.token, ""},
 			[]string{cfg + "\t8080"}},
 		{"no ids past the last", []string{"nodebalancers", "view", nb, "--url", e.url, "--token", e.token, ""}, nil},
-		{"enum values", []string{"nodebalancers", "config-update", nb, cfg, "--protocol", ""}, []string{"http", "https", "tcp"}},
+		{"enum values", []string{"nodebalancers", "config-update", nb, cfg, "--protocol", ""}, []string{"http", "https", "tcp", "udp"}},
 		{"node modes", []string{"nodebalancers", "node-create", nb, cfg, "--mode", ""}, []string{"accept", "reject", "drain", "backup"}},
 	}
 	for _, tc := range tests {

@@ -217,3 +217,53 @@ func TestNodeStatusHasNoColourWhenNotATerminal(t *testing.T) {
 		t.Fatalf("nodes up/down %q", f)
 	}
 }
+
+// failedListener reports every config's port as busy.
+type failedListener struct{}
+
+func (failedListener) ListenerStatus(int) model.ListenerStatus {
+	return model.ListenerStatus{State: model.ListenerFailed, Address: "127.0.1.1:8080", Error: "bind: address already in use"}
+}
+
+func TestConfigsListMarksAConfigThatCannotListen(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(o *api.Options) { o.Listeners = failedListener{} })
+	nb, _ := fixture(e)
+	ls := lines(e.ok("nodebalancers", "configs-list", nb))
+	if h := strings.Fields(ls[0]); h[len(h)-1] != "listener.state" {
+		t.Fatalf("configs-list header %q", ls[0])
+	}
+	if !strings.HasSuffix(ls[1], "  failed") {
+		t.Fatalf("configs-list row %q does not end with the listener state", ls[1])
+	}
+	if got := colorStatus("failed"); got != ansiRed+"failed"+ansiReset {
+		t.Errorf("colorStatus(failed) = %q", got)
+	}
+	if out := e.ok("nodebalancers", "configs-list", nb, "--format", "id,listener.error"); !strings.Contains(out, "bind: address already in use") {
+		t.Errorf("--format listener.error: %q", out)
+	}
+}
+
+func TestUDPConfigFlags(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	n := e.object("nodebalancers", "create", "--label", "udp-lb", "--client_udp_sess_throttle", "4")
+	if n["client_udp_sess_throttle"] != 4.0 {
+		t.Fatalf("create %v", n)
+	}
+	if up := e.object("nodebalancers", "update", id(n), "--client-udp-sess-throttle", "7"); up["client_udp_sess_throttle"] != 7.0 {
+		t.Fatalf("update %v", up)
+	}
+	// A udp config on the port of a tcp config, with its own fields.
+	e.object("nodebalancers", "config-create", id(n), "--port", "53", "--protocol", "tcp")
+	c := e.object("nodebalancers", "config-create", id(n), "--port", "53", "--protocol", "udp", "--udp_check_port", "8053",
+		"--algorithm", "ring_hash", "--stickiness", "source_ip", "--check", "connection")
+	if c["protocol"] != "udp" || c["udp_check_port"] != 8053.0 || c["algorithm"] != "ring_hash" || c["stickiness"] != "source_ip" ||
+		c["udp_session_timeout"] != float64(model.UDPSessionTimeout) {
+		t.Fatalf("udp config-create %v", c)
+	}
+	if r := e.run("nodebalancers", "config-update", id(n), id(c), "--stickiness", "table"); r.code == 0 ||
+		!strings.Contains(r.stderr, "stickiness") || !strings.Contains(r.stderr, "not available with protocol udp") {
+		t.Fatalf("table on udp: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -49,8 +49,9 @@ func enumValues[T ~string](vs ...T) []string {
 var (
 	fLabel       = field{name: "label", usage: "label: 3-32 letters, digits, '-' or '_'"}
 	fThrottle    = field{name: "client_conn_throttle", kind: kindInt, usage: "new connections per second per client address, 0-20 (0: off)"}
-	fUDPThrottle = field{name: "client_udp_sess_throttle", kind: kindInt, usage: "new UDP sessions per second per client address, 0-20 (stored; UDP is not served yet)"}
 	fTags        = field{name: "tags", kind: kindList, usage: "a tag (repeat for several; --tags '' for none)"}
+	fUDPThrottle = field{name: "client_udp_sess_throttle", kind: kindInt,
+		usage: "new UDP sessions per second per client address, 0-20 (0: off)"}
 
 	nbCreateFields = []field{fLabel,
 		{name: "region", usage: "region (the server's own region by default)"},
@@ -61,11 +62,12 @@ var (
 
 	configFields = []field{
 		{name: "port", kind: kindInt, usage: "inbound port, 1-65535 (80)"},
-		{name: "protocol", usage: "http, https or tcp (http)", values: enumValues(model.ProtocolHTTP, model.ProtocolHTTPS, model.ProtocolTCP)},
-		{name: "algorithm", usage: "roundrobin, leastconn or source (roundrobin)",
-			values: enumValues(model.AlgorithmRoundRobin, model.AlgorithmLeastConn, model.AlgorithmSource)},
-		{name: "stickiness", usage: "none, table or http_cookie (none)",
-			values: enumValues(model.StickinessNone, model.StickinessTable, model.StickinessHTTPCookie)},
+		{name: "protocol", usage: "http, https, tcp or udp (http)", values: enumValues(model.ProtocolHTTP, model.ProtocolHTTPS, model.ProtocolTCP, model.ProtocolUDP)},
+		{name: "algorithm", usage: "roundrobin, leastconn, source (not udp) or ring_hash (udp only) (roundrobin)",
+			values: enumValues(model.AlgorithmRoundRobin, model.AlgorithmLeastConn, model.AlgorithmSource, model.AlgorithmRingHash)},
+		{name: "stickiness", usage: "none; table or http_cookie (tcp/http/https); session or source_ip (udp) (none)",
+			values: enumValues(model.StickinessNone, model.StickinessTable, model.StickinessHTTPCookie, model.StickinessSession, model.StickinessSourceIP)},
+		{name: "udp_check_port", kind: kindInt, usage: "node port the health checks of a udp config connect to over TCP, 1-65535 (80)"},
 		{name: "check", usage: "health check: none, connection, http or http_body (none)",
 			values: enumValues(model.CheckNone, model.CheckConnection, model.CheckHTTP, model.CheckHTTPBody)},
 		{name: "check_interval", kind: kindInt, usage: "seconds between checks, more than check_timeout (31)"},
@@ -79,7 +81,6 @@ var (
 		{name: "cipher_suite", usage: "recommended or legacy (https only)", values: enumValues(model.CipherRecommended, model.CipherLegacy)},
 		{name: "ssl_cert", kind: kindPEM, usage: "PEM certificate chain, or @file (https only)"},
 		{name: "ssl_key", kind: kindPEM, usage: "PEM private key, or @file (https only)"},
-		{name: "udp_check_port", kind: kindInt, usage: "node port for the checks of a udp config, 1-65535 (80; stored, UDP is not served yet)"},
 	}
 
 	nodeFields = []field{

@@ -8,14 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
 	"github.com/nodebalancer/nodebalancer/internal/model"
-	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // testEnv is a real API server on loopback over a fresh bolt store, with its
@@ -28,12 +26,7 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T, mod ...func(*api.Options)) *testEnv {
 	t.Helper()
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
-	t.Cleanup(func() { db.Close() })
+	db := teststore.New(t, "127.0.1.0/24")
 	tok, err := api.Bootstrap(db, "")
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 // Default columns of each object's table (--format picks others).
 var (
 	nbColumns     = []string{"id", "label", "region", "ipv4", "client_conn_throttle", "transfer.total"}
-	configColumns = []string{"id", "port", "protocol", "algorithm", "stickiness", "check", "nodes_status.up", "nodes_status.down"}
+	configColumns = []string{"id", "port", "protocol", "algorithm", "stickiness", "check", "nodes_status.up", "nodes_status.down", "listener.state"}
 	nodeColumns   = []string{"id", "label", "address", "weight", "mode", "status"}
 	tokenColumns  = []string{"id", "label", "scopes", "created", "expiry", "token"}
 )

@@ -139,7 +139,7 @@ func (p *printer) table(headers []string, rows [][]string) error {
 	for ri, r := range all {
 		for i, c := range r {
 			c = safe(c)
-			if p.color && headers[i] == "status" && (ri > 0 || !p.headers) {
+			if p.color && (headers[i] == "status" || headers[i] == "listener.state") && (ri > 0 || !p.headers) {
 				b.WriteString(colorStatus(c))
 			} else {
 				b.WriteString(c)
@@ -194,13 +194,14 @@ const (
 	ansiReset  = "\x1b[0m"
 )
 
-// colorStatus colours a node status: UP green, DOWN red, Unknown yellow (it takes
-// traffic, but nothing vouches for it), anything else plain.
+// colorStatus colours a node status or a config's listener state: UP and open
+// green, DOWN and failed red, Unknown yellow (it takes traffic, but nothing vouches
+// for it), anything else plain.
 func colorStatus(s string) string {
 	switch s {
-	case "UP":
+	case "UP", "open":
 		return ansiGreen + s + ansiReset
-	case "DOWN":
+	case "DOWN", "failed":
 		return ansiRed + s + ansiReset
 	case string(model.StatusUnknown):
 		return ansiYellow + s + ansiReset

@@ -71,6 +71,10 @@ type Options struct {
 	// DropLog, when set, receives every connection a firewall dropped, with the name
 	// of the rule that did; it must not block.
 	DropLog func(nodeBalancerID, configID int, client, local netip.AddrPort, rule string)
+	// UDPAccessLog, when set, receives every ended udp session; it must not block.
+	UDPAccessLog func(nodeBalancerID, configID int, e stats.UDPEntry)
+	// UDPSessionTimeout replaces udp_session_timeout, for tests only.
+	UDPSessionTimeout time.Duration
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
@@ -94,12 +98,13 @@ type Plane struct {
 	round     uint64
 	limiters  map[int]*limiterEntry
 	sticky    map[int]*balance.StickyTable
-	failed    map[int]error            // configs whose listener could not be opened
+	failed    map[int]*failure         // configs whose listener could not be opened
 	guards    map[int]*firewall.Guard  // by NodeBalancer, for as long as it exists
 	fwTables  map[int]compiledFirewall // by firewall id
 	closing   sync.WaitGroup
 	ready     atomic.Bool
 	accessLog accessLogger
+	udp       udpState // udp configs (udp.go)
 }
 
 type limiterEntry struct {
@@ -147,7 +152,7 @@ func New(o Options) *Plane {
 		backends:  map[int]map[int]*backend{},
 		limiters:  map[int]*limiterEntry{},
 		sticky:    map[int]*balance.StickyTable{},
-		failed:    map[int]error{},
+		failed:    map[int]*failure{},
 		guards:    map[int]*firewall.Guard{},
 		fwTables:  map[int]compiledFirewall{},
 	}
@@ -237,33 +242,38 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 					p.Apply(m, d)
 				}
 			}
-			p.maintain(i%3 == 0, m)
+			p.maintain(m)
 		}
 	}
 }
 
 // maintain runs once a second: it refreshes pick tables (a status change that raced a
-// snapshot swap is picked up here), sweeps expired sticky pins, and every few seconds
-// retries listeners that could not be opened.
-func (p *Plane) maintain(retry bool, m *store.Mirror) {
+// snapshot swap is picked up here), sweeps expired sticky pins, and retries listeners
+// that could not be opened once their backoff has passed.
+func (p *Plane) maintain(m *store.Mirror) {
+	wall := time.Now()
 	p.mu.Lock()
 	var failed []int
-	for id := range p.failed {
-		failed = append(failed, id)
+	for id, f := range p.failed {
+		if !wall.Before(f.next) {
+			failed = append(failed, id)
+		}
 	}
 	snaps := make([]*snapshot, 0, len(p.listeners))
 	for _, l := range p.listeners {
 		snaps = append(snaps, l.snap.Load())
 	}
+	udp := p.udpSnapshots()
 	p.mu.Unlock()
 	now := p.now()
+	maintainUDP(udp, now)
 	for _, s := range snaps {
 		s.pool.Refresh()
 		if s.sticky != nil {
 			s.sticky.Sweep(now)
 		}
 	}
-	if retry && len(failed) > 0 {
+	if len(failed) > 0 {
 		p.Apply(m, store.Delta{Configs: failed})
 	}
 }
@@ -275,6 +285,7 @@ func (p *Plane) Close() {
 		p.retire(l)
 		delete(p.listeners, id)
 	}
+	p.closeUDP()
 	p.mu.Unlock()
 	p.closing.Wait()
 }
@@ -308,6 +319,7 @@ func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 		if _, ok := m.NodeBalancer(id); !ok {
 			delete(p.limiters, id)
 			delete(p.guards, id)
+			p.forgetUDPLimiter(id)
 			p.opts.Stats.ForgetNodeBalancer(id)
 		}
 	}
@@ -335,7 +347,7 @@ func (p *Plane) Reconcile(st store.State) {
 		}
 	}
 	p.mu.Lock()
-	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends)} {
+	for _, ids := range []map[int]bool{keys(p.listeners), keys(p.failed), keys(p.backends), keys(p.udp.configs)} {
 		for id := range ids {
 			if !want[id] {
 				want[id] = true
@@ -344,6 +356,9 @@ func (p *Plane) Reconcile(st store.State) {
 		}
 	}
 	for id := range p.limiters {
+		d.NodeBalancers = append(d.NodeBalancers, id)
+	}
+	for id := range p.udp.limiters {
 		d.NodeBalancers = append(d.NodeBalancers, id)
 	}
 	p.mu.Unlock()
@@ -368,6 +383,11 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		p.remove(c.ID)
 		return
 	}
+	if c.Protocol == model.ProtocolUDP {
+		p.convergeUDP(cs, ips[0]) // udp configs listen on the ipv4 only
+		return
+	}
+	p.removeUDP(c.ID) // the config was udp until now
 	limiter := p.limiter(nb.ID, nb.ClientConnThrottle)
 	addrs := listenAddrs(ips, c.Port)
 	if l := p.listeners[c.ID]; l != nil && l.serves(cs, limiter, addrs) {
@@ -383,15 +403,14 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		for _, b := range replaced {
 			p.backends[c.ID][b.id] = b
 		}
-		p.log.Error("config cannot be served", "nodebalancer_id", nb.ID, "config_id", c.ID, "err", err)
-		p.failed[c.ID] = err
+		p.fail(nb.ID, c.ID, addrs[0], fmt.Errorf("config cannot be served: %w", err))
 		return
 	}
 	for _, b := range replaced {
 		b.close()
 	}
 	p.dropBackends(c.ID, p.round)
-	p.place(c.ID, addrs, c.Protocol, s)
+	p.place(nb.ID, c.ID, addrs, c.Protocol, s)
 }
 
 // dropBackends closes and forgets the backends of config id that the rebuild of
@@ -419,6 +438,7 @@ func (p *Plane) remove(id int) {
 		delete(p.listeners, id)
 		p.log.Info("listener closed", "config_id", id, "addr", l.addr.String())
 	}
+	p.removeUDP(id)
 	p.opts.Health.Remove(id)
 	delete(p.failed, id)
 	delete(p.sticky, id)
@@ -426,9 +446,9 @@ func (p *Plane) remove(id int) {
 	p.opts.Stats.ForgetConfig(id)
 }
 
-// place makes sure config id listens on addrs (its NodeBalancer's ipv4 and ipv6 at
-// the config's port) with protocol and serves s. p.mu is held.
-func (p *Plane) place(id int, addrs []netip.AddrPort, proto model.Protocol, s *snapshot) {
+// place makes sure config id of NodeBalancer nbID listens on addrs (its ipv4 and
+// ipv6 at the config's port) with protocol and serves s. p.mu is held.
+func (p *Plane) place(nbID, id int, addrs []netip.AddrPort, proto model.Protocol, s *snapshot) {
 	l := p.listeners[id]
 	if l != nil && (!slices.Equal(l.want, addrs) || l.protocol != proto) {
 		p.retire(l)
@@ -444,10 +464,7 @@ func (p *Plane) place(id int, addrs []netip.AddrPort, proto model.Protocol, s *s
 			p.log.Error("cannot listen on every address; serving the others", "config_id", id, "err", skipped)
 		}
 		if err != nil {
-			if _, seen := p.failed[id]; !seen {
-				p.log.Error("cannot listen", "config_id", id, "addr", fmt.Sprint(addrs), "err", err)
-			}
-			p.failed[id] = err
+			p.fail(nbID, id, addrs[0], err)
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -458,10 +475,55 @@ func (p *Plane) place(id int, addrs []netip.AddrPort, proto model.Protocol, s *s
 			go l.serve(i)
 		}
 		p.listeners[id] = l
-		delete(p.failed, id)
-		p.log.Info("listener open", "config_id", id, "addr", fmt.Sprint(bound), "protocol", string(proto))
+		if f := p.failed[id]; f != nil {
+			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", fmt.Sprint(bound),
+				"protocol", string(proto), "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts)
+		} else {
+			p.log.Info("listener open", "nodebalancer_id", nbID, "config_id", id, "addr", fmt.Sprint(bound), "protocol", string(proto))
+		}
 	}
 	l.setSnapshot(s)
+	// Serving s ends any failure: a bind that failed, or an earlier snapshot of this
+	// config that could not be built while the listener kept the one before.
+	delete(p.failed, id)
+}
+
+// failure is why a config that should listen does not, and when to try again.
+type failure struct {
+	nbID     int
+	addr     netip.AddrPort
+	err      error
+	since    time.Time // first failure of this streak
+	attempts int
+	next     time.Time // the once-a-second maintenance retries from then on
+}
+
+// Bind retries back off from RetryMin, doubling up to RetryMax: a port held by
+// another process is usually freed within seconds, and a bind attempt costs one
+// snapshot build of the failed config.
+const (
+	RetryMin = 2 * time.Second
+	RetryMax = 5 * time.Second
+)
+
+// fail records that config id of NodeBalancer nbID could not listen on addr. The
+// first failure of a streak (or one on a new address) is logged at Error, retries
+// at Debug. p.mu is held.
+func (p *Plane) fail(nbID, id int, addr netip.AddrPort, err error) {
+	now := time.Now()
+	f := p.failed[id]
+	if f == nil || f.addr != addr {
+		f = &failure{nbID: nbID, addr: addr, since: now}
+		p.failed[id] = f
+		p.log.Error("cannot listen", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "err", err,
+			"retry_in", RetryMin)
+	} else {
+		p.log.Debug("cannot listen yet", "nodebalancer_id", nbID, "config_id", id, "addr", addr.String(), "err", err,
+			"attempts", f.attempts+1)
+	}
+	f.err = err
+	f.attempts++
+	f.next = now.Add(min(RetryMin<<min(f.attempts-1, 8), RetryMax))
 }
 
 // frontendIPs are the addresses of nb its configs listen on: its ipv4, then its ipv6
@@ -511,24 +573,54 @@ func (p *Plane) Listening() map[int]netip.AddrPort {
 	for id, l := range p.listeners {
 		out[id] = l.addr
 	}
+	p.udpListening(out)
 	return out
 }
 
-// Failed returns why each config that should listen does not.
-func (p *Plane) Failed() map[int]error {
+// FailedListener is a config that should listen and does not.
+type FailedListener struct {
+	NodeBalancerID, ConfigID int
+	Addr                     netip.AddrPort
+	Err                      error
+	// Since is when it first failed; Attempts counts tries since, the first included.
+	Since    time.Time
+	Attempts int
+}
+
+// Failed returns the configs that should listen and do not, in config id order.
+func (p *Plane) Failed() []FailedListener {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[int]error{}
-	for id, err := range p.failed {
-		out[id] = err
+	out := make([]FailedListener, 0, len(p.failed))
+	for id, f := range p.failed {
+		out = append(out, FailedListener{NodeBalancerID: f.nbID, ConfigID: id, Addr: f.addr, Err: f.err, Since: f.since, Attempts: f.attempts})
 	}
+	slices.SortFunc(out, func(a, b FailedListener) int { return a.ConfigID - b.ConfigID })
 	return out
+}
+
+// ListenerStatus tells whether config id listens on this host: open, failed (and
+// why), or pending when the data plane has not applied it yet.
+func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f := p.failed[id]; f != nil {
+		return model.ListenerStatus{State: model.ListenerFailed, Address: f.addr.String(), Error: f.err.Error(),
+			Since: f.since, Attempts: f.attempts}
+	}
+	if l := p.listeners[id]; l != nil {
+		return model.ListenerStatus{State: model.ListenerOpen, Address: l.addr.String()}
+	}
+	return model.ListenerStatus{State: model.ListenerPending}
 }
 
 // StatusChanged follows a health status change of config id's nodes: it rebuilds the
 // pick tables and drops the sticky pins of nodes that went DOWN. The health
 // checker's OnChange calls it.
 func (p *Plane) StatusChanged(id int) {
+	if p.udpStatusChanged(id) {
+		return
+	}
 	p.mu.Lock()
 	l := p.listeners[id]
 	p.mu.Unlock()

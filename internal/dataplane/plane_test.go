@@ -21,9 +21,9 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/proxyproto"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 	"github.com/nodebalancer/nodebalancer/internal/testcert"
 	"github.com/nodebalancer/nodebalancer/internal/testnet"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // env is a running data plane over a real store, with its frontend pool in a /24 of
@@ -36,11 +36,7 @@ type env struct {
 
 func newEnv(t *testing.T, pool string) *env {
 	t.Helper()
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix(pool)}})
+	db := teststore.New(t, pool) // closed after the plane stops: cleanups run last-in first-out
 	p := New(Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -48,7 +44,6 @@ func newEnv(t *testing.T, pool string) *env {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		db.Close()
 	})
 	return &env{t: t, db: db, plane: p}
 }
@@ -529,5 +524,84 @@ func TestUnchangedConfigsKeepTheirSnapshot(t *testing.T) {
 	waitFor(t, time.Second, "the changed config's new snapshot", func() bool { return snap(cfgs[0].ID) != before0 })
 	if snap(cfgs[1].ID) != before1 {
 		t.Fatal("a config that did not change got a new snapshot")
+	}
+}
+
+func TestBusyPortIsReportedAndRetriedUntilItBinds(t *testing.T) {
+	e := newEnv(t, "127.0.42.0/24")
+	// The pool's first address goes to the first NodeBalancer: hold its port 80.
+	squatter, err := net.Listen("tcp", "127.0.42.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb, err := e.db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+		[]model.ConfigWithNodes{config(model.ProtocolTCP, 80, node("aa1", "127.0.43.2:9", 1))})
+	if err != nil {
+		squatter.Close()
+		t.Fatal(err)
+	}
+	cfgs, _ := e.db.Configs(nb.ID)
+	id := cfgs[0].ID
+	waitFor(t, time.Second, "the failure to be recorded", func() bool { return len(e.plane.Failed()) == 1 })
+	f := e.plane.Failed()[0]
+	if f.ConfigID != id || f.NodeBalancerID != nb.ID || f.Addr.String() != "127.0.42.1:80" || !strings.Contains(f.Err.Error(), "address already in use") {
+		t.Errorf("failure %+v", f)
+	}
+	if st := e.plane.ListenerStatus(id); st.State != model.ListenerFailed || st.Address != "127.0.42.1:80" || st.Error == "" || st.Since.IsZero() {
+		t.Errorf("status while the port is busy: %+v", st)
+	}
+	// Retries happen on their own, without a store change.
+	waitFor(t, 2*RetryMin+2*time.Second, "a second attempt", func() bool {
+		fs := e.plane.Failed()
+		return len(fs) == 1 && fs[0].Attempts >= 2
+	})
+	squatter.Close()
+	took := time.Now()
+	waitFor(t, RetryMax+2*time.Second, "the listener to open once the port is free", func() bool {
+		return e.plane.ListenerStatus(id).State == model.ListenerOpen
+	})
+	t.Logf("bound %v after the port was freed", time.Since(took).Round(time.Millisecond))
+	if fs := e.plane.Failed(); len(fs) != 0 {
+		t.Errorf("still failed after binding: %+v", fs)
+	}
+	c, err := net.Dial("tcp", "127.0.42.1:80")
+	if err != nil {
+		t.Fatalf("dial the recovered listener: %v", err)
+	}
+	c.Close()
+	if st := e.plane.ListenerStatus(id + 1000); st.State != model.ListenerPending {
+		t.Errorf("unknown config: %+v", st)
+	}
+}
+
+// TestUnservableSnapshotIsAFailureUntilFixed: a config whose snapshot cannot be built
+// (here a node address the API would refuse) is reported failed while its listener
+// keeps serving the snapshot before, and the failure clears once a good one is served.
+func TestUnservableSnapshotIsAFailureUntilFixed(t *testing.T) {
+	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	c := config(model.ProtocolTCP, 80, node("aa1", "127.0.45.2:9", 1))
+	c.ID, c.NodeBalancerID, c.Nodes[0].ID = 7, 1, 70
+	state := func(addr string) store.State {
+		cc := c
+		cc.Nodes = []model.Node{c.Nodes[0]}
+		cc.Nodes[0].Address = addr
+		return store.State{NodeBalancers: []store.NodeBalancerState{{
+			NodeBalancer: model.NodeBalancer{ID: 1, IPv4: "127.0.44.1"}, Configs: []model.ConfigWithNodes{cc}}}}
+	}
+	p.Reconcile(state("127.0.45.2:9"))
+	if st := p.ListenerStatus(7); st.State != model.ListenerOpen {
+		t.Fatalf("good config: %+v", st)
+	}
+	p.Reconcile(state("not an address"))
+	if st := p.ListenerStatus(7); st.State != model.ListenerFailed || !strings.Contains(st.Error, "config cannot be served") {
+		t.Errorf("unservable config: %+v", st)
+	}
+	if got := p.Listening(); got[7].String() != "127.0.44.1:80" {
+		t.Errorf("the listener must keep serving the snapshot before: %v", got)
+	}
+	p.Reconcile(state("127.0.45.3:9"))
+	if st := p.ListenerStatus(7); st.State != model.ListenerOpen || len(p.Failed()) != 0 {
+		t.Errorf("fixed config: %+v, failed %v", st, p.Failed())
 	}
 }

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // scanCounter is a Backend that counts range scans, the reads whose cost grows with
@@ -36,13 +35,8 @@ func (t scanCountingTx) Scan(k store.Kind, prefix []byte, fn func(k, v []byte) e
 }
 
 func TestAChangeIsAppliedWithoutReadingTheWholeState(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := &scanCounter{Backend: b}
-	db := store.New(cb, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.44.0/24")}})
-	defer db.Close()
+	cb := &scanCounter{}
+	db := teststore.Over(t, "127.0.44.0/24", func(b store.Backend) store.Backend { cb.Backend = b; return cb })
 	var nbs []model.NodeBalancer
 	for i := range 20 {
 		var nodes []model.Node
@@ -89,12 +83,7 @@ func TestAChangeIsAppliedWithoutReadingTheWholeState(t *testing.T) {
 // BenchmarkApplyOneNodeChange is one node's mode change in a config of 1,000 nodes:
 // the mirror reads the node, the data plane rebuilds that config.
 func BenchmarkApplyOneNodeChange(b *testing.B) {
-	bk, err := bolt.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	db := store.New(bk, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.44.0/24")}})
-	defer db.Close()
+	db := teststore.New(b, "127.0.44.0/24")
 	var nodes []model.Node
 	for j := range 1000 {
 		nodes = append(nodes, node(fmt.Sprintf("node%d", j), fmt.Sprintf("127.0.45.%d:%d", 1+j%250, 10000+j/250), 50))
@@ -144,13 +133,8 @@ func (f *flakyReads) View(fn func(store.Tx) error) error {
 }
 
 func TestAChangeThatCannotBeReadIsAppliedOnceReadsWork(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	fb := &flakyReads{Backend: b}
-	db := store.New(fb, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.44.0/24")}})
-	defer db.Close()
+	fb := &flakyReads{}
+	db := teststore.Over(t, "127.0.44.0/24", func(b store.Backend) store.Backend { fb.Backend = b; return fb })
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
 		[]model.ConfigWithNodes{config(model.ProtocolTCP, 80, node("n1", "127.0.45.1:9", 50))})
 	if err != nil {

@@ -415,11 +415,14 @@ func TestLinodeCLIRequests(t *testing.T) {
 	if l := list(c.ok("GET", cfPath+"/nodes", "")); len(l) != 1 || l[0]["label"] != "defaultnode1" || l[0]["status"] != "Unknown" {
 		t.Fatalf("nodes after rebuild: %v", l)
 	}
-	// The UDP actions of the CLI's tests are the UDP issue's: refused by name for now.
-	c.refused("PUT", cfPath, `{"port":80,"protocol":"udp","algorithm":"roundrobin","check_interval":80,"check_timeout":15,
-		"check_attempts":2,"check_path":"/testUpdate","check_body":"OK","check_passive":false}`, "protocol", "not supported")
-	c.refused("POST", cfPath+"/rebuild", fmt.Sprintf(`{"port":80,"protocol":"udp","algorithm":"ring_hash",
-		"nodes":[{"label":"defaultnode1","address":"%s:80","weight":50}]}`, be), "protocol", "not supported")
+	// The UDP actions of the CLI's tests: config-update to udp, then config-rebuild with ring_hash.
+	has(t, "config-update udp", c.ok("PUT", cfPath, `{"port":80,"protocol":"udp","algorithm":"roundrobin","check_interval":80,"check_timeout":15,
+		"check_attempts":2,"check_path":"/testUpdate","check_body":"OK","check_passive":false}`),
+		map[string]any{"port": 80, "protocol": "udp", "algorithm": "roundrobin", "check_interval": 80, "check_passive": false,
+			"udp_check_port": 80, "udp_session_timeout": 2})
+	has(t, "config-rebuild udp", c.ok("POST", cfPath+"/rebuild", fmt.Sprintf(`{"port":80,"protocol":"udp","algorithm":"ring_hash",
+		"nodes":[{"label":"defaultnode1","address":"%s:80","weight":50}]}`, be)),
+		map[string]any{"protocol": "udp", "algorithm": "ring_hash"})
 
 	// types, firewalls, stats.
 	types := list(c.ok("GET", "/v4/nodebalancers/types", ""))
@@ -479,9 +482,11 @@ func TestLinodeAPI4PythonRequests(t *testing.T) {
 	has(t, "config_create", cf, map[string]any{"port": 80, "protocol": "http", "udp_check_port": 80, "udp_session_timeout": nil,
 		"nodes_status": nil, "nodebalancer_id": idOf(nb)})
 	cfPath := fmt.Sprintf("%s/configs/%d", nbPath, idOf(cf))
-	// config_create(protocol="udp", udp_check_port=1234) is the UDP issue's; on a tcp
-	// config the udp_check_port round-trips.
-	c.refused("POST", nbPath+"/configs", `{"protocol": "udp", "udp_check_port": 1234}`, "protocol", "not supported")
+	// config_create(protocol="udp", udp_check_port=1234): port 80 by default, beside the
+	// http config on 80 (ports are unique per protocol family, as on Linode). On a tcp
+	// config the udp_check_port round-trips too.
+	has(t, "config_create udp", c.ok("POST", nbPath+"/configs", `{"protocol": "udp", "udp_check_port": 1234}`),
+		map[string]any{"port": 80, "protocol": "udp", "udp_check_port": 1234, "udp_session_timeout": 2})
 	tcp := c.ok("POST", nbPath+"/configs", `{"port": 81, "protocol": "tcp", "udp_check_port": 1234}`)
 	has(t, "config_create udp_check_port", tcp, map[string]any{"udp_check_port": 1234})
 	tcpPath := fmt.Sprintf("%s/configs/%d", nbPath, idOf(tcp))
@@ -520,8 +525,8 @@ func TestLinodeAPI4PythonRequests(t *testing.T) {
 	c.ok("PUT", nodePath, fmt.Sprintf(`{"label": "node_test-ThisNewLabel", "address": "%s:80", "weight": 50, "mode": "accept"}`, be))
 	has(t, "node.save", c.ok("GET", nodePath, ""), map[string]any{"label": "node_test-ThisNewLabel", "weight": 50, "mode": "accept"})
 
-	// nb.configs: the derived list.
-	if l := list(c.ok("GET", nbPath+"/configs", "")); len(l) != 2 {
+	// nb.configs: the derived list (http 80, udp 80, tcp 81).
+	if l := list(c.ok("GET", nbPath+"/configs", "")); len(l) != 3 {
 		t.Fatalf("nb.configs: %v", l)
 	}
 	// nb.config_rebuild(config_id, nodes, **kwargs).

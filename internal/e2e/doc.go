@@ -3,7 +3,9 @@
 // health checker), drives it with the Linode client (linodego), runs its own backends
 // on loopback and sends real client traffic through the NodeBalancer's ipv4:port. It
 // holds tests only; they are the executable form of the mode table in DESIGN.md and
-// of the mode-change latency the project promises (well under Linode's 60 s).
+// of the mode-change latency the project promises (well under Linode's 60 s), and
+// ccm_test.go replays the requests Linode's Kubernetes cloud controller manager sends
+// for a Service's whole life.
 //
 // clients_test.go replays the NodeBalancer-tree requests of Linode's other clients —
 // terraform-provider-linode (through linodego, with the options it builds), linode-cli

@@ -44,6 +44,16 @@ type env struct {
 // with the package's other tests. mods may change the server's configuration.
 func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 	t.Helper()
+	return newEnvWith(t, func(c *server.Config) {
+		for _, m := range mods {
+			m(c)
+		}
+	})
+}
+
+// newEnvWith is newEnv with a hook that may adjust the server's configuration.
+func newEnvWith(t *testing.T, adjust func(*server.Config)) *env {
+	t.Helper()
 	t.Parallel()
 	n := testNet.Add(1)
 	if n > 250 {
@@ -64,8 +74,8 @@ func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 		ShutdownGrace:  2 * time.Second,
 		Log:            slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	for _, m := range mods {
-		m(&cfg)
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	s, err := server.New(cfg)
 	if err != nil {

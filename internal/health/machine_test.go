@@ -155,17 +155,3 @@ func TestMachineRespec(t *testing.T) {
 		})
 	}
 }
-
-func TestIsPassiveFailure(t *testing.T) {
-	for code := 100; code < 700; code++ {
-		want := code >= 500 && code < 600 && code != 501 && code != 505
-		if got := IsPassiveFailure(code); got != want {
-			t.Errorf("IsPassiveFailure(%d) = %v, want %v", code, got, want)
-		}
-	}
-	for _, code := range []int{500, 502, 503, 504} {
-		if !IsPassiveFailure(code) {
-			t.Errorf("%d does not count against the node", code)
-		}
-	}
-}

@@ -80,8 +80,10 @@ func (n *Node) State() *balance.State { return n.state }
 // node, Unknown without a verdict (before the first, or under check none).
 func (n *Node) Status() model.NodeStatus { return toModel(n.state.Status()) }
 
-// Failure reports that real traffic to the node failed: a failed connect, a
-// timeout, or (http/https) a 5xx response other than 501 and 505. now is the
+// Failure reports that real traffic to the node failed. What counts is the
+// caller's rule, spelled once there: a failed connect for tcp, and
+// httpproxy.Result.Failed for http/https (a failed connect, a timeout, a broken
+// response, or a 5xx other than 501 and 505). now is the
 // caller's monotonic clock in nanoseconds (for instance time.Since of a fixed
 // start, as balance.StickyTable takes); use one clock for every report. It
 // never blocks, locks or allocates, and does nothing unless passive checks
@@ -117,14 +119,6 @@ func (n *Node) Success() {
 	if n.fails.Load() != 0 {
 		n.fails.Store(0)
 	}
-}
-
-// IsPassiveFailure reports whether an HTTP status from a node counts as a
-// failure for passive checks: a 5xx other than 501 (Not Implemented) and 505
-// (HTTP Version Not Supported), which say the request was wrong rather than
-// the node broken, as Linode's rule has it.
-func IsPassiveFailure(status int) bool {
-	return status >= 500 && status <= 599 && status != 501 && status != 505
 }
 
 // toModel spells a balance status as the API does.

@@ -10,7 +10,18 @@ const (
 	ProtocolHTTP  Protocol = "http"
 	ProtocolHTTPS Protocol = "https"
 	ProtocolTCP   Protocol = "tcp"
+	ProtocolUDP   Protocol = "udp"
 )
+
+// PortSpace names the set of configs among which a NodeBalancer's ports must be
+// unique: "tcp" for tcp, http and https (they share TCP ports) and "udp" for udp. As
+// on Linode, a udp config may use the port number of a tcp, http or https config.
+func (p Protocol) PortSpace() string {
+	if p == ProtocolUDP {
+		return "udp"
+	}
+	return "tcp"
+}
 
 // Algorithm is how a Config chooses a node for a new client.
 type Algorithm string
@@ -20,6 +31,7 @@ const (
 	AlgorithmRoundRobin Algorithm = "roundrobin"
 	AlgorithmLeastConn  Algorithm = "leastconn"
 	AlgorithmSource     Algorithm = "source"
+	AlgorithmRingHash   Algorithm = "ring_hash"
 )
 
 // Stickiness is how a Config keeps a client on one node.
@@ -30,6 +42,8 @@ const (
 	StickinessNone       Stickiness = "none"
 	StickinessTable      Stickiness = "table"
 	StickinessHTTPCookie Stickiness = "http_cookie"
+	StickinessSession    Stickiness = "session"
+	StickinessSourceIP   Stickiness = "source_ip"
 )
 
 // Check is the kind of active health check a Config runs against its nodes.
@@ -102,9 +116,9 @@ type enum struct {
 }
 
 var (
-	protocols      = enum{values: []string{"http", "https", "tcp"}, notSupported: []string{"udp"}}
-	algorithms     = enum{values: []string{"roundrobin", "leastconn", "source"}, notSupported: []string{"ring_hash"}}
-	stickinesses   = enum{values: []string{"none", "table", "http_cookie"}, notSupported: []string{"session", "source_ip"}}
+	protocols      = enum{values: []string{"http", "https", "tcp", "udp"}}
+	algorithms     = enum{values: []string{"roundrobin", "leastconn", "source", "ring_hash"}}
+	stickinesses   = enum{values: []string{"none", "table", "http_cookie", "session", "source_ip"}}
 	checks         = enum{values: []string{"none", "connection", "http", "http_body"}}
 	proxyProtocols = enum{values: []string{"none", "v1", "v2"}}
 	cipherSuites   = enum{values: []string{"recommended", "legacy"}}

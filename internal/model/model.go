@@ -14,8 +14,8 @@ type NodeBalancer struct {
 	IPv4               string `json:"ipv4"`
 	IPv6               string `json:"ipv6,omitempty"` // "" when the frontend pool has no IPv6 network
 	ClientConnThrottle int    `json:"client_conn_throttle"`
-	// ClientUDPSessThrottle is stored and shown for Linode's clients; the UDP
-	// protocol that would use it is not served yet.
+	// ClientUDPSessThrottle limits new UDP sessions per second per client address
+	// across the NodeBalancer's udp configs; 0 is off.
 	ClientUDPSessThrottle int       `json:"client_udp_sess_throttle"`
 	Tags                  []string  `json:"tags"`
 	Type                  Type      `json:"type"`
@@ -40,8 +40,8 @@ type Config struct {
 	CheckPassive   bool          `json:"check_passive"`
 	ProxyProtocol  ProxyProtocol `json:"proxy_protocol"`
 	CipherSuite    CipherSuite   `json:"cipher_suite"`
-	// UDPCheckPort is the node port active checks of a udp config would use. It is
-	// stored and shown on every config, as on Linode (Terraform always sends it).
+	// UDPCheckPort is the node port the active checks of a udp config use (over TCP).
+	// It is stored and shown on every config, as on Linode (Terraform always sends it).
 	UDPCheckPort int    `json:"udp_check_port"`
 	SSLCert      string `json:"ssl_cert,omitempty"`
 	SSLKey       string `json:"ssl_key,omitempty"`
@@ -63,6 +63,17 @@ type Node struct {
 type ConfigWithNodes struct {
 	Config
 	Nodes []Node `json:"nodes"`
+}
+
+// ReservedIP is a frontend address kept aside, as Linode's reserved IPv4 addresses
+// are: a NodeBalancer created with it as its ipv4 uses it, it outlives that
+// NodeBalancer, and no NodeBalancer is given it unless it asks for it by address.
+// Which NodeBalancer uses it is not stored here: it is whichever has it as ipv4.
+type ReservedIP struct {
+	Address string    `json:"address"`
+	Region  string    `json:"region"`
+	Tags    []string  `json:"tags"`
+	Created time.Time `json:"created"`
 }
 
 // Token is a personal access token. Only the SHA-256 hash of the secret is kept.
@@ -115,7 +126,7 @@ func NewConfig() Config {
 
 // UDPSessionTimeout is the read-only udp_session_timeout every config shows: the idle
 // seconds after which a UDP session ends. 2 is what the live API shows (linode_api4's
-// integration test expects it); no UDP is served yet, so nothing uses it.
+// integration test expects it); the data plane ends idle udp sessions after it.
 const UDPSessionTimeout = 2
 
 // FillStoredDefaults gives fields added after c was stored their defaults: a config

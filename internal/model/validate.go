@@ -128,7 +128,22 @@ func ValidateNodeBalancer(nb *NodeBalancer, p Policy) Errors {
 	return es
 }
 
-// checkTags checks a tag list, the same for every object that has tags.
+// ValidateReservedIP checks the fields of r a client sets: its region and tags (the
+// address is the store's to check against the frontend pool).
+func ValidateReservedIP(r *ReservedIP, p Policy) Errors {
+	var es Errors
+	switch r.Region {
+	case "":
+		es.Add("region", "region is required")
+	case p.Region:
+	default:
+		es.Add("region", fmt.Sprintf("region must be '%s', the only region this server serves", p.Region))
+	}
+	checkTags(&es, r.Tags)
+	return es
+}
+
+// checkTags checks a list of tags, as NodeBalancers and reserved addresses carry.
 func checkTags(es *Errors, tags []string) {
 	if len(tags) > MaxTags {
 		es.Add("tags", fmt.Sprintf("at most %d tags", MaxTags))
@@ -181,26 +196,15 @@ func ValidateConfig(c *Config) Errors {
 	if c.Check == CheckHTTPBody && c.CheckBody == "" {
 		es.Add("check_body", "check_body is required when check is http_body")
 	}
-	if c.ProxyProtocol == ProxyProtocolV1 || c.ProxyProtocol == ProxyProtocolV2 {
-		if c.Protocol != ProtocolTCP {
-			es.Add("proxy_protocol", "proxy_protocol "+string(c.ProxyProtocol)+" requires protocol tcp")
-		}
-	}
-	if c.Stickiness == StickinessHTTPCookie && c.Protocol == ProtocolTCP {
-		es.Add("stickiness", "stickiness http_cookie requires protocol http or https")
-	}
+	checkProtocolRules(&es, c)
 	validateTLS(&es, c)
 	return es
 }
 
+// validateTLS checks the certificate and key of an https config (protocolRules
+// refuses them on the other protocols).
 func validateTLS(es *Errors, c *Config) {
 	if c.Protocol != ProtocolHTTPS {
-		if c.SSLCert != "" {
-			es.Add("ssl_cert", "ssl_cert is only allowed with protocol https")
-		}
-		if c.SSLKey != "" {
-			es.Add("ssl_key", "ssl_key is only allowed with protocol https")
-		}
 		return
 	}
 	certOK := checkPEMField(es, "ssl_cert", c.SSLCert)

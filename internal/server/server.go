@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,9 @@ type Config struct {
 	MetricsListen string
 	// MetricsToken makes /metrics require an API token that may read NodeBalancers.
 	MetricsToken bool
+	// UDPSessionTimeout replaces the read-only udp_session_timeout (2 s), so tests
+	// of session expiry need not wait; tests only, no flag sets it.
+	UDPSessionTimeout time.Duration
 	// MetricsNoNodeSeries leaves per-node series out of /metrics.
 	MetricsNoNodeSeries bool
 	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
@@ -89,7 +93,7 @@ type Server struct {
 	TokenFile string
 }
 
-// New opens the store, bootstraps the first token and binds the API listener, so a
+// New binds the API listener, opens the store and bootstraps the first token, so a
 // caller learns of a bad flag or a busy port before Run.
 func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
@@ -98,34 +102,67 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
-	b, err := bolt.Open(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	db := store.New(b, store.Options{FrontendPool: cfg.FrontendPool,
-		MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
-	s := &Server{cfg: cfg, db: db}
-	if err := s.bootstrap(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if n, err := db.AssignIPv6(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
-	} else if n > 0 {
-		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
-	}
+	s := &Server{cfg: cfg}
+	var err error
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if err := s.openExtras(); err != nil {
 		s.ln.Close()
-		db.Close()
+		return nil, err
+	}
+	// The store refuses nodes that point at these listeners, so it opens after them.
+	b, err := bolt.Open(cfg.DataDir)
+	if err == nil {
+		s.db = store.New(b, store.Options{FrontendPool: cfg.FrontendPool, Own: s.listening(),
+			MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
+		if err = s.bootstrap(); err != nil {
+			s.db.Close()
+		} else if n, e := s.db.AssignIPv6(); e != nil {
+			s.db.Close()
+			err = fmt.Errorf("give NodeBalancers an ipv6: %w", e)
+		} else if n > 0 {
+			cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
+		}
+	}
+	if err != nil {
+		s.closeListeners()
 		return nil, err
 	}
 	return s, nil
+}
+
+// closeListeners closes what New opened besides the store, when New fails.
+func (s *Server) closeListeners() {
+	s.ln.Close()
+	if s.metricsLn != nil {
+		s.metricsLn.Close()
+	}
+	if s.accessOut != nil {
+		s.accessOut.Close()
+	}
+}
+
+// listening returns the API's and /metrics' bound addresses with this host's own
+// addresses, which wildcard listeners answer on.
+func (s *Server) listening() model.Listening {
+	var l model.Listening
+	for _, ln := range []net.Listener{s.ln, s.metricsLn} {
+		if a, ok := ln.(*net.TCPListener); ok {
+			l.Addrs = append(l.Addrs, a.Addr().(*net.TCPAddr).AddrPort())
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		s.cfg.Log.Warn("cannot list this host's addresses: nodes are checked against loopback only", "err", err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			l.Local = append(l.Local, p.Addr().Unmap())
+		}
+	}
+	return l
 }
 
 // openExtras binds the metrics listener and opens the access log, when asked for.
@@ -178,17 +215,6 @@ func (s *Server) bootstrap() error {
 // Addr is the API's bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// MetricsAddr is /metrics' own bound address, nil when it is served on the API's.
-func (s *Server) MetricsAddr() net.Addr {
-	if s.metricsLn == nil {
-		return nil
-	}
-	return s.metricsLn.Addr()
-}
-
-// DB is the server's store.
-func (s *Server) DB() *store.DB { return s.db }
-
 // statusSource answers the API's node status questions from the health checker.
 type statusSource struct{ c *health.Checker }
 
@@ -206,6 +232,31 @@ func cookieKey(db *store.DB) ([]byte, error) {
 		return nil, err
 	}
 	return k, db.PutBlob("cookie-key", k)
+}
+
+// healthz answers 200 "ok" when every config listens, 503 "starting" before the
+// first state is applied, and 503 "degraded" with one line per config whose port
+// cannot be bound. Degraded is 503 rather than 200: the server does not serve all it
+// was told to, and a probe or alert should see that without parsing the body.
+func (s *Server) healthz(w http.ResponseWriter, plane *dataplane.Plane) {
+	if !s.ready.Load() || !plane.Ready() {
+		http.Error(w, "starting\n", http.StatusServiceUnavailable)
+		return
+	}
+	failed := plane.Failed()
+	if len(failed) == 0 {
+		w.Write([]byte("ok\n"))
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "degraded: %d config(s) cannot listen\n", len(failed))
+	for _, f := range failed {
+		fmt.Fprintf(&b, "config %d of nodebalancer %d on %s: %v (failing since %s, %d attempts)\n",
+			f.ConfigID, f.NodeBalancerID, f.Addr, f.Err, f.Since.UTC().Format(time.RFC3339), f.Attempts)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	w.Write([]byte(b.String()))
 }
 
 // Run serves until ctx ends, then stops accepting, lets in-flight work finish within
@@ -232,6 +283,7 @@ func (s *Server) Run(ctx context.Context) error {
 	so.NoNodeSeries = so.NoNodeSeries || s.cfg.MetricsNoNodeSeries
 	so.HealthOf = func(id int) (health.NodeStats, bool) { return checker.NodeStats(id) }
 	so.HealthCounts = func(id int) health.Counts { return checker.Counts(id) }
+	so.Listener = func(id int) model.ListenerStatus { return plane.ListenerStatus(id) }
 	st, err := stats.New(so)
 	if err != nil {
 		return err
@@ -255,26 +307,22 @@ func (s *Server) Run(ctx context.Context) error {
 		Stats:         counters,
 		FirewallDrops: drops,
 		Mirror:        mirror,
+
+		UDPSessionTimeout: s.cfg.UDPSessionTimeout,
 	}
 	var accessLog *stats.AccessLog
 	if s.accessOut != nil {
 		accessLog = stats.NewAccessLog(s.accessOut, 0)
 		st.SetAccessLog(accessLog)
-		popts.AccessLog, popts.TCPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.FirewallDrop
+		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
 	plane = dataplane.New(popts)
 
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() || !plane.Ready() {
-			http.Error(w, "starting\n", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { s.healthz(w, plane) })
 	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker},
-		Stats: st, Transfer: st})
+		Stats: st, Transfer: st, Listeners: plane})
 	mux.Handle("/v4/", apiHandler)
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())

@@ -24,6 +24,21 @@ type TCPEntry struct {
 	BytesOut int64          // bytes to the client
 }
 
+// UDPEntry describes one ended udp session for the access log.
+type UDPEntry struct {
+	Start        time.Time
+	Duration     time.Duration
+	Client       netip.AddrPort // the client's address and port: the session's key
+	Local        netip.AddrPort // the config's ipv4:port
+	Node         netip.AddrPort
+	NodeID       int
+	BytesIn      int64  // bytes from the client
+	BytesOut     int64  // bytes to the client
+	DatagramsIn  int64  // datagrams from the client
+	DatagramsOut int64  // datagrams to the client
+	End          string // why it ended: idle, node_down, unreachable, closed
+}
+
 // DefaultAccessLogQueue is how many entries may wait for the writer before new ones
 // are dropped.
 const DefaultAccessLogQueue = 8192
@@ -31,6 +46,9 @@ const DefaultAccessLogQueue = 8192
 // accessRecord is one queued entry of either protocol.
 type accessRecord struct {
 	tcp               bool
+	udp               bool
+	dIn, dOut         int64
+	end               string
 	nbID, configID    int
 	nodeID            int
 	start             time.Time
@@ -99,6 +117,16 @@ func (a *AccessLog) TCP(nodeBalancerID, configID int, e TCPEntry) {
 	})
 }
 
+// UDP queues an ended udp session; it never blocks. Its signature is
+// dataplane.Options.UDPAccessLog's.
+func (a *AccessLog) UDP(nodeBalancerID, configID int, e UDPEntry) {
+	a.enqueue(accessRecord{
+		udp: true, nbID: nodeBalancerID, configID: configID, nodeID: e.NodeID, start: e.Start, dur: e.Duration,
+		client: e.Client, local: e.Local, node: e.Node, bytesIn: e.BytesIn, bytesOut: e.BytesOut,
+		dIn: e.DatagramsIn, dOut: e.DatagramsOut, end: e.End,
+	})
+}
+
 // Run writes queued entries until ctx ends, then writes what is still queued and
 // returns. The writer is flushed whenever the queue runs empty.
 func (a *AccessLog) Run(ctx context.Context) error {
@@ -130,6 +158,8 @@ func (a *AccessLog) write(r accessRecord) {
 	proto := "http"
 	if r.tcp {
 		proto = "tcp"
+	} else if r.udp {
+		proto = "udp"
 	}
 	rec.AddAttrs(
 		slog.String("proto", proto),
@@ -149,7 +179,9 @@ func (a *AccessLog) write(r accessRecord) {
 	if r.nodeID != 0 {
 		rec.AddAttrs(slog.Int("node_id", r.nodeID))
 	}
-	if !r.tcp {
+	if r.udp {
+		rec.AddAttrs(slog.Int64("datagrams_in", r.dIn), slog.Int64("datagrams_out", r.dOut), slog.String("end", r.end))
+	} else if !r.tcp {
 		rec.AddAttrs(slog.String("method", r.method), slog.String("target", r.target), slog.Int("status", r.status))
 		if int(r.failure) < len(failures) && r.failure != httpproxy.FailNone {
 			rec.AddAttrs(slog.String("failure", failures[r.failure]))

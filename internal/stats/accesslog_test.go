@@ -91,3 +91,34 @@ func BenchmarkAccessLogTCP(b *testing.B) {
 	cancel()
 	<-done
 }
+
+func TestAccessLogWritesUDPSessions(t *testing.T) {
+	var buf bytes.Buffer
+	a := NewAccessLog(&buf, 4)
+	a.UDP(3, 6, UDPEntry{Start: utc("2025-03-10T12:00:00Z"), Duration: 2500 * time.Millisecond,
+		Client: netip.MustParseAddrPort("127.0.0.9:5353"), Local: netip.MustParseAddrPort("127.0.93.1:53"),
+		Node: netip.MustParseAddrPort("127.0.94.2:53"), NodeID: 8, BytesIn: 120, BytesOut: 900,
+		DatagramsIn: 3, DatagramsOut: 4, End: "idle"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(buf.Bytes()), &got); err != nil {
+		t.Fatalf("not one JSON line: %s", buf.String())
+	}
+	want := map[string]any{"proto": "udp", "config_id": 6.0, "client": "127.0.0.9:5353", "addr": "127.0.93.1:53",
+		"node": "127.0.94.2:53", "node_id": 8.0, "bytes_in": 120.0, "bytes_out": 900.0, "datagrams_in": 3.0,
+		"datagrams_out": 4.0, "end": "idle", "duration_ms": 2500.0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v\n%s", k, got[k], v, buf.String())
+		}
+	}
+	for _, k := range []string{"method", "status", "failure"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("a udp line carries %q: %s", k, buf.String())
+		}
+	}
+}

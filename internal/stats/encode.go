@@ -243,6 +243,17 @@ func (s *Stats) WriteMetrics(w *bufio.Writer) error {
 			t.write(e, name, counters(sc.v.configs[c.Config.ID]), lb[:2])
 		})
 	}
+	if s.o.Listener != nil {
+		e.family("nodebalancer_listener_up", "gauge",
+			"1 when the config's listener is open on this host, 0 when its port could not be bound (or it is not applied yet).")
+		eachConfig(sc, func(nb *model.NodeBalancer, c *store.ConfigState) {
+			var up uint64
+			if s.o.Listener(c.Config.ID).State == model.ListenerOpen {
+				up = 1
+			}
+			e.u("nodebalancer_listener_up", up, ln("config_port", c.Config.Port), l("nodebalancer", nb.Label))
+		})
+	}
 	if s.o.HealthCounts != nil {
 		e.family("nodebalancer_config_nodes", "gauge", "Nodes of the config by status (UP, DOWN, Unknown), as the API's nodes_status counts them.")
 		eachConfig(sc, func(nb *model.NodeBalancer, c *store.ConfigState) {

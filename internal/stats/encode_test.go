@@ -11,6 +11,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // bigState stores nbs NodeBalancers, each with one config of nodes nodes and the
@@ -48,7 +49,7 @@ func body(t *testing.T, s *Stats) string {
 }
 
 func TestMetricsWithoutNodeSeriesKeepPerConfigAggregates(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	m := bigState(t, db, 2, 3, model.CheckConnection)
 	reg := NewRegistry()
 	s, err := New(Options{DB: db, Registry: reg, Mirror: m, NoNodeSeries: true, Log: quiet,
@@ -77,7 +78,7 @@ func TestMetricsWithoutNodeSeriesKeepPerConfigAggregates(t *testing.T) {
 }
 
 func TestMetricsLeaveOutCheckSeriesOfUncheckedNodes(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	bigState(t, db, 1, 2, model.CheckNone)
 	m := bigState(t, db, 1, 2, model.CheckHTTP)
 	s, err := New(Options{DB: db, Registry: NewRegistry(), Mirror: m, Log: quiet})
@@ -106,7 +107,7 @@ func TestMetricsScrapeMemoryDoesNotGrowWithTheOutput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stores 20,000 nodes")
 	}
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	m := bigState(t, db, 20, 1000, model.CheckNone)
 	s, err := New(Options{DB: db, Registry: NewRegistry(), Mirror: m, Log: quiet})
 	if err != nil {
@@ -133,7 +134,7 @@ func TestMetricsScrapeMemoryDoesNotGrowWithTheOutput(t *testing.T) {
 // BenchmarkWriteMetrics is one scrape of 50,000 nodes (50 configs of 1,000, check
 // none) with every node series.
 func BenchmarkWriteMetrics(b *testing.B) {
-	db := openDB(b, b.TempDir())
+	db := teststore.New(b, statsPool)
 	m := bigState(b, db, 50, 1000, model.CheckNone)
 	s, err := New(Options{DB: db, Registry: NewRegistry(), Mirror: m, Log: quiet,
 		HealthOf: func(int) (health.NodeStats, bool) { return health.NodeStats{}, false }})

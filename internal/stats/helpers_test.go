@@ -2,13 +2,11 @@ package stats
 
 import (
 	"log/slog"
-	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
 )
 
 // quiet discards the logs of tests that provoke errors on purpose.
@@ -19,17 +17,8 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-// openDB opens a fresh embedded store in dir.
-func openDB(t testing.TB, dir string) *store.DB {
-	t.Helper()
-	b, err := bolt.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.93.0/24")}})
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+// statsPool is the frontend pool of the stores these tests open.
+const statsPool = "127.0.93.0/24"
 
 // testRes are small resolutions that keep hand-computed figures readable.
 var (

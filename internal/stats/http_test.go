@@ -7,10 +7,11 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 func TestPeriodParameterOfStats(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	nb, _, _ := createNB(t, db, "web")
 	reg := NewRegistry()
 	c := &clock{utc("2025-03-10T12:00:03Z")}

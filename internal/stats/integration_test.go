@@ -35,6 +35,9 @@ import (
 
 const token = "stats-integration-token-0123456789"
 
+// metricsListen is /metrics' own address in the restart run; this test alone uses it.
+const metricsListen = "127.0.95.1:9100"
+
 // Small resolutions so the test sees samples in milliseconds, not seconds.
 var (
 	hourRes = stats.Resolution{Width: 100 * time.Millisecond, Buckets: 600}
@@ -399,7 +402,7 @@ func TestTrafficShowsInCountersStatsTransferAndMetricsAlike(t *testing.T) {
 		t.Errorf("access log: %d tcp lines of %d bytes, %d http POST lines; want %d and %d", tcpLines, tcpBytes, httpLines, tcpConns, requests)
 	}
 
-	r2 := start(t, dir, func(c *server.Config) { c.MetricsListen, c.MetricsToken = "127.0.0.1:0", true })
+	r2 := start(t, dir, func(c *server.Config) { c.MetricsListen, c.MetricsToken = metricsListen, true })
 	got, err = r2.lc.GetNodeBalancer(ctx, nb.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +417,7 @@ func TestTrafficShowsInCountersStatsTransferAndMetricsAlike(t *testing.T) {
 			len(hourBefore.Data.Traffic.In), hourBefore.Data.Traffic.In[0])
 	}
 
-	murl := "http://" + r2.srv.MetricsAddr().String() + "/metrics"
+	murl := "http://" + metricsListen + "/metrics"
 	if _, code := metrics(t, murl, ""); code != http.StatusUnauthorized {
 		t.Errorf("/metrics without a token: %d", code)
 	}
@@ -457,4 +460,93 @@ func accessLines(t *testing.T, path string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// TestUDPTrafficShowsInSeriesMetricsAndAccessLog: udp sessions count as connections and
+// their payload bytes as traffic, in /metrics (down to the node), the hour series and
+// transfer, and each ended session writes one access log line.
+func TestUDPTrafficShowsInSeriesMetricsAndAccessLog(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, dir, func(c *server.Config) { c.UDPSessionTimeout = 200 * time.Millisecond })
+	ctx := context.Background()
+	echo := testnet.ServeUDPEcho(t, "u", "127.0.94.3:0")
+	label := "udp-stats"
+	nb, err := r.lc.CreateNodeBalancer(ctx, linodego.NodeBalancerCreateOptions{Label: &label, Region: "local",
+		Configs: []*linodego.NodeBalancerConfigCreateOptions{{Port: 5353, Protocol: "udp",
+			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Address: echo.Addr().String(), Label: "udp-1", Weight: 50}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := netip.MustParseAddrPort(*nb.IPv4 + ":5353")
+	ask := func(c *net.UDPConn, msg []byte) bool {
+		c.WriteToUDPAddrPort(msg, front)
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, 2048)
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		return err == nil && n == len(msg)
+	}
+	clients := make([]*net.UDPConn, 5)
+	for i := range clients {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 95, byte(1+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	waitFor(t, "the udp config to answer", func() bool { return ask(clients[0], make([]byte, 1000)) })
+	for _, c := range clients[1:] {
+		if !ask(c, make([]byte, 1000)) {
+			t.Fatal("no reply")
+		}
+	}
+	for _, c := range clients {
+		for range 2 {
+			if !ask(c, make([]byte, 1000)) {
+				t.Fatal("no reply")
+			}
+		}
+	}
+	// Every datagram arrived, but the first client's probes may have been more than one.
+	// A batch's bytes are counted just after it is sent: wait until the counts settle.
+	nbL := []string{"nodebalancer", label}
+	var in, out, nodeIn, sessions float64
+	waitFor(t, "the counters to settle", func() bool {
+		m, _ := metrics(t, r.url+"/metrics", "")
+		in = m[key("nodebalancer_bytes_total", append(nbL, "direction", "in")...)]
+		out = m[key("nodebalancer_bytes_total", append(nbL, "direction", "out")...)]
+		sessions = m[key("nodebalancer_connections_total", nbL...)]
+		nodeIn = 0
+		for k, v := range m {
+			if strings.HasPrefix(k, "nodebalancer_node_bytes_total") && strings.Contains(k, `direction="in"`) {
+				nodeIn += v
+			}
+		}
+		return in >= 15000 && int(in)%1000 == 0 && out == in && nodeIn == in
+	})
+	if sessions != 5 {
+		t.Errorf("%v sessions counted, want 5", sessions)
+	}
+	waitFor(t, "the sessions to end", func() bool {
+		m, _ := metrics(t, r.url+"/metrics", "")
+		return m[key("nodebalancer_active_connections", nbL...)] == 0
+	})
+	waitFor(t, "the hour series to hold every byte and session", func() bool {
+		h := hourStats(t, r, nb.ID)
+		return near(integral(pts(h.Data.Traffic.In), hourRes.Width, 8), in) && near(integral(pts(h.Data.Connections), hourRes.Width, 1), 5)
+	})
+	got, err := r.lc.GetNodeBalancer(ctx, nb.ID)
+	if err != nil || *got.Transfer.In*(1<<20) != in {
+		t.Errorf("transfer in %v MB, want %v bytes (%v)", *got.Transfer.In, in, err)
+	}
+	r.stop()
+	udpLines := 0
+	for _, l := range accessLines(t, filepath.Join(dir, "access.log")) {
+		if l["proto"] == "udp" && l["end"] == "idle" && l["datagrams_in"] == l["datagrams_out"] && l["bytes_in"] == l["bytes_out"] {
+			udpLines++
+		}
+	}
+	if udpLines != 5 {
+		t.Errorf("%d udp access log lines, want 5", udpLines)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // scrape fetches h's metrics and returns them by series, e.g.
@@ -73,11 +74,12 @@ func metricKey(name string, kv ...string) string {
 }
 
 func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	nb, cfg, node := createNB(t, db, "web")
 	reg := NewRegistry()
 	c := &clock{time.Now()}
 	var hs []health.NodeStats
+	listener := model.ListenerOpen
 	s, err := New(Options{DB: db, Registry: reg, Now: c.now,
 		HealthOf: func(id int) (health.NodeStats, bool) {
 			for _, h := range hs {
@@ -86,7 +88,8 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 				}
 			}
 			return health.NodeStats{}, false
-		}})
+		},
+		Listener: func(int) model.ListenerStatus { return model.ListenerStatus{State: listener} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +134,7 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 		metricKey("nodebalancer_transfer_month_bytes", "nodebalancer", "web", "direction", "in"):                                                1000,
 		metricKey("nodebalancer_transfer_month_bytes", "nodebalancer", "web", "direction", "out"):                                               3000,
 		metricKey("nodebalancer_node_up", nodeL...):                                                                                             1,
+		metricKey("nodebalancer_listener_up", levels[1].labels...):                                                                              1,
 		metricKey("nodebalancer_node_status", append(nodeL, "status", "UP")...):                                                                 1,
 		metricKey("nodebalancer_node_status", append(nodeL, "status", "DOWN")...):                                                               0,
 		metricKey("nodebalancer_node_status", append(nodeL, "status", "Unknown")...):                                                            0,
@@ -169,6 +173,12 @@ func TestMetricsExportEveryLevelWithStableNamesAndLabels(t *testing.T) {
 	}
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Errorf("Go runtime metrics missing")
+	}
+	for _, st := range []model.ListenerState{model.ListenerFailed, model.ListenerPending} {
+		listener = st
+		if got := scrape(t, s.MetricsHandler())[metricKey("nodebalancer_listener_up", levels[1].labels...)]; got != 0 {
+			t.Errorf("nodebalancer_listener_up = %v with the listener %s, want 0", got, st)
+		}
 	}
 
 	// An Unknown node (check none) is not up, and says why.

@@ -125,7 +125,7 @@ func (s *series) spread(from, to time.Time, d sums) {
 	total := float64(to.Sub(from))
 	var given sums
 	for idx := first; idx <= last; idx++ {
-		part := d
+		var part sums
 		if idx < last {
 			start, end := bucketStart(idx, w), bucketStart(idx+1, w)
 			frac := float64(minTime(end, to).Sub(maxTime(start, from))) / total

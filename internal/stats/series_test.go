@@ -6,10 +6,12 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 func TestSeriesAreRatesPerBucketInLinodeShape(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := teststore.New(t, statsPool)
 	reg := NewRegistry()
 	c := &clock{utc("2025-03-10T12:00:03Z")}
 	s := newTestStats(t, db, reg, c)
@@ -71,7 +73,7 @@ func TestSeriesAreRatesPerBucketInLinodeShape(t *testing.T) {
 }
 
 func TestSeriesOfUnknownNodeBalancerAreEmptyArrays(t *testing.T) {
-	s := newTestStats(t, openDB(t, t.TempDir()), NewRegistry(), &clock{utc("2025-03-10T12:00:03Z")})
+	s := newTestStats(t, teststore.New(t, statsPool), NewRegistry(), &clock{utc("2025-03-10T12:00:03Z")})
 	b, err := json.Marshal(s.Series(3, "x", PeriodDay))
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +101,7 @@ func TestLateSampleIsSpreadOverTheBucketsItCovers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := NewRegistry()
 			c := &clock{utc(tt.from)}
-			s := newTestStats(t, openDB(t, t.TempDir()), reg, c)
+			s := newTestStats(t, teststore.New(t, statsPool), reg, c)
 			reg.NodeBalancer(1).BytesIn.Add(tt.in)
 			s.sample(utc(tt.at))
 			ser := s.series[1]
@@ -125,7 +127,7 @@ func TestWindowsKeepTheLastHourAndDay(t *testing.T) {
 	reg := NewRegistry()
 	start := utc("2025-03-10T00:00:00Z")
 	c := &clock{start}
-	s := newTestStats(t, openDB(t, t.TempDir()), reg, c)
+	s := newTestStats(t, teststore.New(t, statsPool), reg, c)
 	nb := reg.NodeBalancer(1)
 	// 25 hours of one connection per 10 s sample.
 	var at time.Time
@@ -152,7 +154,7 @@ func TestWindowsKeepTheLastHourAndDay(t *testing.T) {
 func TestCounterResetCountsTheNewValue(t *testing.T) {
 	reg := NewRegistry()
 	c := &clock{utc("2025-03-10T12:00:00Z")}
-	s := newTestStats(t, openDB(t, t.TempDir()), reg, c)
+	s := newTestStats(t, teststore.New(t, statsPool), reg, c)
 	reg.NodeBalancer(1).BytesIn.Add(500)
 	s.sample(utc("2025-03-10T12:00:10Z"))
 	// The data plane dropped and recreated the NodeBalancer's counters.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/health"
+	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 )
 
@@ -38,6 +39,9 @@ type Options struct {
 	// NoNodeSeries leaves the per-node series out of /metrics: the per-NodeBalancer
 	// and per-config ones stay (see README.md for the cardinality).
 	NoNodeSeries bool
+	// Listener, when set, tells whether a config's listener is open
+	// (dataplane.Plane.ListenerStatus), for nodebalancer_listener_up.
+	Listener func(configID int) model.ListenerStatus
 	// Log receives persistence errors; slog.Default() when nil.
 	Log *slog.Logger
 	// Now is the wall clock that stamps samples and decides the month; time.Now when nil.

@@ -3,12 +3,14 @@ package stats
 import (
 	"reflect"
 	"testing"
+
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 func TestTransferIsExactBetweenSamples(t *testing.T) {
 	reg := NewRegistry()
 	c := &clock{utc("2025-03-10T12:00:03Z")}
-	s := newTestStats(t, openDB(t, t.TempDir()), reg, c)
+	s := newTestStats(t, teststore.New(t, statsPool), reg, c)
 	nb := reg.NodeBalancer(1)
 	nb.BytesIn.Add(3 << 20)
 	nb.BytesOut.Add(5 << 20)
@@ -33,7 +35,7 @@ func TestTransferResetsAtTheMonthBoundary(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := NewRegistry()
 			c := &clock{utc(tt.before)}
-			s := newTestStats(t, openDB(t, t.TempDir()), reg, c)
+			s := newTestStats(t, teststore.New(t, statsPool), reg, c)
 			nb := reg.NodeBalancer(1)
 			inMB := func() float64 { in, _, _ := s.NodeBalancerTransfer(1); return in }
 
@@ -64,7 +66,7 @@ func TestTransferResetsAtTheMonthBoundary(t *testing.T) {
 
 func TestSeriesAndTransferSurviveARestart(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := teststore.Open(t, dir, statsPool)
 	nbA, _, _ := createNB(t, db, "kept")
 	nbB, _, _ := createNB(t, db, "deleted")
 	reg := NewRegistry()
@@ -119,7 +121,7 @@ func TestSeriesAndTransferSurviveARestart(t *testing.T) {
 
 func TestUnreadableOrForeignPersistedSeries(t *testing.T) {
 	t.Run("corrupt blob starts afresh", func(t *testing.T) {
-		db := openDB(t, t.TempDir())
+		db := teststore.New(t, statsPool)
 		if err := db.PutBlob(blobName, []byte("nbs1\xff\xff")); err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +131,7 @@ func TestUnreadableOrForeignPersistedSeries(t *testing.T) {
 		}
 	})
 	t.Run("other resolutions keep only the transfer", func(t *testing.T) {
-		db := openDB(t, t.TempDir())
+		db := teststore.New(t, statsPool)
 		nb, _, _ := createNB(t, db, "web")
 		reg := NewRegistry()
 		c := &clock{utc("2025-03-10T12:00:00Z")}

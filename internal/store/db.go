@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +22,7 @@ type DB struct {
 	b     Backend
 	pool  []netip.Prefix // the frontend pool's IPv4 networks
 	pool6 []netip.Prefix // its IPv6 networks
+	own   model.Listening
 	now   func() time.Time
 	o     Options
 
@@ -30,6 +34,9 @@ type DB struct {
 type Options struct {
 	// FrontendPool is where NodeBalancer ipv4 addresses come from.
 	FrontendPool []netip.Prefix
+	// Own are the server's listeners besides its frontends (the API, /metrics) and
+	// the host's addresses: no node may point at them, nor at a configured frontend.
+	Own model.Listening
 	// Now is the clock used for created/updated times; time.Now when nil.
 	Now func() time.Time
 	// MaxNodesPerConfig bounds the nodes of a config of a common NodeBalancer
@@ -57,7 +64,7 @@ func New(b Backend, o Options) *DB {
 	if o.MaxNodesPerConfigPremium <= 0 {
 		o.MaxNodesPerConfigPremium = DefaultMaxNodesPerConfigPremium
 	}
-	db := &DB{b: b, now: o.Now, o: o}
+	db := &DB{b: b, own: o.Own, now: o.Now, o: o}
 	for _, p := range o.FrontendPool {
 		if p.Addr().Is4() {
 			db.pool = append(db.pool, p)
@@ -162,12 +169,17 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		if reason != "" {
 			es.Add("ipv6", reason)
 		}
-		ports := map[int]bool{}
+		type portKey struct {
+			space string
+			port  int
+		}
+		ports := map[portKey]bool{}
 		for i, c := range configs {
-			if ports[c.Port] {
-				es.Add("configs["+strconv.Itoa(i)+"].port", "port "+strconv.Itoa(c.Port)+" is already used by another config of this NodeBalancer")
+			k := portKey{c.Protocol.PortSpace(), c.Port}
+			if ports[k] {
+				es.Add("configs["+strconv.Itoa(i)+"].port", portTaken(c.Protocol, c.Port, "another config"))
 			}
-			ports[c.Port] = true
+			ports[k] = true
 			if len(c.Nodes) > db.maxNodes(nb.Type) {
 				es = append(es, db.tooManyNodes("configs["+strconv.Itoa(i)+"].nodes", nb.Type).(model.Errors)...)
 			}
@@ -188,6 +200,22 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 		}
 		for _, c := range configs {
 			if _, err := db.insertConfig(tx, nb.ID, c); err != nil {
+				return err
+			}
+		}
+		var nodes []model.Node
+		var fields []string
+		for i, c := range configs {
+			for j, n := range c.Nodes {
+				nodes = append(nodes, n)
+				fields = append(fields, "configs["+strconv.Itoa(i)+"].nodes["+strconv.Itoa(j)+"].address")
+			}
+		}
+		if err := db.checkNodeAddrs(tx, nodes, func(i int) string { return fields[i] }); err != nil {
+			return err
+		}
+		for i, c := range configs {
+			if err := checkFrontendFree(tx, nb.IPv4, c.Port, "configs["+strconv.Itoa(i)+"].port"); err != nil {
 				return err
 			}
 		}
@@ -280,19 +308,17 @@ func addressUsed(tx Tx, a netip.Addr) (bool, error) {
 	return v != nil, err
 }
 
-// allocate picks the frontend address: want when given (it must be free and in the
-// pool), else the first free one after the last handed out, wrapping around the
-// pool, so that its cost does not grow with the addresses in use (and a freed
-// address is not handed out again at once). The pool's network and broadcast
-// addresses are never handed out. reason says why no address could be had.
+// allocate picks the frontend address: want when given (it must be a usable pool
+// address no NodeBalancer uses; a reserved address may be asked for this way), else
+// the first address after the last handed out that is neither used nor reserved,
+// wrapping around the pool, so that its cost does not grow with the addresses in use
+// (and a freed address is not handed out again at once). The pool's network and
+// broadcast addresses are never handed out. reason says why no address could be had.
 func (db *DB) allocate(tx Tx, want string) (a netip.Addr, reason string, err error) {
 	if want != "" {
-		a, err := netip.ParseAddr(want)
-		if err != nil || !a.Is4() {
-			return netip.Addr{}, "ipv4 must be an IPv4 address", nil
-		}
-		if !db.inPool(a) {
-			return netip.Addr{}, "ipv4 " + want + " is outside the frontend pool " + prefixes(db.pool), nil
+		a, reason := db.poolAddr("ipv4", want)
+		if reason != "" {
+			return netip.Addr{}, reason, nil
 		}
 		used, err := addressUsed(tx, a)
 		if err != nil {
@@ -322,16 +348,62 @@ func (db *DB) allocate(tx Tx, want string) (a netip.Addr, reason string, err err
 		if !isUsable(db.poolOf(cur), cur) {
 			continue
 		}
-		used, err := addressUsed(tx, cur)
+		taken, err := addressTaken(tx, cur)
 		if err != nil {
 			return netip.Addr{}, "", err
 		}
-		if !used {
+		if !taken {
 			b := cur.As4()
 			return cur, "", tx.Put(KindAddress, cursorKey, b[:])
 		}
 	}
 	return netip.Addr{}, full, nil
+}
+
+// addressTaken reports whether a NodeBalancer uses a or a is reserved.
+func addressTaken(tx Tx, a netip.Addr) (bool, error) {
+	if used, err := addressUsed(tx, a); err != nil || used {
+		return used, err
+	}
+	r, err := tx.Get(KindReservedIP, ipKey(a))
+	return r != nil, err
+}
+
+// poolAddr parses s as a usable IPv4 address of the frontend pool; the reason names
+// field.
+func (db *DB) poolAddr(field, s string) (netip.Addr, string) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, field + " must be an IPv4 address"
+	}
+	p := db.poolOf(a)
+	switch {
+	case !p.IsValid():
+		return netip.Addr{}, field + " " + s + " is outside the frontend pool " + prefixes(db.pool)
+	case !isUsable(p, a):
+		return netip.Addr{}, field + " " + s + " is the network or broadcast address of the frontend pool " + p.Masked().String()
+	}
+	return a, ""
+}
+
+// firstFree returns the lowest pool address neither used nor reserved (reservations
+// are few and rare: a scan is fine here).
+func (db *DB) firstFree(tx Tx) (netip.Addr, bool, error) {
+	for _, p := range db.pool {
+		for a := p.Masked().Addr(); a.IsValid() && p.Contains(a); a = a.Next() {
+			if !isUsable(p, a) {
+				continue
+			}
+			taken, err := addressTaken(tx, a)
+			if err != nil {
+				return netip.Addr{}, false, err
+			}
+			if !taken {
+				return a, true, nil
+			}
+		}
+	}
+	return netip.Addr{}, false, nil
 }
 
 func (db *DB) inPool(a netip.Addr) bool { return db.poolOf(a).IsValid() }
@@ -490,7 +562,7 @@ func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config,
 		if err != nil {
 			return err
 		}
-		if err := checkPort(tx, nbID, 0, c.Port); err != nil {
+		if err := checkPort(tx, nbID, 0, c.Protocol, c.Port); err != nil {
 			return err
 		}
 		n := 0
@@ -503,10 +575,20 @@ func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config,
 		if len(c.Nodes) > db.maxNodes(nb.Type) {
 			return db.tooManyNodes("nodes", nb.Type)
 		}
-		out, err = db.insertConfig(tx, nbID, c)
-		return err
+		if out, err = db.insertConfig(tx, nbID, c); err != nil {
+			return err
+		}
+		if err := db.checkNodeAddrs(tx, c.Nodes, indexed("nodes", "address")); err != nil {
+			return err
+		}
+		return db.checkPortFree(tx, out)
 	})
 	return out, err
+}
+
+// indexed names field key of the i-th element of list: nodes[2].address.
+func indexed(list, key string) func(int) string {
+	return func(i int) string { return list + "[" + strconv.Itoa(i) + "]." + key }
 }
 
 func (db *DB) insertConfig(tx Tx, nbID int, c model.ConfigWithNodes) (model.Config, error) {
@@ -526,17 +608,28 @@ func (db *DB) insertConfig(tx Tx, nbID int, c model.ConfigWithNodes) (model.Conf
 	return c.Config, nil
 }
 
-func checkPort(tx Tx, nbID, selfID, port int) error {
+// checkPort refuses a port another config of the NodeBalancer uses in the same port
+// space (model.Protocol.PortSpace): a udp config may share a tcp config's number.
+func checkPort(tx Tx, nbID, selfID int, proto model.Protocol, port int) error {
 	cfgs, err := scan[model.Config](tx, KindConfig, Key(nbID))
 	if err != nil {
 		return err
 	}
 	for _, o := range cfgs {
-		if o.Port == port && o.ID != selfID {
-			return fieldErr("port", "port "+strconv.Itoa(port)+" is already used by config "+strconv.Itoa(o.ID)+" of this NodeBalancer")
+		if o.Port == port && o.ID != selfID && o.Protocol.PortSpace() == proto.PortSpace() {
+			return fieldErr("port", portTaken(proto, port, "config "+strconv.Itoa(o.ID)))
 		}
 	}
 	return nil
+}
+
+// portTaken words the refusal of a port already used in proto's port space.
+func portTaken(proto model.Protocol, port int, by string) string {
+	space := "tcp, http and https"
+	if proto.PortSpace() == "udp" {
+		space = "udp"
+	}
+	return "port " + strconv.Itoa(port) + " is already used by " + by + " of this NodeBalancer (ports are unique among its " + space + " configs)"
 }
 
 // UpdateConfig applies mutate to config id of NodeBalancer nbID and stores the result
@@ -554,12 +647,18 @@ func (db *DB) updateConfig(tx Tx, nbID, id int, mutate func(*model.Config) error
 	if err != nil {
 		return c, err
 	}
+	oldPort := c.Port
 	if err := mutate(&c); err != nil {
 		return c, err
 	}
 	c.ID, c.NodeBalancerID = id, nbID
-	if err := checkPort(tx, nbID, id, c.Port); err != nil {
+	if err := checkPort(tx, nbID, id, c.Protocol, c.Port); err != nil {
 		return c, err
+	}
+	if c.Port != oldPort {
+		if err := db.checkPortFree(tx, c); err != nil {
+			return c, err
+		}
 	}
 	return c, put(tx, KindConfig, Key(nbID, id), c)
 }
@@ -653,7 +752,7 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 			}
 			out.Nodes = append(out.Nodes, n)
 		}
-		return nil
+		return db.checkNodeAddrs(tx, nodes, indexed("nodes", "address"))
 	})
 	return out, err
 }
@@ -702,8 +801,10 @@ func (db *DB) CreateNode(nbID, configID int, n model.Node) (out model.Node, err 
 		if count >= db.maxNodes(nb.Type) {
 			return fieldErr("", fmt.Sprintf("a config has at most %d nodes (%s NodeBalancer)", db.maxNodes(nb.Type), typeName(nb.Type)))
 		}
-		out, err = insertNode(tx, c, n)
-		return err
+		if out, err = insertNode(tx, c, n); err != nil {
+			return err
+		}
+		return db.checkNodeAddrs(tx, []model.Node{n}, func(int) string { return "address" })
 	})
 	return out, err
 }
@@ -731,10 +832,122 @@ func (db *DB) UpdateNode(nbID, configID, id int, mutate func(*model.Node) error)
 			return err
 		}
 		n.ID, n.ConfigID, n.NodeBalancerID = id, configID, nbID
+		if err := db.checkNodeAddrs(tx, []model.Node{n}, func(int) string { return "address" }); err != nil {
+			return err
+		}
 		return put(tx, KindNode, Key(configID, id), n)
 	})
 	return n, err
 }
+
+// ---- Nodes must not point at the server itself
+
+// listening returns every address this server listens on as the state in tx has it:
+// its own listeners and each configured frontend (NodeBalancer ipv4:config port).
+func (db *DB) listening(tx Tx) (model.Listening, error) {
+	l := model.Listening{Addrs: slices.Clone(db.own.Addrs), Local: db.own.Local}
+	nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
+	if err != nil {
+		return l, err
+	}
+	for _, nb := range nbs {
+		ip, err := netip.ParseAddr(nb.IPv4)
+		if err != nil {
+			continue
+		}
+		cfgs, err := scan[model.Config](tx, KindConfig, Key(nb.ID))
+		if err != nil {
+			return l, err
+		}
+		for _, c := range cfgs {
+			l.Addrs = append(l.Addrs, netip.AddrPortFrom(ip, uint16(c.Port)))
+		}
+	}
+	return l, nil
+}
+
+// selfReason is why a node address that reaches listener x is refused.
+func selfReason(addr string, x netip.AddrPort) string {
+	return "address " + addr + " reaches this server's own listener " + x.String() +
+		" (its API, /metrics or a NodeBalancer frontend): a node must not point at the server itself"
+}
+
+// checkNodeAddrs refuses nodes whose address reaches one of this server's
+// listeners, naming field(i) for the i-th node. It runs after the request's own
+// writes, so a config created in the same transaction counts.
+func (db *DB) checkNodeAddrs(tx Tx, nodes []model.Node, field func(int) string) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	l, err := db.listening(tx)
+	if err != nil {
+		return err
+	}
+	var es model.Errors
+	for i, n := range nodes {
+		ap, err := netip.ParseAddrPort(n.Address)
+		if err != nil {
+			continue // model.ValidateNode refused it already
+		}
+		if x, ok := l.Reaches(ap); ok {
+			es.Add(field(i), selfReason(n.Address, x))
+		}
+	}
+	return es.Err()
+}
+
+// checkPortFree refuses config c's port when an existing node already points at the
+// frontend it would open (NodeBalancer ipv4:port).
+func (db *DB) checkPortFree(tx Tx, c model.Config) error {
+	nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(c.NodeBalancerID))
+	if err != nil {
+		return err
+	}
+	return checkFrontendFree(tx, nb.IPv4, c.Port, "port")
+}
+
+// checkFrontendFree refuses a frontend on ipv4:port, naming field, when an existing
+// node points at it. Every node is looked at, but only the few whose stored JSON
+// names the ip (or an unspecified address, which reaches the host) are decoded: with
+// 50,000 nodes decoding them all would cost a config write ~100 ms.
+func checkFrontendFree(tx Tx, ipv4 string, port int, field string) error {
+	ip, err := netip.ParseAddr(ipv4)
+	if err != nil {
+		return nil
+	}
+	front := model.Listening{Addrs: []netip.AddrPort{netip.AddrPortFrom(ip, uint16(port))}}
+	needles := [][]byte{[]byte(ip.String()), []byte("0.0.0.0"), []byte("[::")}
+	var found *model.Node
+	err = tx.Scan(KindNode, nil, func(k, b []byte) error {
+		if !slices.ContainsFunc(needles, func(n []byte) bool { return bytes.Contains(b, n) }) {
+			return nil
+		}
+		var n model.Node
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("decode %s %x: %w", KindNode, k, err)
+		}
+		ap, err := netip.ParseAddrPort(n.Address)
+		if err != nil {
+			return nil
+		}
+		if _, ok := front.Reaches(ap); ok {
+			found = &n
+			return errStopScan
+		}
+		return nil
+	})
+	if err != nil && err != errStopScan {
+		return err
+	}
+	if found != nil {
+		return fieldErr(field, fmt.Sprintf("port %d would open frontend %s, which node %d (config %d) points at: a node must not point at the server itself",
+			port, front.Addrs[0], found.ID, found.ConfigID))
+	}
+	return nil
+}
+
+// errStopScan ends a Scan early; it never leaves the function that used it.
+var errStopScan = errors.New("stop scan")
 
 // DeleteNode removes node id of config configID of NodeBalancer nbID.
 func (db *DB) DeleteNode(nbID, configID, id int) error {

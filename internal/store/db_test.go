@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"testing"
@@ -12,18 +13,11 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
-func open(t *testing.T, dir string) *store.DB {
-	t.Helper()
-	b, err := bolt.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")}})
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+// pool is the frontend pool of the stores these tests open: three usable addresses.
+const pool = "127.0.1.0/30"
 
 func node(label, addr string) model.Node {
 	n := model.NewNode()
@@ -50,7 +44,7 @@ func fieldsOf(err error) []string {
 }
 
 func TestCreateNodeBalancerWithConfigsAndNodes(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
 		[]model.ConfigWithNodes{cfg(80, node("a1", "127.0.0.2:80"), node("a2", "127.0.0.3:80")), cfg(81)})
 	if err != nil {
@@ -73,7 +67,7 @@ func TestCreateNodeBalancerWithConfigsAndNodes(t *testing.T) {
 }
 
 func TestCreateIsAllOrNothing(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	_, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80), cfg(80)})
 	if got := fieldsOf(err); len(got) != 1 || got[0] != "configs[1].port" {
 		t.Fatalf("want configs[1].port error, got %v", err)
@@ -89,7 +83,7 @@ func TestCreateIsAllOrNothing(t *testing.T) {
 }
 
 func TestLabelUniqueAndAddressAllocation(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	a, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +134,7 @@ func equal(got []string, want ...string) bool {
 }
 
 func TestPortUniqueAndCascadingDelete(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, _ := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
 	c1, err := db.CreateConfig(nb.ID, cfg(80, node("n1", "127.0.0.2:80")))
 	if err != nil {
@@ -178,7 +172,7 @@ func TestPortUniqueAndCascadingDelete(t *testing.T) {
 }
 
 func TestRebuild(t *testing.T) {
-	db := open(t, t.TempDir())
+	db := teststore.New(t, pool)
 	nb, _ := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{
 		cfg(80, node("keep", "127.0.0.2:80"), node("drop", "127.0.0.3:80")), cfg(81, node("other", "127.0.0.4:80"))})
 	st, _ := db.State()
@@ -213,11 +207,7 @@ func TestRebuild(t *testing.T) {
 
 func TestWatchAndPersistence(t *testing.T) {
 	dir := t.TempDir()
-	b, err := bolt.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
+	db := teststore.Open(t, dir, "127.0.1.0/24")
 	ctx, cancel := context.WithCancel(context.Background())
 	w := db.Watch(ctx, 0)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, []model.ConfigWithNodes{cfg(80, node("n1", "127.0.0.2:80"))})
@@ -257,7 +247,7 @@ func TestWatchAndPersistence(t *testing.T) {
 	}
 	db.Close()
 
-	db2 := open(t, dir)
+	db2 := teststore.Open(t, dir, pool)
 	got, err := db2.NodeBalancer(nb.ID)
 	if err != nil || got.Label != "web" || got.IPv4 != nb.IPv4 || !got.Created.Equal(nb.Created) {
 		t.Fatalf("after reopen: %+v %v", got, err)
@@ -274,12 +264,76 @@ func TestWatchAndPersistence(t *testing.T) {
 	}
 }
 
+// TestNodesMustNotPointAtTheServer: every write that sets a node address refuses one
+// that reaches the server's own listeners or a configured frontend, naming the
+// field, and stores nothing; a config port that would open a frontend an existing
+// node points at is refused too.
+func TestNodesMustNotPointAtTheServer(t *testing.T) {
+	db := teststore.New(t, pool, func(o *store.Options) {
+		o.Own = model.Listening{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("0.0.0.0:9100")},
+			Local: []netip.Addr{netip.MustParseAddr("10.9.9.9")}}
+	})
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, node("ok", "127.0.0.2:80"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, _ := db.Configs(nb.ID)
+	c := cfgs[0]
+	nodes, _ := db.Nodes(nb.ID, c.ID)
+	before, _ := db.State()
+	unchanged := func(what string) {
+		t.Helper()
+		after, _ := db.State()
+		after.Revision = before.Revision
+		if fmtState(after) != fmtState(before) {
+			t.Errorf("%s: a refused write changed the state", what)
+		}
+	}
+	want := func(what string, err error, field string) {
+		t.Helper()
+		if f := fieldsOf(err); len(f) != 1 || f[0] != field {
+			t.Errorf("%s: %v, want one error on %s", what, err, field)
+		}
+		unchanged(what)
+	}
+	for _, addr := range []string{"127.0.0.1:8080", "127.3.3.3:9100", "10.9.9.9:9100", "127.0.1.1:80"} {
+		_, err := db.CreateNode(nb.ID, c.ID, node("self", addr))
+		want("create node "+addr, err, "address")
+	}
+	_, err = db.UpdateNode(nb.ID, c.ID, nodes[0].ID, func(n *model.Node) error { n.Address = "127.0.0.1:8080"; return nil })
+	want("update node", err, "address")
+	_, err = db.RebuildConfig(nb.ID, c.ID, func(*model.Config) error { return nil },
+		[]model.Node{nodes[0], node("loop", "127.0.1.1:80")})
+	want("rebuild", err, "nodes[1].address")
+	_, err = db.CreateConfig(nb.ID, cfg(81, node("a", "127.0.0.2:81"), node("self", "127.0.1.1:81")))
+	want("create config pointing at itself", err, "nodes[1].address")
+	_, err = db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+		[]model.ConfigWithNodes{cfg(80), cfg(81, node("a", "127.0.0.2:81")), cfg(82, node("a", "127.0.0.2:82"), node("b", "127.0.0.1:8080"))})
+	want("create NodeBalancer", err, "configs[2].nodes[1].address")
+
+	// A node may point at a port of the frontend address that no config uses...
+	if _, err := db.CreateNode(nb.ID, c.ID, node("later", "127.0.1.1:90")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ = db.State()
+	// ...until a config would open it.
+	_, err = db.CreateConfig(nb.ID, cfg(90))
+	want("create config on a node's address", err, "port")
+	_, err = db.UpdateConfig(nb.ID, c.ID, func(c *model.Config) error { c.Port = 90; return nil })
+	want("move a config onto a node's address", err, "port")
+	if _, err := db.UpdateConfig(nb.ID, c.ID, func(c *model.Config) error { c.CheckAttempts = 4; return nil }); err != nil {
+		t.Errorf("an update that keeps the port: %v", err)
+	}
+}
+
+func fmtState(st store.State) string { return fmt.Sprintf("%+v", st) }
+
 // TestConfigStoredBeforeUDPCheckPortReadsDefault: a config written before the field
 // existed (no "udp_check_port" in its JSON) reads back with the default 80, through
 // every read path.
 func TestConfigStoredBeforeUDPCheckPortReadsDefault(t *testing.T) {
 	dir := t.TempDir()
-	db := open(t, dir)
+	db := teststore.Open(t, dir, pool)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80)})
 	if err != nil {
 		t.Fatal(err)
@@ -315,8 +369,8 @@ func TestConfigStoredBeforeUDPCheckPortReadsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db = store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/30")}})
-	defer db.Close()
+	b.Close()
+	db = teststore.Open(t, dir, pool)
 	c, err := db.Config(nb.ID, cfgs[0].ID)
 	if err != nil || c.UDPCheckPort != 80 {
 		t.Fatalf("Config = %+v, %v; want udp_check_port 80", c, err)

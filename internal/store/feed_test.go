@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"reflect"
 	"slices"
 	"testing"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 func next(t *testing.T, w <-chan store.Change) store.Change {
@@ -120,15 +119,11 @@ func mirrored(m *store.Mirror) []store.NodeBalancerState {
 }
 
 func TestMirrorFollowsTheStoreThroughRandomChanges(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
-	defer db.Close()
+	db := teststore.New(t, "127.0.1.0/24")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f := follow(t, ctx, db)
+	var err error
 	rng := rand.New(rand.NewPCG(1, 2))
 	for step := range 300 {
 		st, _ := db.State()
@@ -181,12 +176,7 @@ func TestMirrorFollowsTheStoreThroughRandomChanges(t *testing.T) {
 }
 
 func TestMirrorDeltaNamesOnlyTheChangedConfig(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")}})
-	defer db.Close()
+	db := teststore.New(t, "127.0.1.0/24")
 	var nbs []model.NodeBalancer
 	for range 5 {
 		nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},

@@ -1,14 +1,13 @@
 package store_test
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/store"
-	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
 // counting is a Backend that counts what transactions do, by kind.
@@ -43,14 +42,9 @@ func (t countingTx) Scan(k store.Kind, prefix []byte, fn func(k, v []byte) error
 func (c *counting) reset() { c.scans, c.gets = map[store.Kind]int{}, map[store.Kind]int{} }
 
 func TestCreateNodeBalancerDoesNotScanTheOthers(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := &counting{Backend: b}
+	cb := &counting{}
+	db := teststore.Over(t, "127.0.0.0/16", func(b store.Backend) store.Backend { cb.Backend = b; return cb })
 	cb.reset()
-	db := store.New(cb, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/16")}})
-	defer db.Close()
 	for i := range 300 {
 		if _, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, nil); err != nil {
 			t.Fatalf("create %d: %v", i, err)
@@ -84,7 +78,7 @@ func TestCreateNodeBalancerDoesNotScanTheOthers(t *testing.T) {
 
 func TestIndexesBuiltForAnOlderStore(t *testing.T) {
 	dir := t.TempDir()
-	db := open(t, dir)
+	db := teststore.Open(t, dir, pool)
 	a, err := db.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +100,7 @@ func TestIndexesBuiltForAnOlderStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	db2 := open(t, dir)
+	db2 := teststore.Open(t, dir, pool)
 	if _, err := db2.CreateNodeBalancer(model.NodeBalancer{Label: "web", Region: "local"}, nil); !equal(fieldsOf(err), "label") {
 		t.Fatalf("duplicate label after the upgrade: %v", err)
 	}
@@ -117,13 +111,7 @@ func TestIndexesBuiltForAnOlderStore(t *testing.T) {
 }
 
 func TestNodeLimitPerPlanType(t *testing.T) {
-	b, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := store.New(b, store.Options{FrontendPool: []netip.Prefix{netip.MustParsePrefix("127.0.1.0/24")},
-		MaxNodesPerConfig: 3, MaxNodesPerConfigPremium: 5})
-	defer db.Close()
+	db := teststore.New(t, "127.0.1.0/24", func(o *store.Options) { o.MaxNodesPerConfig, o.MaxNodesPerConfigPremium = 3, 5 })
 	nodes := func(n int) []model.Node {
 		var out []model.Node
 		for i := range n {

@@ -12,7 +12,7 @@
 //
 // Memory is bounded. A client whose last allowed connection is a second old
 // carries no information (a fresh record would decide the same), so such
-// records are dropped whenever room is needed and by Sweep. If a flood of
+// records are dropped when a full shard needs room. If a flood of
 // addresses still fills the limiter, the record least recently allowed in a
 // small random sample is dropped: that client may then open up to N more
 // connections. This fails open on purpose: refusing unknown addresses
@@ -225,9 +225,9 @@ func (l *Limiter) sweepShard(sh *shard, now int64) (removed int) {
 }
 
 // Sweep drops the records of clients idle at now (no connection allowed in
-// the last second) and returns how many it dropped. Idle records already make
-// room when the limiter is full; running Sweep from a timer returns their
-// memory sooner.
+// the last second) and returns how many it dropped. The data plane does not
+// call it: memory is bounded by MaxClients and a full shard drops its idle
+// records itself; Sweep is for a caller that wants that memory back sooner.
 func (l *Limiter) Sweep(now int64) int {
 	if l == nil {
 		return 0

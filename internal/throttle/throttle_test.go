@@ -90,7 +90,8 @@ func TestRefusedConnectionsAreNotCounted(t *testing.T) {
 func TestClientsAreIndependent(t *testing.T) {
 	l := newLimiter(t, 2, Options{})
 	for i := range 1000 {
-		if !l.Allow(addr(i), 0) || !l.Allow(addr(i), 0) {
+		first, second := l.Allow(addr(i), 0), l.Allow(addr(i), 0)
+		if !first || !second {
 			t.Fatalf("client %d refused its first connections", i)
 		}
 	}

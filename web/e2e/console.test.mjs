@@ -12,6 +12,7 @@
 import {chromium} from 'playwright-core';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -69,11 +70,13 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 context.setDefaultTimeout(15_000); // a shared 2-core machine runs other tests meanwhile
 const page = context.pages()[0] ?? await context.newPage();
 const pageErrors = [];
+let allow503 = false; // set while a step makes the API fail on purpose
 page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
 page.on('console', (m) => {
   // Chromium logs every 4xx answer (the refused token, the refused weight, /stats
   // before stats exist): those are the test's own doing. Anything else is a bug.
-  if (m.type() === 'error' && !/the server responded with a status of 4\d\d/.test(m.text())) pageErrors.push(`console error: ${m.text()}`);
+  const expected = allow503 ? /the server responded with a status of (4\d\d|503)/ : /the server responded with a status of 4\d\d/;
+  if (m.type() === 'error' && !expected.test(m.text())) pageErrors.push(`console error: ${m.text()}`);
 });
 
 let current = '';
@@ -154,8 +157,8 @@ try {
     await page.getByRole('button', {name: 'Add Another Configuration'}).click();
     const panel = page.locator('section.panel[data-new]');
     const groups = panel.locator('.groups');
-    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].map((o) => o.value));
-    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp']);
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].filter((o) => !o.hidden).map((o) => o.value));
+    assert.deepEqual(await choices('protocol'), ['http', 'https', 'tcp', 'udp']);
     assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'source']);
     assert.deepEqual(await choices('stickiness'), ['none', 'table', 'http_cookie']);
     assert.deepEqual(await choices('check'), ['none', 'connection', 'http', 'http_body']);
@@ -298,6 +301,67 @@ try {
     assert.deepEqual(nodes.map((n) => [n.label, n.mode, n.weight]), [['web-1', 'drain', 80]]);
   });
 
+  await step('a save whose node list then fails to load says it was saved, not "fix the fields"', async () => {
+    const panel = panelFor(PORT);
+    const nodesURL = new RegExp(`/v4/nodebalancers/${nb.id}/configs/${cfg.id}/nodes(\\?.*)?$`);
+    const failNodes = (route) => (route.request().method() === 'GET'
+      ? route.fulfill({status: 503, contentType: 'application/json', body: JSON.stringify({errors: [{reason: 'Service unavailable'}]})})
+      : route.continue());
+    allow503 = true;
+    await page.route(nodesURL, failNodes);
+    const notSaved = page.getByText('Not saved: fix the fields marked in red.');
+    try {
+      await notSaved.first().waitFor({state: 'hidden', timeout: 10_000}); // the earlier step's toast
+      await row(panel, 0).getByLabel('Weight', {exact: true}).fill('90');
+      await panel.getByRole('button', {name: 'Save', exact: true}).click();
+      await page.getByText(`Port ${PORT} saved, but the node list could not be refreshed (Service unavailable).`).waitFor();
+      assert.equal(await notSaved.count(), 0);
+      assert.equal(await panel.locator('.form-error:not([hidden])').count(), 0, 'no error is shown in the form');
+      await panel.getByText('Unsaved changes').first().waitFor({state: 'hidden'});
+      const nodes = (await api('GET', `/nodebalancers/${nb.id}/configs/${cfg.id}/nodes`)).body.data;
+      assert.deepEqual(nodes.map((n) => [n.label, n.weight]), [['web-1', 90]]);
+    } finally {
+      await page.unroute(nodesURL, failNodes);
+      allow503 = false;
+    }
+    // The next status poll reloads the panel from the API.
+    await waitFor('the panel reloaded', async () => (await row(panel, 0).getByLabel('Weight', {exact: true}).inputValue()) === '90' &&
+      (await row(panel, 0).locator('.badge').textContent()) !== 'not saved');
+    assert.equal(await panel.getByText('Unsaved changes').first().isHidden(), true);
+  });
+
+  await step('a configuration whose port another process holds shows a banner until the port is free', async () => {
+    const squatter = net.createServer();
+    await new Promise((resolve, reject) => squatter.once('error', reject).listen(0, nb.ipv4, resolve));
+    const busy = squatter.address().port;
+    let busyCfg;
+    try {
+      const res = await api('POST', `/nodebalancers/${nb.id}/configs`, {port: busy, protocol: 'tcp'});
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      busyCfg = res.body;
+      const banner = panelFor(busy).locator('.listener-banner');
+      await banner.waitFor(); // the console polls every 2 s
+      assert.equal(await banner.getAttribute('role'), 'alert');
+      assert.match(await banner.textContent(), new RegExp(`Not listening on ${nb.ipv4.replaceAll('.', '\\.')}:${busy}: .*address already in use`));
+      if (ALL_SHOTS) await shot('config-busy-port');
+      // The list marks the port too.
+      await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
+      const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
+      await tr.locator('.port-failed', {hasText: `${busy} not listening`}).waitFor();
+    } finally {
+      squatter.close();
+    }
+    // The server retries the bind every few seconds; the marks go with the failure.
+    const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
+    await tr.locator('.port-failed').waitFor({state: 'detached', timeout: 20_000});
+    await tr.getByRole('link', {name: LABEL}).click();
+    await page.getByRole('link', {name: 'Configurations'}).click();
+    await panelFor(busy).waitFor();
+    await panelFor(busy).locator('.listener-banner').waitFor({state: 'hidden', timeout: 20_000});
+    assert.equal((await api('GET', `/nodebalancers/${nb.id}/configs/${busyCfg.id}`)).body.listener.state, 'open');
+    assert.equal((await api('DELETE', `/nodebalancers/${nb.id}/configs/${busyCfg.id}`)).status, 200);
+  });
+
   await step('the connections and traffic graphs move with traffic through the NodeBalancer', async () => {
     await page.getByRole('link', {name: 'Summary'}).click();
     const conn = page.locator('figure.chart', {hasText: 'Connections'});
@@ -314,14 +378,62 @@ try {
     if (ALL_SHOTS) await shot('summary');
   });
 
-  await step('settings: relabel the NodeBalancer', async () => {
+  await step('add a udp configuration with its own fields: ring_hash, source_ip, udp_check_port', async () => {
+    await page.getByRole('link', {name: 'Configurations'}).click();
+    await page.getByRole('button', {name: 'Add Another Configuration'}).click();
+    const panel = page.locator('section.panel[data-new]');
+    const groups = panel.locator('.groups');
+    const choices = (name) => groups.locator(`select[name=${name}]`).evaluate((el) => [...el.options].filter((o) => !o.hidden).map((o) => o.value));
+    await groups.getByLabel('Algorithm', {exact: true}).selectOption('source');
+    await groups.getByLabel('Session Stickiness', {exact: true}).selectOption('table');
+    await groups.getByLabel('Protocol', {exact: true}).selectOption('udp');
+    // Only udp's choices are offered, and the tcp-only ones chosen before fall back.
+    assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'ring_hash']);
+    assert.deepEqual(await choices('stickiness'), ['none', 'session', 'source_ip']);
+    assert.equal(await groups.getByLabel('Algorithm', {exact: true}).inputValue(), 'roundrobin');
+    assert.equal(await groups.getByLabel('Session Stickiness', {exact: true}).inputValue(), 'none');
+    const timeout = groups.getByLabel('Session Timeout (seconds)', {exact: true});
+    assert.equal(await timeout.inputValue(), '2');
+    assert.equal(await timeout.getAttribute('readonly'), '');
+    await groups.getByLabel('Proxy Protocol', {exact: true}).waitFor({state: 'hidden'});
+    await groups.getByLabel('Port', {exact: true}).fill(String(PORT + 1));
+    await groups.getByLabel('Algorithm', {exact: true}).selectOption('ring_hash');
+    await groups.getByLabel('Session Stickiness', {exact: true}).selectOption('source_ip');
+    await groups.getByLabel('Type', {exact: true}).selectOption('connection');
+    const [ip, tcpPort] = BACKENDS[0].split(':');
+    await groups.getByLabel('UDP Check Port', {exact: true}).fill(tcpPort); // the backend's TCP port answers the check
+    await groups.getByLabel('Interval (seconds)', {exact: true}).fill('2');
+    await groups.getByLabel('Timeout (seconds)', {exact: true}).fill('1');
+    await panel.getByRole('button', {name: 'Add a Node'}).click();
+    const r = row(panel, 0);
+    await r.getByLabel('Label', {exact: true}).fill('dns-1');
+    await r.getByLabel('IP Address', {exact: true}).fill(ip);
+    await r.getByLabel('Port', {exact: true}).fill('5353');
+    if (ALL_SHOTS) await shot('config-udp');
+    await panel.getByRole('button', {name: 'Create configuration'}).click();
+    await page.getByText(`Port ${PORT + 1} saved: 1 backend node.`).waitFor();
+    const udp = (await api('GET', `/nodebalancers/${nb.id}/configs`)).body.data.find((c) => c.port === PORT + 1);
+    assert.equal(udp.protocol, 'udp');
+    assert.equal(udp.algorithm, 'ring_hash');
+    assert.equal(udp.stickiness, 'source_ip');
+    assert.equal(udp.udp_check_port, Number(tcpPort));
+    assert.equal(udp.udp_session_timeout, 2);
+    const udpPanel = panelFor(PORT + 1);
+    await waitFor('the udp node UP through its check port', async () =>
+      (await udpPanel.locator('li.node-row .badge.up').count()) === 1, UP_TIMEOUT);
+  });
+
+  await step('settings: relabel the NodeBalancer, set the udp session throttle', async () => {
     await page.getByRole('link', {name: 'Settings'}).click();
     const form = page.locator('form', {has: page.getByRole('heading', {name: 'NodeBalancer settings'})});
     await form.getByLabel('Label', {exact: true}).fill(`${LABEL}-b`);
+    await form.getByLabel('Client UDP Session Throttle', {exact: true}).fill('3');
     await form.getByText('Unsaved changes').waitFor();
     await form.getByRole('button', {name: 'Save'}).click();
     await page.getByRole('heading', {level: 1, name: `${LABEL}-b`}).waitFor();
-    assert.equal((await api('GET', `/nodebalancers/${nb.id}`)).body.label, `${LABEL}-b`);
+    const saved = (await api('GET', `/nodebalancers/${nb.id}`)).body;
+    assert.equal(saved.label, `${LABEL}-b`);
+    assert.equal(saved.client_udp_sess_throttle, 3);
     LABEL = `${LABEL}-b`;
   });
 
@@ -376,8 +488,9 @@ try {
     await page.getByRole('navigation', {name: 'Main'}).getByRole('link', {name: 'NodeBalancers'}).click();
     const tr = page.locator('tr', {has: page.getByRole('link', {name: LABEL})});
     await tr.getByText(nb.ipv4).waitFor();
-    await tr.getByText(String(PORT)).waitFor();
-    await waitFor('1 up in the list', async () => /1 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
+    await tr.getByText(`${PORT}, ${PORT + 1}/udp`).waitFor();
+    // The http config's one node and the udp config's one.
+    await waitFor('2 up in the list', async () => /2 up, 0 down/.test(await tr.textContent()), UP_TIMEOUT);
     if (ALL_SHOTS) {
       await shot('list');
       await page.setViewportSize(PHONE);

@@ -59,7 +59,7 @@ export function toast(text, kind = 'ok') {
   if (!box) return;
   const t = h('div', {class: `toast ${kind}`}, text);
   box.append(t);
-  setTimeout(() => t.remove(), kind === 'error' ? 8000 : 4000);
+  setTimeout(() => t.remove(), kind === 'ok' ? 4000 : 8000);
 }
 
 /** fmtNumber shows n with at most `digits` decimals, grouped for reading. */

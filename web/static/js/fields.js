@@ -7,7 +7,8 @@ import {h, id} from './dom.js';
 export class Field {
   /**
    * def: {name, label, type: text|number|select|checkbox|textarea|tags, options:
-   * [[value, text]], min, max, help, placeholder, autocomplete, hideLabel}
+   * [[value, text]], optionAllowed(value, values), min, max, help, placeholder,
+   * autocomplete, hideLabel, readonly}
    */
   constructor(def, value) {
     this.def = def;
@@ -37,6 +38,7 @@ export class Field {
           spellcheck: 'false', list: def.list,
         });
     }
+    if (def.readonly) this.input.readOnly = true;
     const label = h('label', {for: inputId, class: def.hideLabel ? 'label-text narrow-only' : 'label-text'}, def.label);
     const help = def.help ? h('p', {class: 'field-help', id: helpId}, def.help) : null;
     this.el = def.type === 'checkbox'
@@ -76,6 +78,22 @@ export class Field {
 
   /** setChanged marks the field as edited but not saved. */
   setChanged(changed) { this.el.classList.toggle('changed', changed); }
+
+  /**
+   * limitOptions offers only the options allowed(value) accepts (a select's others
+   * are hidden and disabled); a current value no longer allowed becomes the first
+   * allowed one.
+   */
+  limitOptions(allowed) {
+    let first = null;
+    for (const o of this.input.options) {
+      const ok = allowed(o.value);
+      o.hidden = !ok;
+      o.disabled = !ok;
+      if (ok && first === null) first = o.value;
+    }
+    if (!allowed(this.input.value) && first !== null) this.input.value = first;
+  }
 
   /** show hides or shows the field (a hidden field is neither seen nor sent). */
   show(visible) { this.el.hidden = !visible; }
@@ -120,9 +138,9 @@ export function showErrors(errors, fieldFor, general) {
 
 /** Labels of choice values, as Cloud Manager spells them. */
 export const CHOICES = {
-  protocol: [['http', 'HTTP'], ['https', 'HTTPS'], ['tcp', 'TCP']],
-  algorithm: [['roundrobin', 'Round Robin'], ['leastconn', 'Least Connections'], ['source', 'Source']],
-  stickiness: [['none', 'None'], ['table', 'Table'], ['http_cookie', 'HTTP Cookie']],
+  protocol: [['http', 'HTTP'], ['https', 'HTTPS'], ['tcp', 'TCP'], ['udp', 'UDP']],
+  algorithm: [['roundrobin', 'Round Robin'], ['leastconn', 'Least Connections'], ['source', 'Source'], ['ring_hash', 'Ring Hash']],
+  stickiness: [['none', 'None'], ['table', 'Table'], ['http_cookie', 'HTTP Cookie'], ['session', 'Session'], ['source_ip', 'Source IP']],
   check: [['none', 'None'], ['connection', 'TCP Connection'], ['http', 'HTTP Status'], ['http_body', 'HTTP Body']],
   proxy_protocol: [['none', 'None'], ['v1', 'v1'], ['v2', 'v2']],
   cipher_suite: [['recommended', 'Recommended'], ['legacy', 'Legacy']],
@@ -133,8 +151,14 @@ export const CHOICES = {
 export const CONFIG_DEFAULTS = {
   port: 80, protocol: 'http', algorithm: 'roundrobin', stickiness: 'none', check: 'none',
   check_interval: 31, check_timeout: 30, check_attempts: 3, check_path: '', check_body: '',
-  check_passive: true, proxy_protocol: 'none', cipher_suite: 'recommended',
+  check_passive: true, proxy_protocol: 'none', cipher_suite: 'recommended', udp_check_port: 80,
+  udp_session_timeout: 2,
 };
+
+/** UDP_ONLY and NOT_UDP are the algorithm and stickiness values of one side only. */
+const UDP_ONLY = ['ring_hash', 'session', 'source_ip'];
+const NOT_UDP = ['source', 'table', 'http_cookie'];
+const udpAllows = (v, c) => (c.protocol === 'udp' ? !NOT_UDP.includes(v) : !UDP_ONLY.includes(v));
 
 /**
  * CONFIG_GROUPS are the configuration fields of linode-api.md in Cloud Manager's
@@ -145,7 +169,10 @@ export const CONFIG_GROUPS = [
     {name: 'port', label: 'Port', type: 'number', min: 1, max: 65535,
       help: 'The inbound port this configuration listens on, 1–65535, unique on this NodeBalancer.'},
     {name: 'protocol', label: 'Protocol', type: 'select', options: CHOICES.protocol,
-      help: 'HTTPS terminates TLS with the certificate below; TCP passes bytes through.'},
+      help: 'HTTPS terminates TLS with the certificate below; TCP passes bytes through; UDP forwards datagrams in sessions (client address and port).'},
+    {name: 'udp_session_timeout', label: 'Session Timeout (seconds)', type: 'number', readonly: true,
+      when: (c) => c.protocol === 'udp',
+      help: 'Read-only: a UDP session ends after this many seconds without a datagram either way.'},
     {name: 'proxy_protocol', label: 'Proxy Protocol', type: 'select', options: CHOICES.proxy_protocol,
       when: (c) => c.protocol === 'tcp',
       help: 'Send the client address to the nodes in a PROXY protocol header (TCP only).'},
@@ -159,14 +186,17 @@ export const CONFIG_GROUPS = [
       help: 'PEM, matching the certificate.'},
   ]},
   {title: 'Algorithm and session stickiness', fields: [
-    {name: 'algorithm', label: 'Algorithm', type: 'select', options: CHOICES.algorithm,
-      help: 'How a node is chosen for each new client.'},
-    {name: 'stickiness', label: 'Session Stickiness', type: 'select', options: CHOICES.stickiness,
-      help: 'Keep a client on the same node: Table by client address, HTTP Cookie with a cookie (HTTP and HTTPS only).'},
+    {name: 'algorithm', label: 'Algorithm', type: 'select', options: CHOICES.algorithm, optionAllowed: udpAllows,
+      help: 'How a node is chosen for each new client (each new session over UDP). Source is not for UDP; Ring Hash is UDP only.'},
+    {name: 'stickiness', label: 'Session Stickiness', type: 'select', options: CHOICES.stickiness, optionAllowed: udpAllows,
+      help: 'Keep a client on the same node: Table by client address, HTTP Cookie with a cookie (HTTP and HTTPS only); for UDP, Session by address and port, Source IP by address.'},
   ]},
   {title: 'Active health checks', fields: [
     {name: 'check', label: 'Type', type: 'select', options: CHOICES.check,
       help: 'TCP Connection opens a connection; HTTP Status wants a 2xx or 3xx answer; HTTP Body also matches the body.'},
+    {name: 'udp_check_port', label: 'UDP Check Port', type: 'number', min: 1, max: 65535,
+      when: (c) => c.protocol === 'udp' && c.check !== 'none',
+      help: 'UDP configurations check each node over TCP at its address and this port, 1–65535.'},
     {name: 'check_interval', label: 'Interval (seconds)', type: 'number', min: 2, max: 3600,
       when: (c) => c.check !== 'none', help: 'Seconds between checks; more than the timeout.'},
     {name: 'check_timeout', label: 'Timeout (seconds)', type: 'number', min: 1, max: 30,

@@ -117,6 +117,8 @@ class ConfigPanel {
     this.toggle = h('button', {type: 'button', class: 'panel-toggle', 'aria-expanded': 'false', 'aria-controls': bodyId,
       onclick: () => this.setOpen(!this.open)}, this.titleText, ' ', this.summary);
     this.general = h('div', {class: 'form-error', role: 'alert', hidden: true});
+    // listenerBanner: this server's "listener" field says the port could not be bound.
+    this.listenerBanner = h('div', {class: 'form-error listener-banner', role: 'alert', hidden: true});
 
     this.fields = {};
     const groups = CONFIG_GROUPS.map((g) => h('fieldset', {class: 'group'}, h('legend', null, g.title),
@@ -151,13 +153,14 @@ class ConfigPanel {
     this.footDirty = this.form.querySelector('.actions .dirty-note');
     this.body = h('div', {class: 'panel-body', id: bodyId, hidden: true}, this.form);
     this.el = h('section', {class: 'panel', 'data-config-id': cfg?.id ?? null, 'data-new': cfg ? null : 'true',
-      'data-port': cfg?.port ?? null}, h('h3', {class: 'panel-head'}, this.toggle, this.dirtyMark), this.body);
+      'data-port': cfg?.port ?? null}, h('h3', {class: 'panel-head'}, this.toggle, this.dirtyMark), this.listenerBanner, this.body);
     this.load(cfg ?? {...CONFIG_DEFAULTS, nodes_status: {up: 0, down: 0}}, nodes, !cfg);
   }
 
   /** load shows a config and its nodes as saved (the baseline for "unsaved"). */
   load(cfg, nodes, isNew = false) {
     this.shown = cfg;
+    this.stale = false;
     this.loadedAt = performance.now();
     for (const [name, f] of Object.entries(this.fields)) {
       if (name === 'ssl_cert' || name === 'ssl_key') f.set('');
@@ -183,12 +186,12 @@ class ConfigPanel {
   /** refresh takes a polled config (and, when open, its nodes): statuses only, never the user's edits. */
   refresh(cfg, nodes, startedAt) {
     if (this.saving || startedAt < this.loadedAt) return; // older than what is shown
-    if (!this.isDirty() && !this.saving && nodes && this.nodesChangedElsewhere(cfg, nodes)) {
+    if (!this.isDirty() && !this.saving && nodes && (this.stale || this.nodesChangedElsewhere(cfg, nodes))) {
       this.cfg = cfg;
       this.load(cfg, nodes);
       return;
     }
-    this.cfg = {...this.cfg, nodes_status: cfg.nodes_status};
+    this.cfg = {...this.cfg, nodes_status: cfg.nodes_status, listener: cfg.listener};
     this.renderHead();
     if (!nodes) return;
     const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -200,7 +203,7 @@ class ConfigPanel {
 
   /** nodesChangedElsewhere: another client changed this config since it was loaded. */
   nodesChangedElsewhere(cfg, nodes) {
-    const strip = (c) => JSON.stringify({...c, nodes_status: null});
+    const strip = (c) => JSON.stringify({...c, nodes_status: null, listener: null});
     if (strip(cfg) !== strip(this.shown)) return true;
     const mine = this.rows.filter((r) => r.id).map((r) => JSON.stringify(r.saved));
     const theirs = nodes.map((n) => JSON.stringify(nodeValues(n)));
@@ -216,6 +219,22 @@ class ConfigPanel {
         h('span', {class: 'count up'}, `${c.nodes_status?.up ?? 0} up`), ', ',
         h('span', {class: c.nodes_status?.down ? 'count down' : 'count'}, `${c.nodes_status?.down ?? 0} down`)]
       : 'not saved yet');
+    this.renderListener(c?.listener);
+  }
+
+  /** renderListener shows a banner while the server cannot listen on this port. */
+  renderListener(l) {
+    const failed = l?.state === 'failed';
+    const was = !this.listenerBanner.hidden;
+    this.listenerBanner.hidden = !failed;
+    this.el.classList.toggle('listener-failed', failed);
+    if (!failed) {
+      if (was) announce(`Port ${this.cfg?.port} is listening now.`);
+      return;
+    }
+    this.listenerBanner.textContent = `Not listening on ${l.address || `port ${this.cfg?.port}`}: ${l.error}. ` +
+      `The server retries every few seconds${l.since ? ` (failing since ${l.since} UTC)` : ''}; ` +
+      'free the port or move this configuration to another one.';
   }
 
   setOpen(open, notify = true) {
@@ -279,11 +298,12 @@ class ConfigPanel {
     const name = r.saved?.label ?? 'new node';
     replace(r.removeBtn, r.removed ? 'Undo' : 'Remove', h('span', {class: 'visually-hidden'}, ` ${name}`));
     r.note.hidden = !(r.removed || !r.id);
-    r.note.textContent = r.removed ? 'Will be removed when you save.' : (!r.id ? 'New: added when you save.' : '');
+    r.note.textContent = r.removed ? 'Will be removed when you save.'
+      : !r.id ? (this.stale ? 'Saved: its details load in a moment.' : 'New: added when you save.') : '';
   }
 
   setStatus(r, status) {
-    const s = r.id ? (status || 'Unknown') : 'new';
+    const s = r.id || this.stale ? (status || 'Unknown') : 'new';
     if (r.statusValue && r.statusValue !== s && r.statusValue !== 'new') {
       announce(`Node ${r.saved?.label ?? ''} on port ${this.cfg?.port} is now ${s}.`);
     }
@@ -317,7 +337,13 @@ class ConfigPanel {
   isDirty() { return this.snapshot() !== this.baseline || !this.cfg; }
 
   changed() {
-    const vals = this.configValues();
+    let vals = this.configValues();
+    for (const group of CONFIG_GROUPS) {
+      for (const def of group.fields) {
+        if (def.optionAllowed) this.fields[def.name].limitOptions((v) => def.optionAllowed(v, vals));
+      }
+    }
+    vals = this.configValues();
     for (const group of CONFIG_GROUPS) {
       for (const def of group.fields) {
         const f = this.fields[def.name];
@@ -352,6 +378,7 @@ class ConfigPanel {
       for (const def of group.fields) {
         const v = vals[def.name];
         const visible = !def.when || def.when(vals);
+        if (def.readonly) continue;
         if (def.name === 'ssl_cert' || def.name === 'ssl_key') {
           if (visible && v.trim()) out[def.name] = v;
           continue;
@@ -447,10 +474,25 @@ class ConfigPanel {
     const base = `/nodebalancers/${this.nb.id}/configs`;
     try {
       const oldKey = this.key;
-      const cfg = this.cfg
-        ? await post(`${base}/${this.cfg.id}/rebuild`, body)
-        : await post(base, body);
-      const nodes = await all(`${base}/${cfg.id}/nodes`);
+      let cfg;
+      try {
+        cfg = this.cfg
+          ? await post(`${base}/${this.cfg.id}/rebuild`, body)
+          : await post(base, body);
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        this.showErrors(e.errors, kept);
+        toast('Not saved: fix the fields marked in red.', 'error');
+        return;
+      }
+      // Saved: whatever happens to the follow-up read, the user must not read "not saved".
+      let nodes = null;
+      let nodesErr = null;
+      try {
+        nodes = await all(`${base}/${cfg.id}/nodes`);
+      } catch (e) {
+        nodesErr = e;
+      }
       const wasNew = !this.cfg;
       this.cfg = cfg;
       this.key = cfg.id;
@@ -461,13 +503,29 @@ class ConfigPanel {
         const del = h('button', {type: 'button', class: 'btn danger-text', onclick: () => this.remove()}, 'Delete configuration');
         this.form.querySelector('.actions .btn:not(.primary)').replaceWith(del);
       }
-      this.load(cfg, nodes);
-      toast(`Port ${cfg.port} saved: ${nodes.length} backend ${nodes.length === 1 ? 'node' : 'nodes'}.`);
+      if (nodes) {
+        this.load(cfg, nodes);
+        toast(`Port ${cfg.port} saved: ${nodes.length} backend ${nodes.length === 1 ? 'node' : 'nodes'}.`);
+      } else {
+        // What is shown is what was sent; the next status poll reloads it from the API.
+        this.shown = cfg;
+        this.stale = true;
+        this.loadedAt = performance.now();
+        for (const r of this.rows.filter((x) => x.removed)) {
+          this.rows.splice(this.rows.indexOf(r), 1);
+          r.el.remove();
+        }
+        for (const r of this.rows) {
+          if (r.id) r.saved = this.rowValues(r);
+          this.renderRow(r);
+          if (!r.id) this.setStatus(r, null);
+        }
+        this.baseline = this.snapshot();
+        this.renderHead();
+        this.changed();
+        toast(`Port ${cfg.port} saved, but the node list could not be refreshed (${nodesErr.message}). It refreshes on its own in a few seconds.`, 'warn');
+      }
       if (wasNew) this.ctx.saved(this, oldKey);
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      this.showErrors(e.errors, kept);
-      toast('Not saved: fix the fields marked in red.', 'error');
     } finally {
       this.saving = false;
       this.saveBtn.disabled = false;

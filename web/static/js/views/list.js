@@ -94,7 +94,7 @@ export function mount(root, _params, {router}) {
           set(r.c.status,
             h('span', {class: 'count up'}, `${up} up`), ', ',
             h('span', {class: down ? 'count down' : 'count'}, `${down} down`));
-          set(r.c.ports, cfs.length ? cfs.map((c) => c.port).sort((a, b) => a - b).join(', ') : 'none',
+          set(r.c.ports, cfs.length ? portList(cfs) : 'none',
             h('span', {class: 'muted small'}, ` (${cfs.length} ${cfs.length === 1 ? 'config' : 'configs'})`));
         }
         set(r.c.transfer, fmtMB(nb.transfer?.total));
@@ -117,4 +117,18 @@ export function mount(root, _params, {router}) {
   }
   const poller = poll(refresh, REFRESH_MS);
   return {unmount() { poller.stop(); }};
+}
+
+/** portList shows the ports in order, marking those this server cannot listen on. */
+function portList(cfs) {
+  const out = [];
+  for (const c of [...cfs].sort((a, b) => a.port - b.port)) {
+    if (out.length) out.push(', ');
+    // A udp config may share a tcp config's port number: say which is which.
+    const name = c.protocol === 'udp' ? `${c.port}/udp` : String(c.port);
+    out.push(c.listener?.state === 'failed'
+      ? h('span', {class: 'count down port-failed', title: c.listener.error}, `${name} not listening`)
+      : name);
+  }
+  return out;
 }

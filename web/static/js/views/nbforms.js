@@ -22,6 +22,10 @@ export function nbFields(nb, {create = false, regions = []} = {}) {
     type: 'number', min: 0, max: 20,
     help: 'New connections per second allowed from one client address, 0–20; 0 turns it off.'},
   nb.client_conn_throttle ?? 0);
+  f.client_udp_sess_throttle = new Field({name: 'client_udp_sess_throttle', label: 'Client UDP Session Throttle',
+    type: 'number', min: 0, max: 20,
+    help: 'New UDP sessions per second allowed from one client address, 0–20; 0 turns it off.'},
+  nb.client_udp_sess_throttle ?? 0);
   f.tags = new Field({name: 'tags', label: 'Tags', type: 'tags', placeholder: 'web, production',
     help: 'Comma separated, 3–50 characters each.'}, nb.tags ?? []);
   return f;
@@ -30,11 +34,13 @@ export function nbFields(nb, {create = false, regions = []} = {}) {
 /** nbBody is the request body of the fields (empty label and region left out: the API
  * makes up a label and refuses a missing region by name). */
 export function nbBody(f) {
-  const body = {client_conn_throttle: f.client_conn_throttle.get(), tags: f.tags.get()};
+  const body = {client_conn_throttle: f.client_conn_throttle.get(),
+    client_udp_sess_throttle: f.client_udp_sess_throttle.get(), tags: f.tags.get()};
   const label = f.label.get().trim();
   if (label) body.label = label;
   if (f.region && f.region.get().trim()) body.region = f.region.get().trim();
   if (body.client_conn_throttle === null) delete body.client_conn_throttle;
+  if (body.client_udp_sess_throttle === null) delete body.client_udp_sess_throttle;
   return body;
 }
 
@@ -49,7 +55,7 @@ export async function createNodeBalancer(regions) {
   const r = await formDialog({
     title: 'Create NodeBalancer',
     submitLabel: 'Create NodeBalancer',
-    fields: [f.label.el, f.region.el, f.client_conn_throttle.el, f.tags.el],
+    fields: [f.label.el, f.region.el, f.client_conn_throttle.el, f.client_udp_sess_throttle.el, f.tags.el],
     async submit(_form, general) {
       Object.values(f).forEach((x) => x.setError([]));
       general.hidden = true;

@@ -70,6 +70,8 @@ function mountSummary(root, first) {
     h('div', null, h('dt', null, 'Region'), h('dd', null, nb.region)),
     h('div', null, h('dt', null, 'Client Connection Throttle'),
       h('dd', null, nb.client_conn_throttle ? `${nb.client_conn_throttle} per second` : 'off')),
+    h('div', null, h('dt', null, 'Client UDP Session Throttle'),
+      h('dd', null, nb.client_udp_sess_throttle ? `${nb.client_udp_sess_throttle} per second` : 'off')),
     h('div', null, h('dt', null, 'Tags'), h('dd', {class: 'tags'},
       nb.tags.length ? nb.tags.map((t) => h('span', {class: 'tag'}, t)) : h('span', {class: 'muted'}, 'none'))),
     h('div', null, h('dt', null, 'Transfer this month'), h('dd', null,
@@ -142,11 +144,12 @@ function mountSettings(root, nb, router, onLabel) {
     dirtyNote.hidden = !d;
     f.label.setChanged(f.label.get() !== saved.label);
     f.client_conn_throttle.setChanged(f.client_conn_throttle.get() !== saved.client_conn_throttle);
+    f.client_udp_sess_throttle.setChanged(f.client_udp_sess_throttle.get() !== saved.client_udp_sess_throttle);
     f.tags.setChanged(JSON.stringify(f.tags.get()) !== JSON.stringify(saved.tags));
   };
   const form = h('form', {class: 'card', novalidate: true, 'aria-labelledby': 'set-title', oninput: markDirty, onchange: markDirty},
     h('h2', {id: 'set-title'}, 'NodeBalancer settings'), general,
-    f.label.el, f.client_conn_throttle.el, f.tags.el,
+    f.label.el, f.client_conn_throttle.el, f.client_udp_sess_throttle.el, f.tags.el,
     h('div', {class: 'actions'}, dirtyNote, save));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -158,6 +161,7 @@ function mountSettings(root, nb, router, onLabel) {
       f.label.set(saved.label);
       f.tags.set(saved.tags);
       f.client_conn_throttle.set(saved.client_conn_throttle);
+      f.client_udp_sess_throttle.set(saved.client_udp_sess_throttle);
       baseline = values();
       markDirty();
       onLabel(saved.label);
