@@ -105,11 +105,11 @@ const (
 	readNB                  // nodebalancers:read_only or better
 	writeNB                 // nodebalancers:read_write or *
 	tokenMgmt               // managing tokens: nodebalancers:read_write or *
-	readFW                  // firewall:read_only or better
-	writeFW                 // firewall:read_write or *
 	readIPs                 // reserved addresses: ips:read_only or better, as Linode
 	writeIPs                // ips:read_write or *
 	anyToken                // any valid token, whatever its scopes (GET /profile)
+	readFW                  // firewall:read_only or better
+	writeFW                 // firewall:read_write or *
 )
 
 // scopeNeeded is the scope resource and level an access needs.

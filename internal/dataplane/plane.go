@@ -66,15 +66,15 @@ type Options struct {
 	AccessLog func(nodeBalancerID, configID int, e httpproxy.AccessEntry)
 	// TCPAccessLog, when set, receives every finished tcp connection; it must not block.
 	TCPAccessLog func(nodeBalancerID, configID int, e stats.TCPEntry)
+	// UDPAccessLog, when set, receives every ended udp session; it must not block.
+	UDPAccessLog func(nodeBalancerID, configID int, e stats.UDPEntry)
+	// UDPSessionTimeout replaces udp_session_timeout, for tests only.
+	UDPSessionTimeout time.Duration
 	// FirewallDrops counts connections dropped by firewalls; one is made when nil.
 	FirewallDrops *firewall.Drops
 	// DropLog, when set, receives every connection a firewall dropped, with the name
 	// of the rule that did; it must not block.
 	DropLog func(nodeBalancerID, configID int, client, local netip.AddrPort, rule string)
-	// UDPAccessLog, when set, receives every ended udp session; it must not block.
-	UDPAccessLog func(nodeBalancerID, configID int, e stats.UDPEntry)
-	// UDPSessionTimeout replaces udp_session_timeout, for tests only.
-	UDPSessionTimeout time.Duration
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
@@ -318,8 +318,8 @@ func (p *Plane) Apply(m *store.Mirror, d store.Delta) {
 	for _, id := range d.NodeBalancers {
 		if _, ok := m.NodeBalancer(id); !ok {
 			delete(p.limiters, id)
-			delete(p.guards, id)
 			p.forgetUDPLimiter(id)
+			delete(p.guards, id)
 			p.opts.Stats.ForgetNodeBalancer(id)
 		}
 	}
@@ -384,7 +384,7 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		return
 	}
 	if c.Protocol == model.ProtocolUDP {
-		p.convergeUDP(cs, ips[0]) // udp configs listen on the ipv4 only
+		p.convergeUDP(cs, ips[0]) // udp listens on the ipv4 only, for now
 		return
 	}
 	p.removeUDP(c.ID) // the config was udp until now

@@ -174,8 +174,7 @@ func (p *Plane) udpSnapshot(nb model.NodeBalancer, cs *store.ConfigState, u *udp
 		u.sticky.PurgeFunc(func(id int) bool { return pool.Lookup(id) == nil })
 	}
 	return &udpproxy.Snapshot{
-		NodeBalancerID: nb.ID, ConfigID: c.ID, Pool: pool, Stickiness: kind, Sticky: u.sticky, Limiter: limiter,
-		Guard: p.guard(nb.ID), Port: uint16(c.Port),
+		NodeBalancerID: nb.ID, ConfigID: c.ID, Pool: pool, Stickiness: kind, Sticky: u.sticky, Limiter: limiter, Firewall: p.guard(nb.ID),
 		NB: p.opts.Stats.NodeBalancer(nb.ID), Config: p.opts.Stats.Config(c.ID), Timeout: p.udpTimeout(),
 	}, replaced, nil
 }

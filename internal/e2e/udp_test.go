@@ -577,3 +577,41 @@ func TestUDPPortUnreachableTakesANodeDownPassively(t *testing.T) {
 		}
 	}
 }
+
+func TestUDPFirewallDropsNewSessionsFirst(t *testing.T) {
+	e := udpEnv(t, time.Minute)
+	a := e.udpNode("a", 1, 0)
+	l := e.udpBalancer(0, linodego.NodeBalancerConfigCreateOptions{}, a.spec(1, ""))
+	c1, c2 := e.clientIP(1), e.clientIP(2)
+	open := e.udpClient(2) // a session from c2 that starts before the rule
+	if got := open.who(t, l.front); got != "a" {
+		t.Fatalf("session before the firewall answered by %q", got)
+	}
+	_, err := e.lc.CreateFirewall(e.ctx, linodego.FirewallCreateOptions{Label: "udp-guard",
+		Rules: linodego.FirewallRuleSet{InboundPolicy: "ACCEPT", OutboundPolicy: "ACCEPT", Inbound: []linodego.FirewallRule{
+			{Action: "DROP", Label: "deny-2-udp", Protocol: "UDP", Ports: "5353", Addresses: linodego.NetworkAddresses{IPv4: &[]string{host(c2).String()}}},
+		}},
+		Devices: linodego.DevicesCreationOptions{NodeBalancers: []int{l.nbID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, modeChangeBound, "the firewall to drop a new udp session from "+c2.String(), func() bool {
+		_, err := e.udpClient(2).ask(l.front, "hi", 100*time.Millisecond)
+		return err != nil
+	})
+	before := e.droppedMetric(l.nbID, "deny-2-udp")
+	for range 3 {
+		if _, err := e.udpClient(2).ask(l.front, "hi", 200*time.Millisecond); err == nil {
+			t.Fatal("a new udp session from a dropped address was answered")
+		}
+	}
+	if after := e.droppedMetric(l.nbID, "deny-2-udp"); after != before+3 {
+		t.Errorf("nodebalancer_firewall_dropped_total{rule=deny-2-udp}: %d then %d, want +3", before, after)
+	}
+	if _, err := e.udpClient(1).ask(l.front, "hi", 2*time.Second); err != nil {
+		t.Errorf("an allowed address %v: %v", c1, err)
+	}
+	if _, err := open.ask(l.front, "still here", 2*time.Second); err != nil {
+		t.Errorf("the session established before the rule ended: %v", err)
+	}
+}

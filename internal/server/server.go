@@ -130,6 +130,13 @@ func New(cfg Config) (*Server, error) {
 		s.closeListeners()
 		return nil, err
 	}
+	if n, err := s.db.AssignIPv6(); err != nil {
+		s.db.Close()
+		s.closeListeners()
+		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
+	} else if n > 0 {
+		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
+	}
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ package udpproxy
 
 import (
 	"errors"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"net"
 	"net/netip"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"unsafe"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
-	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"golang.org/x/sys/unix"
 )
 
@@ -227,10 +227,14 @@ func (f *frontLoop) current(s *session, snap *Snapshot) bool {
 }
 
 // open starts a session for client, or returns nil (and counts a refusal)
-// when the cap, the throttle or the lack of an eligible node says no.
+// when the cap, the throttle or the lack of an eligible node says no. A client the
+// firewall drops is asked nothing else and counted only as the firewall's drop.
 func (f *frontLoop) open(snap *Snapshot, client netip.AddrPort, now int64) *session {
 	p := f.p
 	o := &p.opts
+	if ok, _ := snap.Firewall.Allow(client.Addr(), firewall.UDP, p.addr.Port()); !ok {
+		return nil
+	}
 	if o.Active != nil && o.Active.Add(1) > o.MaxSessions {
 		o.Active.Add(-1)
 		f.refuse(snap)
@@ -262,9 +266,6 @@ func (f *frontLoop) open(snap *Snapshot, client netip.AddrPort, now int64) *sess
 // dial chooses the node of a new session and opens its socket.
 func (f *frontLoop) dial(snap *Snapshot, client netip.AddrPort, now int64) *session {
 	p := f.p
-	if ok, _ := snap.Guard.Allow(client.Addr(), firewall.UDP, snap.Port); !ok {
-		return nil // dropped by the firewall: no session, nothing sent
-	}
 	if snap.Limiter != nil && !snap.Limiter.Allow(client.Addr(), now) {
 		return nil
 	}

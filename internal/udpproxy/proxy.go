@@ -3,6 +3,7 @@ package udpproxy
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
-	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/throttle"
 )
@@ -53,14 +53,12 @@ type Snapshot struct {
 	// Stickiness, and the table holding its pins (nil for StickyNone).
 	Stickiness Stickiness
 	Sticky     *balance.StickyTable
+	// Firewall is the NodeBalancer's Cloud Firewall check, asked before anything
+	// else for each datagram that would open a session; nil filters nothing.
+	Firewall *firewall.Guard
 	// Limiter is client_udp_sess_throttle: new sessions per second per client
 	// address; nil when off.
 	Limiter *throttle.Limiter
-	// Guard is the NodeBalancer's Cloud Firewall, asked once per new session before
-	// anything else; nil lets every client in.
-	Guard *firewall.Guard
-	// Port is the config's port, what firewall rules' ports are about.
-	Port uint16
 	// NB and Config are the NodeBalancer's and the config's counters.
 	NB, Config *stats.Counters
 	// Timeout ends a session after this long without a datagram either way.
