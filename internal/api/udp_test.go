@@ -63,8 +63,13 @@ func TestLinodegoUDPConfigs(t *testing.T) {
 		!strings.Contains(err.Error(), "[port]") {
 		t.Errorf("udp→tcp on the tcp config's port: %v", err)
 	}
-	if got, _ := lc.GetNodeBalancerConfig(ctx, nb.ID, udp.ID); got.Protocol != "udp" || got.Algorithm != "ring_hash" {
+	if got, _ := lc.GetNodeBalancerConfig(ctx, nb.ID, udp.ID); got.Protocol != "udp" || got.Algorithm != "ring_hash" || got.Port != 53 {
 		t.Errorf("after a refused update: %+v", got)
+	}
+	// Leaving them out, the udp-only values fall back to the defaults (model.FitProtocol).
+	moved, err := lc.UpdateNodeBalancerConfig(ctx, nb.ID, udp.ID, linodego.NodeBalancerConfigUpdateOptions{Port: 55, Protocol: "tcp"})
+	if err != nil || moved.Protocol != "tcp" || moved.Algorithm != "roundrobin" || moved.Stickiness != "none" {
+		t.Errorf("udp→tcp leaving algorithm and stickiness out: %+v, %v", moved, err)
 	}
 	// Each udp algorithm and stickiness is accepted.
 	port := 60

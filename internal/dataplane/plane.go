@@ -611,6 +611,9 @@ func (p *Plane) ListenerStatus(id int) model.ListenerStatus {
 	if l := p.listeners[id]; l != nil {
 		return model.ListenerStatus{State: model.ListenerOpen, Address: l.addr.String()}
 	}
+	if u := p.udp.configs[id]; u != nil {
+		return model.ListenerStatus{State: model.ListenerOpen, Address: u.proxy.Addr().String()}
+	}
 	return model.ListenerStatus{State: model.ListenerPending}
 }
 

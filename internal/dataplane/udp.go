@@ -99,7 +99,7 @@ func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
 			return
 		}
 		p.udp.configs[c.ID] = u
-		p.log.Info("listener open", "config_id", c.ID, "addr", addr.String(), "protocol", "udp")
+		p.log.Info("listener open", "nodebalancer_id", nb.ID, "config_id", c.ID, "addr", addr.String(), "protocol", "udp")
 	} else {
 		u.proxy.SetSnapshot(s)
 	}

@@ -114,6 +114,11 @@ func TestEveryProtocolRuleIsValidatedOrFallsBack(t *testing.T) {
 			c.Protocol = Protocol(p)
 			c.SSLCert, c.SSLKey, c.CipherSuite = "x", "y", CipherLegacy
 			c.Stickiness, c.ProxyProtocol = StickinessHTTPCookie, ProxyProtocolV1
+			if p == string(ProtocolUDP) {
+				c.Algorithm = AlgorithmSource
+			} else {
+				c.Algorithm = AlgorithmRingHash
+			}
 			r.reset(&c)
 			if !r.fits(&c) {
 				t.Errorf("rule %s: the value reset gives does not fit protocol %s", r.field, p)

@@ -119,7 +119,10 @@ export function mount(root, _params, {router}) {
   return {unmount() { poller.stop(); }};
 }
 
-/** portList shows the ports in order, marking those this server cannot listen on. */
+/**
+ * portList shows the ports in order, marking those this server cannot listen on; a udp
+ * port reads 53/udp, since a udp config may share a tcp config's port number.
+ */
 function portList(cfs) {
   const out = [];
   for (const c of [...cfs].sort((a, b) => a.port - b.port)) {
