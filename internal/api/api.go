@@ -350,6 +350,11 @@ func (a *API) authorize(c *call, need access) error {
 	return nil
 }
 
+// TokensChanged tells the API that tokens changed in the store behind its back
+// (another host sharing it created or revoked one): the next request reads them
+// again, instead of after the cache's bounds.
+func (a *API) TokensChanged() { a.tokens.invalidate() }
+
 // RequireRead returns next guarded by the API's tokens: a request passes when it
 // carries a valid token that may read NodeBalancers, and otherwise gets the API's own
 // 401 or 403. It guards endpoints served beside the API, such as /metrics.
@@ -396,6 +401,9 @@ func statusOf(err error) int {
 	if errors.Is(err, store.ErrNotFound) {
 		return http.StatusNotFound
 	}
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict) {
+		return http.StatusServiceUnavailable
+	}
 	return http.StatusInternalServerError
 }
 
@@ -408,6 +416,10 @@ func writeErr(w http.ResponseWriter, err error) int {
 		es = model.Errors{{Reason: reasonInternal}}
 	case st == http.StatusNotFound && errors.Is(err, store.ErrNotFound):
 		es = model.Errors{{Reason: reasonNotFound}}
+	case st == http.StatusServiceUnavailable && (errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrConflict)):
+		// The store's reason (etcd out of reach, no answer in time, a commit
+		// etcd did not confirm) tells the client that a retry may succeed.
+		es = model.Errors{{Reason: "the store cannot take requests now: " + err.Error()}}
 	default:
 		if e, ok := errors.AsType[*apiError](err); ok {
 			es = e.errs

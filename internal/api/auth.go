@@ -148,7 +148,8 @@ func Bootstrap(db *store.DB, secret string) (created string, err error) {
 	} else if err := checkSecret(secret); err != nil {
 		return "", err
 	}
-	_, err = db.CreateToken(model.Token{
+	// Hosts of a cluster may bootstrap the shared store at once: one token wins.
+	_, made, err := db.CreateFirstToken(model.Token{
 		Label:  "bootstrap",
 		Scopes: "*",
 		Hash:   hashToken(secret),
@@ -156,6 +157,9 @@ func Bootstrap(db *store.DB, secret string) (created string, err error) {
 	})
 	if err != nil {
 		return "", fmt.Errorf("store bootstrap token: %w", err)
+	}
+	if !made {
+		return "", nil
 	}
 	return secret, nil
 }

@@ -47,7 +47,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newDemoCommand())
-	root.AddCommand(newNodeBalancersCommand(), newTokenCommand(), newFirewallsCommand())
+	root.AddCommand(newServeCommand(), newDemoCommand(), newFrontendReleaseCommand())
+	root.AddCommand(newNodeBalancersCommand(), newTokenCommand(), newFirewallsCommand(), newClusterCommand())
 	return root
 }

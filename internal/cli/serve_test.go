@@ -171,6 +171,110 @@ func TestServeFlagsForScale(t *testing.T) {
 	}
 }
 
+func TestServeFlagsForTheStore(t *testing.T) {
+	ep := []string{"--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379,https://127.0.0.2:2379"}
+	for _, tc := range []struct {
+		args []string
+		want string // in the error; "" when the flags are good
+	}{
+		{nil, ""},
+		{[]string{"--store", "zookeeper"}, `--store: "zookeeper" is not bolt or etcd`},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379"}, "--etcd-* flags need --store etcd"},
+		{[]string{"--store", "etcd"}, "--store etcd needs --etcd-endpoints"},
+		{[]string{"--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"}, `--etcd-endpoints: "127.0.0.1:2379" is not a URL`},
+		{append(ep, "--etcd-prefix", "nb"), `--etcd-prefix: "nb" must begin and end with '/'`},
+		{append(ep, "--etcd-cert", "c.pem"), "--etcd-cert and --etcd-key go together"},
+		{append(ep, "--etcd-cacert", "/nonexistent/ca.pem"), "--etcd-cacert:"},
+		{append(ep, "--etcd-timeout", "1ms"), "--etcd-timeout must be at least 100ms"},
+		{append(ep, "--host-id", "a/b"), `--host-id: "a/b" must not contain`},
+		{append(ep, "--etcd-compact-every", "10ms"), "--etcd-compact-every must be 0 or at least 1s"},
+		{append(ep, "--host-id", "edge-1", "--etcd-prefix", "/lb/"), ""},
+	} {
+		var f serveFlags
+		fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want == "" && cfg.HostID == "":
+			t.Errorf("%v: no host id", tc.args)
+		case tc.want == "" && len(tc.args) > 0 && (cfg.Store != "etcd" || len(cfg.Etcd.Endpoints) != 2 || cfg.Etcd.Prefix != "/lb/" || cfg.HostID != "edge-1"):
+			t.Errorf("%v: config %+v", tc.args, cfg)
+		}
+	}
+}
+
+// /metrics asks for a token by default as soon as the API (or /metrics' own address)
+// is reachable from elsewhere; an explicit --metrics-require-token wins either way.
+func TestServeMetricsTokenDefaultFollowsListen(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false}, // 127.0.0.1:8080
+		{[]string{"--listen", "[::1]:8080"}, false},
+		{[]string{"--listen", "localhost:8080"}, false},
+		{[]string{"--listen", "127.9.9.9:8080", "--metrics-listen", "127.0.0.1:9100"}, false},
+		{[]string{"--listen", "0.0.0.0:8080"}, true},
+		{[]string{"--listen", ":8080"}, true},
+		{[]string{"--listen", "10.0.0.1:8080"}, true},
+		{[]string{"--listen", "[2001:db8::1]:8080"}, true},
+		{[]string{"--metrics-listen", "0.0.0.0:9100"}, true},
+		{[]string{"--listen", "10.0.0.1:8080", "--metrics-require-token=false"}, false},
+		{[]string{"--metrics-require-token"}, true},
+	} {
+		var f serveFlags
+		fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if cfg.MetricsToken != tc.want {
+			t.Errorf("%v: MetricsToken %v, want %v", tc.args, cfg.MetricsToken, tc.want)
+		}
+	}
+}
+
+func TestServeFlagsForHAAndTLS(t *testing.T) {
+	ep := []string{"--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--frontend-interface", "eth0"}, "--frontend-interface needs --store etcd"},
+		{append(ep, "--frontend-interface", "eth0", "--frontend-lease", "1s"), "--frontend-lease: 1s must be whole seconds, 2s or more"},
+		{append(ep, "--frontend-interface", "eth0", "--frontend-lease", "2500ms"), "--frontend-lease: 2.5s must be whole seconds"},
+		{[]string{"--api-tls-cert", "c.pem"}, "--api-tls-cert and --api-tls-key go together"},
+		{append(ep, "--frontend-interface", "eth0", "--frontend-lease", "3s"), ""},
+	} {
+		var f serveFlags
+		fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		f.bind(fl)
+		if err := fl.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want == "" && (cfg.FrontendInterface != "eth0" || cfg.FrontendLease != 3*time.Second):
+			t.Errorf("%v: config %+v", tc.args, cfg)
+		}
+	}
+}
+
 // TestServeTCPIdleTimeoutFlag: --tcp-idle-timeout reaches the server's config, and a
 // negative or sub-second value is refused naming the flag.
 func TestServeTCPIdleTimeoutFlag(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // TCP keep-alive on both sides of every session: a peer that vanishes without a word
@@ -44,9 +46,34 @@ func keepAliveControl(_, _ string, c syscall.RawConn) error {
 
 // listenConfig sets keep-alive once on the listening socket, whose accepted sockets
 // inherit it: client connections get it for no system call of their own (Go's default
-// would be four on every accepted connection).
-func listenConfig() net.ListenConfig {
-	return net.ListenConfig{KeepAlive: -1, Control: keepAliveControl}
+// would be four on every accepted connection). With freebind the socket may bind an
+// address this host does not hold yet (IP_FREEBIND, IPV6_FREEBIND): a host of a
+// cluster with --frontend-interface listens on every frontend address before it holds
+// them, so it serves the moment it takes them over.
+func listenConfig(freebind bool) net.ListenConfig {
+	if !freebind {
+		return net.ListenConfig{KeepAlive: -1, Control: keepAliveControl}
+	}
+	return net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = setKeepAlive(int(fd))
+			// IP_FREEBIND covers IPv4 sockets; IPV6_FREEBIND IPv6 ones (an IPv4
+			// socket refuses it, which is fine). IP_TRANSPARENT, inherited by
+			// accepted sockets, lets a host that handed the address over go on
+			// sending the answers of requests in flight from it (it needs
+			// CAP_NET_ADMIN, which --frontend-interface needs anyway; without it
+			// those answers are lost, nothing else changes). Nothing is redirected
+			// to these sockets: that would take TPROXY rules.
+			if e := syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1); e != nil && serr == nil {
+				serr = e
+			}
+			syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+			syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_TRANSPARENT, 1)
+			syscall.SetsockoptInt(int(fd), syscall.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+		})
+		return cmp.Or(err, serr)
+	}}
 }
 
 // setConnKeepAlive turns keep-alive on for an established connection.

@@ -35,9 +35,10 @@ type listener struct {
 }
 
 // listen binds addr. Go sets SO_REUSEADDR on listeners, so a moved or re-created
-// config may rebind a port whose old connections linger in TIME_WAIT.
-func listen(addr netip.AddrPort) (*net.TCPListener, error) {
-	lc := listenConfig()
+// config may rebind a port whose old connections linger in TIME_WAIT. freebind lets it
+// bind an address the host does not hold yet (Options.FreeBind).
+func listen(addr netip.AddrPort, freebind bool) (*net.TCPListener, error) {
+	lc := listenConfig(freebind)
 	ln, err := lc.Listen(context.Background(), "tcp", addr.String())
 	if err != nil {
 		return nil, err
@@ -48,9 +49,9 @@ func listen(addr netip.AddrPort) (*net.TCPListener, error) {
 // listenAll binds the addresses of addrs: the first (the ipv4) must bind, or nothing
 // is; a later one (the ipv6) that cannot bind is reported in skipped and left out, so
 // that a host not yet set up for its IPv6 pool still serves IPv4.
-func listenAll(addrs []netip.AddrPort) (lns []*net.TCPListener, bound []netip.AddrPort, skipped error, err error) {
+func listenAll(addrs []netip.AddrPort, freebind bool) (lns []*net.TCPListener, bound []netip.AddrPort, skipped error, err error) {
 	for i, a := range addrs {
-		ln, e := listen(a)
+		ln, e := listen(a, freebind)
 		switch {
 		case e != nil && i == 0:
 			return nil, nil, nil, e

@@ -78,6 +78,11 @@ type Options struct {
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
+	// FreeBind binds frontend addresses this host does not hold (yet): with
+	// --frontend-interface the host holding them is chosen at run time (package ha).
+	// Off, a frontend address that is not local fails to listen, as it should on a
+	// single host.
+	FreeBind bool
 }
 
 // Plane is the running data plane.
@@ -457,7 +462,7 @@ func (p *Plane) place(nbID, id int, addrs []netip.AddrPort, proto model.Protocol
 		l = nil
 	}
 	if l == nil {
-		lns, bound, skipped, err := listenAll(addrs)
+		lns, bound, skipped, err := listenAll(addrs, p.opts.FreeBind)
 		if skipped != nil {
 			// Not retried until the config or its NodeBalancer changes: the IPv6 pool
 			// needs the host set up for it (docs/design.md, IPv6).

@@ -580,16 +580,16 @@ func TestBusyPortIsReportedAndRetriedUntilItBinds(t *testing.T) {
 func TestUnservableSnapshotIsAFailureUntilFixed(t *testing.T) {
 	p := New(Options{Grace: time.Second, Log: slog.New(slog.DiscardHandler)})
 	defer p.Close()
-	c := config(model.ProtocolTCP, 80, node("aa1", "127.0.45.2:9", 1))
+	c := config(model.ProtocolTCP, 80, node("aa1", "127.0.49.2:9", 1))
 	c.ID, c.NodeBalancerID, c.Nodes[0].ID = 7, 1, 70
 	state := func(addr string) store.State {
 		cc := c
 		cc.Nodes = []model.Node{c.Nodes[0]}
 		cc.Nodes[0].Address = addr
 		return store.State{NodeBalancers: []store.NodeBalancerState{{
-			NodeBalancer: model.NodeBalancer{ID: 1, IPv4: "127.0.44.1"}, Configs: []model.ConfigWithNodes{cc}}}}
+			NodeBalancer: model.NodeBalancer{ID: 1, IPv4: "127.0.48.1"}, Configs: []model.ConfigWithNodes{cc}}}}
 	}
-	p.Reconcile(state("127.0.45.2:9"))
+	p.Reconcile(state("127.0.49.2:9"))
 	if st := p.ListenerStatus(7); st.State != model.ListenerOpen {
 		t.Fatalf("good config: %+v", st)
 	}
@@ -597,10 +597,10 @@ func TestUnservableSnapshotIsAFailureUntilFixed(t *testing.T) {
 	if st := p.ListenerStatus(7); st.State != model.ListenerFailed || !strings.Contains(st.Error, "config cannot be served") {
 		t.Errorf("unservable config: %+v", st)
 	}
-	if got := p.Listening(); got[7].String() != "127.0.44.1:80" {
+	if got := p.Listening(); got[7].String() != "127.0.48.1:80" {
 		t.Errorf("the listener must keep serving the snapshot before: %v", got)
 	}
-	p.Reconcile(state("127.0.45.3:9"))
+	p.Reconcile(state("127.0.49.3:9"))
 	if st := p.ListenerStatus(7); st.State != model.ListenerOpen || len(p.Failed()) != 0 {
 		t.Errorf("fixed config: %+v, failed %v", st, p.Failed())
 	}

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,21 +15,26 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nodebalancer/nodebalancer/internal/api"
+	"github.com/nodebalancer/nodebalancer/internal/cluster"
 	"github.com/nodebalancer/nodebalancer/internal/dataplane"
 	"github.com/nodebalancer/nodebalancer/internal/firewall"
+	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
+	"github.com/nodebalancer/nodebalancer/internal/store/etcd"
 	"github.com/nodebalancer/nodebalancer/web"
 )
 
@@ -75,7 +81,39 @@ type Config struct {
 	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
 	// a common and a premium NodeBalancer (store defaults when zero).
 	MaxNodesPerConfig, MaxNodesPerConfigPremium int
+	// Store is StoreBolt (the default: the embedded file under DataDir) or
+	// StoreEtcd (shared by several hosts).
+	Store string
+	// Etcd configures the etcd store.
+	Etcd etcd.Options
+	// HostID names this host among the hosts sharing an etcd store.
+	HostID string
+	// EtcdCompactEvery is how often this host compacts etcd's history, keeping one
+	// period of it; zero leaves compaction to etcd's own settings.
+	EtcdCompactEvery time.Duration
+	// Version is this build's version, shown by GET /cluster.
+	Version string
+	// FrontendInterface, with the etcd store, makes the hosts elect one holder of the
+	// frontend addresses, which adds them to this interface and announces them
+	// (package ha); every host listens on them beforehand (IP_FREEBIND). Empty: the
+	// addresses must already be local, as on a single host.
+	FrontendInterface string
+	// FrontendLease is the holder's lease (ha.DefaultTTL when zero).
+	FrontendLease time.Duration
+	// APITLSCert and APITLSKey, when set, serve the API (and the console, /healthz
+	// and /metrics on its address) over TLS; SIGHUP reads them again.
+	APITLSCert, APITLSKey string
 }
+
+// The stores Config.Store names.
+const (
+	StoreBolt = "bolt"
+	StoreEtcd = "etcd"
+)
+
+// ClusterPersistEvery is how often a host of an etcd cluster persists its stats, so
+// that the other hosts' /stats and transfer include its traffic this recently.
+const ClusterPersistEvery = 10 * time.Second
 
 // Server is a running nodebalancer.
 type Server struct {
@@ -91,6 +129,19 @@ type Server struct {
 	Token string
 	// TokenFile is where a generated bootstrap token was written.
 	TokenFile string
+
+	// With the etcd store: the backend and this host's cluster membership.
+	etcd   *etcd.Backend
+	member *cluster.Member
+	// mirror and checker are set by Run; the membership's callbacks read them.
+	mirror  atomic.Pointer[store.Mirror]
+	checker atomic.Pointer[health.Checker]
+	plane   atomic.Pointer[dataplane.Plane]
+	// holder takes part in the election of the frontend addresses' holder; nil
+	// without Config.FrontendInterface.
+	holder *ha.Holder
+	// apiCert is the API's certificate when it speaks TLS; SIGHUP replaces it.
+	apiCert atomic.Pointer[tls.Certificate]
 }
 
 // New binds the API listener, opens the store and bootstraps the first token, so a
@@ -103,21 +154,33 @@ func New(cfg Config) (*Server, error) {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
 	s := &Server{cfg: cfg}
+	// The API's certificate first: the listener speaks TLS from its first accept.
+	if err := s.loadAPICert(); err != nil {
+		return nil, err
+	}
 	var err error
 	s.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if s.apiCert.Load() != nil {
+		s.ln = tls.NewListener(s.ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.apiCert.Load(), nil }})
 	}
 	if err := s.openExtras(); err != nil {
 		s.ln.Close()
 		return nil, err
 	}
 	// The store refuses nodes that point at these listeners, so it opens after them.
-	b, err := bolt.Open(cfg.DataDir)
+	b, err := s.openStore()
 	if err == nil {
 		s.db = store.New(b, store.Options{FrontendPool: cfg.FrontendPool, Own: s.listening(),
 			MaxNodesPerConfig: cfg.MaxNodesPerConfig, MaxNodesPerConfigPremium: cfg.MaxNodesPerConfigPremium})
-		if err = s.bootstrap(); err != nil {
+		if err = s.bootstrap(); err == nil {
+			err = s.openHolder() // needs the etcd store
+		}
+		if err != nil {
+			s.leave()
 			s.db.Close()
 		} else if n, e := s.db.AssignIPv6(); e != nil {
 			s.db.Close()
@@ -131,13 +194,81 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if n, err := s.db.AssignIPv6(); err != nil {
+		s.leave()
 		s.db.Close()
 		s.closeListeners()
 		return nil, fmt.Errorf("give NodeBalancers an ipv6: %w", err)
 	} else if n > 0 {
 		cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
 	}
+	if s.member != nil {
+		s.member.SetAPI(s.ln.Addr().String())
+	}
 	return s, nil
+}
+
+// openStore opens the store Config.Store names; with etcd it also claims this
+// host's id in the cluster, so that a duplicate id fails the start.
+func (s *Server) openStore() (store.Backend, error) {
+	switch s.cfg.Store {
+	case "", StoreBolt:
+		return bolt.Open(s.cfg.DataDir)
+	case StoreEtcd:
+	default:
+		return nil, fmt.Errorf("store %q: must be %s or %s", s.cfg.Store, StoreBolt, StoreEtcd)
+	}
+	eo := s.cfg.Etcd
+	eo.Log = s.cfg.Log
+	b, err := etcd.Open(eo)
+	if err != nil {
+		return nil, err
+	}
+	m, err := cluster.Join(context.Background(), cluster.Options{
+		Client: b.Client(), Prefix: b.Prefix(), HostID: s.cfg.HostID, Version: s.cfg.Version,
+		API: s.cfg.Listen, Log: s.cfg.Log, Applied: s.applied, Views: s.views,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	s.etcd, s.member = b, m
+	s.cfg.Log.Info("joined the cluster", "host_id", s.cfg.HostID, "etcd", strings.Join(eo.Endpoints, ","),
+		"prefix", b.Prefix())
+	return b, nil
+}
+
+// leave gives up this host's cluster id at once (a start that failed after Join).
+func (s *Server) leave() {
+	if s.member != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		s.member.Run(ctx) // with ctx done: revokes the lease and returns
+	}
+}
+
+// applied is the store revision the data plane's mirror reflects.
+func (s *Server) applied() uint64 {
+	if m := s.mirror.Load(); m != nil {
+		return m.Revision()
+	}
+	return 0
+}
+
+// views is this host's status of every node of the state it serves.
+func (s *Server) views() map[int]model.NodeStatus {
+	m, c := s.mirror.Load(), s.checker.Load()
+	if m == nil || c == nil {
+		return nil
+	}
+	out := map[int]model.NodeStatus{}
+	for _, v := range m.View() {
+		for _, cs := range v.Configs {
+			for _, n := range cs.Nodes {
+				out[n.ID] = c.Status(n.ID)
+			}
+		}
+	}
+	return out
 }
 
 // closeListeners closes what New opened besides the store, when New fails.
@@ -222,23 +353,30 @@ func (s *Server) bootstrap() error {
 // Addr is the API's bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// statusSource answers the API's node status questions from the health checker.
-type statusSource struct{ c *health.Checker }
+// statusSource answers the API's node status questions: this host's health checker,
+// or, in a cluster, the status the live hosts' views combine to (cluster.Member.Status).
+type statusSource struct {
+	c *health.Checker
+	m *cluster.Member
+}
 
-func (s statusSource) NodeStatus(_, nodeID int) model.NodeStatus { return s.c.Status(nodeID) }
+func (s statusSource) NodeStatus(_, nodeID int) model.NodeStatus {
+	own := s.c.Status(nodeID)
+	if s.m == nil {
+		return own
+	}
+	return s.m.Status(nodeID, own)
+}
 
-// cookieKey returns this host's key for sticky-cookie values, made on first start and
-// kept in the store so cookies stay valid across restarts.
+// cookieKey returns the key for sticky-cookie values, made on first start and kept
+// in the store so cookies stay valid across restarts, and, on a shared store, across
+// hosts: a cookie set through one host pins the client on any other.
 func cookieKey(db *store.DB) ([]byte, error) {
-	k, err := db.Blob("cookie-key")
-	if err != nil || len(k) == 32 {
+	return db.EnsureBlob("cookie-key", func(k []byte) bool { return len(k) == 32 }, func() ([]byte, error) {
+		k := make([]byte, 32)
+		_, err := rand.Read(k)
 		return k, err
-	}
-	k = make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return nil, err
-	}
-	return k, db.PutBlob("cookie-key", k)
+	})
 }
 
 // healthz answers 200 "ok" when every config listens, 503 "starting" before the
@@ -248,6 +386,10 @@ func cookieKey(db *store.DB) ([]byte, error) {
 func (s *Server) healthz(w http.ResponseWriter, plane *dataplane.Plane) {
 	if !s.ready.Load() || !plane.Ready() {
 		http.Error(w, "starting\n", http.StatusServiceUnavailable)
+		return
+	}
+	if reason := s.storeProblem(); reason != "" {
+		http.Error(w, "degraded: "+reason+"\n", http.StatusServiceUnavailable)
 		return
 	}
 	failed := plane.Failed()
@@ -285,8 +427,15 @@ func (s *Server) Run(ctx context.Context) error {
 	counters := stats.NewRegistry()
 	// The data plane keeps the mirror current; /metrics reads its labels from it.
 	mirror := store.NewMirror(s.db)
+	s.mirror.Store(mirror)
 	so := s.cfg.Stats
 	so.DB, so.Registry, so.Log, so.Mirror = s.db, counters, s.cfg.Log, mirror
+	if s.member != nil {
+		so.HostID = s.cfg.HostID
+		if so.PersistEvery == 0 {
+			so.PersistEvery = ClusterPersistEvery
+		}
+	}
 	so.NoNodeSeries = so.NoNodeSeries || s.cfg.MetricsNoNodeSeries
 	so.HealthOf = func(id int) (health.NodeStats, bool) { return checker.NodeStats(id) }
 	so.HealthCounts = func(id int) health.Counts { return checker.Counts(id) }
@@ -301,6 +450,7 @@ func (s *Server) Run(ctx context.Context) error {
 		OnChange: func(configID int) { plane.StatusChanged(configID) },
 		Observer: st,
 	})
+	s.checker.Store(checker)
 	drops := firewall.NewDrops()
 	st.SetFirewallDrops(drops)
 	popts := dataplane.Options{
@@ -323,17 +473,23 @@ func (s *Server) Run(ctx context.Context) error {
 		st.SetAccessLog(accessLog)
 		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
+	popts.FreeBind = s.holder != nil
 	plane = dataplane.New(popts)
+	s.plane.Store(plane)
 
 	policy := model.Policy{Region: s.cfg.Region, BackendRanges: s.cfg.BackendRanges}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { s.healthz(w, plane) })
-	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker},
+	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker, s.member},
 		Stats: st, Transfer: st, Listeners: plane})
+	mux.Handle("GET /cluster", apiHandler.RequireRead(http.HandlerFunc(s.serveCluster)))
 	mux.Handle("/v4/", apiHandler)
 	mux.Handle("/v4beta/", apiHandler)
 	mux.Handle("/", web.Handler())
 	metrics := st.MetricsHandler()
+	if s.holder != nil {
+		metrics = s.withHoldingMetric(metrics)
+	}
 	if s.cfg.MetricsToken {
 		metrics = apiHandler.RequireRead(metrics)
 	}
@@ -371,7 +527,32 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return plane.Run(gctx, s.db) })
+	// The listeners close only after this host gave the frontend addresses up, so
+	// that while it holds them it also serves them (a stop hands them over first).
+	planeCtx, stopPlane := context.WithCancel(context.Background())
+	defer stopPlane()
+	g.Go(func() error { return plane.Run(planeCtx, s.db) })
+	if s.holder != nil {
+		g.Go(func() error {
+			err := s.holder.Run(gctx)
+			stopPlane()
+			return err
+		})
+	} else {
+		g.Go(func() error { <-gctx.Done(); stopPlane(); return nil })
+	}
+	// SIGHUP reloads the API certificate; without one it is only logged (a reload
+	// through systemd must never stop a server).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // registered before Run reports ready
+	defer signal.Stop(hup)
+	g.Go(func() error { s.reloadOnHUP(gctx, hup); return nil })
+	if s.member != nil {
+		g.Go(func() error { return s.member.Run(gctx) })
+		g.Go(func() error { s.probeStore(gctx); return nil })
+		// A token created or revoked through another host counts here at once.
+		g.Go(func() error { s.etcd.Changed(gctx, store.KindToken, apiHandler.TokensChanged); return nil })
+	}
 	g.Go(func() error {
 		if err := hs.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)
@@ -393,7 +574,11 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	s.ready.Store(true)
-	s.cfg.Log.Info("nodebalancer ready", "api", "http://"+s.ln.Addr().String())
+	scheme := "http://"
+	if s.apiCert.Load() != nil {
+		scheme = "https://"
+	}
+	s.cfg.Log.Info("nodebalancer ready", "api", scheme+s.ln.Addr().String())
 	g.Go(func() error {
 		<-gctx.Done()
 		s.ready.Store(false)

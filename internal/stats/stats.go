@@ -53,6 +53,9 @@ type Options struct {
 	// PersistEvery is how often the series are written to the store besides at
 	// shutdown (DefaultPersistEvery when zero).
 	PersistEvery time.Duration
+	// HostID, set when several hosts share the store, names this host: it persists
+	// its own traffic under its name, and reads add every host's (see hosts.go).
+	HostID string
 }
 
 // Stats turns the Registry's counters into Linode's /stats series and monthly
@@ -104,7 +107,7 @@ func New(o Options) (*Stats, error) {
 		return nil, fmt.Errorf("stats: day resolution %v must be a multiple of hour resolution %v", o.Day, o.Hour)
 	}
 	s := &Stats{o: o, log: o.Log, series: map[int]*series{}, last: o.Now()}
-	b, err := o.DB.Blob(blobName)
+	b, err := o.DB.Blob(s.blob())
 	if err != nil {
 		return nil, fmt.Errorf("stats: read persisted series: %w", err)
 	}
@@ -200,9 +203,10 @@ const bytesPerMB = 1 << 20
 func (s *Stats) NodeBalancerTransfer(id int) (in, out, total float64) {
 	c := s.o.Registry.lookupNodeBalancer(id)
 	now := monthOf(s.o.Now())
+	peers := s.peers()
 	s.mu.Lock()
 	var acc, prev sums
-	if ser := s.series[id]; ser != nil {
+	if ser := s.withPeers(id, s.series[id], peers); ser != nil {
 		prev = ser.prev
 		if ser.month == now {
 			acc = sums{in: ser.in, out: ser.out}
@@ -247,6 +251,7 @@ type Traffic struct {
 // Series returns NodeBalancer id's series for period p, titled with its label. The
 // last point covers the bucket in progress up to the last sample.
 func (s *Stats) Series(id int, label string, p Period) Response {
+	peers := s.peers()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &s.o.Day
@@ -254,7 +259,7 @@ func (s *Stats) Series(id int, label string, p Period) Response {
 		r = &s.o.Hour
 	}
 	resp := Response{Title: fmt.Sprintf("nodebalancer - %s (%d) - %s (%s avg)", label, id, p, human(r.Width))}
-	ser := s.series[id]
+	ser := s.withPeers(id, s.series[id], peers)
 	if ser == nil {
 		ser = &series{since: s.last, hour: ring{res: s.o.Hour}, day: ring{res: s.o.Day}}
 	}
@@ -298,7 +303,7 @@ func (s *Stats) persist() error {
 	}
 	b := s.encode()
 	s.mu.Unlock()
-	if err := s.o.DB.PutBlob(blobName, b); err != nil {
+	if err := s.o.DB.PutBlob(s.blob(), b); err != nil {
 		return fmt.Errorf("stats: write series: %w", err)
 	}
 	return nil

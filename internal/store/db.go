@@ -140,7 +140,11 @@ func (db *DB) CreateNodeBalancer(nb model.NodeBalancer, configs []model.ConfigWi
 	if err := db.ensureIndex(); err != nil {
 		return nb, err
 	}
+	in := nb
 	err := db.b.Update(func(tx Tx) error {
+		// A backend may run this more than once (etcd retries a conflict): start
+		// from what the caller asked for each time.
+		nb = in
 		id, err := tx.NextID(KindNodeBalancer)
 		if err != nil {
 			return err
@@ -695,6 +699,7 @@ func deleteConfig(tx Tx, c model.Config) error {
 // nodes without are created, and existing nodes not listed are deleted.
 func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, nodes []model.Node) (out model.ConfigWithNodes, err error) {
 	err = db.b.Update(func(tx Tx) error {
+		out = model.ConfigWithNodes{} // a retried attempt starts over
 		c, err := db.updateConfig(tx, nbID, id, mutate)
 		if err != nil {
 			return err
@@ -1118,4 +1123,62 @@ func (db *DB) Blob(name string) (b []byte, err error) {
 // wake watchers.
 func (db *DB) PutBlob(name string, b []byte) error {
 	return db.b.Update(func(tx Tx) error { return tx.Put(KindBlob, []byte(name), b) })
+}
+
+// Blobs returns every blob whose name begins with prefix, by name.
+func (db *DB) Blobs(prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := db.b.View(func(tx Tx) error {
+		return tx.Scan(KindBlob, []byte(prefix), func(k, v []byte) error {
+			out[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// EnsureBlob returns the named blob, first storing make()'s value when the blob is
+// absent or not valid by ok — in one transaction, so that hosts starting together
+// on a shared store agree on one value.
+func (db *DB) EnsureBlob(name string, ok func([]byte) bool, make func() ([]byte, error)) (b []byte, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		v, err := tx.Get(KindBlob, []byte(name))
+		if err != nil {
+			return err
+		}
+		if v != nil && ok(v) {
+			b = append([]byte(nil), v...)
+			return nil
+		}
+		if b, err = make(); err != nil {
+			return err
+		}
+		return tx.Put(KindBlob, []byte(name), b)
+	})
+	return b, err
+}
+
+// CreateFirstToken stores t, as CreateToken does, only when no token exists yet, in
+// one transaction: of hosts bootstrapping a shared store together, one creates it.
+// created reports whether this call did.
+func (db *DB) CreateFirstToken(t model.Token) (out model.Token, created bool, err error) {
+	err = db.b.Update(func(tx Tx) error {
+		created = false
+		exists := false
+		if err := tx.Scan(KindToken, nil, func(_, _ []byte) error { exists = true; return errStop }); err != nil && !errors.Is(err, errStop) {
+			return err
+		}
+		if exists {
+			return nil
+		}
+		id, err := tx.NextID(KindToken)
+		if err != nil {
+			return err
+		}
+		out = t
+		out.ID, out.Created = id, db.stamp()
+		created = true
+		return put(tx, KindToken, Key(id), out)
+	})
+	return out, created, err
 }

@@ -30,7 +30,7 @@ const DefaultFeedLog = 1 << 18
 
 // Feed fans committed changes out to watchers. A Backend publishes each committed
 // revision with its changed keys; Watch serves them. The bbolt backend publishes
-// from its Update; an etcd backend would publish what its etcd watch reports, so
+// from its Update; the etcd backend publishes what its etcd watch reports, so
 // that readers see the same feed whichever store runs.
 type Feed struct {
 	mu      sync.Mutex
@@ -71,13 +71,28 @@ func (f *Feed) Publish(rev uint64, keys []Ref) {
 	if drop > 0 {
 		f.log = append(f.log[:0:0], f.log[drop:]...)
 	}
+	f.wake()
+	f.mu.Unlock()
+}
+
+// Reset tells every watcher that the state must be read again at revision rev or
+// later: the backend lost track of what changed (an etcd watch that fell behind a
+// compaction).
+func (f *Feed) Reset(rev uint64) {
+	f.mu.Lock()
+	f.rev, f.log, f.logKeys = rev, nil, 0
+	f.wake()
+	f.mu.Unlock()
+}
+
+// wake pokes every watcher; f.mu is held.
+func (f *Feed) wake() {
 	for ch := range f.subs {
 		select {
 		case ch <- struct{}{}:
 		default: // already woken
 		}
 	}
-	f.mu.Unlock()
 }
 
 // Revision returns the latest published revision.

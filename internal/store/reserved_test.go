@@ -14,7 +14,7 @@ import (
 // The test pool is 127.0.1.0/30: two usable addresses, .1 and .2.
 
 func TestReservedAddressOutlivesItsNodeBalancerAndIsNeverHandedOut(t *testing.T) {
-	db := teststore.New(t, "127.0.1.0/30")
+	db := teststore.New(t, pool)
 	r, err := db.ReserveIP(model.ReservedIP{Region: "local", Tags: []string{"keep"}})
 	if err != nil || r.Address != "127.0.1.1" || r.UsedBy != nil || r.Created.IsZero() {
 		t.Fatalf("ReserveIP = %+v, %v", r, err)
@@ -50,7 +50,7 @@ func TestReservedAddressOutlivesItsNodeBalancerAndIsNeverHandedOut(t *testing.T)
 }
 
 func TestUnreservingAnAddressInUseLeavesItToItsNodeBalancer(t *testing.T) {
-	db := teststore.New(t, "127.0.1.0/30")
+	db := teststore.New(t, pool)
 	if _, err := db.ReserveIP(model.ReservedIP{Region: "local", Address: "127.0.1.2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestUnreservingAnAddressInUseLeavesItToItsNodeBalancer(t *testing.T) {
 }
 
 func TestReserveIPRules(t *testing.T) {
-	db := teststore.New(t, "127.0.1.0/30")
+	db := teststore.New(t, pool)
 	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, nil)
 	if err != nil {
 		t.Fatal(err)

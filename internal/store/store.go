@@ -8,9 +8,10 @@
 // reached and the keys of NodeBalancers, configs and nodes written since, so a
 // Mirror re-reads only those. A Backend publishes its commits to a Feed, which does
 // the fan-out, coalescing and Reset. The bbolt backend publishes the keys each
-// Update wrote; an etcd backend publishes what its etcd watch reports (each event's
-// key under the state kinds and its mod revision; a compaction is a Reset), and
-// implements Tx over one etcd transaction with Revision the header's revision.
+// Update wrote; the etcd backend (store/etcd) publishes what its etcd watch reports
+// (each event's key under the state kinds and its mod revision; a compaction is a
+// Reset), and implements Tx as reads at one etcd revision and writes committed in
+// one etcd transaction guarded by what was read.
 package store
 
 import (
@@ -25,6 +26,16 @@ import (
 
 // ErrNotFound is returned when an addressed object does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrUnavailable wraps the errors of a Backend that cannot reach its storage (an
+// etcd cluster without quorum or out of reach): the request may succeed later. A
+// write that failed before its commit was sent wrote nothing; one whose commit
+// went unconfirmed says so. The API answers 503.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ErrConflict is returned when an optimistic transaction kept conflicting with
+// concurrent writers past its retry bound; nothing was written.
+var ErrConflict = errors.New("store: too many conflicting concurrent writes")
 
 // Kind names a collection in a Backend.
 type Kind string
@@ -75,9 +86,13 @@ type Backend interface {
 	// View runs fn in a read-only transaction.
 	View(fn func(Tx) error) error
 	// Update runs fn in a read-write transaction, committed when fn returns nil and
-	// discarded otherwise. A committed Update advances the revision.
+	// discarded otherwise. A committed Update advances the revision. A backend with
+	// optimistic transactions may run fn more than once (each on a fresh Tx): fn
+	// must start from its inputs every time.
 	Update(fn func(Tx) error) error
-	// Revision is the number of committed Updates that changed state.
+	// Revision is the state's current revision: it grows with every committed
+	// Update that changed state (bbolt counts exactly those; etcd's revision also
+	// grows with other writes, so revisions need not be consecutive).
 	Revision() (uint64, error)
 	// Watch sends, until ctx ends, what changed after revision after: the revision
 	// reached and the keys of state kinds written or deleted (see Change and Feed,

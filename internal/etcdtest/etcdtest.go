@@ -1,0 +1,305 @@
+// Package etcdtest runs a real etcd cluster for tests
+// (go.etcd.io/etcd/server/v3/embed): one or several members on loopback (or on an
+// address the test owns), inside the test process or, to be killed with SIGKILL,
+// each in its own process; removed when the test ends.
+package etcdtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Cluster is a running etcd cluster.
+type Cluster struct {
+	Members []*Member
+	t       testing.TB
+}
+
+// Member is one etcd member.
+type Member struct {
+	cfg    *embed.Config
+	e      *embed.Etcd
+	Client string // its client URL
+
+	// With StartProcesses: the member's process and how it was started.
+	bin  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// TLS asks StartTLS's member to serve clients over https with this certificate and
+// key (files), and to require client certificates signed by ClientCA (a file).
+type TLS struct {
+	CertFile, KeyFile, ClientCA string
+}
+
+// StartTLS runs a one-member cluster whose client URL is https://localhost:port.
+func StartTLS(t testing.TB, tl TLS) *Cluster {
+	t.Helper()
+	return start(t, 1, "127.0.0.1", &tl)
+}
+
+// Start runs an n-member cluster whose members listen on host (a loopback address
+// such as 127.0.0.1, or an address of the test's own network), on free ports.
+func Start(t testing.TB, n int, host string) *Cluster {
+	t.Helper()
+	return start(t, n, host, nil)
+}
+
+func start(t testing.TB, n int, host string, tl *TLS) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t}
+	var initial []string
+	for i := range n {
+		name := fmt.Sprintf("m%d", i)
+		cfg := embed.NewConfig()
+		cfg.Name = name
+		cfg.Dir = t.TempDir()
+		cfg.LogLevel = "error"
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		// A NodeBalancer with many nodes is one transaction; see README.
+		cfg.MaxTxnOps = 10000
+		cfg.MaxRequestBytes = 16 << 20
+		cfg.UnsafeNoFsync = os.Getenv("ETCDTEST_FSYNC") == ""
+		cfg.TickMs, cfg.ElectionMs = 50, 500
+		peer, client := freeURL(t, host), freeURL(t, host)
+		if tl != nil {
+			client.Scheme, client.Host = "https", "localhost:"+client.Port()
+			cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = tl.CertFile, tl.KeyFile
+			cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = tl.ClientCA, true
+		}
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+		cfg.InitialClusterToken = "etcdtest"
+		initial = append(initial, name+"="+peer.String())
+		c.Members = append(c.Members, &Member{cfg: cfg, Client: client.String()})
+	}
+	for _, m := range c.Members {
+		m.cfg.InitialCluster = strings.Join(initial, ",")
+	}
+	errs := make(chan error, n)
+	for _, m := range c.Members {
+		go func() { errs <- m.start() }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			c.Close()
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (m *Member) start() error {
+	e, err := embed.StartEtcd(m.cfg)
+	if err != nil {
+		return fmt.Errorf("start etcd member %s: %w", m.cfg.Name, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return fmt.Errorf("etcd member %s not ready in 30 s", m.cfg.Name)
+	}
+	m.e = e
+	return nil
+}
+
+// Endpoints are the members' client URLs.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.Client)
+	}
+	return out
+}
+
+// StartProcesses runs an n-member cluster as Start does, each member in its own
+// process (the member command, built once per test binary), so that Kill can
+// SIGKILL one.
+func StartProcesses(t testing.TB, n int, host string) *Cluster {
+	t.Helper()
+	bin := buildMember(t)
+	c := &Cluster{t: t}
+	var initial []string
+	for i := range n {
+		cfg := embed.NewConfig()
+		cfg.Name, cfg.Dir = fmt.Sprintf("m%d", i), t.TempDir()
+		peer, client := freeURL(t, host), freeURL(t, host)
+		cfg.ListenPeerUrls, cfg.ListenClientUrls = []url.URL{peer}, []url.URL{client}
+		initial = append(initial, cfg.Name+"="+peer.String())
+		c.Members = append(c.Members, &Member{cfg: cfg, Client: client.String(), bin: bin})
+	}
+	t.Cleanup(c.Close)
+	errs := make(chan error, n)
+	for _, m := range c.Members {
+		m.cfg.InitialCluster = strings.Join(initial, ",")
+		go func() { errs <- m.startProcess() }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func (m *Member) startProcess() error {
+	state := m.cfg.ClusterState
+	if state == "" {
+		state = embed.ClusterStateFlagNew
+	}
+	m.cmd = exec.Command(m.bin, "-name", m.cfg.Name, "-dir", m.cfg.Dir, "-client", m.Client,
+		"-peer", m.cfg.ListenPeerUrls[0].String(), "-initial-cluster", m.cfg.InitialCluster, "-state", state)
+	out, err := m.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := m.cmd.Start(); err != nil {
+		return err
+	}
+	m.done = make(chan struct{})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		ok := sc.Scan() && sc.Text() == "ready"
+		ready <- ok
+		for sc.Scan() {
+		}
+		m.cmd.Wait()
+		close(m.done)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			return fmt.Errorf("etcd member %s exited before it was ready", m.cfg.Name)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("etcd member %s not ready in 30 s", m.cfg.Name)
+	}
+}
+
+// Leader returns the index of the member that leads the cluster now.
+func (c *Cluster) Leader() int {
+	c.t.Helper()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cl.Close()
+	for i, m := range c.Members {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cl.Status(ctx, m.Client)
+		cancel()
+		if err == nil && st.Leader == st.Header.MemberId {
+			return i
+		}
+	}
+	c.t.Fatal("no etcd member leads")
+	return -1
+}
+
+// Kill sends SIGKILL to member i (StartProcesses) and waits for it to die.
+func (c *Cluster) Kill(i int) {
+	m := c.Members[i]
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	m.cmd.Process.Kill()
+	<-m.done
+	m.cmd = nil
+}
+
+var (
+	buildOnce sync.Once
+	memberBin string
+	buildErr  error
+)
+
+// buildMember builds the member command once per test binary.
+func buildMember(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		dir, err := os.MkdirTemp("", "etcdtest-member-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		memberBin = filepath.Join(dir, "member")
+		out, err := exec.Command("go", "build", "-o", memberBin, filepath.Join(filepath.Dir(file), "member")).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build the etcd member: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return memberBin
+}
+
+// Stop halts member i abruptly (no leadership hand-over, as a crash would); a
+// member process is killed.
+func (c *Cluster) Stop(i int) {
+	m := c.Members[i]
+	if m.bin != "" {
+		c.Kill(i)
+		return
+	}
+	if m.e == nil {
+		return
+	}
+	m.e.Server.HardStop()
+	m.e.Close()
+	m.e = nil
+}
+
+// Restart starts a stopped member i again from its data directory.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	m := c.Members[i]
+	m.cfg.ClusterState = embed.ClusterStateFlagExisting
+	start := m.start
+	if m.bin != "" {
+		start = m.startProcess
+	}
+	if err := start(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Close stops every member.
+func (c *Cluster) Close() {
+	for i := range c.Members {
+		c.Stop(i)
+	}
+}
+
+// freeURL returns http://host:port with a port free at the time of the call.
+func freeURL(t testing.TB, host string) url.URL {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return url.URL{Scheme: "http", Host: addr}
+}

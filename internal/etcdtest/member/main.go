@@ -1,0 +1,47 @@
+// Command member runs one etcd member (go.etcd.io/etcd/server/v3/embed) for tests
+// that must kill a member with SIGKILL, which an in-process member cannot be. It
+// prints "ready" once the member serves, and runs until killed.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"net/url"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+func main() {
+	name := flag.String("name", "m0", "member name")
+	dir := flag.String("dir", "", "data directory")
+	client := flag.String("client", "", "client URL")
+	peer := flag.String("peer", "", "peer URL")
+	initial := flag.String("initial-cluster", "", "name=peerURL,…")
+	state := flag.String("state", embed.ClusterStateFlagNew, "new or existing")
+	flag.Parse()
+	cfg := embed.NewConfig()
+	cfg.Name, cfg.Dir, cfg.InitialCluster, cfg.ClusterState = *name, *dir, *initial, *state
+	cfg.InitialClusterToken = "etcdtest"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.MaxTxnOps, cfg.MaxRequestBytes = 10000, 16<<20
+	cfg.TickMs, cfg.ElectionMs = 50, 500
+	c, err := url.Parse(*client)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := url.Parse(*peer)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*c}, []url.URL{*c}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*p}, []url.URL{*p}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	<-e.Server.ReadyNotify()
+	fmt.Println("ready")
+	log.Fatal(<-e.Err())
+}

@@ -1,0 +1,438 @@
+// Package ha decides, through etcd, which host of a cluster holds the NodeBalancers'
+// frontend addresses, and makes the holder hold them: it adds them to the frontend
+// interface (netlink) and announces them (gratuitous ARP, unsolicited neighbour
+// advertisements). One host holds every address; the others listen on them already
+// (IP_FREEBIND) and take over when the holder's lease lapses or it resigns.
+//
+// The holder is whoever owns the key <prefix>c/frontend/holder, created only when
+// absent, under a lease of TTL. Holding ends three ways: the process stops (the
+// addresses are removed, then the lease revoked, so another host takes over at once);
+// the lease cannot be renewed in time (the addresses are removed Margin before the
+// lease could lapse in etcd, so that two hosts never hold them at once); or the process
+// dies (its lease lapses after TTL and another host takes over).
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of Options.
+const (
+	DefaultTTL    = 2 * time.Second
+	DefaultRenew  = 300 * time.Millisecond
+	DefaultMargin = 500 * time.Millisecond
+)
+
+// Options configure a Holder.
+type Options struct {
+	// Client reaches the cluster's etcd; Prefix is the store's key prefix.
+	Client *clientv3.Client
+	Prefix string
+	// HostID names this host (the holder key's value).
+	HostID string
+	// Interface is where the addresses go (--frontend-interface).
+	Interface string
+	// Pool is every range frontend addresses come from: addresses in it found on the
+	// interface at start were left by a previous run that was killed, and are removed.
+	Pool []netip.Prefix
+	// Addresses returns the frontend addresses to hold now.
+	Addresses func() []netip.Addr
+	// Ready reports whether this host's listeners are bound; it does not run for
+	// the addresses before.
+	Ready func() bool
+	// TTL is the holder lease (DefaultTTL); etcd rounds it up to whole seconds.
+	TTL time.Duration
+	// Renew is how often the lease is renewed while holding (DefaultRenew).
+	Renew time.Duration
+	// Margin is how long before the lease could lapse in etcd a holder that could
+	// not renew it gives the addresses up (DefaultMargin).
+	Margin time.Duration
+	// Log receives ownership events.
+	Log *slog.Logger
+}
+
+// Holder runs this host's part in address ownership.
+type Holder struct {
+	o       Options
+	link    netlink.Link
+	holding atomic.Bool
+	held    []netip.Addr        // addresses this host added; only Run's goroutine touches it
+	failing map[netip.Addr]bool // addresses that could not be added, logged once
+}
+
+// New checks the interface and removes pool addresses a killed previous run left on it.
+func New(o Options) (*Holder, error) {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Renew <= 0 {
+		o.Renew = DefaultRenew
+	}
+	if o.Margin <= 0 {
+		o.Margin = DefaultMargin
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Margin+o.Renew >= o.TTL {
+		return nil, fmt.Errorf("frontend lease %s: must be longer than renew %s + margin %s", o.TTL, o.Renew, o.Margin)
+	}
+	link, err := netlink.LinkByName(o.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
+	}
+	if _, err := removeStale(link, o.Pool, o.Log); err != nil {
+		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
+	}
+	return &Holder{o: o, link: link, failing: map[netip.Addr]bool{}}, nil
+}
+
+// RemoveStale removes from iface every host address (/32, /128) inside pool: the
+// frontend addresses a run that was killed left behind. It returns how many it
+// removed. `nodebalancer frontend-release` runs it after the service stops
+// (systemd's ExecStopPost), so a killed holder does not keep answering ARP for them.
+func RemoveStale(iface string, pool []netip.Prefix, log *slog.Logger) (int, error) {
+	link, err := netlink.LinkByName(iface)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s: %w", iface, err)
+	}
+	return removeStale(link, pool, log)
+}
+
+func removeStale(link netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return 0, fmt.Errorf("list addresses: %w", err)
+	}
+	n := 0
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || a.IPNet == nil || !isHostMask(a.IPNet.Mask) || !inPool(pool, ip.Unmap()) {
+			continue
+		}
+		if err := netlink.AddrDel(link, &a); err != nil {
+			return n, fmt.Errorf("remove stale %s: %w", ip.Unmap(), err)
+		}
+		n++
+		log.Warn("removed a frontend address a previous run left", "addr", ip.Unmap().String(), "interface", link.Attrs().Name)
+	}
+	return n, nil
+}
+
+func inPool(pool []netip.Prefix, a netip.Addr) bool {
+	for _, p := range pool {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHostMask(m net.IPMask) bool {
+	ones, bits := m.Size()
+	return ones == bits && bits > 0
+}
+
+// Holding reports whether this host holds the addresses now.
+func (h *Holder) Holding() bool { return h.holding.Load() }
+
+// Current is the id of the host holding the frontend addresses now, "" when none.
+func (h *Holder) Current(ctx context.Context) (string, error) {
+	r, err := h.o.Client.Get(ctx, h.key())
+	if err != nil || len(r.Kvs) == 0 {
+		return "", err
+	}
+	return string(r.Kvs[0].Value), nil
+}
+
+func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
+
+// Run takes part in the election until ctx ends. When it ends while holding, the
+// addresses are removed first and the lease revoked after, so that the next holder
+// takes over at once; Run returns when that is done.
+func (h *Holder) Run(ctx context.Context) error {
+	lastErr := ""
+	for ctx.Err() == nil {
+		if h.o.Ready != nil && !h.o.Ready() {
+			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
+		lease, safe, err := h.campaign(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				if msg := err.Error(); msg != lastErr { // retried every second: say each new reason once
+					h.o.Log.Warn("frontend election (retrying)", "err", err)
+					lastErr = msg
+				}
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		lastErr = ""
+		h.hold(ctx, lease, safe)
+	}
+	return nil
+}
+
+// campaign waits until this host owns the holder key and returns its lease and the
+// time until which the lease is sure to be alive in etcd.
+func (h *Holder) campaign(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
+	c := h.o.Client
+	for {
+		sent := time.Now()
+		gctx, cancel := context.WithTimeout(ctx, h.o.TTL)
+		g, err := c.Grant(gctx, int64((h.o.TTL+time.Second-1)/time.Second))
+		cancel()
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("lease: %w", err)
+		}
+		tctx, cancel := context.WithTimeout(ctx, h.o.TTL)
+		r, err := c.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(h.key()), "=", 0)).
+			Then(clientv3.OpPut(h.key(), h.o.HostID, clientv3.WithLease(g.ID))).
+			Else(clientv3.OpGet(h.key())).Commit()
+		cancel()
+		if err != nil {
+			h.revoke(g.ID)
+			return 0, time.Time{}, fmt.Errorf("claim: %w", err)
+		}
+		if r.Succeeded {
+			return g.ID, sent.Add(time.Duration(g.TTL) * time.Second), nil
+		}
+		h.revoke(g.ID) // not needed while another host holds: waiting costs no lease
+		rev := r.Header.Revision
+		if kvs := r.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && string(kvs[0].Value) == h.o.HostID {
+			// Our own key from before a restart or a give-up: wait for its lease.
+			h.o.Log.Info("frontend holder key still ours from before; waiting for its lease to lapse")
+		}
+		if err := h.waitGone(ctx, rev); err != nil {
+			return 0, time.Time{}, err
+		}
+	}
+}
+
+// waitGone returns when the holder key is deleted after revision rev (the holder
+// resigned or its lease lapsed), or after a while, to look again.
+func (h *Holder) waitGone(ctx context.Context, rev int64) error {
+	wctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 30*time.Second)
+	defer cancel()
+	for wr := range h.o.Client.Watch(wctx, h.key(), clientv3.WithRev(rev+1)) {
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				return nil
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+func (h *Holder) revoke(id clientv3.LeaseID) {
+	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	h.o.Client.Revoke(rctx, id)
+	cancel()
+}
+
+// hold holds the addresses while the lease is sure to be alive.
+func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Time) {
+	h.holding.Store(true)
+	h.o.Log.Info("holding the frontend addresses", "interface", h.o.Interface, "lease_ttl", h.o.TTL.String())
+	renewed := make(chan time.Time, 1)
+	lost := make(chan error, 1)
+	rctx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	go h.renew(rctx, lease, safe, renewed, lost)
+	go h.watchKey(rctx, lease, lost)
+
+	h.sync()
+	giveUp := time.NewTimer(time.Until(safe) - h.o.Margin)
+	defer giveUp.Stop()
+	resync := time.NewTicker(500 * time.Millisecond)
+	defer resync.Stop()
+	reason := ""
+	for reason == "" {
+		select {
+		case <-ctx.Done():
+			reason = "stopping"
+		case s := <-renewed:
+			giveUp.Reset(time.Until(s) - h.o.Margin)
+		case err := <-lost:
+			reason = "lease lost: " + err.Error()
+		case <-giveUp.C:
+			reason = "lease not renewed in time; giving the addresses up before it can lapse"
+		case <-resync.C:
+			h.sync()
+		}
+	}
+	stopRenew()
+	h.releaseAll()
+	h.holding.Store(false)
+	h.o.Log.Warn("released the frontend addresses", "reason", reason)
+	h.revoke(lease) // let the next holder take over at once; harmless when lapsed
+}
+
+// watchKey reports on lost when the holder key stops being this lease's (deleted by
+// hand, say): another host could create it while this one still holds.
+func (h *Holder) watchKey(ctx context.Context, lease clientv3.LeaseID, lost chan<- error) {
+	for ctx.Err() == nil {
+		gctx, cancel := context.WithTimeout(ctx, h.o.TTL)
+		r, err := h.o.Client.Get(gctx, h.key())
+		cancel()
+		if err != nil {
+			sleep(ctx, h.o.Renew)
+			continue // the renewals decide while etcd is away
+		}
+		if len(r.Kvs) == 0 || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+			select {
+			case lost <- errors.New("the holder key is no longer this host's"):
+			default:
+			}
+			return
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for wr := range h.o.Client.Watch(wctx, h.key(), clientv3.WithRev(r.Header.Revision+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete || clientv3.LeaseID(ev.Kv.Lease) != lease {
+					cancel()
+					select {
+					case lost <- errors.New("the holder key was deleted or taken"):
+					default:
+					}
+					return
+				}
+			}
+		}
+		cancel()
+	}
+}
+
+// renew renews the lease every Renew and reports until when it is sure to be alive
+// (the time the renewal was sent plus its TTL: etcd counts from when it receives it).
+func (h *Holder) renew(ctx context.Context, lease clientv3.LeaseID, safe time.Time, renewed chan time.Time, lost chan<- error) {
+	t := time.NewTicker(h.o.Renew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		kctx, cancel := context.WithDeadline(ctx, safe)
+		r, err := h.o.Client.KeepAliveOnce(kctx, lease)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				continue // the give-up timer decides
+			}
+			if isLeaseGone(err) {
+				select {
+				case lost <- err:
+				default:
+				}
+				return
+			}
+			continue
+		}
+		if r.TTL <= 0 {
+			select {
+			case lost <- rpctypes.ErrLeaseNotFound:
+			default:
+			}
+			return
+		}
+		safe = sent.Add(time.Duration(r.TTL) * time.Second)
+		select {
+		case <-renewed:
+		default:
+		}
+		renewed <- safe
+	}
+}
+
+func isLeaseGone(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }
+
+// sync makes the interface carry exactly the addresses to hold now, and announces
+// the ones it added.
+func (h *Holder) sync() {
+	want := h.o.Addresses()
+	slices.SortFunc(want, netip.Addr.Compare)
+	want = slices.Compact(want)
+	var added []netip.Addr
+	for _, a := range want {
+		if slices.Contains(h.held, a) {
+			continue
+		}
+		if err := netlink.AddrAdd(h.link, addrOf(a)); err != nil && !errors.Is(err, unix.EEXIST) {
+			if !h.failing[a] { // retried every 0.5 s: say it once
+				h.o.Log.Error("add frontend address (retrying)", "addr", a.String(), "interface", h.o.Interface, "err", err)
+				h.failing[a] = true
+			}
+			continue
+		}
+		delete(h.failing, a)
+		h.held = append(h.held, a)
+		added = append(added, a)
+	}
+	var keep []netip.Addr
+	for _, a := range h.held {
+		if slices.Contains(want, a) {
+			keep = append(keep, a)
+		} else {
+			h.del(a)
+		}
+	}
+	h.held = keep
+	if len(added) > 0 {
+		h.o.Log.Info("frontend addresses added", "addrs", fmt.Sprint(added), "interface", h.o.Interface)
+		go announce(h.o.Interface, added, h.o.Log)
+	}
+}
+
+func (h *Holder) releaseAll() {
+	for _, a := range h.held {
+		h.del(a)
+	}
+	h.held = nil
+}
+
+func (h *Holder) del(a netip.Addr) {
+	if err := netlink.AddrDel(h.link, addrOf(a)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		h.o.Log.Error("remove frontend address", "addr", a.String(), "interface", h.o.Interface, "err", err)
+	}
+}
+
+// addrOf is a as a host address (/32, /128); IPv6 ones skip duplicate address
+// detection, which would keep them unusable for a second or more.
+func addrOf(a netip.Addr) *netlink.Addr {
+	bits := a.BitLen()
+	n := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+	if a.Is6() {
+		n.Flags = unix.IFA_F_NODAD
+	}
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
