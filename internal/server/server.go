@@ -182,11 +182,6 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			s.leave()
 			s.db.Close()
-		} else if n, e := s.db.AssignIPv6(); e != nil {
-			s.db.Close()
-			err = fmt.Errorf("give NodeBalancers an ipv6: %w", e)
-		} else if n > 0 {
-			cfg.Log.Info("gave existing NodeBalancers an ipv6 from the frontend pool", "count", n)
 		}
 	}
 	if err != nil {
