@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +46,9 @@ type ccmService struct {
 	reservedIPv4     string   // linode-loadbalancer-reserved-ipv4
 	retainReservedIP bool     // linode-loadbalancer-retain-reserved-ipv4 (default true)
 	nodeBalancerID   int      // linode-loadbalancer-nodebalancer-id: take over this one
+	name             string   // the Service's name (in the ACL rules' labels)
+	fwACL            []string // linode-loadbalancer-firewall-acl: {"allowList": {"ipv4": fwACL}}
+	fwID             int      // linode-loadbalancer-firewall-id (wins over fwACL)
 	ports            []ccmPort
 	nodes            []netip.Addr // the nodes' InternalIPs
 }
@@ -129,6 +133,9 @@ func (s ccmService) nodeOpts(p ccmPort, ids map[string]int) []map[string]any {
 	for _, ip := range s.nodes {
 		addr := netip.AddrPortFrom(ip, uint16(p.nodePort)).String()
 		n := map[string]any{"address": addr, "label": ccmNodeName(ip), "weight": 100}
+		if p.protocol != "udp" { // "Mode is not set for UDP protocol"
+			n["mode"] = "accept"
+		}
 		if id, ok := ids[addr]; ok {
 			n["id"] = id
 		}
@@ -189,6 +196,14 @@ func (r *ccmReplay) ensure(s ccmService) ccmNB {
 		if s.reservedIPv4 != "" {
 			body["ipv4"] = s.reservedIPv4
 		}
+		switch { // createNodeBalancer: firewall-id wins, else a firewall made from the ACL
+		case s.fwID != 0:
+			body["firewall_id"] = s.fwID
+		case s.fwACL != nil:
+			var fw struct{ ID int }
+			r.call("POST", "/networking/firewalls", map[string]any{"label": body["label"], "tags": s.tags, "rules": s.aclRules(body["label"].(string))}, "", &fw)
+			body["firewall_id"] = fw.ID
+		}
 		r.call("POST", "/nodebalancers", body, "", &nb)
 		r.ip = nb.IPv4
 		return nb
@@ -199,8 +214,7 @@ func (r *ccmReplay) ensure(s ccmService) ccmNB {
 	if !slices.Equal(nb.Tags, s.tags) {
 		r.call("PUT", "/nodebalancers/"+strconv.Itoa(nb.ID), map[string]any{"label": nb.Label, "client_conn_throttle": nb.ClientConnThrottle, "tags": s.tags}, "", &nb)
 	}
-	// UpdateNodeBalancerFirewall without firewall annotations: list what is attached.
-	r.call("GET", "/nodebalancers/"+strconv.Itoa(nb.ID)+"/firewalls", nil, "", nil)
+	r.updateFirewall(s, nb)
 
 	var cfgs ccmPage[map[string]any]
 	r.call("GET", "/nodebalancers/"+strconv.Itoa(nb.ID)+"/configs", nil, "", &cfgs)
@@ -246,6 +260,84 @@ func (r *ccmReplay) ensure(s ccmService) ccmNB {
 	return nb
 }
 
+// aclRules is CreateFirewallOptsForSvc/processACL for an allow list: one accept rule
+// (protocol TCP, the Service's ports), inbound policy DROP, outbound ACCEPT.
+func (s ccmService) aclRules(label string) map[string]any {
+	ports := []string{}
+	for _, p := range s.ports {
+		ports = append(ports, strconv.Itoa(p.port))
+	}
+	return map[string]any{
+		"inbound": []map[string]any{{"action": "ACCEPT", "label": "ACCEPT-" + s.name,
+			"description": "Created by linode-ccm: " + label + ", for " + s.name, "ports": strings.Join(ports, ","),
+			"protocol": "TCP", "addresses": map[string]any{"ipv4": s.fwACL}}},
+		"inbound_policy": "DROP", "outbound": nil, "outbound_policy": "ACCEPT",
+	}
+}
+
+type ccmFirewall struct {
+	ID    int    `json:"id"`
+	Label string `json:"label"`
+}
+
+// nbDevice is getNodeBalancerDeviceID: the id of nb's device on firewall fw.
+func (r *ccmReplay) nbDevice(fw, nb int) (id int, found bool, devices int) {
+	var pg ccmPage[struct {
+		ID     int `json:"id"`
+		Entity struct {
+			ID int `json:"id"`
+		} `json:"entity"`
+	}]
+	r.call("GET", fmt.Sprintf("/networking/firewalls/%d/devices", fw), nil, "", &pg)
+	for _, d := range pg.Data {
+		if d.Entity.ID == nb {
+			return d.ID, true, len(pg.Data)
+		}
+	}
+	return 0, false, len(pg.Data)
+}
+
+// updateFirewall is UpdateNodeBalancerFirewall.
+func (r *ccmReplay) updateFirewall(s ccmService, nb ccmNB) {
+	r.e.t.Helper()
+	var fws ccmPage[ccmFirewall]
+	r.call("GET", fmt.Sprintf("/nodebalancers/%d/firewalls", nb.ID), nil, "", &fws)
+	if len(fws.Data) > 1 {
+		r.e.t.Fatalf("ErrTooManyNBFirewalls: %+v", fws.Data)
+	}
+	switch {
+	case s.fwID != 0: // updateServiceFirewall: attach the new one, then detach the old
+		if len(fws.Data) == 1 && fws.Data[0].ID == s.fwID {
+			return
+		}
+		r.call("POST", fmt.Sprintf("/networking/firewalls/%d/devices", s.fwID), map[string]any{"id": nb.ID, "type": "nodebalancer"}, "", nil)
+		if len(fws.Data) == 1 {
+			dev, ok, _ := r.nbDevice(fws.Data[0].ID, nb.ID)
+			if !ok {
+				r.e.t.Fatal("error in fetching attached nodeBalancer device")
+			}
+			r.call("DELETE", fmt.Sprintf("/networking/firewalls/%d/devices/%d", fws.Data[0].ID, dev), nil, "", nil)
+		}
+	case s.fwACL != nil: // updateNodeBalancerFirewallWithACL
+		if len(fws.Data) == 0 {
+			var fw struct{ ID int }
+			r.call("POST", "/networking/firewalls", map[string]any{"label": nb.Label, "tags": s.tags, "rules": s.aclRules(nb.Label)}, "", &fw)
+			r.call("POST", fmt.Sprintf("/networking/firewalls/%d/devices", fw.ID), map[string]any{"id": nb.ID, "type": "nodebalancer"}, "", nil)
+			return
+		}
+		// ruleChanged decides whether to send; sending the same rules again is harmless.
+		r.call("PUT", fmt.Sprintf("/networking/firewalls/%d/rules", fws.Data[0].ID), s.aclRules(fws.Data[0].Label), "", nil)
+	case len(fws.Data) == 1: // no annotation: detach, and delete the firewall if nothing else uses it
+		fw := fws.Data[0].ID
+		if dev, ok, _ := r.nbDevice(fw, nb.ID); ok {
+			r.call("DELETE", fmt.Sprintf("/networking/firewalls/%d/devices/%d", fw, dev), nil, "", nil)
+		}
+		if _, _, n := r.nbDevice(fw, nb.ID); n == 0 {
+			r.call("DELETE", fmt.Sprintf("/networking/firewalls/%d", fw), nil, "", nil)
+		}
+	}
+}
+
 // rebuildFromResponse is NodeBalancerConfig.GetRebuildOptions on a config the API
 // returned: its fields, zero values left out (omitzero), check_passive always.
 func rebuildFromResponse(c map[string]any) map[string]any {
@@ -266,6 +358,15 @@ func (r *ccmReplay) delete(s ccmService) {
 	nb, found := r.nodeBalancer()
 	if !found {
 		r.e.t.Fatal("EnsureLoadBalancerDeleted: no NodeBalancer at the Service's address")
+	}
+	if s.fwACL != nil { // DeleteNodeBalancerFirewall: only a firewall the ACL made
+		var fws ccmPage[ccmFirewall]
+		r.call("GET", fmt.Sprintf("/nodebalancers/%d/firewalls", nb.ID), nil, "", &fws)
+		if len(fws.Data) == 1 {
+			if _, _, n := r.nbDevice(fws.Data[0].ID, nb.ID); n <= 1 {
+				r.call("DELETE", fmt.Sprintf("/networking/firewalls/%d", fws.Data[0].ID), nil, "", nil)
+			}
+		}
 	}
 	if !s.retainReservedIP {
 		r.call("DELETE", "/networking/reserved/ips/"+nb.IPv4, nil, "", nil)
@@ -568,5 +669,153 @@ func TestCCMTakesOverANodeBalancerByID(t *testing.T) {
 	e.answers(&http.Client{Timeout: 2 * time.Second}, "http://"+nb.IPv4+":8080/", "node-1")
 	if nbs, err := e.lc.ListNodeBalancers(e.ctx, nil); err != nil || len(nbs) != 1 {
 		t.Fatalf("NodeBalancers: %d, %v; the Service must not create another", len(nbs), err)
+	}
+}
+
+// TestCCMUDPPortAndFirewallAnnotations replays a Service with a tcp and a udp port
+// through the firewall-acl annotation (created with the NodeBalancer, changed,
+// removed), then firewall-id (an operator's firewall attached, then the annotation
+// removed), then the ACL again and the delete, checking traffic from clients inside
+// and outside each allow list.
+func TestCCMUDPPortAndFirewallAnnotations(t *testing.T) {
+	e := udpEnv(t, 2*time.Second)
+	n1 := e.backendIP(1)
+	e.ccmBackend(ccmNodeName(n1), netip.AddrPortFrom(n1, 30080))
+	e.udpNode(ccmNodeName(n1), 1, 0)
+	c1, c2, c3 := e.clientIP(1), e.clientIP(2), e.clientIP(3)
+	web := ccmPort{port: 80, nodePort: 30080, protocol: "tcp", proxyProtocol: "none", algorithm: "roundrobin", check: "connection"}
+	// The CCM's defaults for a udp port: check none, session stickiness, udp_check_port 80.
+	dns := ccmPort{port: 5353, nodePort: udpPort, protocol: "udp", proxyProtocol: "none", algorithm: "roundrobin",
+		stickiness: "session", check: "none", udpCheckPort: 80}
+	svc := ccmService{name: "web", tags: []string{"demo"}, retainReservedIP: true, nodes: []netip.Addr{n1},
+		ports: []ccmPort{web, dns}, fwACL: []string{host(c1).String()}}
+	r := &ccmReplay{e: e}
+	var front80, front5353 netip.AddrPort
+	attached := func(nb ccmNB) []linodego.Firewall {
+		t.Helper()
+		fws, err := e.lc.ListNodeBalancerFirewalls(e.ctx, nb.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fws
+	}
+	udpServed := func(src byte) bool {
+		_, err := e.udpClient(src).ask(front5353, "who?", 300*time.Millisecond)
+		return err == nil
+	}
+	var ownFW *linodego.Firewall
+
+	steps := []struct {
+		name  string
+		edit  func(*ccmService)
+		check func(nb ccmNB)
+	}{
+		{"create: tcp 80 + udp 5353, firewall-acl allows client 1 (firewall_id on create)", nil, func(nb ccmNB) {
+			front80 = netip.AddrPortFrom(netip.MustParseAddr(nb.IPv4), 80)
+			front5353 = netip.AddrPortFrom(netip.MustParseAddr(nb.IPv4), 5353)
+			c := linodego.NodeBalancerConfig{}
+			cfgs, err := e.lc.ListNodeBalancerConfigs(e.ctx, nb.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range cfgs {
+				if x.Port == 5353 {
+					c = x
+				}
+			}
+			if c.Protocol != "udp" || c.UDPCheckPort != 80 || c.CheckPassive || c.Stickiness != "session" || c.Check != "none" {
+				t.Fatalf("udp config %+v", c)
+			}
+			fws := attached(nb)
+			if len(fws) != 1 || fws[0].Rules.InboundPolicy != "DROP" || fws[0].Rules.Inbound[0].Ports != "80,5353" {
+				t.Fatalf("firewalls %+v", fws)
+			}
+			untilProbe(t, c1, front80, true)
+			mustProbe(t, c2, front80, false)
+			// The CCM writes its ACL as TCP rules only ("Nodebalancers support only
+			// TCP"), so under an allow list (inbound policy DROP) the udp port is
+			// closed to every client, inside the list or not.
+			if udpServed(1) || udpServed(2) {
+				t.Fatal("udp answered under an ACL of TCP rules and inbound policy DROP")
+			}
+		}},
+		{"firewall-acl changed: client 2 allowed, client 1 not (PUT rules)", func(s *ccmService) {
+			s.fwACL = []string{host(c2).String()}
+		}, func(nb ccmNB) {
+			untilProbe(t, c1, front80, false)
+			mustProbe(t, c2, front80, true)
+			if fws := attached(nb); len(fws) != 1 || fws[0].Rules.Inbound[0].Addresses.IPv4 == nil || (*fws[0].Rules.Inbound[0].Addresses.IPv4)[0] != host(c2).String() {
+				t.Fatalf("firewalls %+v", fws)
+			}
+		}},
+		{"firewall-acl removed: the device and then the unused firewall deleted", func(s *ccmService) {
+			s.fwACL = nil
+		}, func(nb ccmNB) {
+			untilProbe(t, c1, front80, true)
+			mustProbe(t, c2, front80, true)
+			waitFor(t, 5*time.Second, "udp from client 1 to be answered", func() bool { return udpServed(1) })
+			if got := e.udpClient(2).who(t, front5353); got != "node-1" {
+				t.Fatalf("udp answered by %q", got)
+			}
+			if fws, err := e.lc.ListFirewalls(e.ctx, nil); err != nil || len(fws) != 0 || len(attached(nb)) != 0 {
+				t.Fatalf("firewalls left: %+v, %v", fws, err)
+			}
+		}},
+		{"firewall-id: the operator's firewall (allows client 3) attached by device create", func(s *ccmService) {
+			// Unlike the ACL, the operator's firewall can hold a UDP rule.
+			udpRule := rule("ACCEPT", "client3-udp", "5353", host(c3))
+			udpRule.Protocol = linodego.UDP
+			var err error
+			ownFW, err = e.lc.CreateFirewall(e.ctx, linodego.FirewallCreateOptions{Label: "ops-allow-3",
+				Rules: linodego.FirewallRuleSet{InboundPolicy: "DROP", OutboundPolicy: "ACCEPT",
+					Inbound: []linodego.FirewallRule{rule("ACCEPT", "client3-tcp", "80", host(c3)), udpRule}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.fwID = ownFW.ID
+		}, func(nb ccmNB) {
+			untilProbe(t, c1, front80, false)
+			mustProbe(t, c3, front80, true)
+			if got := e.udpClient(3).who(t, front5353); got != "node-1" {
+				t.Fatalf("udp from client 3 answered by %q", got)
+			}
+			if udpServed(4) {
+				t.Fatal("udp from client 4, outside the firewall's UDP rule, was answered")
+			}
+			if fws := attached(nb); len(fws) != 1 || fws[0].ID != ownFW.ID {
+				t.Fatalf("firewalls %+v, want %d", fws, ownFW.ID)
+			}
+		}},
+		{"firewall-id removed: detached (and, unused, deleted, as the CCM does)", func(s *ccmService) {
+			s.fwID = 0
+		}, func(nb ccmNB) {
+			untilProbe(t, c1, front80, true)
+			if fws, err := e.lc.ListFirewalls(e.ctx, nil); err != nil || len(fws) != 0 {
+				t.Fatalf("firewalls left: %+v, %v", fws, err)
+			}
+		}},
+		{"firewall-acl again on a running Service: created and attached by device create", func(s *ccmService) {
+			s.fwACL = []string{host(c3).String()}
+		}, func(nb ccmNB) {
+			untilProbe(t, c1, front80, false)
+			mustProbe(t, c3, front80, true)
+			if fws := attached(nb); len(fws) != 1 {
+				t.Fatalf("firewalls %+v", fws)
+			}
+		}},
+	}
+	for _, st := range steps {
+		if st.edit != nil {
+			st.edit(&svc)
+		}
+		st.check(r.ensure(svc))
+		t.Logf("%s: ok", st.name)
+	}
+	r.delete(svc)
+	if fws, err := e.lc.ListFirewalls(e.ctx, nil); err != nil || len(fws) != 0 {
+		t.Fatalf("firewalls left after the delete: %+v, %v", fws, err)
+	}
+	if nbs, err := e.lc.ListNodeBalancers(e.ctx, nil); err != nil || len(nbs) != 0 {
+		t.Fatalf("NodeBalancers left: %+v, %v", nbs, err)
 	}
 }
