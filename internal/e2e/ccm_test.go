@@ -585,9 +585,8 @@ func TestCCMServiceLifecycleReplay(t *testing.T) {
 			}
 			e.answers(plain, "http://"+nb.IPv4+":80/", "node-1")
 		}},
-		// The UDP and Cloud Firewall issues add their steps here: a udp port (check
-		// none, check_passive false, udp_check_port) and the firewall-acl/firewall-id
-		// annotations (POST /networking/firewalls, firewall_id on create).
+		// The udp port and the firewall annotations have their own Service:
+		// TestCCMUDPPortAndFirewallAnnotations.
 	}
 	for _, st := range steps {
 		if st.edit != nil {
