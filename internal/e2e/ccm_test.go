@@ -683,9 +683,9 @@ func TestCCMUDPPortAndFirewallAnnotations(t *testing.T) {
 	e.udpNode(ccmNodeName(n1), 1, 0)
 	c1, c2, c3 := e.clientIP(1), e.clientIP(2), e.clientIP(3)
 	web := ccmPort{port: 80, nodePort: 30080, protocol: "tcp", proxyProtocol: "none", algorithm: "roundrobin", check: "connection"}
-	// The CCM's defaults for a udp port: check none, session stickiness, udp_check_port 80.
+	// The CCM's defaults for a udp port (check none, session stickiness), udp-check-port annotated.
 	dns := ccmPort{port: 5353, nodePort: udpPort, protocol: "udp", proxyProtocol: "none", algorithm: "roundrobin",
-		stickiness: "session", check: "none", udpCheckPort: 80}
+		stickiness: "session", check: "none", udpCheckPort: 8053} // linode-loadbalancer-udp-check-port: 8053
 	svc := ccmService{name: "web", tags: []string{"demo"}, retainReservedIP: true, nodes: []netip.Addr{n1},
 		ports: []ccmPort{web, dns}, fwACL: []string{host(c1).String()}}
 	r := &ccmReplay{e: e}
@@ -722,7 +722,7 @@ func TestCCMUDPPortAndFirewallAnnotations(t *testing.T) {
 					c = x
 				}
 			}
-			if c.Protocol != "udp" || c.UDPCheckPort != 80 || c.CheckPassive || c.Stickiness != "session" || c.Check != "none" {
+			if c.Protocol != "udp" || c.UDPCheckPort != 8053 || c.CheckPassive || c.Stickiness != "session" || c.Check != "none" {
 				t.Fatalf("udp config %+v", c)
 			}
 			fws := attached(nb)
