@@ -73,8 +73,13 @@ func run(url, token, region string, nodeIPs []string) error {
 	options.Options.EnableTokenHealthChecker = true
 
 	// Backends: one HTTP server per node address on the Service's node ports.
-	const httpNodePort, tcpNodePort, tlsNodePort = 30080, 30081, 30443
+	const httpNodePort, tcpNodePort, tlsNodePort, udpNodePort = 30080, 30081, 30443, 30053
 	for _, ip := range nodeIPs {
+		stop, err := serveUDPEcho(ip, udpNodePort)
+		if err != nil {
+			return err
+		}
+		defer stop()
 		for _, p := range []int{httpNodePort, tcpNodePort, tlsNodePort} {
 			stop, err := serveBackend(ip, p)
 			if err != nil {
@@ -237,10 +242,47 @@ func run(url, token, region string, nodeIPs []string) error {
 		return err
 	}
 
+	svc.Spec.Ports = append(svc.Spec.Ports, v1.ServicePort{Name: "dns", Protocol: v1.ProtocolUDP, Port: 5353, NodePort: udpNodePort})
+	svc.Annotations[ann+"udp-check-port"] = "8053"
+	// The CCM lets default-protocol (http here) override a UDP port's own protocol,
+	// so the port says udp itself.
+	svc.Annotations[ann+"port-5353"] = `{"protocol":"udp"}`
+	if err := update("add a UDP port 5353 (udp-check-port 8053)"); err != nil {
+		return err
+	}
+	if err := udpTraffic(ip+":5353", 6); err != nil {
+		return err
+	}
+
+	// Clients: the default source address (127.0.0.1) and one bound to 127.0.61.1.
+	const other = "127.0.61.1"
+	svc.Annotations[ann+"firewall-acl"] = `{"allowList":{"ipv4":["127.0.0.1/32"]}}`
+	if err := update("firewall-acl allowList 127.0.0.1/32 (a firewall created and attached)"); err != nil {
+		return err
+	}
+	if err := firewallCheck(ctx, api, ip+":80", map[string]bool{"": true, other: false}); err != nil {
+		return err
+	}
+	svc.Annotations[ann+"firewall-acl"] = `{"allowList":{"ipv4":["` + other + `/32"]}}`
+	if err := update("firewall-acl changed to allowList " + other + "/32 (its rules replaced)"); err != nil {
+		return err
+	}
+	if err := firewallCheck(ctx, api, ip+":80", map[string]bool{"": false, other: true}); err != nil {
+		return err
+	}
+	delete(svc.Annotations, ann+"firewall-acl")
+	if err := update("firewall-acl removed (detached, and the unused firewall deleted)"); err != nil {
+		return err
+	}
+	if err := firewallCheck(ctx, api, ip+":80", map[string]bool{"": true, other: true}); err != nil {
+		return err
+	}
+
 	svc.Spec.Ports = svc.Spec.Ports[:2]
 	delete(svc.Annotations, ann+"port-443")
+	delete(svc.Annotations, ann+"port-5353")
 	nodes = nodes[:1]
-	if err := update("remove port 443 and node-2"); err != nil {
+	if err := update("remove ports 443 and 5353, and node-2"); err != nil {
 		return err
 	}
 
@@ -292,6 +334,9 @@ func show(ctx context.Context, api *linodego.Client, ip string) error {
 		if c.SSLCommonName != "" {
 			cn = " cert CN " + c.SSLCommonName
 		}
+		if c.Protocol == linodego.ProtocolUDP {
+			cn = fmt.Sprintf(" udp_check_port %d check_passive %v", c.UDPCheckPort, c.CheckPassive)
+		}
 		fmt.Printf("  config %d port %d %s algorithm %s stickiness %s check %s proxy_protocol %s%s nodes %v\n",
 			c.ID, c.Port, c.Protocol, c.Algorithm, c.Stickiness, c.Check, c.ProxyProtocol, cn, ns)
 	}
@@ -329,6 +374,120 @@ func traffic(url string, n int, cookies bool) error {
 	}
 	fmt.Printf("GET %s x%d (cookies %v): %v\n", url, n, cookies, got)
 	return nil
+}
+
+// udpTraffic sends n datagrams to addr, each from a new socket, and prints who
+// answered.
+func udpTraffic(addr string, n int) error {
+	var got []string
+	for range n {
+		var reply string
+		var err error
+		for try := 0; try < 20; try++ {
+			if reply, err = udpAsk(addr); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("udp %s: %w", addr, err)
+		}
+		got = append(got, reply)
+	}
+	fmt.Printf("UDP %s x%d: %v\n", addr, n, got)
+	return nil
+}
+
+func udpAsk(addr string) (string, error) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := c.Write([]byte("who?")); err != nil {
+		return "", err
+	}
+	b := make([]byte, 512)
+	n, err := c.Read(b)
+	return string(b[:n]), err
+}
+
+// serveUDPEcho answers every datagram with its own address.
+func serveUDPEcho(ip string, port int) (func(), error) {
+	addr := net.JoinHostPort(ip, fmt.Sprint(port))
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		b := make([]byte, 512)
+		for {
+			_, from, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			c.WriteTo([]byte(addr), from)
+		}
+	}()
+	return func() { c.Close() }, nil
+}
+
+// firewallCheck prints the firewalls attached to the NodeBalancer at front's address
+// and waits (up to 5 s) until each client source address ("" for the default) is
+// served or dropped on front as want says.
+func firewallCheck(ctx context.Context, api *linodego.Client, front string, want map[string]bool) error {
+	host, _, _ := net.SplitHostPort(front)
+	f, _ := json.Marshal(map[string]string{"ipv4": host})
+	nbs, err := api.ListNodeBalancers(ctx, &linodego.ListOptions{Filter: string(f)})
+	if err != nil || len(nbs) != 1 {
+		return fmt.Errorf("NodeBalancer at %s: %d, %v", host, len(nbs), err)
+	}
+	fws, err := api.ListNodeBalancerFirewalls(ctx, nbs[0].ID, nil)
+	if err != nil {
+		return err
+	}
+	all, err := api.ListFirewalls(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, fw := range fws {
+		fmt.Printf("  firewall %d %s inbound_policy %s rules %+v\n", fw.ID, fw.Label, fw.Rules.InboundPolicy, fw.Rules.Inbound)
+	}
+	fmt.Printf("  %d firewall(s) attached, %d on the server\n", len(fws), len(all))
+	for src, served := range want {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := tcpServed(src, front)
+			if got == served {
+				name := src
+				if name == "" {
+					name = "default source"
+				}
+				fmt.Printf("  client %s → %s: served %v\n", name, front, got)
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("client %q → %s: served %v, want %v", src, front, got, served)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// tcpServed reports whether an HTTP request from src to front got an answer.
+func tcpServed(src, front string) bool {
+	d := &net.Dialer{Timeout: time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + front + "/")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
 }
 
 // serveBackend answers every request with its own address, and /healthz with ok.

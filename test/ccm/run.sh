@@ -9,7 +9,8 @@ repo=$(cd "$here/../.." && pwd)
 work=$(cd "${1:?usage: run.sh WORK}" && pwd)
 test -x "$work/driver/ccmrun" || "$here/build.sh" "$work"
 tmp=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+pid=
+trap 'if [ -n "$pid" ]; then kill $pid 2>/dev/null; wait $pid 2>/dev/null; fi; rm -rf "$tmp"' EXIT
 (cd "$repo" && go build -o "$tmp/nodebalancer" ./cmd/nodebalancer)
 token=ccm-run-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 listen=127.0.59.254:18080
@@ -22,6 +23,10 @@ until curl -fs "http://$listen/healthz" >/dev/null 2>&1; do
 done
 rc=0
 "$work/driver/ccmrun" -url "http://$listen" -token "$token" -region local -nodes 127.0.60.1,127.0.60.2 || rc=$?
+# The server logs asynchronously: stop it so that its log is complete.
+kill $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+pid=
 echo "--- the API requests the server saw (its debug log: method path status)"
 grep '"msg":"api request"' "$tmp/server.log" | sed -E 's/.*"method":"([A-Z]+)","path":"([^"]+)","status":([0-9]+).*/\1 \2 \3/'
 echo "--- server warnings and errors"
