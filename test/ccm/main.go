@@ -80,7 +80,8 @@ func run(url, token, region string, nodeIPs []string) error {
 			return err
 		}
 		defer stop()
-		for _, p := range []int{httpNodePort, tcpNodePort, tlsNodePort} {
+		// 8053 is the udp port's udp_check_port: its connection check dials it.
+		for _, p := range []int{httpNodePort, tcpNodePort, tlsNodePort, 8053} {
 			stop, err := serveBackend(ip, p)
 			if err != nil {
 				return err
