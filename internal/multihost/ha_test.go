@@ -386,7 +386,7 @@ func TestFrontendFailover(t *testing.T) {
 	hosts := map[string]*host{}
 	start := func(id string) *host {
 		t.Helper()
-		h := mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0],
+		h := mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s", // start-up on a loaded CI machine
 			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
 			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "5s")
 		hosts[id] = h
