@@ -3,6 +3,8 @@ package balance
 import (
 	"fmt"
 	"sync/atomic"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
 )
 
 // Status is the health of a backend node as the health checker last saw it.
@@ -21,11 +23,11 @@ const (
 func (s Status) String() string {
 	switch s {
 	case StatusUnknown:
-		return "Unknown"
+		return string(model.StatusUnknown)
 	case StatusUp:
-		return "UP"
+		return string(model.StatusUp)
 	case StatusDown:
-		return "DOWN"
+		return string(model.StatusDown)
 	}
 	return fmt.Sprintf("Status(%d)", int32(s))
 }
@@ -45,12 +47,13 @@ const (
 	ModeBackup
 )
 
-var modeNames = [...]string{ModeAccept: "accept", ModeReject: "reject", ModeDrain: "drain", ModeBackup: "backup"}
+// modeNames ties each Mode to the model's spelling, the one place the names live.
+var modeNames = [...]model.Mode{ModeAccept: model.ModeAccept, ModeReject: model.ModeReject, ModeDrain: model.ModeDrain, ModeBackup: model.ModeBackup}
 
 // String returns the API spelling of the mode.
 func (m Mode) String() string {
 	if int(m) < len(modeNames) {
-		return modeNames[m]
+		return string(modeNames[m])
 	}
 	return fmt.Sprintf("Mode(%d)", uint8(m))
 }
@@ -59,7 +62,7 @@ func (m Mode) String() string {
 // "backup"). Matching is exact, as the API's is.
 func ParseMode(s string) (Mode, error) {
 	for i, name := range modeNames {
-		if s == name {
+		if s == string(name) {
 			return Mode(i), nil
 		}
 	}
@@ -82,12 +85,13 @@ const (
 	RingHash
 )
 
-var algorithmNames = [...]string{RoundRobin: "roundrobin", LeastConn: "leastconn", Source: "source", RingHash: "ring_hash"}
+// algorithmNames ties each Algorithm to the model's spelling.
+var algorithmNames = [...]model.Algorithm{RoundRobin: model.AlgorithmRoundRobin, LeastConn: model.AlgorithmLeastConn, Source: model.AlgorithmSource, RingHash: model.AlgorithmRingHash}
 
 // String returns the API spelling of the algorithm.
 func (a Algorithm) String() string {
 	if int(a) < len(algorithmNames) {
-		return algorithmNames[a]
+		return string(algorithmNames[a])
 	}
 	return fmt.Sprintf("Algorithm(%d)", uint8(a))
 }
@@ -96,7 +100,7 @@ func (a Algorithm) String() string {
 // "leastconn", "source", "ring_hash").
 func ParseAlgorithm(s string) (Algorithm, error) {
 	for i, name := range algorithmNames {
-		if s == name {
+		if s == string(name) {
 			return Algorithm(i), nil
 		}
 	}
