@@ -389,7 +389,7 @@ func (p *Plane) converge(cs *store.ConfigState) {
 		return
 	}
 	if c.Protocol == model.ProtocolUDP {
-		p.convergeUDP(cs, ips[0]) // udp listens on the ipv4 only, for now
+		p.convergeUDP(cs, ips)
 		return
 	}
 	p.removeUDP(c.ID) // the config was udp until now

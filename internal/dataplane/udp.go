@@ -27,7 +27,9 @@ type udpState struct {
 // udpConfig is one running udp config.
 type udpConfig struct {
 	proxy   *udpproxy.Proxy
-	cfg     model.Config // as served, to tell whether a change touched it
+	v6      *udpproxy.Proxy // on the NodeBalancer's ipv6 when it has one and it binds; same snapshot
+	addr6   netip.AddrPort  // the ipv6 address wanted, served or not
+	cfg     model.Config    // as served, to tell whether a change touched it
 	nodes   []model.Node
 	limiter *throttle.Limiter
 	sticky  *balance.StickyTable
@@ -51,8 +53,9 @@ func (p *Plane) udpTimeout() time.Duration {
 	return model.UDPSessionTimeout * time.Second
 }
 
-// convergeUDP makes udp config cs served on ip as the state says. p.mu is held.
-func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
+// convergeUDP makes udp config cs served on ips (the NodeBalancer's ipv4, then its
+// ipv6 when it has one) as the state says. p.mu is held.
+func (p *Plane) convergeUDP(cs *store.ConfigState, ips []netip.Addr) {
 	nb, c := cs.NodeBalancer, cs.Config
 	if p.udp.configs == nil {
 		p.udp.configs = map[int]*udpConfig{}
@@ -63,13 +66,17 @@ func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
 		delete(p.listeners, c.ID)
 		delete(p.sticky, c.ID)
 	}
-	addr := netip.AddrPortFrom(ip, uint16(c.Port))
+	addr := netip.AddrPortFrom(ips[0], uint16(c.Port))
+	var addr6 netip.AddrPort
+	if len(ips) > 1 {
+		addr6 = netip.AddrPortFrom(ips[1], uint16(c.Port))
+	}
 	limiter := p.udpLimiter(nb.ID, nb.ClientUDPSessThrottle)
 	u := p.udp.configs[c.ID]
-	if u != nil && u.proxy.Addr() == addr && u.limiter == limiter && u.cfg == c && slices.Equal(u.nodes, cs.Nodes) {
+	if u != nil && u.proxy.Addr() == addr && u.addr6 == addr6 && u.limiter == limiter && u.cfg == c && slices.Equal(u.nodes, cs.Nodes) {
 		return // unchanged (a NodeBalancer label, say)
 	}
-	if u != nil && u.proxy.Addr() != addr {
+	if u != nil && (u.proxy.Addr() != addr || u.addr6 != addr6) {
 		p.removeUDP(c.ID)
 		u = nil
 	}
@@ -90,18 +97,29 @@ func (p *Plane) convergeUDP(cs *store.ConfigState, ip netip.Addr) {
 	}
 	p.dropBackends(c.ID, p.round)
 	if u.proxy == nil {
-		u.proxy, err = udpproxy.Listen(addr, s, udpproxy.Options{
+		opts := udpproxy.Options{
 			Log: p.log, Source: p.opts.BackendSource, Now: p.now,
 			Active: &p.active, MaxSessions: int64(p.opts.MaxConns), AccessLog: p.opts.UDPAccessLog,
-		})
+		}
+		u.proxy, err = udpproxy.Listen(addr, s, opts)
 		if err != nil {
 			p.fail(nb.ID, c.ID, addr, err)
 			return
 		}
+		u.addr6 = addr6
+		if addr6.IsValid() {
+			// As for tcp: an ipv6 the host cannot bind is logged and the ipv4 serves.
+			if u.v6, err = udpproxy.Listen(addr6, s, opts); err != nil {
+				p.log.Error("cannot listen on every address; serving the others", "config_id", c.ID, "addr", addr6.String(), "protocol", "udp", "err", err)
+			}
+		}
 		p.udp.configs[c.ID] = u
-		p.log.Info("listener open", "nodebalancer_id", nb.ID, "config_id", c.ID, "addr", addr.String(), "protocol", "udp")
+		p.log.Info("listener open", "nodebalancer_id", nb.ID, "config_id", c.ID, "addr", addr.String(), "addr6", addr6.String(), "protocol", "udp")
 	} else {
 		u.proxy.SetSnapshot(s)
+		if u.v6 != nil {
+			u.v6.SetSnapshot(s)
+		}
 	}
 	u.cfg, u.nodes, u.limiter = c, cs.Nodes, limiter
 	delete(p.failed, c.ID)
@@ -206,7 +224,7 @@ func (p *Plane) removeUDP(id int) {
 	if u == nil {
 		return
 	}
-	u.proxy.Close()
+	u.close()
 	delete(p.udp.configs, id)
 	p.log.Info("listener closed", "config_id", id, "addr", u.proxy.Addr().String(), "protocol", "udp")
 }
@@ -257,8 +275,16 @@ func (p *Plane) udpStatusChanged(id int) bool {
 // closeUDP closes every udp proxy. p.mu is held.
 func (p *Plane) closeUDP() {
 	for id, u := range p.udp.configs {
-		u.proxy.Close()
+		u.close()
 		delete(p.udp.configs, id)
+	}
+}
+
+// close closes the config's proxies; their sessions end.
+func (u *udpConfig) close() {
+	u.proxy.Close()
+	if u.v6 != nil {
+		u.v6.Close()
 	}
 }
 
@@ -267,7 +293,11 @@ func (p *Plane) UDPSessions(id int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if u := p.udp.configs[id]; u != nil {
-		return u.proxy.Sessions()
+		n := u.proxy.Sessions()
+		if u.v6 != nil {
+			n += u.v6.Sessions()
+		}
+		return n
 	}
 	return 0
 }

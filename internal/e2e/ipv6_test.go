@@ -273,3 +273,42 @@ func TestIPv6ClientsThrottleStickinessAndSourceHashing(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6UDPConfigAnswersOnBothAddresses: a udp config listens on its NodeBalancer's
+// ipv4 and ipv6, and a v6 client's session is answered from the v6 frontend.
+func TestIPv6UDPConfigAnswersOnBothAddresses(t *testing.T) {
+	if !testnet.InNetNS(t, ula) {
+		return
+	}
+	e := newEnv6(t)
+	echo := testnet.ServeUDPEcho(t, "echo", netip.AddrPortFrom(e.backendIP(1), udpPort).String())
+	nb, err := e.lc.CreateNodeBalancer(e.ctx, linodego.NodeBalancerCreateOptions{Region: "local"})
+	if err != nil || nb.IPv6 == nil {
+		t.Fatalf("create: %+v %v", nb, err)
+	}
+	cfg, err := e.lc.CreateNodeBalancerConfig(e.ctx, nb.ID, linodego.NodeBalancerConfigCreateOptions{Port: 5353, Protocol: linodego.ProtocolUDP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.lc.CreateNodeBalancerNode(e.ctx, nb.ID, cfg.ID, linodego.NodeBalancerNodeCreateOptions{Address: echo.Addr().String(), Label: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		src   netip.Addr
+		front netip.AddrPort
+	}{
+		{e.clientIP(1), netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), 5353)},
+		{e.client6(1), netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv6), 5353)},
+	} {
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(c.src, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &udpClient{c: conn, buf: make([]byte, 1<<16)}
+		waitFor(t, modeChangeBound, "a udp answer from "+c.front.String(), func() bool {
+			got, err := u.ask(c.front, "who?", 100*time.Millisecond)
+			return err == nil && got == "echo"
+		})
+		conn.Close()
+	}
+}
