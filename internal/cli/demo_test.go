@@ -3,46 +3,21 @@ package cli
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/testbin"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// buildBinary builds cmd/nodebalancer once for every test of the package that runs
-// the real binary.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nodebalancer-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "nodebalancer")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/nodebalancer").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// buildBinary builds nodebalancer once per test run.
+func buildBinary(t *testing.T) string { return testbin.Nodebalancer(t) }
 
 // TestDemoEndToEnd runs the real binary's demo: it must balance 25/25/50, follow a
 // drain made with the CLI, and stop cleanly on SIGINT leaving no listener behind.
@@ -149,8 +124,6 @@ func TestDemoEndToEnd(t *testing.T) {
 // TestMain removes the binary buildBinary made.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testbin.Remove()
 	os.Exit(code)
 }

@@ -10,44 +10,21 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nodebalancer/nodebalancer/internal/testbin"
+
 	"github.com/linode/linodego"
 )
 
 const token = "multihost-test-token-0123456789abcdef"
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // buildBinary builds nodebalancer once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nodebalancer-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "nodebalancer")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/nodebalancer").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func buildBinary(t *testing.T) string { return testbin.Nodebalancer(t) }
 
 // host is one running `nodebalancer serve`.
 type host struct {
@@ -215,4 +192,11 @@ func tcpNB(t *testing.T, h *host, label string, port int, node string) (*linodeg
 			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "node1", Address: node, Weight: 100, Mode: linodego.ModeAccept}},
 		}},
 	})
+}
+
+// TestMain removes the binary buildBinary made.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Remove()
+	os.Exit(code)
 }
