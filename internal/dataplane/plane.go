@@ -110,6 +110,10 @@ type Plane struct {
 	ready     atomic.Bool
 	accessLog accessLogger
 	udp       udpState // udp configs (udp.go)
+
+	// reused and rebuilt count the pools built from the previous snapshot
+	// (reuseNodes) and from scratch (buildNodes), for tests. Guarded by mu.
+	reused, rebuilt int
 }
 
 type limiterEntry struct {
