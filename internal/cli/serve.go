@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/dataplane"
 	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/server"
 	"github.com/nodebalancer/nodebalancer/internal/store"
@@ -42,6 +43,7 @@ func version() string {
 type serveFlags struct {
 	listen, data, frontendPool, backendCIDRs, region, logLevel, backendSource string
 	grace, tcpIdle                                                            time.Duration
+	tcpEngine                                                                 string
 	maxConns                                                                  int
 	accessLog, metricsListen                                                  string
 	metricsToken, metricsNodeSeries                                           bool
@@ -101,6 +103,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.backendSource, "backend-source", "", "local IP address for connections to nodes (default: chosen by the system)")
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
 	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
+	fl.StringVar(&f.tcpEngine, "tcp-engine", dataplane.TCPEngineEpoll, "how tcp configs are served: epoll (event loops of their own, no goroutine per session; Linux only, elsewhere goroutine) or goroutine (two goroutines per session over Go's net package)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better (default true when --listen or --metrics-listen is not a loopback address)")
@@ -238,6 +241,12 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--tcp-idle-timeout must be at least 1s (or 0 to turn it off)")
 	}
 	cfg.TCPIdleTimeout = f.tcpIdle
+	switch f.tcpEngine {
+	case "", dataplane.TCPEngineEpoll, dataplane.TCPEngineGoroutine:
+		cfg.TCPEngine = f.tcpEngine
+	default:
+		return cfg, fmt.Errorf("--tcp-engine: %q is not epoll or goroutine", f.tcpEngine)
+	}
 	if f.maxConns < 1 {
 		return cfg, fmt.Errorf("--max-conns must be at least 1")
 	}

@@ -58,6 +58,8 @@ type Config struct {
 	MaxConns int
 	// TCPIdleTimeout, when positive, ends tcp sessions silent that long.
 	TCPIdleTimeout time.Duration
+	// TCPEngine is how tcp configs are served (dataplane.Options.TCPEngine).
+	TCPEngine string
 	// BackendSource, when valid, is the local address of connections to nodes.
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
@@ -454,6 +456,7 @@ func (s *Server) Run(ctx context.Context) error {
 		BackendSource: s.cfg.BackendSource,
 		Grace:         s.cfg.ShutdownGrace,
 		Timeouts:      dataplane.Timeouts{TCPIdle: s.cfg.TCPIdleTimeout},
+		TCPEngine:     s.cfg.TCPEngine,
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
