@@ -25,8 +25,10 @@ package dataplane
 // path adds to.
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -70,6 +72,9 @@ type engine struct {
 	loops []*loop
 	wg    sync.WaitGroup
 	epoch time.Time
+	// keepAliveAfter is the package's, read once: the loops do not race a test
+	// that changes it.
+	keepAliveAfter time.Duration
 	// src is Options.BackendSource as a socket address (len 0: none).
 	src    unix.RawSockaddrAny
 	srcLen uint32
@@ -77,7 +82,7 @@ type engine struct {
 
 // newEngine starts n event loops.
 func newEngine(p *Plane, n int) (*engine, error) {
-	e := &engine{p: p, epoch: time.Now()}
+	e := &engine{p: p, epoch: time.Now(), keepAliveAfter: keepAliveAfter}
 	if a := p.opts.BackendSource; a.IsValid() {
 		e.srcLen = putSockaddr(&e.src, netip.AddrPortFrom(a, 0))
 	}
@@ -85,7 +90,7 @@ func newEngine(p *Plane, n int) (*engine, error) {
 		lp, err := newLoop(e, i)
 		if err != nil {
 			for _, lp := range e.loops {
-				unix.Close(lp.epfd)
+				lp.file.Close()
 				unix.Close(lp.wakefd)
 			}
 			return nil, err
@@ -160,6 +165,9 @@ type loop struct {
 	p      *Plane
 	idx    int
 	epfd   int
+	file   *os.File        // epfd, registered in Go's poller
+	rc     syscall.RawConn // of file
+	armed  int64           // file's read deadline (loop clock), 0 when none
 	wakefd int
 	events []unix.EpollEvent
 	buf    *[]byte // read buffer; a write that cannot finish keeps it (flow.buf)
@@ -209,7 +217,23 @@ func newLoop(e *engine, idx int) (*loop, error) {
 		unix.Close(wfd)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
-	return &loop{e: e, p: e.p, idx: idx, epfd: epfd, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
+	// os.NewFile registers a non-blocking descriptor with Go's poller.
+	var rc syscall.RawConn
+	f := (*os.File)(nil)
+	if err = unix.SetNonblock(epfd, true); err == nil {
+		f = os.NewFile(uintptr(epfd), "epoll")
+		rc, err = f.SyscallConn()
+	}
+	if err != nil {
+		if f != nil {
+			f.Close()
+		} else {
+			unix.Close(epfd)
+		}
+		unix.Close(wfd)
+		return nil, fmt.Errorf("epoll set in the poller: %w", err)
+	}
+	return &loop{e: e, p: e.p, idx: idx, epfd: epfd, file: f, rc: rc, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
 		buf: copyBufPool.Get().(*[]byte)}, nil
 }
 
@@ -228,9 +252,9 @@ func (lp *loop) run() {
 	defer lp.e.wg.Done()
 	lp.clock()
 	for !lp.stopped {
-		n, err := unix.EpollWait(lp.epfd, lp.events, lp.timeout())
+		n, err := lp.wait()
 		lp.clock()
-		if err != nil && err != unix.EINTR {
+		if err != nil {
 			lp.p.log.Error("tcp engine: epoll_wait failed", "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
@@ -240,9 +264,51 @@ func (lp *loop) run() {
 		}
 		lp.expire()
 	}
-	unix.Close(lp.epfd)
+	lp.file.Close() // the epoll set, out of Go's poller
 	unix.Close(lp.wakefd)
 	copyBufPool.Put(lp.buf)
+}
+
+// wait returns the next events of the loop's epoll set: at once when it has some;
+// otherwise the goroutine parks in Go's poller (the epoll set is a pollable
+// descriptor) until it has, or until the next timer is due. A thread blocked in
+// epoll_wait instead would have the runtime hand its P to another thread and back
+// on every wake-up.
+func (lp *loop) wait() (int, error) {
+	next := lp.next()
+	if next >= 0 && next <= lp.now || len(lp.again) > 0 {
+		n, errno := epollWait0(lp.epfd, lp.events)
+		if errno != 0 && errno != unix.EINTR {
+			return 0, errno
+		}
+		return n, nil
+	}
+	// The file's read deadline wakes the loop for its timers. It is moved only when
+	// it must come sooner (or has passed): a deadline that comes early costs a wake-up
+	// that finds nothing due, rather than a timer change per wait.
+	switch {
+	case next < 0 && lp.armed != 0:
+		lp.file.SetReadDeadline(time.Time{})
+		lp.armed = 0
+	case next >= 0 && (lp.armed == 0 || next < lp.armed || lp.armed <= lp.now):
+		lp.file.SetReadDeadline(lp.e.epoch.Add(time.Duration(next)))
+		lp.armed = next
+	}
+	var n int
+	var errno syscall.Errno
+	err := lp.rc.Read(func(uintptr) bool {
+		n, errno = epollWait0(lp.epfd, lp.events)
+		return n > 0 || errno != 0 && errno != unix.EINTR && errno != unix.EAGAIN
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case errno != 0 && errno != unix.EINTR:
+		return 0, errno
+	}
+	return n, nil
 }
 
 func (lp *loop) dispatch(ev *unix.EpollEvent) {
@@ -277,11 +343,8 @@ func (lp *loop) runCommands() {
 	lp.running = cmds
 }
 
-// timeout is how long the next wait may block, in milliseconds (-1: until an event).
-func (lp *loop) timeout() int {
-	if len(lp.again) > 0 {
-		return 0
-	}
+// next is when the next timer of the loop is due (loop clock), -1 when none is.
+func (lp *loop) next() int64 {
 	next := int64(-1)
 	due := func(l *slist, after time.Duration) {
 		if l.head != nil {
@@ -292,7 +355,7 @@ func (lp *loop) timeout() int {
 	}
 	t := &lp.p.opts.Timeouts
 	due(&lp.connecting, t.Connect)
-	due(&lp.young, keepAliveAfter)
+	due(&lp.young, lp.e.keepAliveAfter)
 	due(&lp.halfClosed, t.HalfClose)
 	if lp.idle > 0 && (next < 0 || lp.nextSweep < next) {
 		next = lp.nextSweep
@@ -302,13 +365,7 @@ func (lp *loop) timeout() int {
 			next = pl.until
 		}
 	}
-	if next < 0 {
-		return -1
-	}
-	if next <= lp.now {
-		return 0
-	}
-	return int((next - lp.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+	return next
 }
 
 // expire runs what is due: connect timeouts, keep-alive on sessions that lasted,
@@ -318,7 +375,7 @@ func (lp *loop) expire() {
 	for x := lp.connecting.head; x != nil && lp.now-x.since >= int64(t.Connect); x = lp.connecting.head {
 		lp.connectFailed(x)
 	}
-	for x := lp.young.head; x != nil && lp.now-x.since >= int64(keepAliveAfter); x = lp.young.head {
+	for x := lp.young.head; x != nil && lp.now-x.since >= int64(lp.e.keepAliveAfter); x = lp.young.head {
 		setKeepAlive(x.nfd)
 		lp.move(x, &lp.old)
 	}
@@ -603,7 +660,7 @@ func (lp *loop) admit(ls *lsock, fd int, src netip.AddrPort) {
 		x.start = time.Now()
 	}
 	ev := x.token(kindClient)
-	if unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev) != nil {
+	if epollAdd(lp.epfd, fd, &ev) != 0 {
 		lp.end(x)
 		return
 	}
@@ -622,12 +679,12 @@ func (lp *loop) dial(x *session) {
 		fd, errno := lp.connect(be.addr)
 		if errno == 0 {
 			ev := x.token(kindNode)
-			if unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev) == nil {
+			if epollAdd(lp.epfd, fd, &ev) == 0 {
 				x.n, x.nfd = n, fd
 				lp.move(x, &lp.connecting)
 				return
 			}
-			unix.Close(fd)
+			closeFD(fd)
 		}
 		be.passiveFailure()
 		x.tried = n
@@ -646,21 +703,22 @@ func (lp *loop) connect(addr netip.AddrPort) (int, syscall.Errno) {
 	if addr.Addr().Is6() {
 		fam = unix.AF_INET6
 	}
-	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err.(syscall.Errno)
+	r, _, errno := syscall.RawSyscall(syscall.SYS_SOCKET, uintptr(fam), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, errno
 	}
+	fd := int(r)
 	// As Go's dialer does: small writes (an answer, a request) leave at once.
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	setNoDelay(fd)
 	if e := lp.e; e.srcLen > 0 && int(e.src.Addr.Family) == fam {
-		if _, _, errno := syscall.Syscall(syscall.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&e.src)), uintptr(e.srcLen)); errno != 0 {
-			unix.Close(fd)
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&e.src)), uintptr(e.srcLen)); errno != 0 {
+			closeFD(fd)
 			return -1, errno
 		}
 	}
-	_, _, errno := syscall.Syscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(salen))
+	_, _, errno = syscall.RawSyscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(salen))
 	if errno != 0 && errno != unix.EINPROGRESS {
-		unix.Close(fd)
+		closeFD(fd)
 		return -1, errno
 	}
 	return fd, 0
@@ -670,7 +728,7 @@ func (lp *loop) connect(addr netip.AddrPort) (int, syscall.Errno) {
 // the next one.
 func (lp *loop) connectFailed(x *session) {
 	x.n.Data.(*backend).passiveFailure()
-	unix.Close(x.nfd)
+	closeFD(x.nfd)
 	x.nfd = -1
 	x.tried, x.n = x.n, nil
 	x.wr[1], x.hup[1], x.flow[1].readable = false, false, false
@@ -802,13 +860,13 @@ func (lp *loop) pump(x *session, d int) bool {
 			if !x.wr[1-d] {
 				return true
 			}
-			n, err := splice(p.r, dst, p.n)
-			switch err {
-			case nil:
-			case syscall.EAGAIN:
+			n, errno := rawSplice(p.r, dst, p.n)
+			switch errno {
+			case 0:
+			case unix.EAGAIN:
 				x.wr[1-d] = false
 				return true
-			case syscall.EINTR:
+			case unix.EINTR:
 				continue
 			default:
 				lp.end(x)
@@ -842,12 +900,12 @@ func (lp *loop) pump(x *session, d int) bool {
 					continue
 				}
 			}
-			n, err := splice(src, f.pipe.w, pipeSize)
+			n, errno := rawSplice(src, f.pipe.w, pipeSize)
 			switch {
-			case err == syscall.EAGAIN:
+			case errno == unix.EAGAIN:
 				f.readable, f.bulk = false, false
-			case err == syscall.EINTR:
-			case err != nil:
+			case errno == unix.EINTR:
+			case errno != 0:
 				lp.end(x)
 				return false
 			case n == 0:
@@ -964,12 +1022,12 @@ func (lp *loop) finished(x *session, d int) bool {
 	}
 	if d == 0 {
 		// The client has finished sending; the session waits on the node only.
-		unix.Shutdown(x.nfd, unix.SHUT_WR)
+		shutdownWrite(x.nfd)
 		return true
 	}
 	// The client has its whole answer; what it still sends gets a bounded time
 	// (HAProxy's "timeout client-fin").
-	unix.Shutdown(x.cfd, unix.SHUT_WR)
+	shutdownWrite(x.cfd)
 	lp.move(x, &lp.halfClosed)
 	return true
 }
@@ -980,9 +1038,9 @@ func (lp *loop) end(x *session) {
 	lp.unlink(x)
 	lp.flush(x, 0)
 	lp.flush(x, 1)
-	unix.Close(x.cfd)
+	closeFD(x.cfd)
 	if x.nfd >= 0 {
-		unix.Close(x.nfd)
+		closeFD(x.nfd)
 	}
 	for d := range x.flow {
 		f := &x.flow[d]
@@ -1027,7 +1085,7 @@ func (lp *loop) end(x *session) {
 // closeReset closes a socket with a reset (SO_LINGER 0): a client refused or dropped.
 func closeReset(fd int) {
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	unix.Close(fd)
+	closeFD(fd)
 }
 
 // accept4 accepts a client of the listening socket lfd: non-blocking, close-on-exec,
@@ -1035,7 +1093,7 @@ func closeReset(fd int) {
 func accept4(lfd int) (int, netip.AddrPort, syscall.Errno) {
 	var sa unix.RawSockaddrAny
 	salen := uint32(unsafe.Sizeof(sa))
-	fd, _, errno := syscall.Syscall6(syscall.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&sa)),
+	fd, _, errno := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&sa)),
 		uintptr(unsafe.Pointer(&salen)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if errno != 0 {
 		return -1, netip.AddrPort{}, errno
@@ -1075,8 +1133,12 @@ func putSockaddr(sa *unix.RawSockaddrAny, a netip.AddrPort) uint32 {
 	return unix.SizeofSockaddrInet6
 }
 
+// The calls below are on non-blocking descriptors and never wait, so they are made
+// raw: without telling the scheduler a system call may block (which costs two
+// runtime transitions per call, on every read and write of every session).
+
 func read(fd int, b []byte) (int, syscall.Errno) {
-	n, _, errno := syscall.Syscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if errno != 0 {
 		return 0, errno
 	}
@@ -1084,7 +1146,7 @@ func read(fd int, b []byte) (int, syscall.Errno) {
 }
 
 func write(fd int, b []byte) (int, syscall.Errno) {
-	n, _, errno := syscall.Syscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if errno != 0 {
 		return 0, errno
 	}
@@ -1124,4 +1186,36 @@ func (e *engine) adopt(l *listener) bool {
 	}
 	l.eng = e
 	return true
+}
+
+// epollWait0 returns the events ready in epfd without waiting.
+func epollWait0(epfd int, evs []unix.EpollEvent) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
+func epollAdd(epfd, fd int, ev *unix.EpollEvent) syscall.Errno {
+	_, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	return errno
+}
+
+func closeFD(fd int) { syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0) }
+
+func shutdownWrite(fd int) { syscall.RawSyscall(syscall.SYS_SHUTDOWN, uintptr(fd), syscall.SHUT_WR, 0) }
+
+func setNoDelay(fd int) {
+	one := int32(1)
+	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
+}
+
+// rawSplice moves up to max bytes from in to out without blocking.
+func rawSplice(in, out, max int) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(max), spliceNonblock|spliceMove)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
 }
