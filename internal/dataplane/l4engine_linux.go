@@ -161,20 +161,25 @@ type slist struct{ head, tail *session }
 
 // loop is one event loop: its epoll set, its sessions, its timers.
 type loop struct {
-	e      *engine
-	p      *Plane
-	idx    int
-	epfd   int
-	file   *os.File        // epfd, registered in Go's poller
-	rc     syscall.RawConn // of file
-	armed  int64           // file's read deadline (loop clock), 0 when none
-	wakefd int
-	events []unix.EpollEvent
-	buf    *[]byte // read buffer; a write that cannot finish keeps it (flow.buf)
-	sess   []*session
-	free   []int32
-	lsocks []*lsock
-	now    int64 // nanoseconds since e.epoch, read once per wake-up
+	e     *engine
+	p     *Plane
+	idx   int
+	epfd  int
+	file  *os.File        // epfd, registered in Go's poller
+	rc    syscall.RawConn // of file
+	armed int64           // file's read deadline (loop clock), 0 when none
+	// poll is what wait gives the poller to call (made once: a closure per wait
+	// would be an allocation per wake-up); it leaves its result in polled, pollErr.
+	poll    func(uintptr) bool
+	polled  int
+	pollErr syscall.Errno
+	wakefd  int
+	events  []unix.EpollEvent
+	buf     *[]byte // read buffer; a write that cannot finish keeps it (flow.buf)
+	sess    []*session
+	free    []int32
+	lsocks  []*lsock
+	now     int64 // nanoseconds since e.epoch, read once per wake-up
 
 	mu      sync.Mutex // the command queue only
 	cmds    []func()
@@ -233,8 +238,13 @@ func newLoop(e *engine, idx int) (*loop, error) {
 		unix.Close(wfd)
 		return nil, fmt.Errorf("epoll set in the poller: %w", err)
 	}
-	return &loop{e: e, p: e.p, idx: idx, epfd: epfd, file: f, rc: rc, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
-		buf: copyBufPool.Get().(*[]byte)}, nil
+	lp := &loop{e: e, p: e.p, idx: idx, epfd: epfd, file: f, rc: rc, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
+		buf: copyBufPool.Get().(*[]byte)}
+	lp.poll = func(uintptr) bool {
+		lp.polled, lp.pollErr = epollWait0(lp.epfd, lp.events)
+		return lp.polled > 0 || lp.pollErr != 0 && lp.pollErr != unix.EINTR && lp.pollErr != unix.EAGAIN
+	}
+	return lp, nil
 }
 
 // post queues f to run on the loop.
@@ -294,12 +304,8 @@ func (lp *loop) wait() (int, error) {
 		lp.file.SetReadDeadline(lp.e.epoch.Add(time.Duration(next)))
 		lp.armed = next
 	}
-	var n int
-	var errno syscall.Errno
-	err := lp.rc.Read(func(uintptr) bool {
-		n, errno = epollWait0(lp.epfd, lp.events)
-		return n > 0 || errno != 0 && errno != unix.EINTR && errno != unix.EAGAIN
-	})
+	err := lp.rc.Read(lp.poll)
+	n, errno := lp.polled, lp.pollErr
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, nil
