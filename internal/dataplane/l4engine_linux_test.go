@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,5 +268,62 @@ func TestTCPEngineCountsBytesPerNodeAndLogs(t *testing.T) {
 	ns := e.plane.opts.Stats.Node(nodeID)
 	if ns.BytesIn.Load() < 5 || ns.Connections.Load() < 2 || ns.Active.Load() != 0 {
 		t.Errorf("node counters: in %d, connections %d, active %d", ns.BytesIn.Load(), ns.Connections.Load(), ns.Active.Load())
+	}
+}
+
+// blackhole listens on addr with an accept queue of one, fills it and never
+// accepts: further SYNs are dropped, so a connect to it hangs.
+func blackhole(t *testing.T, addr string) {
+	t.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return // the queue is full: this SYN was dropped
+		}
+		t.Cleanup(func() { c.Close() })
+		if i > 8 {
+			t.Skip("the kernel keeps taking connections into a full accept queue")
+		}
+	}
+}
+
+// TestTCPConnectTimeoutMovesToTheNextNode: a node that never answers the connect is
+// given up after Timeouts.Connect, and the session goes to the next node.
+func TestTCPConnectTimeoutMovesToTheNextNode(t *testing.T) {
+	const connect = 300 * time.Millisecond
+	for _, eng := range engines {
+		t.Run(eng, func(t *testing.T) {
+			e := newEnv(t, "127.0.182.0/24", withEngine(eng), func(o *Options) { o.Timeouts.Connect = connect })
+			echoServer(t, "127.0.183.2:9002", nil)
+			blackhole(t, "127.0.183.3:9002")
+			nb := e.create(config(model.ProtocolTCP, 9000, node("hole", "127.0.183.3:9002", 50), node("echo", "127.0.183.2:9002", 50)))
+			slowest := time.Duration(0)
+			for i := 0; i < 4; i++ {
+				start := time.Now()
+				if got := roundTrip(t, nb.IPv4+":9000", "ping"); got != "ping|echoed 4" {
+					t.Fatalf("session %d: got %q", i, got)
+				}
+				slowest = max(slowest, time.Since(start))
+			}
+			if slowest < connect*9/10 {
+				t.Fatalf("no session waited on the silent node (slowest %v): the test tests nothing", slowest)
+			}
+			if slowest > connect+time.Second {
+				t.Errorf("a session took %v; the connect should be given up after %v", slowest, connect)
+			}
+		})
 	}
 }
