@@ -1184,6 +1184,10 @@ func (e *engine) adopt(l *listener) bool {
 			l.plane.log.Error("tcp engine cannot take the listening socket; serving it with goroutines", "config_id", l.configID, "err", err)
 			return false
 		}
+		// Accepted sockets inherit TCP_NODELAY from the listening one (Go sets it on
+		// every accepted connection, one system call each): a small answer written
+		// while an earlier one is unacknowledged leaves at once, not after the ACK.
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		fds = append(fds, fd)
 	}
 	for i, ln := range l.lns {

@@ -327,3 +327,29 @@ func TestTCPConnectTimeoutMovesToTheNextNode(t *testing.T) {
 		})
 	}
 }
+
+// TestTCPEngineSocketsHaveNoDelay: both sockets of a session send small writes at
+// once (TCP_NODELAY, as Go's net package sets): the client's inherited from the
+// listening socket, the node's set at the connect.
+func TestTCPEngineSocketsHaveNoDelay(t *testing.T) {
+	e := newEnv(t, "127.0.184.0/24")
+	echo := testnet.ServeConns(t, "127.0.185.2:0", func(c net.Conn) { io.Copy(c, c) })
+	nb := e.create(config(model.ProtocolTCP, 9000, node("echo", echo.Addr().String(), 50)))
+	c, err := net.Dial("tcp", nb.IPv4+":9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b [1]byte
+	c.Write([]byte("x"))
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		t.Fatal(err)
+	}
+	for name, peer := range map[string]*net.TCPAddr{"client": c.LocalAddr().(*net.TCPAddr), "node": echo.Addr().(*net.TCPAddr)} {
+		fd := socketTo(t, peer)
+		if v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); err != nil || v != 1 {
+			t.Errorf("%s side: TCP_NODELAY = %d (%v), want 1", name, v, err)
+		}
+	}
+}
