@@ -168,10 +168,9 @@ type loop struct {
 	file  *os.File        // epfd, registered in Go's poller
 	rc    syscall.RawConn // of file
 	armed int64           // file's read deadline (loop clock), 0 when none
-	// poll is what wait gives the poller to call (made once: a closure per wait
-	// would be an allocation per wake-up); it leaves its result in polled, pollErr.
+	// poll is lp.serve as the poller calls it (made once: a closure per wait would
+	// be an allocation); pollErr is the error it left the poller for.
 	poll    func(uintptr) bool
-	polled  int
 	pollErr syscall.Errno
 	wakefd  int
 	events  []unix.EpollEvent
@@ -240,10 +239,7 @@ func newLoop(e *engine, idx int) (*loop, error) {
 	}
 	lp := &loop{e: e, p: e.p, idx: idx, epfd: epfd, file: f, rc: rc, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
 		buf: copyBufPool.Get().(*[]byte)}
-	lp.poll = func(uintptr) bool {
-		lp.polled, lp.pollErr = epollWait0(lp.epfd, lp.events)
-		return lp.polled > 0 || lp.pollErr != 0 && lp.pollErr != unix.EINTR && lp.pollErr != unix.EAGAIN
-	}
+	lp.poll = func(uintptr) bool { return lp.serve() }
 	return lp, nil
 }
 
@@ -262,40 +258,65 @@ func (lp *loop) run() {
 	defer lp.e.wg.Done()
 	lp.clock()
 	for !lp.stopped {
-		n, err := lp.wait()
+		lp.arm()
+		lp.pollErr = 0
+		err := lp.rc.Read(lp.poll)
 		lp.clock()
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			lp.expire()
+		case err == nil && lp.pollErr != 0:
+			err = lp.pollErr
+			fallthrough
+		case err != nil:
 			lp.p.log.Error("tcp engine: epoll_wait failed", "err", err)
 			time.Sleep(10 * time.Millisecond)
-			continue
 		}
-		for i := 0; i < n; i++ {
-			lp.dispatch(&lp.events[i])
-		}
-		lp.expire()
 	}
 	lp.file.Close() // the epoll set, out of Go's poller
 	unix.Close(lp.wakefd)
 	copyBufPool.Put(lp.buf)
 }
 
-// wait returns the next events of the loop's epoll set: at once when it has some;
-// otherwise the goroutine parks in Go's poller (the epoll set is a pollable
-// descriptor) until it has, or until the next timer is due. A thread blocked in
-// epoll_wait instead would have the runtime hand its P to another thread and back
-// on every wake-up.
-func (lp *loop) wait() (int, error) {
-	next := lp.next()
-	if next >= 0 && next <= lp.now || len(lp.again) > 0 {
+// serve is the loop's body, called by the poller (lp.poll): once when the loop
+// starts waiting, then each time the epoll set became readable. It handles what is
+// ready and returns false to park the goroutine in Go's poller until more is (the
+// epoll set is a pollable descriptor), true when the loop must leave the poller (to
+// stop, or on an error).
+//
+// It does not look at the set again before parking: an event that came in while it
+// worked left an edge in Go's poller, which wakes it at once. Only a batch that
+// filled lp.events, or flows with more to move, make it look again. So a wake-up
+// costs the poller's epoll_wait and one of the loop's, and never blocks a thread in
+// epoll_wait (which would have the runtime hand its P to another thread and back).
+func (lp *loop) serve() bool {
+	for {
 		n, errno := epollWait0(lp.epfd, lp.events)
 		if errno != 0 && errno != unix.EINTR {
-			return 0, errno
+			lp.pollErr = errno
+			return true
 		}
-		return n, nil
+		lp.clock()
+		for i := 0; i < n; i++ {
+			lp.dispatch(&lp.events[i])
+		}
+		lp.expire()
+		if lp.stopped {
+			return true
+		}
+		if n < len(lp.events) && len(lp.again) == 0 {
+			lp.arm()
+			return false
+		}
 	}
-	// The file's read deadline wakes the loop for its timers. It is moved only when
-	// it must come sooner (or has passed): a deadline that comes early costs a wake-up
-	// that finds nothing due, rather than a timer change per wait.
+}
+
+// arm sets the epoll file's read deadline to the next timer of the loop, which wakes
+// the poller's wait for it. The deadline is moved only when it must come sooner (or
+// has passed): one that comes early costs a wake-up that finds nothing due, rather
+// than a timer change per wait.
+func (lp *loop) arm() {
+	next := lp.next()
 	switch {
 	case next < 0 && lp.armed != 0:
 		lp.file.SetReadDeadline(time.Time{})
@@ -304,17 +325,6 @@ func (lp *loop) wait() (int, error) {
 		lp.file.SetReadDeadline(lp.e.epoch.Add(time.Duration(next)))
 		lp.armed = next
 	}
-	err := lp.rc.Read(lp.poll)
-	n, errno := lp.polled, lp.pollErr
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case errno != 0 && errno != unix.EINTR:
-		return 0, errno
-	}
-	return n, nil
 }
 
 func (lp *loop) dispatch(ev *unix.EpollEvent) {
