@@ -475,7 +475,8 @@ type flow struct {
 	readable bool    // the source may have bytes (an edge not yet read to the end)
 	eof      bool    // the source has ended
 	done     bool    // eof and everything written
-	bulk     bool    // this wake-up splices
+	bulk     bool    // reads splice (a bulk transfer)
+	burst    int     // bytes spliced since the source was last found empty
 	buf      *[]byte // buf[off:end] is still to be written
 	off, end int
 	pipe     *splicePipe // borrowed while bytes are in it or this wake-up splices
@@ -892,8 +893,8 @@ func (lp *loop) pump(x *session, d int) bool {
 			lp.count(x, d, n)
 			continue
 		}
-		if f.pipe != nil && !f.bulk {
-			pipePool.Put(f.pipe)
+		if f.pipe != nil && (!f.bulk || !f.readable) {
+			pipePool.Put(f.pipe) // empty: no pipe is held while waiting
 			f.pipe = nil
 		}
 		if f.eof {
@@ -919,7 +920,10 @@ func (lp *loop) pump(x *session, d int) bool {
 			n, errno := rawSplice(src, f.pipe.w, pipeSize)
 			switch {
 			case errno == unix.EAGAIN:
-				f.readable, f.bulk = false, false
+				// A transfer that brought at least a buffer's worth since the
+				// source was last empty stays bulk: its next wake-up splices at
+				// once rather than copying its first 16 KiB through the buffer.
+				f.readable, f.bulk, f.burst = false, f.burst >= copyBufSize, 0
 			case errno == unix.EINTR:
 			case errno != 0:
 				lp.end(x)
@@ -928,6 +932,7 @@ func (lp *loop) pump(x *session, d int) bool {
 				f.eof = true
 			default:
 				f.pipe.n += n
+				f.burst += n
 				x.seen = true
 			}
 			continue
