@@ -112,3 +112,20 @@ func TestRegisterRefusesMistakes(t *testing.T) {
 		}()
 	}
 }
+
+// A Build that returns no Picker leaves the pool picking by scan, not panicking.
+var nilBuild = balance.Register(balance.AlgorithmDef{
+	AlgorithmInfo: model.AlgorithmInfo{Name: "test_nil_build", Label: "Nil"},
+	Build:         func(balance.Eligible) balance.Picker { return nil },
+})
+
+func TestNilPickerFallsBackToScan(t *testing.T) {
+	p := pool(t, nilBuild, balance.Node{ID: 1, Weight: 1}, balance.Node{ID: 2, Weight: 1})
+	seen := map[int]bool{}
+	for i := range 4 {
+		seen[p.Pick(uint64(i)).ID] = true
+	}
+	if !seen[1] || !seen[2] {
+		t.Errorf("picks %v, want both nodes in turn", seen)
+	}
+}

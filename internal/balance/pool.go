@@ -330,5 +330,14 @@ func (p *Pool) build() *table {
 		return t
 	}
 	t.picker = p.algo.def.Build(Eligible{nodes: p.nodes, idx: t.elig})
+	if t.picker == nil { // a broken Build must not panic every connection
+		t.picker = scanPicker{}
+	}
 	return t
 }
+
+// scanPicker stands in for a Picker its algorithm's Build did not make: the scan,
+// from a rotating start.
+type scanPicker struct{}
+
+func (scanPicker) Pick(q Query) *Node { return q.Scan(q.Turn()) }
