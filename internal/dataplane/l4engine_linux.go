@@ -553,7 +553,12 @@ func (lp *loop) addListener(ls *lsock) {
 // loop (not all) wakes for a new client.
 func (lp *loop) listen(ls *lsock, slot int32) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: slot, Pad: kindListen}
-	return unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, ls.fd, &ev)
+	err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, ls.fd, &ev)
+	if err == unix.EINVAL { // a kernel before 4.5: every loop wakes, one accepts
+		ev.Events = unix.EPOLLIN
+		err = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, ls.fd, &ev)
+	}
+	return err
 }
 
 // dropListener forgets ls in this loop.
