@@ -191,7 +191,7 @@ type loop struct {
 	connecting, young, old, halfClosed slist
 	idle                               int   // sessions with an idle watch
 	nextSweep                          int64 // of idle watches
-	again                              []sessionRef
+	again, againSpare                  []sessionRef
 	paused                             []pausedListener
 }
 
@@ -405,8 +405,9 @@ func (lp *loop) expire() {
 		lp.resumeListeners()
 	}
 	if len(lp.again) > 0 {
+		// Flows re-queued by the pumps below go to the other slice (no allocation).
 		again := lp.again
-		lp.again = nil
+		lp.again, lp.againSpare = lp.againSpare[:0], again
 		for _, r := range again {
 			if r.x.gen == r.gen && r.x.cfd >= 0 {
 				r.x.queued = false
