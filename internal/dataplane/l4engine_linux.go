@@ -849,55 +849,24 @@ func (lp *loop) ready(x *session, side int, ev uint32) {
 	}
 }
 
+// step is how a part of pump ended.
+type step uint8
+
+const (
+	stepOn    step = iota // go on
+	stepWait              // wait for the next event
+	stepEnded             // the session ended
+)
+
 // pump moves what flow d of x can move now. It reports false when the session ended.
 func (lp *loop) pump(x *session, d int) bool {
 	f := &x.flow[d]
-	src, dst := x.fd(d), x.fd(1-d)
 	for rounds := 0; ; {
-		// What is already read goes first.
-		if f.end > f.off {
-			if !x.wr[1-d] {
-				return true
-			}
-			n, errno := write(dst, (*f.buf)[f.off:f.end])
-			switch errno {
-			case 0:
-			case unix.EAGAIN:
-				x.wr[1-d] = false
-				return true
-			case unix.EINTR:
-				continue
-			default:
-				lp.end(x)
-				return false
-			}
-			f.off += n
-			lp.count(x, d, n)
-			if f.off < f.end {
-				continue // the next write finds the socket full (EAGAIN) or takes the rest
-			}
-			copyBufPool.Put(f.buf)
-			f.buf, f.off, f.end = nil, 0, 0
-		}
-		if p := f.pipe; p != nil && p.n > 0 {
-			if !x.wr[1-d] {
-				return true
-			}
-			n, errno := rawSplice(p.r, dst, p.n)
-			switch errno {
-			case 0:
-			case unix.EAGAIN:
-				x.wr[1-d] = false
-				return true
-			case unix.EINTR:
-				continue
-			default:
-				lp.end(x)
-				return false
-			}
-			p.n -= n
-			lp.count(x, d, n)
-			continue
+		switch lp.writeOut(x, d) { // what is already read goes first
+		case stepWait:
+			return true
+		case stepEnded:
+			return false
 		}
 		if f.pipe != nil && (!f.bulk || !f.readable) {
 			pipePool.Put(f.pipe) // empty: no pipe is held while waiting
@@ -916,85 +885,143 @@ func (lp *loop) pump(x *session, d int) bool {
 			}
 			return true
 		}
+		st := stepOn
 		if f.bulk {
-			if f.pipe == nil {
-				if f.pipe, _ = pipePool.Get().(*splicePipe); f.pipe == nil {
-					f.bulk = false // no pipe (out of descriptors): copy through the buffer
-					continue
-				}
-			}
-			n, errno := rawSplice(src, f.pipe.w, pipeSize)
-			switch {
-			case errno == unix.EAGAIN:
-				// A transfer that brought at least a buffer's worth since the
-				// source was last empty stays bulk: its next wake-up splices at
-				// once rather than copying its first 16 KiB through the buffer.
-				f.readable, f.bulk, f.burst = false, f.burst >= copyBufSize, 0
-			case errno == unix.EINTR:
-			case errno != 0:
-				lp.end(x)
-				return false
-			case n == 0:
-				f.eof = true
-			default:
-				f.pipe.n += n
-				f.burst += n
-				x.seen = true
-			}
-			continue
+			st = lp.spliceIn(x, d)
+		} else {
+			st = lp.readIn(x, d)
 		}
-		// Each wake-up's first read goes through the buffer (a request or an answer of
-		// a few hundred bytes costs less so than through a pipe); one that fills it
-		// means a bulk transfer, whose rest is spliced.
-		b := *lp.buf
-		n, errno := read(src, b)
-		switch {
-		case errno == unix.EAGAIN:
-			f.readable = false
-			return true
-		case errno == unix.EINTR:
-			continue
-		case errno != 0:
-			lp.end(x)
+		if st == stepEnded {
 			return false
-		case n == 0:
-			f.eof = true
-			continue
 		}
-		x.seen = true
-		switch {
-		case n == len(b):
-			f.bulk = true
-		case x.hup[d]:
-			f.eof = true // the end of the stream was seen before this short read
-		default:
-			f.readable = false // a short read emptied the socket: more is a new edge
-		}
-		// The read bytes become the flow's; the loop takes a fresh buffer only if
-		// they cannot all be written now.
-		f.buf, f.off, f.end = lp.buf, 0, n
-		if x.wr[1-d] {
-			w, errno := write(dst, b[:n])
-			if errno == 0 && w == n {
-				f.buf, f.end = nil, 0
-				lp.count(x, d, n)
-				continue
-			}
-			switch errno {
-			case 0:
-				f.off = w
-				lp.count(x, d, w)
-			case unix.EAGAIN:
-				x.wr[1-d] = false
-			case unix.EINTR:
-			default:
-				f.buf = nil
-				lp.end(x)
-				return false
-			}
-		}
-		lp.buf = copyBufPool.Get().(*[]byte)
 	}
+}
+
+// writeOut writes what flow d holds (buffer, then pipe) to its destination:
+// stepOn once all is written, stepWait when the destination is full.
+func (lp *loop) writeOut(x *session, d int) step {
+	f := &x.flow[d]
+	dst := x.fd(1 - d)
+	for f.end > f.off || f.pipe != nil && f.pipe.n > 0 {
+		if !x.wr[1-d] {
+			return stepWait
+		}
+		var n int
+		var errno syscall.Errno
+		if f.end > f.off {
+			n, errno = write(dst, (*f.buf)[f.off:f.end])
+		} else {
+			n, errno = rawSplice(f.pipe.r, dst, f.pipe.n)
+		}
+		switch errno {
+		case 0:
+		case unix.EAGAIN:
+			x.wr[1-d] = false
+			return stepWait
+		case unix.EINTR:
+			continue
+		default:
+			lp.end(x)
+			return stepEnded
+		}
+		// A partial write goes round again: the next one finds the socket full
+		// (EAGAIN) or takes the rest.
+		lp.count(x, d, n)
+		if f.end > f.off {
+			if f.off += n; f.off == f.end {
+				copyBufPool.Put(f.buf)
+				f.buf, f.off, f.end = nil, 0, 0
+			}
+		} else {
+			f.pipe.n -= n
+		}
+	}
+	return stepOn
+}
+
+// spliceIn moves what the source of flow d has into the flow's pipe (bulk mode).
+func (lp *loop) spliceIn(x *session, d int) step {
+	f := &x.flow[d]
+	if f.pipe == nil {
+		if f.pipe, _ = pipePool.Get().(*splicePipe); f.pipe == nil {
+			f.bulk = false // no pipe (out of descriptors): copy through the buffer
+			return stepOn
+		}
+	}
+	n, errno := rawSplice(x.fd(d), f.pipe.w, pipeSize)
+	switch {
+	case errno == unix.EAGAIN:
+		// A transfer that brought at least a buffer's worth since the source was
+		// last empty stays bulk: its next wake-up splices at once rather than
+		// copying its first 16 KiB through the buffer.
+		f.readable, f.bulk, f.burst = false, f.burst >= copyBufSize, 0
+	case errno == unix.EINTR:
+	case errno != 0:
+		lp.end(x)
+		return stepEnded
+	case n == 0:
+		f.eof = true
+	default:
+		f.pipe.n += n
+		f.burst += n
+		x.seen = true
+	}
+	return stepOn
+}
+
+// readIn reads from the source of flow d through the loop's buffer and writes what
+// it read at once if the destination takes it. Each wake-up's first read goes this
+// way (a request or an answer of a few hundred bytes costs less so than through a
+// pipe); one that fills the buffer means a bulk transfer, whose rest is spliced.
+func (lp *loop) readIn(x *session, d int) step {
+	f := &x.flow[d]
+	b := *lp.buf
+	n, errno := read(x.fd(d), b)
+	switch {
+	case errno == unix.EAGAIN:
+		f.readable = false
+		return stepOn
+	case errno == unix.EINTR:
+		return stepOn
+	case errno != 0:
+		lp.end(x)
+		return stepEnded
+	case n == 0:
+		f.eof = true
+		return stepOn
+	}
+	x.seen = true
+	switch {
+	case n == len(b):
+		f.bulk = true
+	case x.hup[d]:
+		f.eof = true // the end of the stream was seen before this short read
+	default:
+		f.readable = false // a short read emptied the socket: more is a new edge
+	}
+	if x.wr[1-d] {
+		w, errno := write(x.fd(1-d), b[:n])
+		switch {
+		case errno == 0 && w == n:
+			lp.count(x, d, n)
+			return stepOn
+		case errno == 0: // partly written: the rest waits in the buffer
+			lp.count(x, d, w)
+			f.buf, f.off, f.end = lp.buf, w, n
+			lp.buf = copyBufPool.Get().(*[]byte)
+			return stepOn
+		case errno == unix.EAGAIN:
+			x.wr[1-d] = false
+		case errno == unix.EINTR:
+		default:
+			lp.end(x)
+			return stepEnded
+		}
+	}
+	// The bytes become the flow's (the loop takes a fresh buffer) until written.
+	f.buf, f.off, f.end = lp.buf, 0, n
+	lp.buf = copyBufPool.Get().(*[]byte)
+	return stepOn
 }
 
 // fd is the socket flow d reads from: 0 the client's, 1 the node's.
