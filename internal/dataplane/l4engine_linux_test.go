@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -187,6 +188,7 @@ func TestTCPEngineHoldsManySessionsWithoutGoroutines(t *testing.T) {
 	nb := e.create(config(model.ProtocolTCP, 9000, node("echo", echo.Addr().String(), 50)))
 	e.settle(1)
 	base := runtime.NumGoroutine() // the echo server's goroutines come on top: one per session
+	fds := countFDs(t)
 	conns := make([]net.Conn, 0, sessions)
 	defer func() {
 		for _, c := range conns {
@@ -234,6 +236,18 @@ func TestTCPEngineHoldsManySessionsWithoutGoroutines(t *testing.T) {
 	waitFor(t, 5*time.Second, "every session to end", func() bool {
 		return e.plane.opts.Stats.Config(1).Active.Load() == 0 && e.plane.active.Load() == 0
 	})
+	// Both sockets of every session are closed (the echo server's side closes as
+	// its copy ends; a few pooled pipes may stay).
+	waitFor(t, 5*time.Second, "the sessions' descriptors to close", func() bool { return countFDs(t) <= fds+8 })
+}
+
+// countFDs counts this process's open descriptors.
+func countFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
 }
 
 // TestTCPEngineCountsBytesPerNodeAndLogs: the engine adds to the node's, config's
