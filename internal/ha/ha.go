@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,12 +63,21 @@ type Options struct {
 	Margin time.Duration
 	// Log receives ownership events.
 	Log *slog.Logger
+	// Handover turns on connection forwarding at a stop (handover.go): the stopping
+	// holder keeps its connections, and the next holder sends their packets to it.
+	// It needs nftables and two ARP sysctls on Interface (New checks, and hands
+	// over without forwarding, as before, when they cannot be had).
+	Handover bool
 }
 
 // Holder runs this host's part in address ownership.
 type Holder struct {
 	o       Options
 	link    netlink.Link
+	lo      netlink.Link
+	fwd     *forwarder // nil without Options.Handover
+	drainMu sync.Mutex
+	drain   *drainState // set while this host drains after a handover
 	holding atomic.Bool
 	held    []netip.Addr        // addresses this host added; only Run's goroutine touches it
 	failing map[netip.Addr]bool // addresses that could not be added, logged once
@@ -94,14 +104,27 @@ func New(o Options) (*Holder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
-	if _, err := removeStale(link, o.Pool, o.Log); err != nil {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("interface lo: %w", err)
+	}
+	if _, err := removeStale(link, lo, o.Pool, o.Log); err != nil {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
-	return &Holder{o: o, link: link, failing: map[netip.Addr]bool{}}, nil
+	h := &Holder{o: o, link: link, lo: lo, failing: map[netip.Addr]bool{}}
+	if o.Handover {
+		if err := arpSysctls(o.Interface, o.Log); err != nil {
+			o.Log.Warn("connection forwarding at a handover is off: connections open at a stop may be reset", "err", err)
+		} else {
+			h.fwd = &forwarder{iface: o.Interface, ifindex: uint32(link.Attrs().Index), log: o.Log}
+		}
+	}
+	return h, nil
 }
 
-// RemoveStale removes from iface every host address (/32, /128) inside pool: the
-// frontend addresses a run that was killed left behind. It returns how many it
+// RemoveStale removes from iface and from lo every host address (/32, /128) inside
+// pool, and the handover's nftables table: what a run that was killed left behind
+// (on lo: while it drained after a handover). It returns how many addresses it
 // removed. `nodebalancer frontend-release` runs it after the service stops
 // (systemd's ExecStopPost), so a killed holder does not keep answering ARP for them.
 func RemoveStale(iface string, pool []netip.Prefix, log *slog.Logger) (int, error) {
@@ -109,10 +132,30 @@ func RemoveStale(iface string, pool []netip.Prefix, log *slog.Logger) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("interface %s: %w", iface, err)
 	}
-	return removeStale(link, pool, log)
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return 0, fmt.Errorf("interface lo: %w", err)
+	}
+	return removeStale(link, lo, pool, log)
 }
 
-func removeStale(link netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
+func removeStale(link, lo netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
+	n := 0
+	for _, l := range []netlink.Link{link, lo} {
+		m, err := removeStaleFrom(l, pool, log)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	if err := removeTable(); err != nil {
+		// Without nf_tables in the kernel there is no table to remove either.
+		log.Debug("handover table not removed", "err", err)
+	}
+	return n, nil
+}
+
+func removeStaleFrom(link netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return 0, fmt.Errorf("list addresses: %w", err)
@@ -162,7 +205,8 @@ func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
 
 // Run takes part in the election until ctx ends. When it ends while holding, the
 // addresses are removed first and the lease revoked after, so that the next holder
-// takes over at once; Run returns when that is done.
+// takes over at once; Run returns when that is done (with Options.Handover, Settle
+// later: handover.go).
 func (h *Holder) Run(ctx context.Context) error {
 	lastErr := ""
 	for ctx.Err() == nil {
@@ -184,6 +228,7 @@ func (h *Holder) Run(ctx context.Context) error {
 		lastErr = ""
 		h.hold(ctx, lease, safe)
 	}
+	h.settle()
 	return nil
 }
 
@@ -258,6 +303,14 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	go h.renew(rctx, lease, safe, renewed, lost)
 	go h.watchKey(rctx, lease, lost)
 
+	// Connections another host drains after handing the addresses over: their
+	// packets are forwarded to it from before the addresses arrive here.
+	stopFollow := func() {}
+	if h.fwd != nil {
+		var fctx context.Context
+		fctx, stopFollow = context.WithCancel(context.Background())
+		h.followDrains(ctx, fctx)
+	}
 	h.sync()
 	giveUp := time.NewTimer(time.Until(safe) - h.o.Margin)
 	defer giveUp.Stop()
@@ -279,7 +332,17 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 		}
 	}
 	stopRenew()
-	h.releaseAll()
+	if reason == "stopping" && h.fwd != nil && h.handOver(stopFollow) {
+		reason = "stopping; draining their connections here, the next holder forwards their packets"
+	} else {
+		h.releaseAll()
+		stopFollow()
+		if h.fwd != nil {
+			if err := h.fwd.clear(); err != nil {
+				h.o.Log.Error("remove handover forwarding", "err", err)
+			}
+		}
+	}
 	h.holding.Store(false)
 	h.o.Log.Warn("released the frontend addresses", "reason", reason)
 	h.revoke(lease) // let the next holder take over at once; harmless when lapsed

@@ -25,7 +25,7 @@ func (s *Server) openHolder() error {
 	h, err := ha.New(ha.Options{
 		Client: s.etcd.Client(), Prefix: s.etcd.Prefix(), HostID: s.cfg.HostID,
 		Interface: s.cfg.FrontendInterface, Pool: s.cfg.FrontendPool, TTL: s.cfg.FrontendLease,
-		Addresses: s.frontendAddresses, Log: s.cfg.Log,
+		Addresses: s.frontendAddresses, Log: s.cfg.Log, Handover: true,
 		Ready: func() bool { p := s.plane.Load(); return p != nil && p.Ready() },
 	})
 	if err != nil {

@@ -582,6 +582,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
+	if s.holder != nil {
+		// The data plane closed (its connections done or their grace over): a
+		// handover's forwarding and drained addresses can go.
+		s.holder.EndDrain()
+	}
 	stopChecks()
 	stopStats()
 	return errors.Join(err, <-checkDone, <-statsDone, <-accessDone)
