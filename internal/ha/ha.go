@@ -68,6 +68,9 @@ type Options struct {
 	// It needs nftables and two ARP sysctls on Interface (New checks, and hands
 	// over without forwarding, as before, when they cannot be had).
 	Handover bool
+	// PeerPort, when not 0, is the UDP port of the hosts' heartbeats on Interface
+	// (peers.go): a holder rides out an etcd outage that every host sees.
+	PeerPort int
 }
 
 // Holder runs this host's part in address ownership.
@@ -76,6 +79,7 @@ type Holder struct {
 	link    netlink.Link
 	lo      netlink.Link
 	fwd     *forwarder // nil without Options.Handover
+	peers   *peers     // nil without Options.PeerPort
 	drainMu sync.Mutex
 	drain   *drainState // set while this host drains after a handover
 	holding atomic.Bool
@@ -112,6 +116,11 @@ func New(o Options) (*Holder, error) {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
 	h := &Holder{o: o, link: link, lo: lo, failing: map[netip.Addr]bool{}}
+	if o.PeerPort != 0 {
+		if h.peers, err = newPeers(o.Interface, o.PeerPort, o.HostID, o.Client, o.Prefix+"c/frontend/holder"); err != nil {
+			return nil, err
+		}
+	}
 	if o.Handover {
 		if err := arpSysctls(o.Interface, o.Log); err != nil {
 			o.Log.Warn("connection forwarding at a handover is off: connections open at a stop may be reset", "err", err)
@@ -208,10 +217,19 @@ func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
 // takes over at once; Run returns when that is done (with Options.Handover, Settle
 // later: handover.go).
 func (h *Holder) Run(ctx context.Context) error {
+	if h.peers != nil {
+		go h.peers.run(ctx)
+	}
 	lastErr := ""
 	for ctx.Err() == nil {
 		if h.o.Ready != nil && !h.o.Ready() {
 			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
+		if h.peers != nil && !h.peers.gateOpen() {
+			// Not yet CampaignGate of etcd without a break: a holder riding out
+			// an outage must hear this host first (peers.go).
+			sleep(ctx, peerEvery)
 			continue
 		}
 		lease, safe, err := h.campaign(ctx)
@@ -237,6 +255,12 @@ func (h *Holder) Run(ctx context.Context) error {
 func (h *Holder) campaign(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
 	c := h.o.Client
 	for {
+		for h.peers != nil && !h.peers.gateOpen() { // peers.go
+			if ctx.Err() != nil {
+				return 0, time.Time{}, ctx.Err()
+			}
+			sleep(ctx, peerEvery)
+		}
 		sent := time.Now()
 		gctx, cancel := context.WithTimeout(ctx, h.o.TTL)
 		g, err := c.Grant(gctx, int64((h.o.TTL+time.Second-1)/time.Second))
@@ -296,12 +320,22 @@ func (h *Holder) revoke(id clientv3.LeaseID) {
 func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Time) {
 	h.holding.Store(true)
 	h.o.Log.Info("holding the frontend addresses", "interface", h.o.Interface, "lease_ttl", h.o.TTL.String())
-	renewed := make(chan time.Time, 1)
-	lost := make(chan error, 1)
-	rctx, stopRenew := context.WithCancel(ctx)
-	defer stopRenew()
-	go h.renew(rctx, lease, safe, renewed, lost)
-	go h.watchKey(rctx, lease, lost)
+	// The renewals and the key watch of one lease; a lease claimed again after an
+	// etcd outage gets new ones (and new channels: the old ones' last words must not
+	// count against the new lease).
+	var renewed chan time.Time
+	var lost chan error
+	stopRenew := func() {}
+	watch := func(lease clientv3.LeaseID, safe time.Time) {
+		stopRenew()
+		renewed, lost = make(chan time.Time, 1), make(chan error, 1)
+		var rctx context.Context
+		rctx, stopRenew = context.WithCancel(ctx)
+		go h.renew(rctx, lease, safe, renewed, lost)
+		go h.watchKey(rctx, lease, lost)
+	}
+	watch(lease, safe)
+	defer func() { stopRenew() }()
 
 	// Connections another host drains after handing the addresses over: their
 	// packets are forwarded to it from before the addresses arrive here.
@@ -316,6 +350,10 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	defer giveUp.Stop()
 	resync := time.NewTicker(500 * time.Millisecond)
 	defer resync.Stop()
+	// outage: the lease could not be renewed, and every other host says it cannot
+	// reach etcd either (peers.go): the addresses stay while that lasts.
+	outage := false
+	var check <-chan time.Time
 	reason := ""
 	for reason == "" {
 		select {
@@ -323,10 +361,60 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 			reason = "stopping"
 		case s := <-renewed:
 			giveUp.Reset(time.Until(s) - h.o.Margin)
+			if outage {
+				outage, check = false, nil
+				h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
+			}
 		case err := <-lost:
 			reason = "lease lost: " + err.Error()
+			if outage {
+				// The lease lapsed while etcd was out of everyone's reach; etcd
+				// answers again. Every other host waits CampaignGate after it
+				// reaches etcd again, so the key is still free unless one holds.
+				if l, s, err := h.reclaim(ctx); err == nil {
+					lease, reason, outage, check = l, "", false, nil
+					watch(l, s)
+					giveUp.Reset(time.Until(s) - h.o.Margin)
+					h.o.Log.Warn("etcd reachable again: the lease had lapsed; claimed the frontend addresses again", "lease", fmt.Sprintf("%x", l))
+				} else {
+					reason += "; not claimed again: " + err.Error()
+				}
+			}
 		case <-giveUp.C:
 			reason = "lease not renewed in time; giving the addresses up before it can lapse"
+			if h.peers != nil {
+				if cut, _ := h.peers.allCut(); cut {
+					reason, outage = "", true
+					t := time.NewTicker(peerEvery)
+					defer t.Stop()
+					check = t.C
+					h.o.Log.Warn("etcd unreachable, and every other host says it cannot reach it either: keeping the frontend addresses", "hosts_heard", h.peers.heard())
+				}
+			}
+		case <-check:
+			cut, why := h.peers.allCut()
+			if cut {
+				break
+			}
+			// Before letting go: etcd may answer this host again too (the other
+			// hosts' gate keeps them away meanwhile).
+			sf, err := h.renewOnce(ctx, lease)
+			if err == nil {
+				giveUp.Reset(time.Until(sf) - h.o.Margin)
+				outage, check = false, nil
+				h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
+				break
+			}
+			if isLeaseGone(err) {
+				if l, sf, err := h.reclaim(ctx); err == nil {
+					lease, outage, check = l, false, nil
+					watch(l, sf)
+					giveUp.Reset(time.Until(sf) - h.o.Margin)
+					h.o.Log.Warn("etcd reachable again: the lease had lapsed; claimed the frontend addresses again", "lease", fmt.Sprintf("%x", l))
+					break
+				}
+			}
+			reason = "etcd unreachable from here, and " + why + ": giving the addresses up"
 		case <-resync.C:
 			h.sync()
 		}
@@ -346,6 +434,44 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	h.holding.Store(false)
 	h.o.Log.Warn("released the frontend addresses", "reason", reason)
 	h.revoke(lease) // let the next holder take over at once; harmless when lapsed
+}
+
+// renewOnce renews lease once, within one renewal period, and returns until when it
+// is sure to be alive.
+func (h *Holder) renewOnce(ctx context.Context, lease clientv3.LeaseID) (time.Time, error) {
+	sent := time.Now()
+	kctx, cancel := context.WithTimeout(ctx, h.o.Renew)
+	defer cancel()
+	r, err := h.o.Client.KeepAliveOnce(kctx, lease)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if r.TTL <= 0 {
+		return time.Time{}, rpctypes.ErrLeaseNotFound
+	}
+	return sent.Add(time.Duration(r.TTL) * time.Second), nil
+}
+
+// reclaim claims the holder key under a new lease when it is free (the old lease
+// lapsed during an etcd outage), as campaign does, without waiting.
+func (h *Holder) reclaim(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
+	sent := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, h.o.Renew)
+	defer cancel()
+	g, err := h.o.Client.Grant(cctx, int64((h.o.TTL+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	r, err := h.o.Client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(h.key()), "=", 0)).
+		Then(clientv3.OpPut(h.key(), h.o.HostID, clientv3.WithLease(g.ID))).Commit()
+	if err != nil || !r.Succeeded {
+		h.revoke(g.ID)
+		if err == nil {
+			err = errors.New("another host holds the key")
+		}
+		return 0, time.Time{}, err
+	}
+	return g.ID, sent.Add(time.Duration(g.TTL) * time.Second), nil
 }
 
 // watchKey reports on lost when the holder key stops being this lease's (deleted by
@@ -398,7 +524,13 @@ func (h *Holder) renew(ctx context.Context, lease clientv3.LeaseID, safe time.Ti
 		case <-t.C:
 		}
 		sent := time.Now()
-		kctx, cancel := context.WithDeadline(ctx, safe)
+		// Bounded by safe, so that a hung call cannot hold the decision back; once
+		// safe is past (riding out an etcd outage), by one period.
+		dl := safe
+		if dl.Before(sent.Add(h.o.Renew)) {
+			dl = sent.Add(h.o.Renew)
+		}
+		kctx, cancel := context.WithDeadline(ctx, dl)
 		r, err := h.o.Client.KeepAliveOnce(kctx, lease)
 		cancel()
 		if err != nil {

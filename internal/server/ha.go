@@ -26,7 +26,8 @@ func (s *Server) openHolder() error {
 		Client: s.etcd.Client(), Prefix: s.etcd.Prefix(), HostID: s.cfg.HostID,
 		Interface: s.cfg.FrontendInterface, Pool: s.cfg.FrontendPool, TTL: s.cfg.FrontendLease,
 		Addresses: s.frontendAddresses, Log: s.cfg.Log, Handover: true,
-		Ready: func() bool { p := s.plane.Load(); return p != nil && p.Ready() },
+		PeerPort: s.cfg.FrontendPeerPort,
+		Ready:    func() bool { p := s.plane.Load(); return p != nil && p.Ready() },
 	})
 	if err != nil {
 		return err

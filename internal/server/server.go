@@ -100,6 +100,10 @@ type Config struct {
 	FrontendInterface string
 	// FrontendLease is the holder's lease (ha.DefaultTTL when zero).
 	FrontendLease time.Duration
+	// FrontendPeerPort is the UDP port of the hosts' heartbeats on
+	// FrontendInterface, with which a holder rides out an etcd outage every host
+	// sees (ha.Options.PeerPort); 0: none.
+	FrontendPeerPort int
 	// APITLSCert and APITLSKey, when set, serve the API (and the console, /healthz
 	// and /metrics on its address) over TLS; SIGHUP reads them again.
 	APITLSCert, APITLSKey string

@@ -1,0 +1,186 @@
+package ha
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
+)
+
+// Riding out a whole-etcd outage (Options.PeerPort). A holder that cannot renew its
+// lease cannot tell "etcd is down" from "I alone am cut off from it", and only the
+// first is safe to ride out. The hosts tell each other: every 100 ms each one
+// broadcasts on the frontend link whether it reaches etcd now. A holder whose lease
+// is about to lapse keeps the addresses only while every host it heard in the last
+// peerMemory said, within peerWindow, that it cannot reach etcd either, and nobody said
+// it can; it lets go the moment one says it can, or falls silent. A host that could
+// not reach etcd (or just started) does not campaign until it has reached it for
+// CampaignGate without a break, saying so all along: a holder riding out the outage
+// hears it and lets go long before. A holder that reaches etcd again renews its lease
+// or, when it lapsed meanwhile (etcd was up but out of everyone's reach), claims the
+// key again at once: the gate keeps every other host out of the way meanwhile.
+const (
+	peerEvery  = 100 * time.Millisecond
+	peerWindow = 500 * time.Millisecond
+	peerMemory = 30 * time.Second
+	probeEvery = 200 * time.Millisecond
+	// CampaignGate is how long a host must have reached etcd without a break before
+	// it campaigns.
+	CampaignGate = 2 * time.Second
+)
+
+// DefaultPeerPort is the heartbeats' UDP port unless --frontend-peer-port says otherwise.
+const DefaultPeerPort = 7948
+
+// peerMsg is one heartbeat.
+type peerMsg struct {
+	Host   string `json:"host"`
+	EtcdOK bool   `json:"etcd_ok"`
+}
+
+type peerSeen struct {
+	at time.Time
+	ok bool
+}
+
+// peers sends and hears the heartbeats, and probes etcd.
+type peers struct {
+	host   string
+	client *clientv3.Client
+	key    string
+	conn   *net.UDPConn
+	dst    *net.UDPAddr
+
+	okSince atomic.Int64 // unix nanoseconds since etcd answered without a break; 0: it does not
+
+	mu   sync.Mutex
+	seen map[string]peerSeen
+}
+
+// newPeers binds the heartbeat socket on iface (broadcasts to 255.255.255.255:port).
+func newPeers(iface string, port int, host string, client *clientv3.Client, key string) (*peers, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			for _, o := range [][2]int{{unix.SOL_SOCKET, unix.SO_BROADCAST}, {unix.SOL_SOCKET, unix.SO_REUSEADDR}} {
+				if e := unix.SetsockoptInt(int(fd), o[0], o[1], 1); e != nil && serr == nil {
+					serr = e
+				}
+			}
+			if e := unix.BindToDevice(int(fd), iface); e != nil && serr == nil {
+				serr = e
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		return nil, fmt.Errorf("--frontend-peer-port %d on %s: %w", port, iface, err)
+	}
+	return &peers{host: host, client: client, key: key, conn: pc.(*net.UDPConn),
+		dst: &net.UDPAddr{IP: net.IPv4bcast, Port: port}, seen: map[string]peerSeen{}}, nil
+}
+
+// run probes etcd, sends and hears heartbeats until ctx ends.
+func (p *peers) run(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		p.conn.Close()
+	}()
+	go p.probe(ctx)
+	go p.listen()
+	t := time.NewTicker(peerEvery)
+	defer t.Stop()
+	for {
+		b, _ := json.Marshal(peerMsg{Host: p.host, EtcdOK: p.okSince.Load() != 0})
+		p.conn.WriteToUDP(b, p.dst)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe reads the holder key every probeEvery (a linearizable read: it needs etcd's
+// leader, i.e. a quorum) and records whether etcd answers.
+func (p *peers) probe(ctx context.Context) {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*probeEvery)
+		_, err := p.client.Get(pctx, p.key)
+		cancel()
+		switch {
+		case err != nil:
+			p.okSince.Store(0)
+		case p.okSince.Load() == 0:
+			p.okSince.Store(time.Now().UnixNano())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *peers) listen() {
+	buf := make([]byte, 512)
+	for {
+		n, _, err := p.conn.ReadFromUDP(buf)
+		if err != nil {
+			return // closed
+		}
+		var m peerMsg
+		if json.Unmarshal(buf[:n], &m) != nil || m.Host == "" || m.Host == p.host {
+			continue
+		}
+		p.mu.Lock()
+		p.seen[m.Host] = peerSeen{at: time.Now(), ok: m.EtcdOK}
+		p.mu.Unlock()
+	}
+}
+
+// gateOpen reports whether this host has reached etcd for CampaignGate without a break.
+func (p *peers) gateOpen() bool {
+	s := p.okSince.Load()
+	return s != 0 && time.Since(time.Unix(0, s)) >= CampaignGate
+}
+
+// allCut reports whether every host heard within peerMemory said, within peerWindow,
+// that it cannot reach etcd, and none said it can; why names the first that did not.
+func (p *peers) allCut() (bool, string) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for h, s := range p.seen {
+		age := now.Sub(s.at)
+		switch {
+		case age > peerMemory:
+			delete(p.seen, h) // gone long ago: forgotten
+		case age > peerWindow:
+			return false, "host " + h + " fell silent"
+		case s.ok:
+			return false, "host " + h + " reaches etcd"
+		}
+	}
+	return true, ""
+}
+
+// heard is how many hosts were heard within peerMemory.
+func (p *peers) heard() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.seen)
+}
