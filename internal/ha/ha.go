@@ -352,7 +352,7 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	defer resync.Stop()
 	// outage: the lease could not be renewed, and every other host says it cannot
 	// reach etcd either (peers.go): the addresses stay while that lasts.
-	outage := false
+	outage, leaseGone := false, false
 	var check <-chan time.Time
 	reason := ""
 	for reason == "" {
@@ -367,18 +367,13 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 			}
 		case err := <-lost:
 			reason = "lease lost: " + err.Error()
-			if outage {
-				// The lease lapsed while etcd was out of everyone's reach; etcd
-				// answers again. Every other host waits CampaignGate after it
-				// reaches etcd again, so the key is still free unless one holds.
-				if l, s, err := h.reclaim(ctx); err == nil {
-					lease, reason, outage, check = l, "", false, nil
-					watch(l, s)
-					giveUp.Reset(time.Until(s) - h.o.Margin)
-					h.o.Log.Warn("etcd reachable again: the lease had lapsed; claimed the frontend addresses again", "lease", fmt.Sprintf("%x", l))
-				} else {
-					reason += "; not claimed again: " + err.Error()
-				}
+			if outage && !errors.Is(err, errTaken) {
+				// The lease lapsed in etcd while no host could reach it (etcd
+				// up, out of everyone's reach). Every other host waits
+				// CampaignGate after it reaches etcd again, saying so: until one
+				// does, the key can only be this host's again. The check below
+				// claims it as soon as etcd answers.
+				reason, leaseGone = "", true
 			}
 		case <-giveUp.C:
 			reason = "lease not renewed in time; giving the addresses up before it can lapse"
@@ -393,6 +388,20 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 			}
 		case <-check:
 			cut, why := h.peers.allCut()
+			if leaseGone {
+				l, sf, err := h.reclaim(ctx)
+				if err == nil {
+					lease, outage, check, leaseGone = l, false, nil, false
+					watch(l, sf)
+					giveUp.Reset(time.Until(sf) - h.o.Margin)
+					h.o.Log.Warn("etcd reachable again: the lease had lapsed; claimed the frontend addresses again", "lease", fmt.Sprintf("%x", l))
+					break
+				}
+				if errors.Is(err, errTaken) {
+					reason = "etcd reachable again, and another host holds the key: giving the addresses up"
+					break
+				}
+			}
 			if cut {
 				break
 			}
@@ -405,7 +414,7 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 				h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
 				break
 			}
-			if isLeaseGone(err) {
+			if isLeaseGone(err) && !leaseGone {
 				if l, sf, err := h.reclaim(ctx); err == nil {
 					lease, outage, check = l, false, nil
 					watch(l, sf)
@@ -435,6 +444,9 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	h.o.Log.Warn("released the frontend addresses", "reason", reason)
 	h.revoke(lease) // let the next holder take over at once; harmless when lapsed
 }
+
+// errTaken: the holder key is another host's.
+var errTaken = errors.New("another host holds the key")
 
 // renewOnce renews lease once, within one renewal period, and returns until when it
 // is sure to be alive.
@@ -467,7 +479,7 @@ func (h *Holder) reclaim(ctx context.Context) (clientv3.LeaseID, time.Time, erro
 	if err != nil || !r.Succeeded {
 		h.revoke(g.ID)
 		if err == nil {
-			err = errors.New("another host holds the key")
+			err = errTaken
 		}
 		return 0, time.Time{}, err
 	}
@@ -486,8 +498,12 @@ func (h *Holder) watchKey(ctx context.Context, lease clientv3.LeaseID, lost chan
 			continue // the renewals decide while etcd is away
 		}
 		if len(r.Kvs) == 0 || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+			err := errors.New("the holder key was deleted")
+			if len(r.Kvs) != 0 {
+				err = fmt.Errorf("the holder key is no longer this host's: %w", errTaken)
+			}
 			select {
-			case lost <- errors.New("the holder key is no longer this host's"):
+			case lost <- err:
 			default:
 			}
 			return
@@ -500,8 +516,12 @@ func (h *Holder) watchKey(ctx context.Context, lease clientv3.LeaseID, lost chan
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete || clientv3.LeaseID(ev.Kv.Lease) != lease {
 					cancel()
+					err := errors.New("the holder key was deleted")
+					if ev.Type != clientv3.EventTypeDelete {
+						err = fmt.Errorf("the holder key was written by another lease: %w", errTaken)
+					}
 					select {
-					case lost <- errors.New("the holder key was deleted or taken"):
+					case lost <- err:
 					default:
 					}
 					return

@@ -1,0 +1,187 @@
+package multihost
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linode/linodego"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
+)
+
+// TestFrontendEtcdOutage cuts every host off from etcd (a blackhole route to it in
+// each host's namespace; etcd itself stays up, so the holder's lease lapses there)
+// under load, with an ARP watcher in the client namespace:
+//
+//   - all cut for 6 s (three leases), then all healed: the holder keeps the
+//     addresses throughout (the others tell it, over the frontend link, that they
+//     cannot reach etcd either), claims the key again when etcd answers, and no
+//     request fails;
+//   - all cut for 3 s, then every host but the holder healed: the holder lets go
+//     when it hears that another host reaches etcd, before that host (after its
+//     campaign gate) takes over; never two hosts answer ARP at once.
+//
+// The holder cut off alone lets go as before: TestFrontendFailover's partition.
+func TestFrontendEtcdOutage(t *testing.T) {
+	hostIDs := []string{"a", "b", "c"}
+	l := newHALab(t, hostIDs...)
+	l.serveBackend()
+	ec := etcdtest.Start(t, 1, haGateway)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	hosts := map[string]*host{}
+	for _, id := range hostIDs {
+		hosts[id] = mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
+			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
+			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "5s")
+	}
+	label := "ha-outage"
+	nb, err := hosts["a"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
+		Label: &label, Region: "local",
+		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
+			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.MustParseAddr(*nb.IPv4)
+	front := netip.AddrPortFrom(vip, 80).String()
+	waitServed := func(within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			var err error
+			l.inNS("client", func() error { _, err = request(front, "/"); return nil })
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not served within %s: %v (holder %q)", front, within, err, holderOf(t, cli))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitServed(15 * time.Second)
+	cut := func(ids ...string) {
+		for _, id := range ids {
+			l.ip("-n", l.ns[id], "route", "add", "blackhole", haGateway+"/32")
+		}
+	}
+	heal := func(ids ...string) {
+		for _, id := range ids {
+			l.ip("-n", l.ns[id], "route", "del", "blackhole", haGateway+"/32")
+		}
+	}
+	count := func(h *host, msg string, after time.Time) int {
+		n := 0
+		for _, line := range strings.Split(h.log(), "\n") {
+			if strings.Contains(line, `"msg":"`+msg+`"`) && logTimeOf(line).After(after) {
+				n++
+			}
+		}
+		return n
+	}
+
+	t.Run("every host cut off", func(t *testing.T) {
+		holder := holderOf(t, cli)
+		w := l.watchARP(vip)
+		ld := l.startLoad(front)
+		time.Sleep(time.Second)
+		t0 := time.Now()
+		cut(hostIDs...)
+		time.Sleep(6 * time.Second)
+		heal(hostIDs...)
+		t1 := time.Now()
+		time.Sleep(4 * time.Second)
+		rs := ld.finish()
+		answered, macs, double := w.stop()
+		total, failed, _, _, errs := summarize(rs, t0)
+		now := holderOf(t, cli)
+		t.Logf("all cut 6 s: holder %s → %s; released %d times; rode out: %v; claimed again: %v; %d requests, %d failed %v; ARP %d rounds by %v, %d by two hosts",
+			holder, now, count(hosts[holder], msgRelease, t0),
+			count(hosts[holder], "etcd unreachable, and every other host says it cannot reach it either: keeping the frontend addresses", t0) > 0,
+			count(hosts[holder], "etcd reachable again: the lease had lapsed; claimed the frontend addresses again", t1) > 0,
+			total, failed, errs, answered, macs, len(double))
+		if now != holder || count(hosts[holder], msgRelease, t0) != 0 {
+			t.Errorf("the holder %s let go (%d releases; holder now %q)\n%s", holder, count(hosts[holder], msgRelease, t0), now, hosts[holder].log())
+		}
+		for _, id := range hostIDs {
+			if id != holder && count(hosts[id], msgHold, t0) != 0 {
+				t.Errorf("%s held during or after the outage", id)
+			}
+		}
+		if failed != 0 {
+			t.Errorf("%d of %d requests failed through the outage: %v", failed, total, errs)
+		}
+		if len(double) > 0 || len(macs) != 1 {
+			t.Errorf("ARP answers by %v, %d rounds by two hosts: %v", macs, len(double), double)
+		}
+	})
+
+	t.Run("healed without the holder", func(t *testing.T) {
+		holder := holderOf(t, cli)
+		var others []string
+		for _, id := range hostIDs {
+			if id != holder {
+				others = append(others, id)
+			}
+		}
+		w := l.watchARP(vip)
+		ld := l.startLoad(front)
+		time.Sleep(time.Second)
+		t0 := time.Now()
+		cut(hostIDs...)
+		time.Sleep(3 * time.Second)
+		heal(others...)
+		t1 := time.Now()
+		var next string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if next = holderOf(t, cli); next != "" && next != holder {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nobody took over from %s, cut off while the others reach etcd again", holder)
+			}
+		}
+		waitServed(5 * time.Second)
+		time.Sleep(time.Second)
+		rs := ld.finish()
+		answered, macs, double := w.stop()
+		total, failed, _, _, errs := summarize(rs, t0)
+		released, held := logTime(hosts[holder], msgRelease), logTime(hosts[next], msgHold)
+		t.Logf("all cut 3 s, then all but %s healed: %s released at heal+%s, %s held at heal+%s; %d requests, %d failed %v; ARP %d rounds by %v, %d by two hosts",
+			holder, holder, released.Sub(t1).Round(time.Millisecond), next, held.Sub(t1).Round(time.Millisecond),
+			total, failed, errs, answered, macs, len(double))
+		if released.Before(t1) || !released.Before(held) {
+			t.Errorf("%s released at %s, %s held at %s (heal at %s): want the release after the heal and before the hold\n%s", holder, released, next, held, t1, hosts[holder].log())
+		}
+		if len(double) > 0 {
+			t.Errorf("two hosts answered ARP for %s at once: %v", vip, double)
+		}
+		heal(holder)
+	})
+}
+
+// logTimeOf is the time of one log line (zero when it has none).
+func logTimeOf(line string) time.Time {
+	i := strings.Index(line, `"time":"`)
+	if i < 0 {
+		return time.Time{}
+	}
+	rest := line[i+8:]
+	j := strings.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}
+	}
+	tm, _ := time.Parse(time.RFC3339Nano, rest[:j])
+	return tm
+}
