@@ -117,7 +117,7 @@ func New(o Options) (*Holder, error) {
 	}
 	h := &Holder{o: o, link: link, lo: lo, failing: map[netip.Addr]bool{}}
 	if o.PeerPort != 0 {
-		if h.peers, err = newPeers(o.Interface, o.PeerPort, o.HostID, o.Client, o.Prefix+"c/frontend/holder"); err != nil {
+		if h.peers, err = newPeers(o.Interface, o.PeerPort, o.HostID, h.Holding, o.Client, o.Prefix+"c/frontend/holder"); err != nil {
 			return nil, err
 		}
 	}
@@ -218,7 +218,12 @@ func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
 // later: handover.go).
 func (h *Holder) Run(ctx context.Context) error {
 	if h.peers != nil {
-		go h.peers.run(ctx)
+		// Heartbeats go on until Run returns: the handover's last one says this
+		// host no longer holds, which opens the next holder's gate.
+		pctx, stopPeers := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { h.peers.run(pctx); close(done) }()
+		defer func() { stopPeers(); <-done }()
 	}
 	lastErr := ""
 	for ctx.Err() == nil {
@@ -441,6 +446,9 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 		}
 	}
 	h.holding.Store(false)
+	if h.peers != nil {
+		h.peers.send() // before the revoke: the next holder's gate opens on it (peers.go)
+	}
 	h.o.Log.Warn("released the frontend addresses", "reason", reason)
 	h.revoke(lease) // let the next holder take over at once; harmless when lapsed
 }

@@ -132,13 +132,15 @@ func (h *Holder) EndDrain() {
 	d.stopKeep()
 	h.revoke(d.lease) // the record goes with it
 	d.stopFollow()
-	if err := h.fwd.clear(); err != nil {
-		h.o.Log.Error("remove handover rules", "err", err)
-	}
+	// The addresses first: while they are local, the SYN drop must stay, or a
+	// late SYN would meet no listener and be refused.
 	for _, a := range d.addrs {
 		if err := netlink.AddrDel(h.lo, addrOf(a)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			h.o.Log.Error("remove a drained address from lo", "addr", a.String(), "err", err)
 		}
+	}
+	if err := h.fwd.clear(); err != nil {
+		h.o.Log.Error("remove handover rules", "err", err)
 	}
 	h.o.Log.Info("drain over: handover rules and addresses removed")
 }

@@ -41,31 +41,37 @@ const DefaultPeerPort = 7948
 
 // peerMsg is one heartbeat.
 type peerMsg struct {
-	Host   string `json:"host"`
-	EtcdOK bool   `json:"etcd_ok"`
+	Host    string `json:"host"`
+	EtcdOK  bool   `json:"etcd_ok"`
+	Holding bool   `json:"holding"`
+	// Leaving: the host stops (after its drain); forget it rather than count its
+	// silence against it.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 type peerSeen struct {
-	at time.Time
-	ok bool
+	at          time.Time
+	ok, holding bool
 }
 
 // peers sends and hears the heartbeats, and probes etcd.
 type peers struct {
-	host   string
-	client *clientv3.Client
+	host    string
+	holding func() bool
+	client  *clientv3.Client
 	key    string
 	conn   *net.UDPConn
 	dst    *net.UDPAddr
 
 	okSince atomic.Int64 // unix nanoseconds since etcd answered without a break; 0: it does not
+	started atomic.Int64 // unix nanoseconds since run started listening
 
 	mu   sync.Mutex
 	seen map[string]peerSeen
 }
 
 // newPeers binds the heartbeat socket on iface (broadcasts to 255.255.255.255:port).
-func newPeers(iface string, port int, host string, client *clientv3.Client, key string) (*peers, error) {
+func newPeers(iface string, port int, host string, holding func() bool, client *clientv3.Client, key string) (*peers, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -87,29 +93,37 @@ func newPeers(iface string, port int, host string, client *clientv3.Client, key 
 	if err != nil {
 		return nil, fmt.Errorf("--frontend-peer-port %d on %s: %w", port, iface, err)
 	}
-	return &peers{host: host, client: client, key: key, conn: pc.(*net.UDPConn),
+	return &peers{host: host, holding: holding, client: client, key: key, conn: pc.(*net.UDPConn),
 		dst: &net.UDPAddr{IP: net.IPv4bcast, Port: port}, seen: map[string]peerSeen{}}, nil
 }
 
-// run probes etcd, sends and hears heartbeats until ctx ends.
+// run probes etcd, sends and hears heartbeats until ctx ends, then says it leaves.
 func (p *peers) run(ctx context.Context) {
-	go func() {
-		<-ctx.Done()
+	defer func() {
+		b, _ := json.Marshal(peerMsg{Host: p.host, Leaving: true})
+		p.conn.WriteToUDP(b, p.dst)
 		p.conn.Close()
 	}()
+	p.started.Store(time.Now().UnixNano())
 	go p.probe(ctx)
 	go p.listen()
 	t := time.NewTicker(peerEvery)
 	defer t.Stop()
 	for {
-		b, _ := json.Marshal(peerMsg{Host: p.host, EtcdOK: p.okSince.Load() != 0})
-		p.conn.WriteToUDP(b, p.dst)
+		p.send()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// send broadcasts one heartbeat now; a holder that let go sends one at once, so that
+// the next host need not wait for the next period to campaign.
+func (p *peers) send() {
+	b, _ := json.Marshal(peerMsg{Host: p.host, EtcdOK: p.okSince.Load() != 0, Holding: p.holding()})
+	p.conn.WriteToUDP(b, p.dst)
 }
 
 // probe reads the holder key every probeEvery (a linearizable read: it needs etcd's
@@ -147,15 +161,40 @@ func (p *peers) listen() {
 			continue
 		}
 		p.mu.Lock()
-		p.seen[m.Host] = peerSeen{at: time.Now(), ok: m.EtcdOK}
+		if m.Leaving {
+			delete(p.seen, m.Host)
+		} else {
+			p.seen[m.Host] = peerSeen{at: time.Now(), ok: m.EtcdOK, holding: m.Holding}
+		}
 		p.mu.Unlock()
 	}
 }
 
-// gateOpen reports whether this host has reached etcd for CampaignGate without a break.
+// gateOpen reports whether this host may campaign: it reaches etcd, and either has
+// for CampaignGate without a break, or, having listened for peerWindow at least,
+// every host heard lately says, within peerWindow, that it does not hold the
+// addresses (no holder is riding out an outage: a handover, a restart).
 func (p *peers) gateOpen() bool {
 	s := p.okSince.Load()
-	return s != 0 && time.Since(time.Unix(0, s)) >= CampaignGate
+	if s == 0 {
+		return false
+	}
+	if time.Since(time.Unix(0, s)) >= CampaignGate {
+		return true
+	}
+	// Hearing nobody says nothing until every host had time to be heard.
+	if st := p.started.Load(); st == 0 || time.Since(time.Unix(0, st)) < peerWindow {
+		return false
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, seen := range p.seen {
+		if age := now.Sub(seen.at); age <= peerMemory && (age > peerWindow || seen.holding) {
+			return false
+		}
+	}
+	return true
 }
 
 // allCut reports whether every host heard within peerMemory said, within peerWindow,
