@@ -74,7 +74,7 @@ func (f *forwarder) setTargets(recs []drainRecord) error {
 	f.targets = recs
 	err := f.apply()
 	if err == nil {
-		f.log.Info("handover forwarding", "draining_hosts", hostsOf(recs))
+		f.log.Info("handover forwarding", "draining_hosts", hostsOf(recs), "to", targetsOf(recs))
 	}
 	return err
 }

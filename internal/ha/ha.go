@@ -358,6 +358,7 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	// outage: the lease could not be renewed, and every other host says it cannot
 	// reach etcd either (peers.go): the addresses stay while that lasts.
 	outage, leaseGone := false, false
+	var retrySince time.Time // when another host first said it reaches etcd again
 	var check <-chan time.Time
 	reason := ""
 	for reason == "" {
@@ -383,7 +384,7 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 		case <-giveUp.C:
 			reason = "lease not renewed in time; giving the addresses up before it can lapse"
 			if h.peers != nil {
-				if cut, _ := h.peers.allCut(); cut {
+				if cut, _, _ := h.peers.allCut(); cut {
 					reason, outage = "", true
 					t := time.NewTicker(peerEvery)
 					defer t.Stop()
@@ -392,7 +393,7 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 				}
 			}
 		case <-check:
-			cut, why := h.peers.allCut()
+			cut, silent, why := h.peers.allCut()
 			if leaseGone {
 				l, sf, err := h.reclaim(ctx)
 				if err == nil {
@@ -408,23 +409,28 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 				}
 			}
 			if cut {
+				retrySince = time.Time{}
 				break
 			}
 			// Before letting go: etcd may answer this host again too (the other
-			// hosts' gate keeps them away meanwhile).
-			sf, err := h.renewOnce(ctx, lease)
-			if err == nil {
-				giveUp.Reset(time.Until(sf) - h.o.Margin)
-				outage, check = false, nil
-				h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
-				break
-			}
-			if isLeaseGone(err) && !leaseGone {
-				if l, sf, err := h.reclaim(ctx); err == nil {
-					lease, outage, check = l, false, nil
-					watch(l, sf)
+			// hosts' gate keeps them away meanwhile). One renewal, or, when the
+			// lease turns out to have lapsed, one claim (above, from the next
+			// check on), per check.
+			if !leaseGone {
+				sf, err := h.renewOnce(ctx, lease)
+				if err == nil {
 					giveUp.Reset(time.Until(sf) - h.o.Margin)
-					h.o.Log.Warn("etcd reachable again: the lease had lapsed; claimed the frontend addresses again", "lease", fmt.Sprintf("%x", l))
+					outage, check = false, nil
+					h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
+					break
+				}
+				leaseGone = isLeaseGone(err)
+			}
+			if !silent {
+				if retrySince.IsZero() {
+					retrySince = time.Now()
+				}
+				if time.Since(retrySince) < peerRetry {
 					break
 				}
 			}

@@ -201,26 +201,47 @@ func (h *Holder) loadDrains(ctx context.Context) int64 {
 }
 
 // linkAddrs is where another host of the link reaches this one: its first IPv4
-// address on link outside the frontend pool, and its link-local IPv6 address.
+// address on link outside the frontend pool, and its first usable IPv6 one outside
+// the pool (a global or ULA one, else the link-local one; never one still in
+// duplicate address detection, which would not answer neighbour solicitations).
 func linkAddrs(link netlink.Link, pool []netip.Prefix) (v4, v6 string) {
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return "", ""
 	}
+	ll := ""
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
+		if !ok || inPool(pool, ip.Unmap()) || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
 			continue
 		}
 		ip = ip.Unmap()
 		switch {
-		case ip.Is4() && v4 == "" && !inPool(pool, ip):
-			v4 = ip.String()
-		case ip.Is6() && v6 == "" && ip.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0:
+		case ip.Is4():
+			if v4 == "" {
+				v4 = ip.String()
+			}
+		case ip.IsLinkLocalUnicast():
+			if ll == "" {
+				ll = ip.String()
+			}
+		case ip.IsGlobalUnicast() && v6 == "":
 			v6 = ip.String()
 		}
 	}
+	if v6 == "" {
+		v6 = ll
+	}
 	return v4, v6
+}
+
+// targetsOf is where recs' packets go, for the log.
+func targetsOf(recs []drainRecord) string {
+	var s []string
+	for _, r := range recs {
+		s = append(s, r.Host+"="+r.V4+","+r.V6)
+	}
+	return strings.Join(s, " ")
 }
 
 // hostsOf names the hosts of recs, for the log.

@@ -30,6 +30,11 @@ const (
 	peerEvery  = 100 * time.Millisecond
 	peerWindow = 500 * time.Millisecond
 	peerMemory = 30 * time.Second
+	// peerRetry is how long a holder riding out an outage goes on trying to renew
+	// once another host says it reaches etcd again (its own connection may lag
+	// behind, TCP backing off while it was cut off): well inside that host's
+	// CampaignGate, which started before it said so.
+	peerRetry = 500 * time.Millisecond
 	probeEvery = 200 * time.Millisecond
 	// CampaignGate is how long a host must have reached etcd without a break before
 	// it campaigns.
@@ -198,8 +203,9 @@ func (p *peers) gateOpen() bool {
 }
 
 // allCut reports whether every host heard within peerMemory said, within peerWindow,
-// that it cannot reach etcd, and none said it can; why names the first that did not.
-func (p *peers) allCut() (bool, string) {
+// that it cannot reach etcd, and none said it can; why names the first that did not,
+// and silent says whether it fell silent (rather than reaching etcd).
+func (p *peers) allCut() (cut, silent bool, why string) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -209,12 +215,12 @@ func (p *peers) allCut() (bool, string) {
 		case age > peerMemory:
 			delete(p.seen, h) // gone long ago: forgotten
 		case age > peerWindow:
-			return false, "host " + h + " fell silent"
+			return false, true, "host " + h + " fell silent"
 		case s.ok:
-			return false, "host " + h + " reaches etcd"
+			return false, false, "host " + h + " reaches etcd"
 		}
 	}
-	return true, ""
+	return true, false, ""
 }
 
 // heard is how many hosts were heard within peerMemory.

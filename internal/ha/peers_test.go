@@ -31,7 +31,7 @@ func TestPeersAllCut(t *testing.T) {
 		{"one fell silent", map[string]peerSeen{"a": {at: now}, "b": {at: now.Add(-peerWindow - time.Millisecond)}}, false},
 		{"one gone long ago is forgotten", map[string]peerSeen{"a": {at: now}, "b": {at: now.Add(-peerMemory - time.Second)}}, true},
 	} {
-		if got, why := peersAt(time.Minute, 0, c.seen).allCut(); got != c.want {
+		if got, _, why := peersAt(time.Minute, 0, c.seen).allCut(); got != c.want {
 			t.Errorf("%s: allCut %v (%s), want %v", c.name, got, why, c.want)
 		}
 	}

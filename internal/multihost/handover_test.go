@@ -285,7 +285,8 @@ func TestFrontendHandover(t *testing.T) {
 			round, old, next, took.Round(time.Millisecond), old, forwarded, old, exited.Round(time.Millisecond),
 			total, failed, loadErrs, len(errs), inflightErrs, answered, macs, len(double))
 		if failed != 0 || len(inflightErrs) > 0 {
-			t.Errorf("round %d: %d of %d requests of the load failed (%v); in flight at the signal failed: %v", round, failed, total, loadErrs, inflightErrs)
+			t.Errorf("round %d: %d of %d requests of the load failed (%v); in flight at the signal failed: %v\n%s's log:\n%s\n%s's log:\n%s",
+				round, failed, total, loadErrs, inflightErrs, old, hosts[old].log(), next, hosts[next].log())
 		}
 		if len(errs) != 5 {
 			t.Errorf("round %d: %d requests in flight accounted for, want 5", round, len(errs))
