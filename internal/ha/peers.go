@@ -34,7 +34,7 @@ const (
 	// once another host says it reaches etcd again (its own connection may lag
 	// behind, TCP backing off while it was cut off): well inside that host's
 	// CampaignGate, which started before it said so.
-	peerRetry = 500 * time.Millisecond
+	peerRetry  = 500 * time.Millisecond
 	probeEvery = 200 * time.Millisecond
 	// CampaignGate is how long a host must have reached etcd without a break before
 	// it campaigns.
@@ -64,9 +64,9 @@ type peers struct {
 	host    string
 	holding func() bool
 	client  *clientv3.Client
-	key    string
-	conn   *net.UDPConn
-	dst    *net.UDPAddr
+	key     string
+	conn    *net.UDPConn
+	dst     *net.UDPAddr
 
 	okSince atomic.Int64 // unix nanoseconds since etcd answered without a break; 0: it does not
 	started atomic.Int64 // unix nanoseconds since run started listening
