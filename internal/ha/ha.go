@@ -117,7 +117,7 @@ func New(o Options) (*Holder, error) {
 	}
 	h := &Holder{o: o, link: link, lo: lo, failing: map[netip.Addr]bool{}}
 	if o.PeerPort != 0 {
-		if h.peers, err = newPeers(o.Interface, o.PeerPort, o.HostID, h.Holding, o.Client, o.Prefix+"c/frontend/holder"); err != nil {
+		if h.peers, err = newPeers(o.Interface, o.PeerPort, o.HostID, h.Holding, o.Client, o.Prefix+"c/frontend/", o.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -222,8 +222,10 @@ func (h *Holder) Run(ctx context.Context) error {
 		// host no longer holds, which opens the next holder's gate.
 		pctx, stopPeers := context.WithCancel(context.Background())
 		done := make(chan struct{})
+		registered := make(chan struct{})
 		go func() { h.peers.run(pctx); close(done) }()
-		defer func() { stopPeers(); <-done }()
+		go func() { h.register(pctx); close(registered) }()
+		defer func() { stopPeers(); <-done; <-registered }()
 	}
 	lastErr := ""
 	for ctx.Err() == nil {

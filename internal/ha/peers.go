@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,7 +66,8 @@ type peers struct {
 	host    string
 	holding func() bool
 	client  *clientv3.Client
-	key     string
+	prefix  string // <prefix>c/frontend/
+	log     *slog.Logger
 	conn    *net.UDPConn
 	dst     *net.UDPAddr
 
@@ -73,10 +76,16 @@ type peers struct {
 
 	mu   sync.Mutex
 	seen map[string]peerSeen
+	// known: the other hosts registered as candidates (<prefix>c/frontend/candidates/)
+	// at the last read of etcd; lastHolder: the holder key's value then (the last
+	// one seen, kept while the key is absent).
+	known      map[string]bool
+	lastHolder string
+	unheard    map[string]bool // known hosts said to be unheard, logged once
 }
 
 // newPeers binds the heartbeat socket on iface (broadcasts to 255.255.255.255:port).
-func newPeers(iface string, port int, host string, holding func() bool, client *clientv3.Client, key string) (*peers, error) {
+func newPeers(iface string, port int, host string, holding func() bool, client *clientv3.Client, prefix string, log *slog.Logger) (*peers, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -98,8 +107,8 @@ func newPeers(iface string, port int, host string, holding func() bool, client *
 	if err != nil {
 		return nil, fmt.Errorf("--frontend-peer-port %d on %s: %w", port, iface, err)
 	}
-	return &peers{host: host, holding: holding, client: client, key: key, conn: pc.(*net.UDPConn),
-		dst: &net.UDPAddr{IP: net.IPv4bcast, Port: port}, seen: map[string]peerSeen{}}, nil
+	return &peers{host: host, holding: holding, client: client, prefix: prefix, log: log, conn: pc.(*net.UDPConn),
+		dst: &net.UDPAddr{IP: net.IPv4bcast, Port: port}, seen: map[string]peerSeen{}, unheard: map[string]bool{}}, nil
 }
 
 // run probes etcd, sends and hears heartbeats until ctx ends, then says it leaves.
@@ -131,20 +140,42 @@ func (p *peers) send() {
 	p.conn.WriteToUDP(b, p.dst)
 }
 
-// probe reads the holder key every probeEvery (a linearizable read: it needs etcd's
-// leader, i.e. a quorum) and records whether etcd answers.
+// probe reads <prefix>c/frontend/ every probeEvery (a linearizable read: it needs
+// etcd's leader, i.e. a quorum) and records whether etcd answers, the registered
+// candidates and the holder.
 func (p *peers) probe(ctx context.Context) {
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		pctx, cancel := context.WithTimeout(ctx, 2*probeEvery)
-		_, err := p.client.Get(pctx, p.key)
+		r, err := p.client.Get(pctx, p.prefix+"holder")
+		var c *clientv3.GetResponse
+		if err == nil {
+			c, err = p.client.Get(pctx, p.prefix+"candidates/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		}
 		cancel()
 		switch {
 		case err != nil:
 			p.okSince.Store(0)
 		case p.okSince.Load() == 0:
 			p.okSince.Store(time.Now().UnixNano())
+		}
+		if err == nil {
+			known := map[string]bool{}
+			for _, kv := range c.Kvs {
+				if id := strings.TrimPrefix(string(kv.Key), p.prefix+"candidates/"); id != p.host {
+					known[id] = true
+				}
+			}
+			p.mu.Lock()
+			p.known = known
+			if len(r.Kvs) == 1 {
+				p.lastHolder = string(r.Kvs[0].Value)
+			}
+			p.mu.Unlock()
+		}
+		if i%25 == 0 { // every 5 s
+			p.warnUnheard()
 		}
 		select {
 		case <-ctx.Done():
@@ -175,10 +206,29 @@ func (p *peers) listen() {
 	}
 }
 
+// warnUnheard logs, once each, the registered hosts whose heartbeats are not heard:
+// their holder could not ride out an outage (the port blocked on the link, say).
+func (p *peers) warnUnheard() {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.known {
+		s, ok := p.seen[id]
+		switch {
+		case ok && now.Sub(s.at) <= peerWindow:
+			delete(p.unheard, id)
+		case !p.unheard[id]:
+			p.unheard[id] = true
+			p.log.Warn("no heartbeats heard from a host of the cluster: an etcd outage will take the frontend addresses away (is --frontend-peer-port open on the frontend link?)", "host", id)
+		}
+	}
+}
+
 // gateOpen reports whether this host may campaign: it reaches etcd, and either has
-// for CampaignGate without a break, or, having listened for peerWindow at least,
-// every host heard lately says, within peerWindow, that it does not hold the
-// addresses (no holder is riding out an outage: a handover, a restart).
+// for CampaignGate without a break, or, having listened for peerWindow at least, it
+// heard the last holder it saw in etcd say, within peerWindow, that it no longer
+// holds the addresses, and no host heard lately says it does (a handover, a
+// restart: no holder is riding out an outage).
 func (p *peers) gateOpen() bool {
 	s := p.okSince.Load()
 	if s == 0 {
@@ -194,6 +244,14 @@ func (p *peers) gateOpen() bool {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.lastHolder == "" {
+		return false
+	}
+	if p.lastHolder != p.host { // this host's own key is from a process gone
+		if s, ok := p.seen[p.lastHolder]; !ok || now.Sub(s.at) > peerWindow || s.holding {
+			return false
+		}
+	}
 	for _, seen := range p.seen {
 		if age := now.Sub(seen.at); age <= peerMemory && (age > peerWindow || seen.holding) {
 			return false
@@ -202,13 +260,19 @@ func (p *peers) gateOpen() bool {
 	return true
 }
 
-// allCut reports whether every host heard within peerMemory said, within peerWindow,
-// that it cannot reach etcd, and none said it can; why names the first that did not,
-// and silent says whether it fell silent (rather than reaching etcd).
+// allCut reports whether every host registered as a candidate, and every host heard
+// within peerMemory, said within peerWindow that it cannot reach etcd, and none said
+// it can; why names the first that did not, and silent says whether it is one not
+// heard (rather than one reaching etcd).
 func (p *peers) allCut() (cut, silent bool, why string) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for h := range p.known {
+		if s, ok := p.seen[h]; !ok || now.Sub(s.at) > peerWindow {
+			return false, true, "host " + h + " is not heard"
+		}
+	}
 	for h, s := range p.seen {
 		age := now.Sub(s.at)
 		switch {
@@ -228,4 +292,39 @@ func (p *peers) heard() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.seen)
+}
+
+// candidateTTL is the lease of a host's candidate registration: a host that died
+// stays registered this long, and meanwhile a holder will not ride out an outage.
+const candidateTTL = 10
+
+// register keeps <prefix>c/frontend/candidates/<host id> in etcd while ctx lasts:
+// the hosts a holder must hear before it rides out an outage (allCut), so that one
+// whose heartbeats do not arrive counts, rather than goes unnoticed. It is removed
+// when ctx ends.
+func (h *Holder) register(ctx context.Context) {
+	key := h.o.Prefix + "c/frontend/candidates/" + h.o.HostID
+	for ctx.Err() == nil {
+		gctx, cancel := context.WithTimeout(ctx, h.o.TTL)
+		g, err := h.o.Client.Grant(gctx, candidateTTL)
+		if err == nil {
+			if _, err = h.o.Client.Put(gctx, key, h.o.HostID, clientv3.WithLease(g.ID)); err != nil {
+				h.revoke(g.ID)
+			}
+		}
+		cancel()
+		if err != nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		ka, err := h.o.Client.KeepAlive(ctx, g.ID)
+		if err == nil {
+			for range ka { // until ctx ends or the lease is lost
+			}
+		}
+		if ctx.Err() != nil {
+			h.revoke(g.ID)
+			return
+		}
+	}
 }

@@ -3,6 +3,7 @@ package multihost
 import (
 	"context"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,47 @@ func TestFrontendEtcdOutage(t *testing.T) {
 			t.Errorf("two hosts answered ARP for %s at once: %v", vip, double)
 		}
 		heal(holder)
+	})
+
+	t.Run("holder cut off and deaf to heartbeats", func(t *testing.T) {
+		// The holder hears no heartbeat (its port blocked), and only it is cut off
+		// from etcd. It must not take the silence for "nobody reaches etcd": the
+		// other hosts are registered in etcd, so it lets go as before.
+		if _, err := exec.LookPath("nft"); err != nil {
+			t.Skip("needs nft to drop the heartbeats in the holder's namespace")
+		}
+		waitServed(10 * time.Second)
+		holder := holderOf(t, cli)
+		if out, err := exec.Command("ip", "netns", "exec", l.ns[holder], "nft",
+			"add table inet nbtest; add chain inet nbtest in { type filter hook input priority 0; }; add rule inet nbtest in udp dport 7948 drop").CombinedOutput(); err != nil {
+			t.Fatalf("nft: %v\n%s", err, out)
+		}
+		defer exec.Command("ip", "netns", "exec", l.ns[holder], "nft", "delete table inet nbtest").Run()
+		time.Sleep(time.Second) // its last heartbeats age out
+		w := l.watchARP(vip)
+		t0 := time.Now()
+		cut(holder)
+		defer heal(holder)
+		var next string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if next = holderOf(t, cli); next != "" && next != holder {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nobody took over from %s, cut off", holder)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+		answered, macs, double := w.stop()
+		released, held := logTime(hosts[holder], msgRelease), logTime(hosts[next], msgHold)
+		t.Logf("%s cut off and deaf: released at +%s, %s held at +%s; ARP %d rounds by %v, %d by two hosts",
+			holder, released.Sub(t0).Round(time.Millisecond), next, held.Sub(t0).Round(time.Millisecond), answered, macs, len(double))
+		if released.Before(t0) || !released.Before(held) {
+			t.Errorf("%s released at %s, %s held at %s: want the release first\n%s", holder, released, next, held, hosts[holder].log())
+		}
+		if len(double) > 0 {
+			t.Errorf("two hosts answered ARP for %s at once: %v", vip, double)
+		}
 	})
 }
 
