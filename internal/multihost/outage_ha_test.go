@@ -189,20 +189,47 @@ func TestFrontendEtcdOutage(t *testing.T) {
 	})
 
 	t.Run("holder cut off and deaf to heartbeats", func(t *testing.T) {
-		// The holder hears no heartbeat (its port blocked), and only it is cut off
-		// from etcd. It must not take the silence for "nobody reaches etcd": the
-		// other hosts are registered in etcd, so it lets go as before.
+		// A host whose heartbeat port is blocked (it never hears the others)
+		// becomes the holder, then only it is cut off from etcd. It must not take
+		// the silence for "nobody reaches etcd": the others are registered in
+		// etcd, so it lets go as before.
 		if _, err := exec.LookPath("nft"); err != nil {
-			t.Skip("needs nft to drop the heartbeats in the holder's namespace")
+			t.Skip("needs nft to drop the heartbeats in a host's namespace")
 		}
 		waitServed(10 * time.Second)
-		holder := holderOf(t, cli)
+		old := holderOf(t, cli)
+		var others []string
+		for _, id := range hostIDs {
+			if id != old {
+				others = append(others, id)
+			}
+		}
+		holder, third := others[0], others[1]
 		if out, err := exec.Command("ip", "netns", "exec", l.ns[holder], "nft",
 			"add table inet nbtest; add chain inet nbtest in { type filter hook input priority 0; }; add rule inet nbtest in udp dport 7948 drop").CombinedOutput(); err != nil {
 			t.Fatalf("nft: %v\n%s", err, out)
 		}
 		defer exec.Command("ip", "netns", "exec", l.ns[holder], "nft", "delete table inet nbtest").Run()
-		time.Sleep(time.Second) // its last heartbeats age out
+		start := func(id string) {
+			hosts[id] = mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
+				"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
+				"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "5s")
+		}
+		// The deaf host restarted (it has heard nobody since), the two others
+		// stopped: it takes over; then they come back.
+		hosts[holder].stop(t)
+		start(holder)
+		hosts[third].stop(t)
+		hosts[old].stop(t)
+		for deadline := time.Now().Add(10 * time.Second); holderOf(t, cli) != holder; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not take over (holder %q)", holder, holderOf(t, cli))
+			}
+		}
+		start(third)
+		start(old)
+		waitServed(10 * time.Second)
+		time.Sleep(time.Second) // the holder reads the others' registrations (every 200 ms)
 		w := l.watchARP(vip)
 		t0 := time.Now()
 		cut(holder)
