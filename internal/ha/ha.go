@@ -387,7 +387,7 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 			reason = "lease not renewed in time; giving the addresses up before it can lapse"
 			if h.peers != nil {
 				if cut, _, _ := h.peers.allCut(); cut {
-					reason, outage = "", true
+					reason, outage, retrySince = "", true, time.Time{}
 					t := time.NewTicker(peerEvery)
 					defer t.Stop()
 					check = t.C
