@@ -53,7 +53,29 @@ type forwarder struct {
 	mu      sync.Mutex
 	own     []netip.Addr
 	targets []drainRecord
-	active  bool // the table may exist: clear deletes it
+	// before, when not 0, is the revision of this host's own drain record: it
+	// forwards only to drains older than its own (the ones it forwarded to as
+	// holder). A newer one is the next holder's business; this host's conntrack
+	// need not know its own connections (it may have held without forwarding), so
+	// it could take them for the newer drain's.
+	before int64
+	active bool // the table may exist: clear deletes it
+}
+
+// setBefore makes this host forward only to drains older than revision rev (its own
+// drain record's) from now on.
+func (f *forwarder) setBefore(rev int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.before = rev
+	var keep []drainRecord
+	for _, r := range f.targets {
+		if r.rev < rev {
+			keep = append(keep, r)
+		}
+	}
+	f.targets = keep
+	return f.apply()
 }
 
 // setOwn records the addresses this host drains (nil: none) and applies.
@@ -68,6 +90,9 @@ func (f *forwarder) setOwn(a []netip.Addr) error {
 func (f *forwarder) setTargets(recs []drainRecord) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.before != 0 {
+		recs = slices.DeleteFunc(slices.Clone(recs), func(r drainRecord) bool { return r.rev >= f.before })
+	}
 	if slices.EqualFunc(recs, f.targets, sameRecord) {
 		return nil
 	}
@@ -87,7 +112,7 @@ func sameRecord(a, b drainRecord) bool {
 func (f *forwarder) clear() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.own, f.targets = nil, nil
+	f.own, f.targets, f.before = nil, nil, 0
 	return f.apply()
 }
 
@@ -115,10 +140,11 @@ func (f *forwarder) apply() error {
 			to    netip.Addr
 			addrs []netip.Addr
 		}
+		// A draining host forwards to the older drains the same addresses it drains
+		// itself: its own connections are established in its conntrack (it
+		// forwarded from its takeover on, so it tracked them from their SYN), the
+		// older host's are new to it.
 		taken := map[netip.Addr]bool{}
-		for _, a := range own {
-			taken[a] = true // our own connections are here: never forward them
-		}
 		for _, r := range f.targets {
 			to, err := netip.ParseAddr(map[bool]string{true: r.V4, false: r.V6}[is4])
 			if err != nil {

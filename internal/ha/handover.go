@@ -79,10 +79,15 @@ func (h *Holder) handOver(stopFollow context.CancelFunc) bool {
 		h.o.Log.Warn("handover: drain record not published; releasing without forwarding", "err", err)
 		return false
 	}
-	if _, err := h.o.Client.Put(ctx, h.drainPrefix()+h.o.HostID, string(b), clientv3.WithLease(g.ID)); err != nil {
+	pr, err := h.o.Client.Put(ctx, h.drainPrefix()+h.o.HostID, string(b), clientv3.WithLease(g.ID))
+	if err != nil {
 		h.revoke(g.ID)
 		h.o.Log.Warn("handover: drain record not published; releasing without forwarding", "err", err)
 		return false
+	}
+	// From now on, forward only to drains older than this one.
+	if err := h.fwd.setBefore(pr.Header.Revision); err != nil {
+		h.o.Log.Error("handover forwarding", "err", err)
 	}
 	kctx, stopKeep := context.WithCancel(context.Background())
 	if ka, err := h.o.Client.KeepAlive(kctx, g.ID); err == nil {
@@ -131,14 +136,15 @@ func (h *Holder) EndDrain() {
 	}
 	d.stopKeep()
 	h.revoke(d.lease) // the record goes with it
-	d.stopFollow()
-	// The addresses first: while they are local, the SYN drop must stay, or a
-	// late SYN would meet no listener and be refused.
+	// The addresses first: while they are local, the rules must stay, or a late
+	// SYN would meet no listener and be refused, and a packet this host forwards on
+	// to an older drain would meet no socket and be reset.
 	for _, a := range d.addrs {
 		if err := netlink.AddrDel(h.lo, addrOf(a)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			h.o.Log.Error("remove a drained address from lo", "addr", a.String(), "err", err)
 		}
 	}
+	d.stopFollow()
 	if err := h.fwd.clear(); err != nil {
 		h.o.Log.Error("remove handover rules", "err", err)
 	}

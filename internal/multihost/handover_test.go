@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
+	"github.com/nodebalancer/nodebalancer/internal/ha"
 )
 
 // bigSize is the length of the backend's /big answer: far more than a TCP window.
@@ -335,4 +337,96 @@ func waitRulesGone(t *testing.T, l *haLab, role string) {
 func execOut(argv ...string) (string, error) {
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	return string(out), err
+}
+
+// TestFrontendHandoverChain stops the holder, then, while it still drains, the next
+// holder too: the third host forwards to the newest draining host what is not its
+// own, and that one forwards on to the first what is not its own. An 8 MiB answer
+// through a 32 KiB window is in flight on each of the two stopped hosts.
+func TestFrontendHandoverChain(t *testing.T) {
+	hostIDs := []string{"a", "b", "c"}
+	l := newHALab(t, hostIDs...)
+	l.serveBackend()
+	ec := etcdtest.Start(t, 1, haGateway)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	hosts := map[string]*host{}
+	for _, id := range hostIDs {
+		hosts[id] = mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
+			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
+			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "10s")
+	}
+	label := "ha-chain"
+	nb, err := hosts["a"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
+		Label: &label, Region: "local",
+		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
+			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), 80).String()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		l.inNS("client", func() error { _, err = request(front, "/"); return nil })
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not served within 15 s: %v", front, err)
+		}
+	}
+	time.Sleep(ha.CampaignGate) // every host may take over at once
+	waitHolder := func(not ...string) string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			h := holderOf(t, cli)
+			if h != "" && !slices.Contains(not, h) {
+				return h
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nobody but %v holds after 5 s", not)
+			}
+		}
+	}
+	first := waitHolder()
+	ld := l.startLoad(front)
+	errs := make(chan error, 2)
+	big := func() {
+		started := make(chan struct{})
+		go func() { errs <- l.bigRequest(front, started) }()
+		<-started
+	}
+	big() // on the first holder
+	hosts[first].cmd.Process.Signal(syscall.SIGTERM)
+	second := waitHolder(first)
+	time.Sleep(100 * time.Millisecond)
+	big() // on the second, while the first drains
+	hosts[second].cmd.Process.Signal(syscall.SIGTERM)
+	third := waitHolder(first, second)
+	var failed []string
+	for range 2 {
+		if err := <-errs; err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	for _, id := range []string{first, second} {
+		select {
+		case <-hosts[id].exited:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s did not exit in 20 s", id)
+		}
+	}
+	total, loadFailed, _, _, loadErrs := summarize(ld.finish(), time.Time{})
+	t.Logf("%s stopped, %s held and was stopped while %s drained, %s holds: in-flight 8 MiB answers failed %v; load %d requests, %d failed %v",
+		first, second, first, third, failed, total, loadFailed, loadErrs)
+	if len(failed) > 0 || loadFailed > 0 {
+		t.Errorf("across two handovers in a row: in flight failed %v; %d of %d requests failed %v\n%s's log:\n%s\n%s's log:\n%s\n%s's log:\n%s",
+			failed, loadFailed, total, loadErrs, first, hosts[first].log(), second, hosts[second].log(), third, hosts[third].log())
+	}
 }
