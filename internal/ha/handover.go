@@ -38,7 +38,8 @@ import (
 // closed, within --shutdown-grace) it revokes the drain lease, and removes the
 // addresses from lo and its table; the next holder sees the record go and removes
 // its rules. A draining host that is killed stops renewing its lease, and the
-// record goes after TTL all the same.
+// record goes after TTL all the same. A draining host keeps forwarding to the drains
+// older than its own (two handovers in a row: C sends to B, B on to A).
 
 // Settle is how long a host that handed the addresses over goes on accepting
 // connections and requests as before: the next holder's three announcements, 200 ms
