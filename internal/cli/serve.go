@@ -54,6 +54,7 @@ type serveFlags struct {
 	// High availability and the API over TLS.
 	frontendInterface, apiTLSCert, apiTLSKey string
 	frontendLease                            time.Duration
+	frontendPeerPort                         int
 	// fs tells which flags were given (--metrics-require-token's default depends on
 	// --listen).
 	fs *pflag.FlagSet
@@ -120,6 +121,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.etcdTimeout, "etcd-timeout", 5*time.Second, "bound of one store operation on etcd; past it the API answers 503")
 	fl.StringVar(&f.hostID, "host-id", "", "this host's name in the cluster, unique among the hosts (default: the hostname)")
 	fl.StringVar(&f.frontendInterface, "frontend-interface", "", "with --store etcd: the hosts elect one holder of the frontend addresses, which adds them to this interface and announces them (ARP, NDP); empty: the addresses must be local already")
+	fl.IntVar(&f.frontendPeerPort, "frontend-peer-port", ha.DefaultPeerPort, "with --frontend-interface: UDP port of the hosts' heartbeats, broadcast on that interface, with which a holder keeps the addresses through an etcd outage that every host sees (0: it lets them go, as when it alone is cut off)")
 	fl.DurationVar(&f.frontendLease, "frontend-lease", ha.DefaultTTL, "lease of the frontend addresses' holder: how soon another host takes over when it dies (whole seconds, 2s or more)")
 	fl.StringVar(&f.apiTLSCert, "api-tls-cert", "", "serve the API over TLS with this certificate (PEM, with --api-tls-key); SIGHUP reads it again")
 	fl.StringVar(&f.apiTLSKey, "api-tls-key", "", "key (PEM) of --api-tls-cert")
@@ -290,8 +292,11 @@ func (f *serveFlags) config() (server.Config, error) {
 		if f.frontendLease < 2*time.Second || f.frontendLease%time.Second != 0 {
 			return cfg, fmt.Errorf("--frontend-lease: %s must be whole seconds, 2s or more (etcd leases count seconds)", f.frontendLease)
 		}
+		if f.frontendPeerPort < 0 || f.frontendPeerPort > 65535 {
+			return cfg, fmt.Errorf("--frontend-peer-port: %d is not a port (1 to 65535, or 0 for none)", f.frontendPeerPort)
+		}
 	}
-	cfg.FrontendInterface, cfg.FrontendLease = f.frontendInterface, f.frontendLease
+	cfg.FrontendInterface, cfg.FrontendLease, cfg.FrontendPeerPort = f.frontendInterface, f.frontendLease, f.frontendPeerPort
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Version = version()
 	if f.statsPersist < 0 {

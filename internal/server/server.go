@@ -102,6 +102,10 @@ type Config struct {
 	FrontendInterface string
 	// FrontendLease is the holder's lease (ha.DefaultTTL when zero).
 	FrontendLease time.Duration
+	// FrontendPeerPort is the UDP port of the hosts' heartbeats on
+	// FrontendInterface, with which a holder rides out an etcd outage every host
+	// sees (ha.Options.PeerPort); 0: none.
+	FrontendPeerPort int
 	// APITLSCert and APITLSKey, when set, serve the API (and the console, /healthz
 	// and /metrics on its address) over TLS; SIGHUP reads them again.
 	APITLSCert, APITLSKey string
@@ -600,6 +604,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
+	if s.holder != nil {
+		// The data plane closed (its connections done or their grace over): a
+		// handover's forwarding and drained addresses can go.
+		s.holder.EndDrain()
+	}
 	stopChecks()
 	stopStats()
 	return errors.Join(err, <-checkDone, <-statsDone, <-accessDone)
