@@ -171,7 +171,7 @@ func (db *DB) checkNodeAddrs(tx Tx, nodes []model.Node, field func(int) string) 
 				}
 				fronts[ip] = addrs
 			}
-			l = model.Listening{Addrs: append(slices.Clip(db.own.Addrs), addrs...), Local: db.own.Local}
+			l = model.Listening{Addrs: append(slices.Clip(db.own.Addrs), addrs...), Local: *db.local.Load()}
 		}
 		if x, ok := l.Reaches(ap); ok {
 			es.Add(field(i), selfReason(n.Address, x))
