@@ -14,10 +14,15 @@ import (
 // differs from an address's 4 bytes.
 var cursorKey = []byte("cursor")
 
-// ensureIndex builds the label and address indexes of a store written before they
-// existed; it runs once per DB.
+// ensureIndex builds the label, address and node address indexes of a store
+// written before they existed; it runs once per DB.
 func (db *DB) ensureIndex() error {
 	db.indexOnce.Do(func() {
+		db.indexErr = db.buildNodeAddrIndex()
+		if db.indexErr != nil {
+			db.indexErr = fmt.Errorf("build store indexes: %w", db.indexErr)
+			return
+		}
 		db.indexErr = db.b.Update(func(tx Tx) error {
 			built := false
 			if err := tx.Scan(KindLabel, nil, func(_, _ []byte) error { built = true; return errStop }); err != nil && !errors.Is(err, errStop) {

@@ -114,6 +114,9 @@ func portTaken(proto model.Protocol, port int, by string) string {
 // UpdateConfig applies mutate to config id of NodeBalancer nbID and stores the result
 // when mutate returns nil and the port stays unique.
 func (db *DB) UpdateConfig(nbID, id int, mutate func(*model.Config) error) (c model.Config, err error) {
+	if err := db.ensureIndex(); err != nil { // checkPortFree reads the node address index
+		return c, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		c, err = db.updateConfig(tx, nbID, id, mutate)
 		return err
@@ -154,15 +157,16 @@ func (db *DB) DeleteConfig(nbID, id int) error {
 }
 
 func deleteConfig(tx Tx, c model.Config) error {
-	var keys [][]byte
-	if err := tx.Scan(KindNode, Key(c.ID), func(k, _ []byte) error {
-		keys = append(keys, append([]byte(nil), k...))
-		return nil
-	}); err != nil {
+	nodes, err := scan[model.Node](tx, KindNode, Key(c.ID))
+	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if err := tx.Delete(KindNode, k); err != nil {
+	for _, n := range nodes {
+		n.ConfigID = c.ID // its key's config, which the index entry names
+		if err := unindexNode(tx, n); err != nil {
+			return err
+		}
+		if err := tx.Delete(KindNode, Key(c.ID, n.ID)); err != nil {
 			return err
 		}
 	}
@@ -193,9 +197,9 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 		if err != nil {
 			return err
 		}
-		have := map[int]bool{}
+		have := map[int]model.Node{}
 		for _, n := range existing {
-			have[n.ID] = true
+			have[n.ID] = n
 		}
 		keep := map[int]bool{}
 		var es model.Errors
@@ -204,8 +208,8 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 				continue
 			}
 			f := "nodes[" + strconv.Itoa(i) + "].id"
-			switch {
-			case !have[n.ID]:
+			switch _, ok := have[n.ID]; {
+			case !ok:
 				es.Add(f, "node "+strconv.Itoa(n.ID)+" is not a node of config "+strconv.Itoa(id))
 			case keep[n.ID]:
 				es.Add(f, "node "+strconv.Itoa(n.ID)+" is listed twice")
@@ -217,6 +221,9 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 		}
 		for _, n := range existing {
 			if !keep[n.ID] {
+				if err := unindexNode(tx, n); err != nil {
+					return err
+				}
 				if err := tx.Delete(KindNode, Key(id, n.ID)); err != nil {
 					return err
 				}
@@ -228,7 +235,9 @@ func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, node
 				n, err = insertNode(tx, c, n)
 			} else {
 				n.ConfigID, n.NodeBalancerID = id, nbID
-				err = put(tx, KindNode, Key(id, n.ID), n)
+				if err = reindexNode(tx, have[n.ID], n); err == nil {
+					err = put(tx, KindNode, Key(id, n.ID), n)
+				}
 			}
 			if err != nil {
 				return err

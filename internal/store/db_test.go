@@ -409,3 +409,111 @@ func TestSetLocalFollowsTheHostsAddresses(t *testing.T) {
 		t.Fatalf("no longer the host's address: %v", err)
 	}
 }
+
+// TestFrontendCheckFollowsNodeWrites: the port check sees a node's address as every
+// write left it (create, update, rebuild, delete, config and NodeBalancer deletes),
+// through the node address index, also in a store written before the index existed.
+func TestFrontendCheckFollowsNodeWrites(t *testing.T) {
+	dir := t.TempDir()
+	db := teststore.Open(t, dir, pool)
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, node("a", "127.0.0.2:80"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, node("x", "127.0.0.3:80"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, _ := db.Configs(other.ID)
+	on, _ := db.Nodes(other.ID, oc[0].ID)
+	taken := func(what string, port int, want bool) {
+		t.Helper()
+		c, err := db.CreateConfig(nb.ID, cfg(port))
+		if got := err != nil; got != want {
+			t.Fatalf("%s: config on port %d: %v (want refused: %v)", what, port, err, want)
+		}
+		if want && !equal(fieldsOf(err), "port") {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err == nil {
+			if err := db.DeleteConfig(nb.ID, c.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Update moves the entry.
+	if _, err := db.UpdateNode(other.ID, oc[0].ID, on[0].ID, func(n *model.Node) error { n.Address = nb.IPv4 + ":90"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	taken("after an update onto it", 90, true)
+	if _, err := db.UpdateNode(other.ID, oc[0].ID, on[0].ID, func(n *model.Node) error { n.Address = "0.0.0.0:91"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	taken("after an update away", 90, false)
+	taken("on the wildcard", 91, true)
+	// Rebuild moves kept nodes, drops unlisted ones and indexes new ones.
+	kept := on[0]
+	kept.Address = "[::]:92"
+	rb, err := db.RebuildConfig(other.ID, oc[0].ID, func(*model.Config) error { return nil }, []model.Node{kept, node("new", "[::ffff:"+nb.IPv4+"]:93")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken("after a rebuild moved it", 91, false)
+	taken("rebuild: kept", 92, true)
+	taken("rebuild: new", 93, true)
+	if _, err := db.RebuildConfig(other.ID, oc[0].ID, func(*model.Config) error { return nil }, []model.Node{rb.Nodes[1]}); err != nil {
+		t.Fatal(err)
+	}
+	taken("after a rebuild dropped it", 92, false)
+	if err := db.DeleteNode(other.ID, oc[0].ID, rb.Nodes[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	taken("after a node delete", 93, false)
+	// Config and NodeBalancer deletes drop their nodes' entries.
+	c2, err := db.CreateConfig(other.ID, cfg(81, node("y", nb.IPv4+":94")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken("a config's node", 94, true)
+	if err := db.DeleteConfig(other.ID, c2.ID); err != nil {
+		t.Fatal(err)
+	}
+	taken("after a config delete", 94, false)
+	if _, err := db.CreateNode(other.ID, oc[0].ID, node("z", nb.IPv4+":95")); err != nil {
+		t.Fatal(err)
+	}
+	taken("a created node", 95, true)
+	if err := db.DeleteNodeBalancer(other.ID); err != nil {
+		t.Fatal(err)
+	}
+	taken("after a NodeBalancer delete", 95, false)
+
+	// A store written before the index existed gets it built on the next write.
+	third, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, node("w", nb.IPv4+":96"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Backend().Update(func(tx store.Tx) error {
+		var keys []string
+		tx.Scan(store.KindNodeAddr, nil, func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
+		if len(keys) != 3 { // no stale entry is left behind by the writes above
+			t.Errorf("%d index entries, want 3: the two nodes' and the mark", len(keys))
+		}
+		for _, k := range keys {
+			if err := tx.Delete(store.KindNodeAddr, []byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = teststore.Open(t, dir, pool)
+	taken("after a reopen without the index", 96, true)
+	if err := db.DeleteNodeBalancer(third.ID); err != nil {
+		t.Fatal(err)
+	}
+	taken("after its NodeBalancer went", 96, false)
+}

@@ -3,7 +3,6 @@ package store
 // Nodes: list, read, create, update, delete; the rule that nodes never point at this server.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,7 +71,10 @@ func insertNode(tx Tx, c model.Config, n model.Node) (model.Node, error) {
 		return n, err
 	}
 	n.ID, n.ConfigID, n.NodeBalancerID = id, c.ID, c.NodeBalancerID
-	return n, put(tx, KindNode, Key(c.ID, id), n)
+	if err := put(tx, KindNode, Key(c.ID, id), n); err != nil {
+		return n, err
+	}
+	return n, indexNode(tx, n)
 }
 
 // UpdateNode applies mutate to node id and stores the result when mutate returns nil.
@@ -88,11 +90,15 @@ func (db *DB) UpdateNode(nbID, configID, id int, mutate func(*model.Node) error)
 		if n.NodeBalancerID != nbID {
 			return ErrNotFound
 		}
+		old := n
 		if err := mutate(&n); err != nil {
 			return err
 		}
 		n.ID, n.ConfigID, n.NodeBalancerID = id, configID, nbID
 		if err := db.checkNodeAddrs(tx, []model.Node{n}, func(int) string { return "address" }); err != nil {
+			return err
+		}
+		if err := reindexNode(tx, old, n); err != nil {
 			return err
 		}
 		return put(tx, KindNode, Key(configID, id), n)
@@ -219,20 +225,35 @@ func (db *DB) checkPortFree(tx Tx, c model.Config) error {
 }
 
 // checkFrontendFree refuses a frontend on ipv4:port, naming field, when an existing
-// node points at it. Every node is looked at, but only the few whose stored JSON
-// names the ip (or an unspecified address, which reaches the host) are decoded: with
-// 50,000 nodes decoding them all would cost a config write ~100 ms.
+// node points at it. It reads the node address index, not every node: only the nodes
+// on ipv4:port itself or on an unspecified address with that port (0.0.0.0, ::,
+// which reach the host) can reach it, and those few are read and checked with
+// model.Listening.Reaches. The first such node in node key order is named. Callers
+// run db.ensureIndex before their transaction.
 func checkFrontendFree(tx Tx, ipv4 string, port int, field string) error {
 	ip, err := netip.ParseAddr(ipv4)
 	if err != nil {
 		return nil
 	}
 	front := model.Listening{Addrs: []netip.AddrPort{netip.AddrPortFrom(ip, uint16(port))}}
-	needles := [][]byte{[]byte(ip.String()), []byte("0.0.0.0"), []byte("[::")}
-	var found *model.Node
-	err = tx.Scan(KindNode, nil, func(k, b []byte) error {
-		if !slices.ContainsFunc(needles, func(n []byte) bool { return bytes.Contains(b, n) }) {
-			return nil
+	var keys [][]byte
+	if ip.Unmap().IsUnspecified() {
+		// A wildcard frontend (never handed out from a pool) is reached by every
+		// loopback node too: look at every entry with the port.
+		keys, err = nodeKeysOnPort(tx, uint16(port))
+	} else {
+		keys, err = nodeKeysOn(tx, []netip.Addr{ip, netip.IPv4Unspecified(), netip.IPv6Unspecified()}, uint16(port))
+	}
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		b, err := tx.Get(KindNode, k)
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			continue
 		}
 		var n model.Node
 		if err := json.Unmarshal(b, &n); err != nil {
@@ -240,26 +261,15 @@ func checkFrontendFree(tx Tx, ipv4 string, port int, field string) error {
 		}
 		ap, err := netip.ParseAddrPort(n.Address)
 		if err != nil {
-			return nil
+			continue
 		}
 		if _, ok := front.Reaches(ap); ok {
-			found = &n
-			return errStopScan
+			return fieldErr(field, fmt.Sprintf("port %d would open frontend %s, which node %d (config %d) points at: a node must not point at the server itself",
+				port, front.Addrs[0], n.ID, n.ConfigID))
 		}
-		return nil
-	})
-	if err != nil && err != errStopScan {
-		return err
-	}
-	if found != nil {
-		return fieldErr(field, fmt.Sprintf("port %d would open frontend %s, which node %d (config %d) points at: a node must not point at the server itself",
-			port, front.Addrs[0], found.ID, found.ConfigID))
 	}
 	return nil
 }
-
-// errStopScan ends a Scan early; it never leaves the function that used it.
-var errStopScan = errors.New("stop scan")
 
 // DeleteNode removes node id of config configID of NodeBalancer nbID.
 func (db *DB) DeleteNode(nbID, configID, id int) error {
@@ -270,6 +280,9 @@ func (db *DB) DeleteNode(nbID, configID, id int) error {
 		}
 		if n.NodeBalancerID != nbID {
 			return ErrNotFound
+		}
+		if err := unindexNode(tx, n); err != nil {
+			return err
 		}
 		return tx.Delete(KindNode, Key(configID, id))
 	})

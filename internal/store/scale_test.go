@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,5 +186,64 @@ func TestNodeLimitPerPlanType(t *testing.T) {
 	}
 	if _, err := db.CreateConfig(premium.ID, cfg(81, nodes(6)...)); !equal(fieldsOf(err), "nodes") {
 		t.Fatalf("config with 6 on premium: %v", err)
+	}
+}
+
+// TestConfigWriteDoesNotScanTheNodes: the check that no node already points at the
+// frontend a config would open reads the node address index, not every node, so a
+// config create or port change costs the same with 300 or 50,000 nodes (it scanned
+// them all: 14-20 ms a config create at 50,000 nodes against 10-12 ms for the first).
+func TestConfigWriteDoesNotScanTheNodes(t *testing.T) {
+	cb := &counting{}
+	db := teststore.Over(t, "127.0.0.0/16", func(b store.Backend) store.Backend { cb.Backend = b; return cb })
+	cb.reset()
+	var nbs []model.NodeBalancer
+	for i := range 300 {
+		nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+			[]model.ConfigWithNodes{cfg(80, node("a", "127.1.0.1:"+strconv.Itoa(1000+i)), node("b", "127.1.0.2:80"))})
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		nbs = append(nbs, nb)
+	}
+	last := nbs[len(nbs)-1]
+	cb.reset()
+	c, err := db.CreateConfig(last.ID, cfg(81))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UpdateConfig(last.ID, c.ID, func(c *model.Config) error { c.Port = 82; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80), cfg(81)}); err != nil {
+		t.Fatal(err)
+	}
+	if cb.scans[store.KindNode] != 0 {
+		t.Fatalf("a config create, a port change and a NodeBalancer create scanned %v; want no scan of the nodes", cb.scans)
+	}
+	// Nodes on the frontend, on a wildcard and IPv4-mapped, are still found, through
+	// the index, and named as before.
+	first, _ := db.Configs(nbs[0].ID)
+	for _, a := range []string{"0.0.0.0:90", "[::]:91", "[::ffff:" + last.IPv4 + "]:92", last.IPv4 + ":93"} {
+		if _, err := db.CreateNode(nbs[0].ID, first[0].ID, node("n"+a, a)); err != nil {
+			t.Fatalf("node %s: %v", a, err)
+		}
+	}
+	nodes, _ := db.Nodes(nbs[0].ID, first[0].ID)
+	cb.reset()
+	for i, port := range []int{90, 91, 92, 93} {
+		_, err := db.CreateConfig(last.ID, cfg(port))
+		want := fmt.Sprintf("port %d would open frontend %s:%d, which node %d (config %d) points at: a node must not point at the server itself",
+			port, last.IPv4, port, nodes[2+i].ID, first[0].ID)
+		if !equal(fieldsOf(err), "port") || !strings.Contains(err.Error(), want) {
+			t.Fatalf("config on port %d: %v, want %q", port, err, want)
+		}
+		_, err = db.UpdateConfig(last.ID, c.ID, func(c *model.Config) error { c.Port = port; return nil })
+		if !equal(fieldsOf(err), "port") || !strings.Contains(err.Error(), want) {
+			t.Fatalf("config moved to port %d: %v, want %q", port, err, want)
+		}
+	}
+	if cb.scans[store.KindNode] != 0 {
+		t.Fatalf("the refusals scanned %v; want no scan of the nodes", cb.scans)
 	}
 }

@@ -46,16 +46,17 @@ const (
 	KindConfig       Kind = "configs" // keyed by (nodebalancer id, config id)
 	KindNode         Kind = "nodes"   // keyed by (config id, node id)
 	KindToken        Kind = "tokens"
-	KindBlob         Kind = "blobs"        // small named values owned by other packages (stats)
-	KindLabel        Kind = "labels"       // index: NodeBalancer label → id
-	KindAddress      Kind = "addresses"    // index: NodeBalancer ipv4 (4 bytes) → id; allocation cursor
-	KindReservedIP   Kind = "reserved_ips" // reserved frontend addresses, keyed by the address's 4 bytes (ipKey)
+	KindBlob         Kind = "blobs"          // small named values owned by other packages (stats)
+	KindLabel        Kind = "labels"         // index: NodeBalancer label → id
+	KindAddress      Kind = "addresses"      // index: NodeBalancer ipv4 (4 bytes) → id; allocation cursor
+	KindNodeAddr     Kind = "node_addresses" // index: node ip (16 bytes), port, node key → empty
+	KindReservedIP   Kind = "reserved_ips"   // reserved frontend addresses, keyed by the address's 4 bytes (ipKey)
 	KindFirewall     Kind = "firewalls"
 	KindFwDevice     Kind = "firewall_devices" // keyed by (firewall id, device id)
 )
 
 // Kinds lists every collection, for backends that create them up front.
-var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindLabel, KindAddress, KindReservedIP, KindFirewall, KindFwDevice}
+var Kinds = []Kind{KindNodeBalancer, KindConfig, KindNode, KindToken, KindBlob, KindLabel, KindAddress, KindNodeAddr, KindReservedIP, KindFirewall, KindFwDevice}
 
 // State reports whether k holds desired state: writes to it advance the revision
 // and appear in the change feed. Tokens, blobs, indexes and reserved addresses do

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -442,6 +443,35 @@ func testRules(t *testing.T, open Open) {
 	}
 	n := model.NewNode()
 	n.Label, n.Address = "n1", "127.0.0.2:80"
+	if _, err := x.CreateNode(nb.ID, c2.ID, n); err != nil {
+		t.Fatal(err)
+	}
+	// A node one host writes onto the frontend's address, or a wildcard, keeps the
+	// other host from opening that port (the node address index is shared state).
+	for i, addr := range []string{nb.IPv4 + ":90", "0.0.0.0:91", "[::ffff:" + nb.IPv4 + "]:92"} {
+		w := model.NewNode()
+		w.Label, w.Address = "w"+strconv.Itoa(i), addr
+		if _, err := x.CreateNode(nb.ID, c2.ID, w); err != nil {
+			t.Fatal(err)
+		}
+		c.Port = 90 + i
+		if _, err := y.CreateConfig(nb.ID, model.ConfigWithNodes{Config: c}); !isField(err, "port") || !strings.Contains(err.Error(), "points at") {
+			t.Fatalf("config on %s, which a node points at: %v", addr, err)
+		}
+	}
+	if _, err := y.UpdateConfig(nb.ID, c2.ID, func(c *model.Config) error { c.Port = 91; return nil }); !isField(err, "port") {
+		t.Fatalf("config moved onto a node's address: %v", err)
+	}
+	if err := y.DeleteConfig(nb.ID, c2.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Port = 90
+	if _, err := x.CreateConfig(nb.ID, model.ConfigWithNodes{Config: c}); err != nil {
+		t.Fatalf("port 90 after its node's config went: %v", err)
+	}
+	if c2, err = y.CreateConfig(nb.ID, model.ConfigWithNodes{Config: c2}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := x.CreateNode(nb.ID, c2.ID, n); err != nil {
 		t.Fatal(err)
 	}
