@@ -150,6 +150,7 @@ func run(ctx context.Context, bin, only string, changes int, health, noStates bo
 type result struct {
 	s                        scenario
 	createFirst, createLast  time.Duration // POST /nodebalancers, median of the first and last 5
+	createConfig             time.Duration // POST …/configs (no nodes) on the full state, median of 21
 	changeP50, changeP99     time.Duration // API response → data plane, mode change of one node
 	changeMax                time.Duration
 	writeP50, writeP99       time.Duration // PUT node latency
@@ -342,6 +343,27 @@ func populate(s scenario) (probe nbJSON, cfgID, nodeID int, creates []time.Durat
 	return probe, cfgID, nodeID, creates, nil
 }
 
+// configCreates creates (and deletes again) a config without nodes on NodeBalancer
+// nbID n times, and returns the median create latency: the write that checks no
+// stored node points at the frontend it opens.
+func configCreates(nbID, n int) (time.Duration, error) {
+	var ds []time.Duration
+	for range n {
+		var c struct {
+			ID int `json:"id"`
+		}
+		d, err := api("POST", fmt.Sprintf("/nodebalancers/%d/configs", nbID), configJSON{Port: 81, Protocol: "tcp", Check: "none"}, &c)
+		if err != nil {
+			return 0, err
+		}
+		ds = append(ds, d)
+		if _, err := api("DELETE", fmt.Sprintf("/nodebalancers/%d/configs/%d", nbID, c.ID), nil, nil); err != nil {
+			return 0, err
+		}
+	}
+	return median(ds), nil
+}
+
 // served reports whether a new connection to addr is answered by backend A (true) or
 // closed without an answer (false).
 func served(addr string) (bool, error) {
@@ -399,6 +421,9 @@ func measure(ctx context.Context, bin, dir string, s scenario, changes int) (res
 		return r, err
 	}
 	r.createFirst, r.createLast = median(creates[:min(5, len(creates))]), median(creates[max(0, len(creates)-5):])
+	if r.createConfig, err = configCreates(probe.ID, 21); err != nil {
+		return r, err
+	}
 	addr := probe.IPv4 + ":80"
 	path := fmt.Sprintf("/nodebalancers/%d/configs/%d/nodes/%d", probe.ID, cfgID, nodeID)
 
@@ -623,14 +648,14 @@ func pct(ds []time.Duration, p int) time.Duration {
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }
 
 func printTable(w io.Writer, rows []result) {
-	fmt.Fprintln(w, "| state | nodes | configs | change → data plane p50 / p99 / max ms | API write p50 / p99 ms | server CPU per change ms | changes/s | create NB first / last ms | start → all listeners ms | start → /healthz ms | /metrics s, MB | /metrics node series off s, MB | goroutines | RSS MiB (after scrape) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| state | nodes | configs | change → data plane p50 / p99 / max ms | API write p50 / p99 ms | server CPU per change ms | changes/s | create NB first / last ms | start → all listeners ms | start → /healthz ms | /metrics s, MB | /metrics node series off s, MB | goroutines | RSS MiB (after scrape) | create config ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %d | %s / %s / %s | %s / %s | %s | %.0f | %s / %s | %s | %s | %.2f, %.1f | %.3f, %.2f | %d | %.0f (%.0f) |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %s / %s / %s | %s / %s | %s | %.0f | %s / %s | %s | %s | %.2f, %.1f | %.3f, %.2f | %d | %.0f (%.0f) | %s |\n",
 			r.s.name, r.s.totalNodes(), r.s.totalConfigs(), ms(r.changeP50), ms(r.changeP99), ms(r.changeMax),
 			ms(r.writeP50), ms(r.writeP99), ms(r.cpuPerChange), r.changesPerSec, ms(r.createFirst), ms(r.createLast),
 			ms(r.startListen), ms(r.startHealth), r.metricsTime.Seconds(), float64(r.metricsBytes)/1e6,
-			r.metricsAggTime.Seconds(), float64(r.metricsAggBytes)/1e6, r.goroutines, r.rssMiB, r.rssAfterScrape)
+			r.metricsAggTime.Seconds(), float64(r.metricsAggBytes)/1e6, r.goroutines, r.rssMiB, r.rssAfterScrape, ms(r.createConfig))
 	}
 }
 

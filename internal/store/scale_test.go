@@ -247,3 +247,38 @@ func TestConfigWriteDoesNotScanTheNodes(t *testing.T) {
 		t.Fatalf("the refusals scanned %v; want no scan of the nodes", cb.scans)
 	}
 }
+
+// BenchmarkCreateConfig: a config create (no nodes) and its delete beside 100 and
+// 50,000 stored nodes; the frontend port check must not make it grow with them.
+func BenchmarkCreateConfig(b *testing.B) {
+	for _, size := range []struct {
+		name     string
+		nbs, per int
+	}{{"100nodes", 1, 100}, {"50knodes", 50, 1000}} {
+		b.Run(size.name, func(b *testing.B) {
+			db := teststore.New(b, "127.0.0.0/16", func(o *store.Options) { o.MaxNodesPerConfig = 1000 })
+			var last model.NodeBalancer
+			for i := range size.nbs {
+				var nodes []model.Node
+				for j := range size.per {
+					nodes = append(nodes, node("n"+strconv.Itoa(j), "127.1."+strconv.Itoa(i)+"."+strconv.Itoa(j%250+1)+":"+strconv.Itoa(1000+j)))
+				}
+				nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80, nodes...)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				last = nb
+			}
+			b.ResetTimer()
+			for range b.N {
+				c, err := db.CreateConfig(last.ID, cfg(81))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := db.DeleteConfig(last.ID, c.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
