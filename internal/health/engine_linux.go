@@ -52,8 +52,8 @@ import (
 // check.
 const engineTick = 5 * time.Millisecond
 
-// engineMaxPark bounds one sleep of the engine, so that a lost wake-up (there
-// should be none) cannot stall the checks for long.
+// engineMaxPark bounds one sleep of the engine while checks are scheduled, so
+// that a lost wake-up (there should be none) cannot stall them for long.
 const engineMaxPark = time.Second
 
 // engine runs non-blocking checks on an epoll set.
@@ -69,10 +69,11 @@ type engine struct {
 	source netip.Addr
 
 	// The engine goroutine's only.
-	armed   time.Time // when timer fires
-	byFD    []*op     // the checks in flight, by socket
-	flight  []*op     // the same checks, for the deadline scan
-	free    []*op     // finished ops, reused
+	armed   time.Time     // when timer fires; zero: stopped
+	passes  atomic.Uint64 // times the engine woke to work (read by tests)
+	byFD    []*op         // the checks in flight, by socket
+	flight  []*op         // the same checks, for the deadline scan
+	free    []*op         // finished ops, reused
 	events  []syscall.EpollEvent
 	req     []byte             // the request being written
 	rbuf    [512]byte          // what a node answers is read here
@@ -236,22 +237,27 @@ func (e *engine) run(ctx context.Context) {
 	}
 }
 
-// arm sets the timer to fire at next (or within engineMaxPark when next is zero),
-// rounded up to a tick.
+// arm sets the timer to fire at next, rounded up to a tick, and never more than
+// engineMaxPark ahead; with next zero (nothing scheduled or in flight) it stops
+// the timer, so an engine with nothing to check does not wake at all.
 func (e *engine) arm(next time.Time) {
 	now := time.Now()
-	if next.IsZero() || next.Sub(now) > engineMaxPark {
-		next = now.Add(engineMaxPark)
-	}
-	if t := next.Truncate(engineTick); t.Before(next) {
-		next = t.Add(engineTick)
-	}
-	if next.Equal(e.armed) && now.Before(next) {
-		return // set already, and not yet fired
+	var spec [2]syscall.Timespec // it_interval zero: once; it_value zero: stopped
+	if !next.IsZero() {
+		if next.Sub(now) > engineMaxPark {
+			next = now.Add(engineMaxPark)
+		}
+		if t := next.Truncate(engineTick); t.Before(next) {
+			next = t.Add(engineTick)
+		}
+		if next.Equal(e.armed) && now.Before(next) {
+			return // set already, and not yet fired
+		}
+		spec[1] = syscall.NsecToTimespec(int64(max(next.Sub(now), 1)))
+	} else if e.armed.IsZero() {
+		return // stopped already
 	}
 	e.armed = next
-	var spec [2]syscall.Timespec // it_interval zero: once
-	spec[1] = syscall.NsecToTimespec(int64(max(next.Sub(now), 1)))
 	if _, _, errno := syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, uintptr(e.timer), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0); errno != 0 {
 		e.c.log.Error("health: timerfd_settime", "err", errno)
 		e.armed = time.Time{}
@@ -281,6 +287,7 @@ func (e *engine) harvest(epfd uintptr) bool {
 		return false
 	}
 	e.woken.Store(true) // the loop looks at the heap next
+	e.passes.Add(1)
 	for _, ev := range e.events[:r] {
 		fd := int(ev.Fd)
 		switch {
