@@ -52,6 +52,8 @@ type serveFlags struct {
 	// High availability and the API over TLS.
 	frontendInterface, apiTLSCert, apiTLSKey string
 	frontendLease                            time.Duration
+	// Parking of idle http connections (--http-park).
+	httpPark bool
 	// fs tells which flags were given (--metrics-require-token's default depends on
 	// --listen).
 	fs *pflag.FlagSet
@@ -100,6 +102,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.IntVar(&f.maxConns, "max-conns", 10000, "cap on concurrent client connections across every listener")
 	fl.StringVar(&f.backendSource, "backend-source", "", "local IP address for connections to nodes (default: chosen by the system)")
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
+	fl.BoolVar(&f.httpPark, "http-park", true, "park idle plain-http keep-alive connections in an epoll set, without a goroutine or buffers (Linux; false keeps a goroutine per idle connection)")
 	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
@@ -238,6 +241,7 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--tcp-idle-timeout must be at least 1s (or 0 to turn it off)")
 	}
 	cfg.TCPIdleTimeout = f.tcpIdle
+	cfg.NoHTTPPark = !f.httpPark
 	if f.maxConns < 1 {
 		return cfg, fmt.Errorf("--max-conns must be at least 1")
 	}

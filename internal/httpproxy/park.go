@@ -1,0 +1,288 @@
+package httpproxy
+
+// Parking: an idle keep-alive connection on plain TCP waits for its next request with
+// no goroutine, no clientConn and no buffer. Its descriptor sits in an epoll set of a
+// poller (park_linux.go); when bytes arrive the poller starts a goroutine that serves
+// it again. An idle connection then costs its socket, Go's own descriptor state and a
+// parkConn (a few hundred bytes) instead of a goroutine stack, a clientConn and its
+// header tables.
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// States of a parkConn.
+const (
+	parkActive   = iota // a goroutine serves it
+	parkNotified        // active, and the poller saw bytes arrive: read before parking
+	parkParked          // no goroutine; the poller wakes it on readiness
+	parkClosed          // closed, or being closed by whoever won the state
+)
+
+// parkConn is a client connection served by ServeConnAsync. It lives as long as the
+// connection; the clientConn that serves it is borrowed from the pool while it is
+// active and given back when it parks.
+type parkConn struct {
+	s      *Server
+	c      *net.TCPConn
+	rc     syscall.RawConn
+	fd     int
+	remote netip.AddrPort
+	local  netip.AddrPort
+	done   func()      // the caller's, once, when the connection is closed
+	unstop func() bool // releases the context.AfterFunc registration
+
+	// state decides who owns the connection: only the goroutine that moved it to
+	// parkActive (or started it) serves it, only the one that moved it to parkClosed
+	// closes it.
+	state    atomic.Int32
+	deadline atomic.Int64 // unix ns after which a parked connection is closed; 0 never
+	stopped  atomic.Bool  // the context was cancelled: no more parking, idle means close
+
+	// Deadlines last set on the socket, kept across clientConns so that a resumed
+	// connection does not set them again for every request.
+	rdl, wdl deadline
+
+	mu sync.Mutex  // guards cc against the stop callback
+	cc *clientConn // serving the connection, while active
+
+	p    *poller // whose epoll set holds the descriptor; nil before the first park
+	slot int32   // in p's table
+}
+
+// SetParking turns parking of idle plain-TCP keep-alive connections on or off for
+// connections served by ServeConnAsync from now on (on by default where supported:
+// Linux). Off, each connection keeps its goroutine while idle, as ServeConn does.
+func (s *Server) SetParking(on bool) { s.noPark.Store(!on) }
+
+// Parking reports whether ServeConnAsync parks idle connections.
+func (s *Server) Parking() bool { return parkSupported && !s.noPark.Load() }
+
+// ServeConnAsync serves c as ServeConn does, but may return while c is still open:
+// a plain TCP connection (*net.TCPConn) that waits for its next request with nothing
+// buffered is parked, without a goroutine, and served again on a new goroutine when
+// bytes arrive. done is called exactly once, after c is closed. TLS and other
+// net.Conns (and every connection when parking is off) are served by ServeConn on
+// the calling goroutine, then done is called.
+//
+// The parked wait keeps ServeConn's rules: the keep-alive idle timeout closes it
+// (checked every parkSweep, so up to that much late), and cancelling ctx closes it at
+// once. A connection is parked only between requests, never before its first request
+// (the header timeout bounds that wait, on the goroutine) nor with part of a head,
+// a body or an upgrade in progress.
+func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.AddrPort, done func()) {
+	tc, ok := c.(*net.TCPConn)
+	var rc syscall.RawConn
+	if ok && s.Parking() {
+		var err error
+		if rc, err = tc.SyscallConn(); err != nil {
+			ok = false
+		}
+	}
+	if !ok || rc == nil {
+		s.ServeConn(ctx, c, local)
+		done()
+		return
+	}
+	pc := &parkConn{s: s, c: tc, rc: rc, local: local, done: done, slot: -1}
+	rc.Control(func(fd uintptr) { pc.fd = int(fd) })
+	pc.remote = addrPortOf(c.RemoteAddr())
+	if ctx.Done() != nil {
+		pc.unstop = context.AfterFunc(ctx, pc.stop)
+	}
+	pc.serve(true)
+}
+
+// serve runs on the goroutine that owns pc (state parkActive or parkNotified) until
+// the connection parks or closes.
+func (pc *parkConn) serve(first bool) {
+	for {
+		cc := pc.attach(first)
+		if cc == nil {
+			pc.finish()
+			return
+		}
+		park, ok := pc.run(cc)
+		pc.mu.Lock()
+		pc.cc = nil
+		pc.mu.Unlock()
+		if !ok {
+			// A recovered panic: the connection state may be inconsistent, so cc is
+			// not recycled.
+			pc.finish()
+			return
+		}
+		pc.rdl, pc.wdl = cc.r.dl, cc.wdl
+		cc.release()
+		if !park {
+			pc.finish()
+			return
+		}
+		if pc.park() {
+			return
+		}
+		first = false
+	}
+}
+
+// attach gives pc a clientConn, or returns nil when the connection was stopped.
+func (pc *parkConn) attach(first bool) *clientConn {
+	s := pc.s
+	cc := newClientConnFor(s, pc.c, pc.local, s.cfg.Load().MaxHeaderBytes, pc.remote, pc.rc)
+	cc.pc, cc.first = pc, first
+	cc.r.dl, cc.wdl = pc.rdl, pc.wdl
+	pc.mu.Lock()
+	pc.cc = cc
+	stopped := pc.stopped.Load()
+	pc.mu.Unlock()
+	if stopped {
+		pc.mu.Lock()
+		pc.cc = nil
+		pc.mu.Unlock()
+		cc.release()
+		return nil
+	}
+	return cc
+}
+
+// run serves pc's connection with cc until it is to park (park) or to close; ok is
+// false after a recovered panic.
+func (pc *parkConn) run(cc *clientConn) (park, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			pc.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.remote.String())
+			park, ok = false, false
+		}
+	}()
+	return cc.serveRaw(), true
+}
+
+// park hands the connection to its poller. It returns false when the connection is
+// to be served again at once: bytes arrived after the last read (the poller saw them
+// while it was active), or it cannot be put in an epoll set.
+func (pc *parkConn) park() bool {
+	if pc.p == nil {
+		if err := register(pc); err != nil {
+			// No epoll set for it: serve on as ServeConn does.
+			parkFailure.Do(func() {
+				pc.s.logger.Warn("httpproxy: cannot park an idle connection; it keeps its goroutine", "err", err)
+			})
+			pc.serveUnparked()
+			return true
+		}
+	}
+	if h := testParkHook.Load(); h != nil {
+		(*h)()
+	}
+	if !pc.state.CompareAndSwap(parkActive, parkParked) {
+		// parkNotified: the socket may hold bytes the last read did not see.
+		pc.state.Store(parkActive)
+		return false
+	}
+	// A stop that ran before the state changed found the connection active and left
+	// it to us; one that runs after closes it itself.
+	if pc.stopped.Load() && pc.state.CompareAndSwap(parkParked, parkClosed) {
+		pc.finish()
+	}
+	return true
+}
+
+// serveUnparked serves the connection on this goroutine until it closes.
+func (pc *parkConn) serveUnparked() {
+	cc := pc.attach(false)
+	if cc == nil {
+		pc.finish()
+		return
+	}
+	cc.pc = nil
+	pc.run(cc) // a connection without pc never parks
+	pc.mu.Lock()
+	pc.cc = nil
+	pc.mu.Unlock()
+	pc.finish()
+}
+
+// wake is the poller's: bytes (or the end) arrived on the connection.
+func (pc *parkConn) wake() {
+	for {
+		switch pc.state.Load() {
+		case parkParked:
+			if pc.state.CompareAndSwap(parkParked, parkActive) {
+				go pc.serve(false)
+				return
+			}
+		case parkActive:
+			if pc.state.CompareAndSwap(parkActive, parkNotified) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// expire is the poller's sweep: it closes the connection if it is parked past its
+// deadline.
+func (pc *parkConn) expire(now int64) bool {
+	d := pc.deadline.Load()
+	if d == 0 || now < d || pc.state.Load() != parkParked {
+		return false
+	}
+	return pc.state.CompareAndSwap(parkParked, parkClosed)
+}
+
+// stop is the graceful-stop callback: a parked connection closes at once, an active
+// one is stopped as ServeConn's are (its idle wait ends, a request in flight finishes
+// with Connection: close).
+func (pc *parkConn) stop() {
+	pc.stopped.Store(true)
+	if pc.state.CompareAndSwap(parkParked, parkClosed) {
+		pc.finish()
+		return
+	}
+	pc.mu.Lock()
+	if pc.cc != nil {
+		pc.cc.stop()
+	}
+	pc.mu.Unlock()
+}
+
+// finish closes the connection and tells the caller; it runs once, on whoever owns
+// or closed the connection.
+func (pc *parkConn) finish() {
+	pc.state.Store(parkClosed)
+	pc.c.Close()
+	if pc.p != nil {
+		pc.p.unregister(pc)
+	}
+	if pc.unstop != nil {
+		pc.unstop()
+	}
+	pc.done()
+}
+
+// parkAt records, for the poller's sweep, when a connection parked now must close:
+// after the keep-alive idle timeout from the end of the last response.
+func (pc *parkConn) parkAt(end time.Time, idle time.Duration) {
+	if idle <= 0 {
+		pc.deadline.Store(0)
+		return
+	}
+	pc.deadline.Store(end.Add(idle).UnixNano())
+}
+
+// testParkHook, set by tests only, runs on a connection's goroutine just before it
+// parks.
+var testParkHook atomic.Pointer[func()]
+
+// parkFailure logs the first failure to park, not one per connection.
+var parkFailure sync.Once
+
+// parkSweep is how often pollers close parked connections whose idle timeout passed.
+const parkSweep = 500 * time.Millisecond
