@@ -11,7 +11,8 @@
 # (5000), MANY_CONNS (8000 keep-alive clients of the c10k workload, for C10K_DURATION,
 # 10s), ONLY (workload list: l7ka l7close l4ka l4close l4bulk httpska c10k udprr idle
 # udpidle modechange), OUT (results file;
-# "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"),
+# "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"), NB_ARGS
+# (extra `serve` flags for nodebalancer, e.g. "--http-park=false"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
 # UDP_A / UDP_B (the two UDP echo backends, 127.0.0.2:9053 / 127.0.0.3:9053),
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
@@ -29,6 +30,7 @@ C10K_DURATION=${C10K_DURATION:-10s}
 ONLY=${ONLY:-}
 PIN=${PIN:-1}
 NB_ENV=${NB_ENV:-}
+NB_ARGS=${NB_ARGS:-}
 BA=${BACKEND_A:-127.0.0.2:9001}
 BB=${BACKEND_B:-127.0.0.3:9001}
 UA=${UDP_A:-127.0.0.2:9053}
@@ -163,7 +165,7 @@ start_balancers() {
 	start lbnginx "${LB_CPU[@]}" nginx -c "$DIR/lb-nginx.conf"
 	# shellcheck disable=SC2086
 	start nodebalancer "${LB_CPU[@]}" env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
-		--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000
+		--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000 $NB_ARGS
 }
 # stop_balancers stops the three and waits until they are gone.
 stop_balancers() {
@@ -402,7 +404,7 @@ if [[ $OUT != - ]]; then
 			echo "PIN=0: nothing pinned; each balancer with two threads/workers/Ps, sharing both CPUs with wrk and the backends."
 		fi
 		echo "Machine: $(nproc) cores, $(uname -r); $(haproxy -v | head -1 | cut -d' ' -f1-3);"
-		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")."
+		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")$( [[ -n $NB_ARGS ]] && echo " $NB_ARGS")."
 		echo "Ratios: > 1 means nodebalancer is better (throughput ours÷theirs; latency, memory theirs÷ours)."
 		echo
 		echo "$TABLE"

@@ -11,6 +11,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,31 +30,34 @@ const (
 // connection; the clientConn that serves it is borrowed from the pool while it is
 // active and given back when it parks.
 type parkConn struct {
-	s      *Server
-	c      *net.TCPConn
-	rc     syscall.RawConn
-	fd     int
-	remote netip.AddrPort
-	local  netip.AddrPort
-	done   func()      // the caller's, once, when the connection is closed
-	unstop func() bool // releases the context.AfterFunc registration
+	s     *Server
+	c     *net.TCPConn
+	rc    syscall.RawConn
+	local netip.AddrPort
+	done  func() // the caller's, once, when the connection is closed
 
 	// state decides who owns the connection: only the goroutine that moved it to
 	// parkActive (or started it) serves it, only the one that moved it to parkClosed
 	// closes it.
 	state    atomic.Int32
-	deadline atomic.Int64 // unix ns after which a parked connection is closed; 0 never
 	stopped  atomic.Bool  // the context was cancelled: no more parking, idle means close
+	deadline atomic.Int64 // unix ns after which a parked connection is closed; 0 never
 
-	// Deadlines last set on the socket, kept across clientConns so that a resumed
-	// connection does not set them again for every request.
-	rdl, wdl deadline
+	// The write deadline last set on the socket, kept across clientConns so that a
+	// resumed connection does not set it again for every request. (No read deadline
+	// is left set while parked.)
+	wdl deadline
 
 	mu sync.Mutex  // guards cc against the stop callback
 	cc *clientConn // serving the connection, while active
 
 	p    *poller // whose epoll set holds the descriptor; nil before the first park
 	slot int32   // in p's table
+
+	// In its stop set's list (guarded by the shard's lock).
+	shard      uint8
+	stops      *stopSet
+	prev, next *parkConn
 }
 
 // SetParking turns parking of idle plain-TCP keep-alive connections on or off for
@@ -91,10 +95,8 @@ func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.Add
 		return
 	}
 	pc := &parkConn{s: s, c: tc, rc: rc, local: local, done: done, slot: -1}
-	rc.Control(func(fd uintptr) { pc.fd = int(fd) })
-	pc.remote = addrPortOf(c.RemoteAddr())
 	if ctx.Done() != nil {
-		pc.unstop = context.AfterFunc(ctx, pc.stop)
+		s.stopSetFor(ctx).add(pc)
 	}
 	pc.serve(true)
 }
@@ -118,7 +120,7 @@ func (pc *parkConn) serve(first bool) {
 			pc.finish()
 			return
 		}
-		pc.rdl, pc.wdl = cc.r.dl, cc.wdl
+		pc.wdl = cc.wdl
 		cc.release()
 		if !park {
 			pc.finish()
@@ -134,9 +136,9 @@ func (pc *parkConn) serve(first bool) {
 // attach gives pc a clientConn, or returns nil when the connection was stopped.
 func (pc *parkConn) attach(first bool) *clientConn {
 	s := pc.s
-	cc := newClientConnFor(s, pc.c, pc.local, s.cfg.Load().MaxHeaderBytes, pc.remote, pc.rc)
+	cc := newClientConnFor(s, pc.c, pc.local, s.cfg.Load().MaxHeaderBytes, addrPortOf(pc.c.RemoteAddr()), pc.rc)
 	cc.pc, cc.first = pc, first
-	cc.r.dl, cc.wdl = pc.rdl, pc.wdl
+	cc.wdl = pc.wdl
 	pc.mu.Lock()
 	pc.cc = cc
 	stopped := pc.stopped.Load()
@@ -156,7 +158,7 @@ func (pc *parkConn) attach(first bool) *clientConn {
 func (pc *parkConn) run(cc *clientConn) (park, ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			pc.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.remote.String())
+			pc.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.c.RemoteAddr().String())
 			park, ok = false, false
 		}
 	}()
@@ -214,7 +216,7 @@ func (pc *parkConn) wake() {
 		switch pc.state.Load() {
 		case parkParked:
 			if pc.state.CompareAndSwap(parkParked, parkActive) {
-				go pc.serve(false)
+				dispatch(pc)
 				return
 			}
 		case parkActive:
@@ -224,6 +226,42 @@ func (pc *parkConn) wake() {
 		default:
 			return
 		}
+	}
+}
+
+// Workers serve woken connections. A goroutine whose connection parked waits for the
+// next woken one instead of exiting, up to maxIdleWorkers of them: handing a
+// connection to a waiting goroutine costs less than starting one, whose stack then
+// grows to what serving a request takes. Idle workers are a fixed cost, not one per
+// connection.
+var (
+	handoff     = make(chan *parkConn) // unbuffered: a send succeeds only to a waiting worker
+	idleWorkers atomic.Int32
+)
+
+// maxIdleWorkers bounds the goroutines waiting for woken connections.
+var maxIdleWorkers = int32(16 * runtime.GOMAXPROCS(0))
+
+// dispatch has pc, just woken, served by an idle worker or a new goroutine.
+func dispatch(pc *parkConn) {
+	select {
+	case handoff <- pc:
+	default:
+		go worker(pc)
+	}
+}
+
+// worker serves pc, then other woken connections while there is no more than
+// maxIdleWorkers waiting.
+func worker(pc *parkConn) {
+	for {
+		pc.serve(false)
+		if idleWorkers.Add(1) > maxIdleWorkers {
+			idleWorkers.Add(-1)
+			return
+		}
+		pc = <-handoff
+		idleWorkers.Add(-1)
 	}
 }
 
@@ -261,10 +299,101 @@ func (pc *parkConn) finish() {
 	if pc.p != nil {
 		pc.p.unregister(pc)
 	}
-	if pc.unstop != nil {
-		pc.unstop()
+	if pc.stops != nil {
+		pc.stops.remove(pc)
 	}
 	pc.done()
+}
+
+// stopSet is the parkConns served under one context: one context.AfterFunc stops them
+// all, instead of one registration per connection (a few hundred bytes each, which
+// idle connections would hold). Its lists are sharded like the data plane's connSet:
+// a connection takes one shard's lock when it opens and when it closes.
+type stopSet struct {
+	ctx    context.Context
+	next   atomic.Uint32
+	shards [16]struct {
+		mu      sync.Mutex
+		stopped bool
+		head    *parkConn
+	}
+}
+
+// stopSetFor returns s's stop set for ctx, made (and registered with ctx) on first
+// use. A set lives as long as its context: when ctx ends it is dropped.
+func (s *Server) stopSetFor(ctx context.Context) *stopSet {
+	if ss := s.lastStops.Load(); ss != nil && ss.ctx == ctx {
+		return ss // the usual case: every connection of a listener has its context
+	}
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if ss := s.stopSets[ctx]; ss != nil {
+		return ss
+	}
+	ss := &stopSet{ctx: ctx}
+	if s.stopSets == nil {
+		s.stopSets = map[context.Context]*stopSet{}
+	}
+	s.stopSets[ctx] = ss
+	s.lastStops.Store(ss)
+	context.AfterFunc(ctx, func() {
+		s.stopMu.Lock()
+		delete(s.stopSets, ctx)
+		s.lastStops.CompareAndSwap(ss, nil)
+		s.stopMu.Unlock()
+		ss.stopAll()
+	})
+	return ss
+}
+
+// add puts pc in the set, or marks it stopped when the set's context has ended.
+func (ss *stopSet) add(pc *parkConn) {
+	i := uint8(ss.next.Add(1) % uint32(len(ss.shards)))
+	sh := &ss.shards[i]
+	sh.mu.Lock()
+	if sh.stopped {
+		sh.mu.Unlock()
+		pc.stopped.Store(true)
+		return
+	}
+	pc.shard, pc.stops, pc.next = i, ss, sh.head
+	if sh.head != nil {
+		sh.head.prev = pc
+	}
+	sh.head = pc
+	sh.mu.Unlock()
+}
+
+func (ss *stopSet) remove(pc *parkConn) {
+	sh := &ss.shards[pc.shard]
+	sh.mu.Lock()
+	if pc.prev != nil {
+		pc.prev.next = pc.next
+	} else if sh.head == pc {
+		sh.head = pc.next
+	}
+	if pc.next != nil {
+		pc.next.prev = pc.prev
+	}
+	pc.prev, pc.next = nil, nil
+	sh.mu.Unlock()
+}
+
+// stopAll stops every connection of the set: parked ones close at once.
+func (ss *stopSet) stopAll() {
+	var all []*parkConn
+	for i := range ss.shards {
+		sh := &ss.shards[i]
+		sh.mu.Lock()
+		sh.stopped = true
+		for pc := sh.head; pc != nil; pc = pc.next {
+			all = append(all, pc)
+		}
+		sh.mu.Unlock()
+	}
+	for _, pc := range all {
+		pc.stop()
+	}
 }
 
 // parkAt records, for the poller's sweep, when a connection parked now must close:

@@ -286,3 +286,22 @@ func TestParkedConnectionsHoldNoGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// A parked connection resumed after the deadline of its first wait (the header
+// timeout, set on the socket before the first request) is still served: parking
+// leaves no stale read deadline behind.
+func TestParkedOutlivesFirstDeadline(t *testing.T) {
+	parks := countParks(t, nil)
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientHeader: 150 * time.Millisecond, ClientIdle: time.Minute}})
+	rc := dialProxy(t, p)
+	for i := range 6 {
+		rc.send("GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+		if got := body(t, rc.response("GET")); got != "/x" {
+			t.Fatalf("request %d: got %q", i, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if parks.Load() < 5 {
+		t.Errorf("%d parks", parks.Load())
+	}
+}

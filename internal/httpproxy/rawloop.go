@@ -144,6 +144,10 @@ func (cc *clientConn) rawWait() bool {
 			return true
 		}
 		cc.pc.parkAt(now, cfg.Timeouts.ClientIdle)
+		// The poller keeps the idle timeout. A read deadline left on the socket (the
+		// first request's, or a head's) would fail the resumed connection's first
+		// read once past: clear it (a system call only when one is set).
+		setReadDeadline(cc.c, &cc.r.dl, now, 0)
 		cc.rawPark = true
 		return true
 	}
