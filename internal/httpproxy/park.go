@@ -30,11 +30,12 @@ const (
 // connection; the clientConn that serves it is borrowed from the pool while it is
 // active and given back when it parks.
 type parkConn struct {
-	s     *Server
+	// It is kept small (128 bytes): thousands of idle connections hold one each.
+	stops *stopSet // the Server and the graceful stop, shared by its connections
 	c     *net.TCPConn
 	rc    syscall.RawConn
-	local netip.AddrPort
-	done  func() // the caller's, once, when the connection is closed
+	local *netip.AddrPort // interned by stopSet: one per listener address
+	done  func()          // the caller's, once, when the connection is closed
 
 	// state decides who owns the connection: only the goroutine that moved it to
 	// parkActive (or started it) serves it, only the one that moved it to parkClosed
@@ -43,21 +44,19 @@ type parkConn struct {
 	stopped  atomic.Bool  // the context was cancelled: no more parking, idle means close
 	deadline atomic.Int64 // unix ns after which a parked connection is closed; 0 never
 
-	// The write deadline last set on the socket, kept across clientConns so that a
-	// resumed connection does not set it again for every request. (No read deadline
-	// is left set while parked.)
-	wdl deadline
+	// The write deadline last set on the socket (unix ns), kept across clientConns
+	// so that a resumed connection does not set it again for every request. No read
+	// deadline is left set while parked.
+	wdl int64
 
 	mu sync.Mutex  // guards cc against the stop callback
 	cc *clientConn // serving the connection, while active
 
-	p    *poller // whose epoll set holds the descriptor; nil before the first park
-	slot int32   // in p's table
+	p     *poller // whose epoll set holds the descriptor; nil before the first park
+	slot  int32   // in p's table
+	shard uint8   // of stops holding it
 
-	// In its stop set's list (guarded by the shard's lock).
-	shard      uint8
-	stops      *stopSet
-	prev, next *parkConn
+	prev, next *parkConn // in the stop set's shard (guarded by the shard's lock)
 }
 
 // SetParking turns parking of idle plain-TCP keep-alive connections on or off for
@@ -94,10 +93,8 @@ func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.Add
 		done()
 		return
 	}
-	pc := &parkConn{s: s, c: tc, rc: rc, local: local, done: done, slot: -1}
-	if ctx.Done() != nil {
-		s.stopSetFor(ctx).add(pc)
-	}
+	pc := &parkConn{c: tc, rc: rc, done: done, slot: -1}
+	s.stopSetFor(ctx).add(pc, local)
 	pc.serve(true)
 }
 
@@ -120,7 +117,10 @@ func (pc *parkConn) serve(first bool) {
 			pc.finish()
 			return
 		}
-		pc.wdl = cc.wdl
+		pc.wdl = 0
+		if !cc.wdl.t.IsZero() {
+			pc.wdl = cc.wdl.t.UnixNano()
+		}
 		cc.release()
 		if !park {
 			pc.finish()
@@ -135,10 +135,12 @@ func (pc *parkConn) serve(first bool) {
 
 // attach gives pc a clientConn, or returns nil when the connection was stopped.
 func (pc *parkConn) attach(first bool) *clientConn {
-	s := pc.s
-	cc := newClientConnFor(s, pc.c, pc.local, s.cfg.Load().MaxHeaderBytes, addrPortOf(pc.c.RemoteAddr()), pc.rc)
+	s := pc.stops.s
+	cc := newClientConnFor(s, pc.c, *pc.local, s.cfg.Load().MaxHeaderBytes, addrPortOf(pc.c.RemoteAddr()), pc.rc)
 	cc.pc, cc.first = pc, first
-	cc.wdl = pc.wdl
+	if pc.wdl != 0 {
+		cc.wdl.t = time.Unix(0, pc.wdl)
+	}
 	pc.mu.Lock()
 	pc.cc = cc
 	stopped := pc.stopped.Load()
@@ -158,7 +160,7 @@ func (pc *parkConn) attach(first bool) *clientConn {
 func (pc *parkConn) run(cc *clientConn) (park, ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			pc.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.c.RemoteAddr().String())
+			pc.stops.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.c.RemoteAddr().String())
 			park, ok = false, false
 		}
 	}()
@@ -173,7 +175,7 @@ func (pc *parkConn) park() bool {
 		if err := register(pc); err != nil {
 			// No epoll set for it: serve on as ServeConn does.
 			parkFailure.Do(func() {
-				pc.s.logger.Warn("httpproxy: cannot park an idle connection; it keeps its goroutine", "err", err)
+				pc.stops.s.logger.Warn("httpproxy: cannot park an idle connection; it keeps its goroutine", "err", err)
 			})
 			pc.serveUnparked()
 			return true
@@ -299,9 +301,7 @@ func (pc *parkConn) finish() {
 	if pc.p != nil {
 		pc.p.unregister(pc)
 	}
-	if pc.stops != nil {
-		pc.stops.remove(pc)
-	}
+	pc.stops.remove(pc)
 	pc.done()
 }
 
@@ -310,6 +310,7 @@ func (pc *parkConn) finish() {
 // idle connections would hold). Its lists are sharded like the data plane's connSet:
 // a connection takes one shard's lock when it opens and when it closes.
 type stopSet struct {
+	s      *Server
 	ctx    context.Context
 	next   atomic.Uint32
 	shards [16]struct {
@@ -317,6 +318,7 @@ type stopSet struct {
 		stopped bool
 		head    *parkConn
 	}
+	locals sync.Map // netip.AddrPort -> *netip.AddrPort, the listener addresses
 }
 
 // stopSetFor returns s's stop set for ctx, made (and registered with ctx) on first
@@ -330,7 +332,7 @@ func (s *Server) stopSetFor(ctx context.Context) *stopSet {
 	if ss := s.stopSets[ctx]; ss != nil {
 		return ss
 	}
-	ss := &stopSet{ctx: ctx}
+	ss := &stopSet{s: s, ctx: ctx}
 	if s.stopSets == nil {
 		s.stopSets = map[context.Context]*stopSet{}
 	}
@@ -346,17 +348,24 @@ func (s *Server) stopSetFor(ctx context.Context) *stopSet {
 	return ss
 }
 
-// add puts pc in the set, or marks it stopped when the set's context has ended.
-func (ss *stopSet) add(pc *parkConn) {
+// add puts pc in the set (marking it stopped when the set's context has ended) and
+// gives it the interned local address.
+func (ss *stopSet) add(pc *parkConn, local netip.AddrPort) {
+	l, ok := ss.locals.Load(local)
+	if !ok {
+		l, _ = ss.locals.LoadOrStore(local, &local)
+	}
+	pc.local = l.(*netip.AddrPort)
 	i := uint8(ss.next.Add(1) % uint32(len(ss.shards)))
 	sh := &ss.shards[i]
+	pc.stops, pc.shard = ss, i
 	sh.mu.Lock()
 	if sh.stopped {
 		sh.mu.Unlock()
 		pc.stopped.Store(true)
 		return
 	}
-	pc.shard, pc.stops, pc.next = i, ss, sh.head
+	pc.next = sh.head
 	if sh.head != nil {
 		sh.head.prev = pc
 	}
