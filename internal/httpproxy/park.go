@@ -231,40 +231,116 @@ func (pc *parkConn) wake() {
 	}
 }
 
-// Workers serve woken connections. A goroutine whose connection parked waits for the
-// next woken one instead of exiting, up to maxIdleWorkers of them: handing a
-// connection to a waiting goroutine costs less than starting one, whose stack then
-// grows to what serving a request takes. Idle workers are a fixed cost, not one per
-// connection.
+// Workers serve woken connections: a bounded pool, so that many connections woken at
+// once (thousands of keep-alive clients on a saturated proxy) wait in a queue, holding
+// nothing, instead of each holding a goroutine stack and a clientConn with buffers. A
+// goroutine whose connection parked takes the next queued one, or waits for one (up to
+// maxIdleWorkers of them: handing a connection to a waiting goroutine costs less than
+// starting one, whose stack then grows to what serving a request takes), or exits.
+//
+// A worker may wait long on a slow backend. So that slow backends cannot hold up every
+// other connection, a poller starts one more worker, beyond maxWorkers, whenever the
+// queue has not moved for workerStall.
+type workersT struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	q       []*parkConn // woken connections waiting for a worker, oldest at head
+	head    int
+	idle    int32 // waiting in cond.Wait and not yet signalled
+	running int32
+	queued  atomic.Int32  // len(q)-head, for the pollers' lock-free look
+	served  atomic.Uint64 // connections workers finished with (parked or closed)
+}
+
+var workers workersT
+
 var (
-	handoff     = make(chan *parkConn) // unbuffered: a send succeeds only to a waiting worker
-	idleWorkers atomic.Int32
+	maxWorkers     = int32(256 * runtime.GOMAXPROCS(0))
+	maxIdleWorkers = int32(16 * runtime.GOMAXPROCS(0))
 )
 
-// maxIdleWorkers bounds the goroutines waiting for woken connections.
-var maxIdleWorkers = int32(16 * runtime.GOMAXPROCS(0))
+// workerStall is how long the queue may stand still before a poller adds a worker.
+const workerStall = 5 * time.Millisecond
 
-// dispatch has pc, just woken, served by an idle worker or a new goroutine.
+func init() { workers.cond.L = &workers.mu }
+
+// dispatch has pc, just woken, served by a waiting worker, a new one, or the first
+// worker free.
 func dispatch(pc *parkConn) {
-	select {
-	case handoff <- pc:
-	default:
+	w := &workers
+	w.mu.Lock()
+	switch {
+	case w.idle > 0:
+		w.push(pc)
+		w.idle--
+		w.mu.Unlock()
+		w.cond.Signal()
+	case w.running < maxWorkers:
+		w.running++
+		w.mu.Unlock()
 		go worker(pc)
+	default:
+		w.push(pc)
+		w.mu.Unlock()
 	}
 }
 
-// worker serves pc, then other woken connections while there is no more than
-// maxIdleWorkers waiting.
+// push and pop keep the queue; workers.mu is held.
+func (w *workersT) push(pc *parkConn) {
+	w.q = append(w.q, pc)
+	w.queued.Add(1)
+}
+
+func (w *workersT) pop() *parkConn {
+	pc := w.q[w.head]
+	w.q[w.head] = nil
+	w.head++
+	switch {
+	case w.head == len(w.q):
+		w.q, w.head = w.q[:0], 0
+	case w.head >= 1024 && 2*w.head >= len(w.q):
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q, w.head = w.q[:n], 0
+	}
+	w.queued.Add(-1)
+	return pc
+}
+
+// worker serves pc, then queued connections; it waits for more while fewer than
+// maxIdleWorkers wait.
 func worker(pc *parkConn) {
+	w := &workers
 	for {
 		pc.serve(false)
-		if idleWorkers.Add(1) > maxIdleWorkers {
-			idleWorkers.Add(-1)
-			return
+		w.served.Add(1)
+		w.mu.Lock()
+		for len(w.q) == w.head {
+			if w.idle >= maxIdleWorkers {
+				w.running--
+				w.mu.Unlock()
+				return
+			}
+			w.idle++
+			w.cond.Wait()
 		}
-		pc = <-handoff
-		idleWorkers.Add(-1)
+		pc = w.pop()
+		w.mu.Unlock()
 	}
+}
+
+// unstall starts one more worker, beyond maxWorkers, for the oldest queued connection.
+func unstall() {
+	w := &workers
+	w.mu.Lock()
+	if len(w.q) == w.head {
+		w.mu.Unlock()
+		return
+	}
+	pc := w.pop()
+	w.running++
+	w.mu.Unlock()
+	go worker(pc)
 }
 
 // expire is the poller's sweep: it closes the connection if it is parked past its

@@ -38,6 +38,11 @@ type poller struct {
 	events  [128]unix.EpollEvent
 	batch   [128]*parkConn
 	expired []*parkConn
+
+	// The stall check of the worker queue (see workers).
+	served   uint64
+	servedAt time.Time
+	swept    time.Time
 }
 
 var pollers struct {
@@ -131,7 +136,8 @@ func (p *poller) unregister(pc *parkConn) {
 	p.mu.Unlock()
 }
 
-// run waits for readiness and sweeps expired connections every parkSweep.
+// run waits for readiness, sweeps expired connections every parkSweep and, while
+// connections wait for a worker, checks every workerStall that the queue moves.
 func (p *poller) run() {
 	for {
 		err := p.rc.Read(p.step)
@@ -139,8 +145,34 @@ func (p *poller) run() {
 			// Cannot happen while the set is open; do not spin if it does.
 			time.Sleep(parkSweep)
 		}
-		p.sweep()
-		p.f.SetReadDeadline(time.Now().Add(parkSweep))
+		now := time.Now()
+		p.checkStall(now)
+		if now.Sub(p.swept) >= parkSweep {
+			p.swept = now
+			p.sweep()
+		}
+		wait := parkSweep - now.Sub(p.swept)
+		if workers.queued.Load() > 0 {
+			wait = workerStall
+		}
+		p.f.SetReadDeadline(now.Add(wait))
+	}
+}
+
+// checkStall adds a worker when connections have waited in the queue for
+// workerStall while no worker finished one (every worker is held up).
+func (p *poller) checkStall(now time.Time) {
+	if workers.queued.Load() == 0 {
+		p.servedAt = now
+		return
+	}
+	if s := workers.served.Load(); s != p.served {
+		p.served, p.servedAt = s, now
+		return
+	}
+	if now.Sub(p.servedAt) >= workerStall {
+		p.servedAt = now
+		unstall()
 	}
 }
 
@@ -170,6 +202,10 @@ func (p *poller) step(uintptr) bool {
 			}
 		}
 		if n < len(p.events) {
+			if workers.queued.Load() > 0 {
+				// Leave the wait to run's stall check.
+				p.f.SetReadDeadline(time.Now().Add(workerStall))
+			}
 			return false
 		}
 	}

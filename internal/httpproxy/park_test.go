@@ -305,3 +305,61 @@ func TestParkedOutlivesFirstDeadline(t *testing.T) {
 		t.Errorf("%d parks", parks.Load())
 	}
 }
+
+// Woken connections wait for a worker when maxWorkers are busy; when every worker is
+// held up (a slow backend), a poller adds workers, so a request to a fast backend is
+// not kept waiting for the slow ones.
+func TestParkedRequestNotHeldUpBySlowOnes(t *testing.T) {
+	parks := countParks(t, nil)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	defer free()
+	be := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		io.WriteString(w, r.URL.Path)
+	}))
+	p := startProxy(t, &Config{Router: &testRouter{backends: []*Backend{backendFor(be, "a")}}})
+
+	workers.mu.Lock()
+	running, idle := workers.running, workers.idle
+	old := maxWorkers
+	maxWorkers = running // no new workers but the stall's
+	workers.mu.Unlock()
+	defer func() { workers.mu.Lock(); maxWorkers = old; workers.mu.Unlock() }()
+
+	// Every connection parks once, so that its next request goes through a worker.
+	n := int(idle) + 3
+	var rcs []*rawClient
+	for i := range n + 1 {
+		rc := dialProxy(t, p)
+		rc.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+		body(t, rc.response("GET"))
+		rcs = append(rcs, rc)
+		waitParks(t, parks, int64(i+1))
+	}
+	for _, rc := range rcs[:n] {
+		rc.send("GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	}
+	time.Sleep(100 * time.Millisecond)
+	fast := rcs[n]
+	start := time.Now()
+	fast.send("GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+	if got := body(t, fast.response("GET")); got != "/fast" {
+		t.Fatalf("got %q", got)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a request waited %v behind slow ones", d)
+	}
+	free()
+	for _, rc := range rcs[:n] {
+		if got := body(t, rc.response("GET")); got != "/slow" {
+			t.Fatalf("got %q", got)
+		}
+	}
+}
