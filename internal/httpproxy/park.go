@@ -55,6 +55,7 @@ type parkConn struct {
 	p     *poller // whose epoll set holds the descriptor; nil before the first park
 	slot  int32   // in p's table
 	shard uint8   // of stops holding it
+	begun bool    // a request has started on the connection (clientConn.first is false)
 
 	prev, next *parkConn // in the stop set's shard (guarded by the shard's lock)
 }
@@ -76,9 +77,9 @@ func (s *Server) Parking() bool { return parkSupported && !s.noPark.Load() }
 //
 // The parked wait keeps ServeConn's rules: the keep-alive idle timeout closes it
 // (checked every parkSweep, so up to that much late), and cancelling ctx closes it at
-// once. A connection is parked only between requests, never before its first request
-// (the header timeout bounds that wait, on the goroutine) nor with part of a head,
-// a body or an upgrade in progress.
+// once. A connection is parked only between requests (or before its first one, then
+// closed silently after the header timeout), never with part of a head, a body or an
+// upgrade in progress.
 func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.AddrPort, done func()) {
 	tc, ok := c.(*net.TCPConn)
 	var rc syscall.RawConn
@@ -95,14 +96,14 @@ func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.Add
 	}
 	pc := &parkConn{c: tc, rc: rc, done: done, slot: -1}
 	s.stopSetFor(ctx).add(pc, local)
-	pc.serve(true)
+	pc.serve()
 }
 
 // serve runs on the goroutine that owns pc (state parkActive or parkNotified) until
 // the connection parks or closes.
-func (pc *parkConn) serve(first bool) {
+func (pc *parkConn) serve() {
 	for {
-		cc := pc.attach(first)
+		cc := pc.attach(!pc.begun)
 		if cc == nil {
 			pc.finish()
 			return
@@ -117,6 +118,7 @@ func (pc *parkConn) serve(first bool) {
 			pc.finish()
 			return
 		}
+		pc.begun = !cc.first
 		pc.wdl = 0
 		if !cc.wdl.t.IsZero() {
 			pc.wdl = cc.wdl.t.UnixNano()
@@ -129,7 +131,6 @@ func (pc *parkConn) serve(first bool) {
 		if pc.park() {
 			return
 		}
-		first = false
 	}
 }
 
@@ -182,7 +183,7 @@ func (pc *parkConn) park() bool {
 		}
 	}
 	if h := testParkHook.Load(); h != nil {
-		(*h)()
+		(*h)(pc)
 	}
 	if !pc.state.CompareAndSwap(parkActive, parkParked) {
 		// parkNotified: the socket may hold bytes the last read did not see.
@@ -312,7 +313,7 @@ func (w *workersT) pop() *parkConn {
 func worker(pc *parkConn) {
 	w := &workers
 	for {
-		pc.serve(false)
+		pc.serve()
 		w.served.Add(1)
 		w.mu.Lock()
 		for len(w.q) == w.head {
@@ -362,6 +363,16 @@ func (pc *parkConn) stop() {
 		pc.finish()
 		return
 	}
+	pc.mu.Lock()
+	if pc.cc != nil {
+		pc.cc.stop()
+	}
+	pc.mu.Unlock()
+}
+
+// stopActive is stop's first half: an active connection learns of the stop.
+func (pc *parkConn) stopActive() {
+	pc.stopped.Store(true)
 	pc.mu.Lock()
 	if pc.cc != nil {
 		pc.cc.stop()
@@ -464,7 +475,9 @@ func (ss *stopSet) remove(pc *parkConn) {
 	sh.mu.Unlock()
 }
 
-// stopAll stops every connection of the set: parked ones close at once.
+// stopAll stops every connection of the set: first every active one learns of the
+// stop (its request in flight ends with Connection: close), then parked ones close.
+// In that order, no response written after the first close can miss the stop.
 func (ss *stopSet) stopAll() {
 	var all []*parkConn
 	for i := range ss.shards {
@@ -477,12 +490,16 @@ func (ss *stopSet) stopAll() {
 		sh.mu.Unlock()
 	}
 	for _, pc := range all {
+		pc.stopActive()
+	}
+	for _, pc := range all {
 		pc.stop()
 	}
 }
 
 // parkAt records, for the poller's sweep, when a connection parked now must close:
-// after the keep-alive idle timeout from the end of the last response.
+// after the wait's timeout (keep-alive idle, or the header timeout before the first
+// request) from the end of the last response (or now).
 func (pc *parkConn) parkAt(end time.Time, idle time.Duration) {
 	if idle <= 0 {
 		pc.deadline.Store(0)
@@ -493,7 +510,7 @@ func (pc *parkConn) parkAt(end time.Time, idle time.Duration) {
 
 // testParkHook, set by tests only, runs on a connection's goroutine just before it
 // parks.
-var testParkHook atomic.Pointer[func()]
+var testParkHook atomic.Pointer[func(*parkConn)]
 
 // parkFailure logs the first failure to park, not one per connection.
 var parkFailure sync.Once

@@ -22,15 +22,15 @@ import (
 
 // countParks counts connections parking from now until the test ends. When also is
 // set it runs first, on the parking connection's goroutine.
-func countParks(t *testing.T, also func()) *atomic.Int64 {
+func countParks(t *testing.T, also func(*parkConn)) *atomic.Int64 {
 	t.Helper()
 	if !parkSupported {
 		t.Skip("parking needs Linux")
 	}
 	var n atomic.Int64
-	h := func() {
+	h := func(pc *parkConn) {
 		if also != nil {
-			also()
+			also(pc)
 		}
 		n.Add(1)
 	}
@@ -82,7 +82,10 @@ func TestParkedConnectionIsServedAgain(t *testing.T) {
 func TestRequestArrivingWhileParkingIsServed(t *testing.T) {
 	var rc *rawClient
 	var once sync.Once
-	parks := countParks(t, func() {
+	parks := countParks(t, func(pc *parkConn) {
+		if !pc.begun {
+			return // before the first request
+		}
 		once.Do(func() {
 			// On the server's goroutine, after its last read: the next request
 			// arrives now, and the poller sees it before the state changes.
@@ -104,7 +107,7 @@ func TestRequestArrivingWhileParkingIsServed(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the raced request took %v", d)
 	}
-	waitParks(t, parks, 2) // the raced attempt, and the one after the second request
+	waitParks(t, parks, 2) // at least the raced attempt, and the one after the second request
 }
 
 // Many clients sending each request the moment the previous response arrives (racing
@@ -203,8 +206,8 @@ func TestParkedIdleTimeout(t *testing.T) {
 	if took < 200*time.Millisecond || took > 2*time.Second {
 		t.Errorf("closed after %v, want the 300ms idle timeout (swept every %v)", took, parkSweep)
 	}
-	if parks.Load() != 1 {
-		t.Errorf("%d parks, want 1", parks.Load())
+	if n := parks.Load(); n < 1 || n > 2 {
+		t.Errorf("%d parks, want 1 or 2 (after the request, and before it when it came late)", n)
 	}
 }
 

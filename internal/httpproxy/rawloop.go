@@ -137,13 +137,14 @@ func (cc *clientConn) rawWait() bool {
 		now = time.Now()
 	}
 	cc.end = time.Time{}
-	if cc.pc != nil && !cc.first {
-		// Between requests, nothing buffered: the poller waits for the next one.
+	if cc.pc != nil {
+		// Between requests (or before the first), nothing buffered: the poller waits
+		// for the next one, and a worker serves it.
 		if cc.stopping.Load() {
 			cc.rawDone = true
 			return true
 		}
-		cc.pc.parkAt(now, cfg.Timeouts.ClientIdle)
+		cc.pc.parkAt(now, cc.waitTimeout(cfg))
 		// The poller keeps the idle timeout. A read deadline left on the socket (the
 		// first request's, or a head's) would fail the resumed connection's first
 		// read once past: clear it (a system call only when one is set).
