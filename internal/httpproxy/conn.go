@@ -103,6 +103,9 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 	if rc != nil && cc.rawFn == nil {
 		cc.rawFn = cc.rawStep
 	}
+	// A pooled clientConn keeps its last connection's times: the first wait must not
+	// start from its last response (rawWait reads cc.end).
+	cc.start, cc.end = time.Time{}, time.Time{}
 	cc.stopping.Store(false)
 	return cc
 }

@@ -366,3 +366,27 @@ func TestParkedRequestNotHeldUpBySlowOnes(t *testing.T) {
 		}
 	}
 }
+
+// A new connection's wait for its first request is timed from now, not from the last
+// response of the connection whose recycled state it took: a stale start closed it
+// at the next sweep.
+func TestFirstWaitNotTimedFromRecycledState(t *testing.T) {
+	countParks(t, nil)
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientHeader: time.Second, ClientIdle: time.Minute}})
+	for i := range 2 {
+		a := dialProxy(t, p)
+		// Ended right after its response: its state goes back to the pool with the
+		// time of that response.
+		a.send("GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		body(t, a.response("GET"))
+		a.c.Close()
+		time.Sleep(1100 * time.Millisecond) // a's last response is now older than the header timeout
+		b := dialProxy(t, p)
+		time.Sleep(600 * time.Millisecond) // within b's header timeout, past a sweep
+		b.send("GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+		b.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if got := body(t, b.response("GET")); got != "/b" {
+			t.Fatalf("round %d: got %q", i, got)
+		}
+	}
+}
