@@ -2,9 +2,9 @@ package httpproxy
 
 // Parking: an idle keep-alive connection on plain TCP waits for its next request with
 // no goroutine, no clientConn and no buffer. Its descriptor sits in an epoll set of a
-// poller (park_linux.go); when bytes arrive the poller starts a goroutine that serves
-// it again. An idle connection then costs its socket, Go's own descriptor state and a
-// parkConn (a few hundred bytes) instead of a goroutine stack, a clientConn and its
+// poller (park_linux.go); when bytes arrive the poller hands it to a worker that
+// serves it again. An idle connection then costs its socket, Go's own descriptor
+// state and a 128-byte parkConn instead of a goroutine stack, a clientConn and its
 // header tables.
 
 import (
@@ -200,16 +200,19 @@ func (pc *parkConn) park() bool {
 
 // serveUnparked serves the connection on this goroutine until it closes.
 func (pc *parkConn) serveUnparked() {
-	cc := pc.attach(false)
+	cc := pc.attach(!pc.begun)
 	if cc == nil {
 		pc.finish()
 		return
 	}
 	cc.pc = nil
-	pc.run(cc) // a connection without pc never parks
+	_, ok := pc.run(cc) // a connection without pc never parks
 	pc.mu.Lock()
 	pc.cc = nil
 	pc.mu.Unlock()
+	if ok {
+		cc.release()
+	}
 	pc.finish()
 }
 
