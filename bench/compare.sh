@@ -12,7 +12,7 @@
 # 10s), ONLY (workload list: l7ka l7close l4ka l4close l4bulk httpska c10k udprr idle
 # udpidle modechange), OUT (results file;
 # "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"), NB_ARGS
-# (extra `serve` flags for nodebalancer, e.g. "--http-park=false"),
+# (extra serve flags, e.g. "--tcp-engine goroutine"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
 # UDP_A / UDP_B (the two UDP echo backends, 127.0.0.2:9053 / 127.0.0.3:9053),
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
@@ -404,7 +404,7 @@ if [[ $OUT != - ]]; then
 			echo "PIN=0: nothing pinned; each balancer with two threads/workers/Ps, sharing both CPUs with wrk and the backends."
 		fi
 		echo "Machine: $(nproc) cores, $(uname -r); $(haproxy -v | head -1 | cut -d' ' -f1-3);"
-		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")$( [[ -n $NB_ARGS ]] && echo " $NB_ARGS")."
+		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")$( [[ -n $NB_ARGS ]] && echo " serve $NB_ARGS")."
 		echo "Ratios: > 1 means nodebalancer is better (throughput ours÷theirs; latency, memory theirs÷ours)."
 		echo
 		echo "$TABLE"

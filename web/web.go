@@ -34,8 +34,9 @@ type asset struct {
 // a reload or a shared link on one of them gets index.html.
 var appRoutes = map[string]bool{"": true, "login": true, "nodebalancers": true}
 
-// Handler serves the console: the embedded files by path, index.html for the
-// console's own routes (/, /login, /nodebalancers/…), 404 for anything else.
+// Handler serves the console: the embedded files by path, the choices module made
+// from model's registry (choices.go), index.html for the console's own routes (/,
+// /login, /nodebalancers/…), 404 for anything else.
 // Every answer carries the strict CSP; files are revalidated by ETag on each load so
 // a new binary's console is picked up at once.
 func Handler() http.Handler {
@@ -55,6 +56,9 @@ func Handler() http.Handler {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
+	choices := choicesModule()
+	sum := sha256.Sum256(choices)
+	assets[choicesPath] = asset{body: choices, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
 	index := assets["/index.html"]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()

@@ -15,7 +15,7 @@ import (
 // be treated as left out, and reset even when the request sends it.
 func TestConfigPatchKnowsEveryProtocolBoundField(t *testing.T) {
 	sample := map[string]string{
-		"algorithm": `"leastconn"`, "stickiness": `"table"`, "proxy_protocol": `"v1"`, "cipher_suite": `"legacy"`,
+		"algorithm": `"leastconn"`, "stickiness": `"table"`, "check": `"http"`, "proxy_protocol": `"v1"`, "cipher_suite": `"legacy"`,
 		"ssl_cert": `"x"`, "ssl_key": `"y"`,
 	}
 	for _, f := range model.ProtocolBoundFields() {

@@ -172,6 +172,8 @@ func (p configPatch) sent(field string) bool {
 		return p.algorithm != nil
 	case "stickiness":
 		return p.stickiness != nil
+	case "check":
+		return p.check != nil
 	case "proxy_protocol":
 		return p.proxyProtocol != nil
 	case "cipher_suite":

@@ -54,6 +54,19 @@
 // address modulo the node count and remaps nearly every client when the node
 // set changes; this one does not.
 //
+// # Adding an algorithm
+//
+// Each algorithm is one file that calls Register with its name, the protocols
+// it serves and Build, which turns the eligible nodes into a Picker (see
+// algorithm.go); roundrobin.go, leastconn.go, source.go and ringhash.go are
+// Linode's four. Register describes it to model, so the API, the CLI's help
+// and the console offer it, and ParseAlgorithm finds it for the data plane.
+// The pool keeps everything that is the same for every algorithm: modes,
+// backups, DOWN nodes, stickiness, retries. A pick costs one interface call
+// more than a switch did: about 1 ns (BenchmarkPick, roundrobin 3.7 → 4.8 ns,
+// source 3.7 → 4.2 ns, leastconn unchanged; medians of 3 runs on a shared
+// 2-core machine), still without a lock or an allocation.
+//
 // # Stickiness
 //
 // StickyTable holds table stickiness (client address → node ID, expiring

@@ -15,7 +15,7 @@ func FuzzPool(f *testing.F) {
 		if len(data) < 2 {
 			return
 		}
-		algo := Algorithm(data[0] % 3)
+		algo := algorithms[int(data[0])%len(algorithms)]
 		n := int(data[1] % 12)
 		data = data[2:]
 		if len(data) < 3*n {

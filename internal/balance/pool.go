@@ -118,7 +118,6 @@ type Pool struct {
 	nodes     []Node
 	byID      map[int]*Node
 	byToken   map[string]*Node
-	msize     int // Maglev table size, for Source
 
 	mu  sync.Mutex // serialises Refresh; readers never take it
 	tab atomic.Pointer[table]
@@ -134,18 +133,7 @@ type table struct {
 	down   []uint64 // bit per pool index: accept/backup nodes that were DOWN when built
 	backup bool     // no accept node was eligible, so the backups are in use
 	elig   []uint16 // pool indexes of the eligible nodes, in pool order
-	seq    []uint16 // RoundRobin: one cycle of smooth weighted round robin
-	lc     []lcEntry
-	maglev []uint16    // Source: the Maglev lookup table
-	ring   []ringPoint // RingHash: the points of the ring, by hash
-}
-
-// lcEntry is one eligible node as LeastConn scans it, packed so the scan
-// walks one contiguous array.
-type lcEntry struct {
-	st  *State
-	w   int32
-	idx uint16
+	picker Picker   // the algorithm's table over elig; nil when elig is empty
 }
 
 // NewPool builds a pool of the given nodes, which it copies, and computes its
@@ -154,8 +142,8 @@ type lcEntry struct {
 // appears twice, and a weight outside 1..MaxWeight. A node with a nil State
 // gets a fresh one (status unknown). An empty pool is valid and picks nothing.
 func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
-	if int(algo) >= len(algorithmNames) {
-		return nil, fmt.Errorf("new pool: unknown algorithm %d", algo)
+	if algo.def == nil {
+		return nil, fmt.Errorf("new pool: no algorithm")
 	}
 	if len(nodes) > MaxNodes {
 		return nil, fmt.Errorf("new pool: %d nodes, at most %d allowed", len(nodes), MaxNodes)
@@ -168,7 +156,6 @@ func NewPool(algo Algorithm, nodes []Node, opts ...Option) (*Pool, error) {
 		algo:  algo,
 		nodes: nodes,
 		byID:  make(map[int]*Node, len(nodes)),
-		msize: maglevSize(len(nodes)),
 	}
 	if !o.adopt {
 		p.nodes = slices.Clone(nodes)
@@ -342,24 +329,15 @@ func (p *Pool) build() *table {
 	if len(t.elig) == 0 {
 		return t
 	}
-	weights := make([]int, len(t.elig))
-	ids := make([]int, len(t.elig))
-	for j, i := range t.elig {
-		weights[j] = p.nodes[i].Weight
-		ids[j] = p.nodes[i].ID
-	}
-	switch p.algo {
-	case RoundRobin:
-		t.seq = smoothSequence(t.elig, weights)
-	case LeastConn:
-		t.lc = make([]lcEntry, len(t.elig))
-		for j, i := range t.elig {
-			t.lc[j] = lcEntry{st: p.nodes[i].State, w: int32(weights[j]), idx: i}
-		}
-	case Source:
-		t.maglev = buildMaglev(p.msize, t.elig, ids, weights)
-	case RingHash:
-		t.ring = buildRing(t.elig, ids, weights)
+	t.picker = p.algo.def.Build(Eligible{nodes: p.nodes, idx: t.elig})
+	if t.picker == nil { // a broken Build must not panic every connection
+		t.picker = scanPicker{}
 	}
 	return t
 }
+
+// scanPicker stands in for a Picker its algorithm's Build did not make: the scan,
+// from a rotating start.
+type scanPicker struct{}
+
+func (scanPicker) Pick(q Query) *Node { return q.Scan(q.Turn()) }

@@ -69,44 +69,6 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("unknown node mode %q", s)
 }
 
-// Algorithm is how a pool chooses a node for a new, non-sticky client.
-type Algorithm uint8
-
-// Balancing algorithms. The zero value is RoundRobin, the API's default.
-const (
-	// RoundRobin is smooth weighted round robin (nginx's algorithm).
-	RoundRobin Algorithm = iota
-	// LeastConn picks the node with the fewest active connections per unit of weight.
-	LeastConn
-	// Source hashes the client address onto the nodes with a Maglev table.
-	Source
-	// RingHash hashes the client address onto a consistent-hash ring of
-	// weighted points (udp configs).
-	RingHash
-)
-
-// algorithmNames ties each Algorithm to the model's spelling.
-var algorithmNames = [...]model.Algorithm{RoundRobin: model.AlgorithmRoundRobin, LeastConn: model.AlgorithmLeastConn, Source: model.AlgorithmSource, RingHash: model.AlgorithmRingHash}
-
-// String returns the API spelling of the algorithm.
-func (a Algorithm) String() string {
-	if int(a) < len(algorithmNames) {
-		return string(algorithmNames[a])
-	}
-	return fmt.Sprintf("Algorithm(%d)", uint8(a))
-}
-
-// ParseAlgorithm parses the API spelling of an algorithm ("roundrobin",
-// "leastconn", "source", "ring_hash").
-func ParseAlgorithm(s string) (Algorithm, error) {
-	for i, name := range algorithmNames {
-		if s == string(name) {
-			return Algorithm(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown balancing algorithm %q", s)
-}
-
 // State is the live, mutable state of one backend node: its health status and
 // its count of active connections. One State is shared by every Pool snapshot
 // that contains the node, so both survive a configuration change (re-weighting

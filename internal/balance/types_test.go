@@ -66,7 +66,7 @@ func TestNewPoolRefusesInvalidNodes(t *testing.T) {
 		algo  Algorithm
 		nodes []Node
 	}{
-		{"unknown algorithm", Algorithm(7), nil},
+		{"no algorithm", Algorithm{}, nil},
 		{"zero ID", RoundRobin, []Node{{ID: 0, Weight: 1}}},
 		{"negative ID", RoundRobin, []Node{{ID: -3, Weight: 1}}},
 		{"duplicate ID", RoundRobin, []Node{{ID: 1, Weight: 1}, {ID: 1, Weight: 2}}},

@@ -24,7 +24,7 @@ func (g *globals) configCommands() []*cobra.Command {
   nodebalancer nodebalancers config-create 1 --port 443 --protocol https \
       --ssl_cert @cert.pem --ssl_key @key.pem`},
 		func(s *session) error {
-			body, err := bodyFromFlags(s.cmd.Flags(), configFields)
+			body, err := bodyFromFlags(s.cmd.Flags(), configFields())
 			if err != nil {
 				return err
 			}
@@ -35,22 +35,22 @@ func (g *globals) configCommands() []*cobra.Command {
 			}
 			return s.send(http.MethodPost, configsPath(s.ids[0]), body, configColumns)
 		})
-	addFields(create, configFields)
+	addFields(create, configFields())
 	create.Flags().StringArray("node", nil, nodeFlagUsage)
 
 	update := g.command(spec{use: "config-update", short: "Change a config's settings", group: groupConfig, args: nbCfg,
 		example: "  nodebalancer nodebalancers config-update 1 2 --algorithm leastconn --check-passive=false"},
 		func(s *session) error {
-			body, err := bodyFromFlags(s.cmd.Flags(), configFields)
+			body, err := bodyFromFlags(s.cmd.Flags(), configFields())
 			if err != nil {
 				return err
 			}
 			if len(body) == 0 {
-				return noChanges(configFields)
+				return noChanges(configFields())
 			}
 			return s.send(http.MethodPut, one(s.ids), body, configColumns)
 		})
-	addFields(update, configFields)
+	addFields(update, configFields())
 
 	del := g.deleteCommand(spec{use: "config-delete", short: "Delete a config and its nodes", group: groupConfig, args: nbCfg}, one)
 
@@ -66,7 +66,7 @@ config's nodes not listed are DELETED. Config flags not given keep their values.
       --node 'id=3,weight=100' \
       --node 'label=web3,address=192.168.1.12:80,weight=50,mode=accept'`},
 		func(s *session) error {
-			body, err := bodyFromFlags(s.cmd.Flags(), configFields)
+			body, err := bodyFromFlags(s.cmd.Flags(), configFields())
 			if err != nil {
 				return err
 			}
@@ -78,7 +78,7 @@ config's nodes not listed are DELETED. Config flags not given keep their values.
 			}
 			return s.send(http.MethodPost, one(s.ids)+"/rebuild", body, configColumns)
 		})
-	addFields(rebuild, configFields)
+	addFields(rebuild, configFields())
 	rebuild.Flags().StringArray("node", nil, nodeFlagUsage)
 
 	return []*cobra.Command{list, view, create, update, del, rebuild}

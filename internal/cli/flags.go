@@ -3,6 +3,7 @@ package cli
 import (
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,21 +61,20 @@ var (
 	}
 	nbUpdateFields = []field{fLabel, fThrottle, fUDPThrottle, fTags}
 
-	configFields = []field{
+	// configFieldsFixed are the config fields whose help does not depend on the
+	// registered algorithms and check types; configFields adds those.
+	configFieldsFixed = []field{
 		{name: "port", kind: kindInt, usage: "inbound port, 1-65535 (80)"},
 		{name: "protocol", usage: "http, https, tcp or udp (http)", values: enumValues(model.ProtocolHTTP, model.ProtocolHTTPS, model.ProtocolTCP, model.ProtocolUDP)},
-		{name: "algorithm", usage: "roundrobin, leastconn, source (not udp) or ring_hash (udp only) (roundrobin)",
-			values: enumValues(model.AlgorithmRoundRobin, model.AlgorithmLeastConn, model.AlgorithmSource, model.AlgorithmRingHash)},
-		{name: "stickiness", usage: "none; table or http_cookie (tcp/http/https); session or source_ip (udp) (none)",
-			values: enumValues(model.StickinessNone, model.StickinessTable, model.StickinessHTTPCookie, model.StickinessSession, model.StickinessSourceIP)},
+		{name: "algorithm"},
+		{name: "stickiness", usage: "none; table or http_cookie (tcp/http/https); session or source_ip (udp) (none)"},
 		{name: "udp_check_port", kind: kindInt, usage: "node port the health checks of a udp config connect to over TCP, 1-65535 (80)"},
-		{name: "check", usage: "health check: none, connection, http or http_body (none)",
-			values: enumValues(model.CheckNone, model.CheckConnection, model.CheckHTTP, model.CheckHTTPBody)},
+		{name: "check"},
 		{name: "check_interval", kind: kindInt, usage: "seconds between checks, more than check_timeout (31)"},
 		{name: "check_timeout", kind: kindInt, usage: "seconds a check may take, 1-30 (30)"},
 		{name: "check_attempts", kind: kindInt, usage: "failed checks before a node is DOWN, 1-30 (3)"},
-		{name: "check_path", usage: "path the http and http_body checks request"},
-		{name: "check_body", usage: "regular expression the http_body check's response must match"},
+		{name: "check_path"},
+		{name: "check_body"},
 		{name: "check_passive", kind: kindBool, usage: "count failures of live traffic against a node (true; --check_passive=false to turn off)"},
 		{name: "proxy_protocol", usage: "PROXY protocol to the nodes: none, v1 or v2 (tcp only)",
 			values: enumValues(model.ProxyProtocolNone, model.ProxyProtocolV1, model.ProxyProtocolV2)},
@@ -279,4 +279,83 @@ func fieldNames(fields []field) string {
 // noChanges is the error of an update given nothing to change.
 func noChanges(fields []field) error {
 	return usageErrorf("nothing to change: give at least one of %s", fieldNames(fields))
+}
+
+// configFields returns the config fields, with the help and completions of
+// algorithm, stickiness and the check fields read from model's registry: an
+// algorithm or check type registered by its own file shows up here by itself.
+func configFields() []field {
+	fs := slices.Clone(configFieldsFixed)
+	var pathChecks, bodyChecks []string
+	for _, c := range model.Checks() {
+		if c.UsesPath {
+			pathChecks = append(pathChecks, string(c.Name))
+		}
+		if c.UsesBody {
+			bodyChecks = append(bodyChecks, string(c.Name))
+		}
+	}
+	for i := range fs {
+		f := &fs[i]
+		switch f.name {
+		case "algorithm":
+			f.usage = optionsUsage(model.AlgorithmOptions()) + " (" + string(model.DefaultAlgorithm) + ")"
+			f.values = model.AlgorithmValues()
+		case "stickiness":
+			f.values = model.StickinessValues()
+		case "check":
+			f.usage = "health check: " + optionsUsage(model.CheckOptions()) + " (" + string(model.DefaultCheck) + ")"
+			f.values = model.CheckValues()
+		case "check_path":
+			f.usage = "path the " + joinWords(pathChecks, "and") + " checks request"
+		case "check_body":
+			if len(bodyChecks) == 1 {
+				f.usage = "regular expression the " + bodyChecks[0] + " check's response must match"
+			} else {
+				f.usage = "regular expression the response of the " + joinWords(bodyChecks, "and") + " checks must match"
+			}
+		}
+	}
+	return fs
+}
+
+// optionsUsage lists options as "a, b (not udp) or c (udp only)": each value with
+// the protocols it is limited to.
+func optionsUsage(os []model.Option) string {
+	words := make([]string, len(os))
+	for i, o := range os {
+		words[i] = o.Value + protocolsNote(o.Protocols)
+	}
+	return joinWords(words, "or")
+}
+
+// protocolsNote says which protocols a value is limited to: "" for all, " (udp
+// only)" for one, " (not udp)" for all but one, else " (tcp/http)".
+func protocolsNote(ps []model.Protocol) string {
+	all := model.ProtocolValues
+	switch {
+	case len(ps) == 0 || len(ps) == len(all):
+		return ""
+	case len(ps) == 1:
+		return " (" + string(ps[0]) + " only)"
+	case len(ps) == len(all)-1:
+		for _, p := range all {
+			if !slices.Contains(ps, model.Protocol(p)) {
+				return " (not " + p + ")"
+			}
+		}
+	}
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = string(p)
+	}
+	return " (" + strings.Join(names, "/") + ")"
+}
+
+// joinWords spells "a", "a and b", "a, b and c".
+func joinWords(ws []string, and string) string {
+	if len(ws) <= 1 {
+		return strings.Join(ws, "")
+	}
+	return strings.Join(ws[:len(ws)-1], ", ") + " " + and + " " + ws[len(ws)-1]
 }

@@ -18,10 +18,12 @@ func newFrontendReleaseCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "frontend-release",
 		Short: "Remove frontend addresses left on --frontend-interface by a serve that was killed",
-		Long: `Remove from --frontend-interface every host address (/32, /128) inside --frontend-pool.
-A serve that stops cleanly removes them itself; one that is killed cannot, and the
-kernel would go on answering ARP for addresses another host took over. The systemd unit
-runs this after every stop (ExecStopPost). Needs CAP_NET_ADMIN.`,
+		Long: `Remove from --frontend-interface and from lo every host address (/32, /128) inside
+--frontend-pool, and the handover's nftables table (nodebalancer-handover). A serve that
+stops cleanly removes them itself; one that is killed cannot, and the kernel would go on
+answering ARP for addresses another host took over (lo holds them while a host drains
+after a handover). The systemd unit runs this after every stop (ExecStopPost). Needs
+CAP_NET_ADMIN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if iface == "" {
@@ -35,7 +37,7 @@ runs this after every stop (ExecStopPost). Needs CAP_NET_ADMIN.`,
 			if err != nil {
 				return fmt.Errorf("--frontend-interface %s: %w", iface, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %d frontend address(es) from %s\n", n, iface)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d frontend address(es) from %s and lo\n", n, iface)
 			return nil
 		},
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/dataplane"
 	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/server"
 	"github.com/nodebalancer/nodebalancer/internal/store"
@@ -42,6 +43,7 @@ func version() string {
 type serveFlags struct {
 	listen, data, frontendPool, backendCIDRs, region, logLevel, backendSource string
 	grace, tcpIdle                                                            time.Duration
+	tcpEngine                                                                 string
 	maxConns                                                                  int
 	accessLog, metricsListen                                                  string
 	metricsToken, metricsNodeSeries                                           bool
@@ -52,6 +54,7 @@ type serveFlags struct {
 	// High availability and the API over TLS.
 	frontendInterface, apiTLSCert, apiTLSKey string
 	frontendLease                            time.Duration
+	frontendPeerPort                         int
 	// Parking of idle http connections (--http-park).
 	httpPark bool
 	// fs tells which flags were given (--metrics-require-token's default depends on
@@ -104,6 +107,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
 	fl.BoolVar(&f.httpPark, "http-park", true, "park idle plain-http keep-alive connections in an epoll set, without a goroutine or buffers (Linux; false keeps a goroutine per idle connection)")
 	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
+	fl.StringVar(&f.tcpEngine, "tcp-engine", dataplane.TCPEngineEpoll, "how tcp configs are served: epoll (event loops of their own, no goroutine per session; Linux only, elsewhere goroutine) or goroutine (two goroutines per session over Go's net package)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better (default true when --listen or --metrics-listen is not a loopback address)")
@@ -120,6 +124,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.etcdTimeout, "etcd-timeout", 5*time.Second, "bound of one store operation on etcd; past it the API answers 503")
 	fl.StringVar(&f.hostID, "host-id", "", "this host's name in the cluster, unique among the hosts (default: the hostname)")
 	fl.StringVar(&f.frontendInterface, "frontend-interface", "", "with --store etcd: the hosts elect one holder of the frontend addresses, which adds them to this interface and announces them (ARP, NDP); empty: the addresses must be local already")
+	fl.IntVar(&f.frontendPeerPort, "frontend-peer-port", ha.DefaultPeerPort, "with --frontend-interface: UDP port of the hosts' heartbeats, broadcast on that interface, with which a holder keeps the addresses through an etcd outage that every host sees (0: it lets them go, as when it alone is cut off)")
 	fl.DurationVar(&f.frontendLease, "frontend-lease", ha.DefaultTTL, "lease of the frontend addresses' holder: how soon another host takes over when it dies (whole seconds, 2s or more)")
 	fl.StringVar(&f.apiTLSCert, "api-tls-cert", "", "serve the API over TLS with this certificate (PEM, with --api-tls-key); SIGHUP reads it again")
 	fl.StringVar(&f.apiTLSKey, "api-tls-key", "", "key (PEM) of --api-tls-cert")
@@ -242,6 +247,12 @@ func (f *serveFlags) config() (server.Config, error) {
 	}
 	cfg.TCPIdleTimeout = f.tcpIdle
 	cfg.NoHTTPPark = !f.httpPark
+	switch f.tcpEngine {
+	case "", dataplane.TCPEngineEpoll, dataplane.TCPEngineGoroutine:
+		cfg.TCPEngine = f.tcpEngine
+	default:
+		return cfg, fmt.Errorf("--tcp-engine: %q is not epoll or goroutine", f.tcpEngine)
+	}
 	if f.maxConns < 1 {
 		return cfg, fmt.Errorf("--max-conns must be at least 1")
 	}
@@ -285,8 +296,11 @@ func (f *serveFlags) config() (server.Config, error) {
 		if f.frontendLease < 2*time.Second || f.frontendLease%time.Second != 0 {
 			return cfg, fmt.Errorf("--frontend-lease: %s must be whole seconds, 2s or more (etcd leases count seconds)", f.frontendLease)
 		}
+		if f.frontendPeerPort < 0 || f.frontendPeerPort > 65535 {
+			return cfg, fmt.Errorf("--frontend-peer-port: %d is not a port (1 to 65535, or 0 for none)", f.frontendPeerPort)
+		}
 	}
-	cfg.FrontendInterface, cfg.FrontendLease = f.frontendInterface, f.frontendLease
+	cfg.FrontendInterface, cfg.FrontendLease, cfg.FrontendPeerPort = f.frontendInterface, f.frontendLease, f.frontendPeerPort
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Version = version()
 	if f.statsPersist < 0 {

@@ -275,6 +275,22 @@ func TestServeFlagsForHAAndTLS(t *testing.T) {
 	}
 }
 
+// TestServeTCPEngineFlag: --tcp-engine reaches the server's config; a value that
+// names no engine is refused naming the flag.
+func TestServeTCPEngineFlag(t *testing.T) {
+	r := runRaw("serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-engine", "fibers")
+	if r.code == 0 || !strings.Contains(r.stderr, "--tcp-engine") {
+		t.Errorf("--tcp-engine fibers: exit %d, stderr %q; want a refusal naming the flag", r.code, r.stderr)
+	}
+	for _, v := range []string{"epoll", "goroutine"} {
+		f := serveFlags{frontendPool: "127.0.1.0/24", backendCIDRs: "127.0.0.0/8", region: "local", logLevel: "info",
+			maxConns: 1, maxNodes: 1000, maxNodesPremium: 2000, tcpEngine: v}
+		if cfg, err := f.config(); err != nil || cfg.TCPEngine != v {
+			t.Errorf("--tcp-engine %s: config %v, TCPEngine %q", v, err, cfg.TCPEngine)
+		}
+	}
+}
+
 // TestServeTCPIdleTimeoutFlag: --tcp-idle-timeout reaches the server's config, and a
 // negative or sub-second value is refused naming the flag.
 func TestServeTCPIdleTimeoutFlag(t *testing.T) {

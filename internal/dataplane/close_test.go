@@ -14,7 +14,13 @@ import (
 // tcp session, also one whose client has finished sending and whose node keeps its
 // connection open without a word (the copy left waits on the node, not the client).
 func TestCloseEndsSessionsWaitingOnASilentNode(t *testing.T) {
-	e := newEnv(t, "127.0.69.0/24")
+	for _, eng := range []string{TCPEngineEpoll, TCPEngineGoroutine} {
+		t.Run(eng, func(t *testing.T) { closeEndsSessionsWaitingOnASilentNodeOn(t, eng) })
+	}
+}
+
+func closeEndsSessionsWaitingOnASilentNodeOn(t *testing.T, eng string) {
+	e := newEnv(t, "127.0.69.0/24", func(o *Options) { o.TCPEngine = eng })
 	silent := testnet.ServeConns(t, "127.0.70.2:0", func(c net.Conn) {
 		io.Copy(io.Discard, c) // reads to the end, never answers, never closes
 		time.Sleep(time.Minute)

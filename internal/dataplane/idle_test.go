@@ -15,8 +15,14 @@ import (
 // bytes keep moving lives on past it, and one that falls silent is ended (both sides
 // closed) after between one and 1.25 times the timeout.
 func TestTCPIdleTimeoutEndsSilentSessions(t *testing.T) {
+	for _, eng := range []string{TCPEngineEpoll, TCPEngineGoroutine} {
+		t.Run(eng, func(t *testing.T) { tcpIdleTimeoutEndsSilentSessionsOn(t, eng) })
+	}
+}
+
+func tcpIdleTimeoutEndsSilentSessionsOn(t *testing.T, eng string) {
 	const timeout = 400 * time.Millisecond
-	e := newEnv(t, "127.0.66.0/24")
+	e := newEnv(t, "127.0.66.0/24", func(o *Options) { o.TCPEngine = eng })
 	e.plane.opts.Timeouts.TCPIdle = timeout
 	nodeEnded := make(chan struct{}, 1)
 	echo := testnet.ServeConns(t, "127.0.67.2:0", func(c net.Conn) {

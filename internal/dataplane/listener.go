@@ -32,6 +32,10 @@ type listener struct {
 	h2     *httpproxy.HTTP2Server // https clients that negotiated h2
 	wg     sync.WaitGroup         // accept loop and every connection
 	conns  connSet
+	// eng serves the sockets of a tcp config, socks (lns are closed then); nil when
+	// goroutines serve them.
+	eng   *engine
+	socks []*lsock
 }
 
 // listen binds addr. Go sets SO_REUSEADDR on listeners, so a moved or re-created
@@ -69,6 +73,10 @@ func (l *listener) closeSockets() {
 	for _, ln := range l.lns {
 		ln.Close()
 	}
+	for _, ls := range l.socks {
+		l.eng.closeListener(ls)
+	}
+	l.socks = nil
 }
 
 // serve runs the accept loop of socket i until it is closed.
@@ -172,6 +180,9 @@ func (l *listener) close(grace time.Duration) {
 	case <-time.After(grace):
 	}
 	l.conns.closeAll()
+	if l.eng != nil {
+		l.eng.closeAll(l)
+	}
 	<-done
 }
 

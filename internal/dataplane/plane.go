@@ -78,6 +78,9 @@ type Options struct {
 	// Mirror, when set, is the in-memory state Run follows (and keeps current), so
 	// that others (stats) can read it; Run makes its own when nil.
 	Mirror *store.Mirror
+	// TCPEngine is how tcp configs are served: TCPEngineEpoll (the default on Linux)
+	// or TCPEngineGoroutine (serve's --tcp-engine).
+	TCPEngine string
 	// FreeBind binds frontend addresses this host does not hold (yet): with
 	// --frontend-interface the host holding them is chosen at run time (package ha).
 	// Off, a frontend address that is not local fails to listen, as it should on a
@@ -113,6 +116,10 @@ type Plane struct {
 	ready     atomic.Bool
 	accessLog accessLogger
 	udp       udpState // udp configs (udp.go)
+	// engine serves tcp configs (l4engine.go), started with the first; engineFailed
+	// when it could not start (the goroutine path serves them).
+	engine       *engine
+	engineFailed bool
 }
 
 type limiterEntry struct {
@@ -296,6 +303,7 @@ func (p *Plane) Close() {
 	p.closeUDP()
 	p.mu.Unlock()
 	p.closing.Wait()
+	p.stopEngine()
 }
 
 // retire stops l accepting now and drains it in the background. p.mu is held.
@@ -478,10 +486,7 @@ func (p *Plane) place(nbID, id int, addrs []netip.AddrPort, proto model.Protocol
 		ctx, cancel := context.WithCancel(context.Background())
 		l = &listener{plane: p, configID: id, addr: bound[0], want: addrs, addrs: bound, protocol: proto, lns: lns, ctx: ctx, cancel: cancel}
 		l.setSnapshot(s)
-		l.wg.Add(len(lns))
-		for i := range lns {
-			go l.serve(i)
-		}
+		l.start()
 		p.listeners[id] = l
 		if f := p.failed[id]; f != nil {
 			p.log.Info("listener open after failing", "nodebalancer_id", nbID, "config_id", id, "addr", fmt.Sprint(bound),

@@ -34,10 +34,15 @@ type env struct {
 	plane *Plane
 }
 
-func newEnv(t *testing.T, pool string) *env {
+// newEnv starts a data plane; opts, if any, change its Options first.
+func newEnv(t *testing.T, pool string, opts ...func(*Options)) *env {
 	t.Helper()
 	db := teststore.New(t, pool) // closed after the plane stops: cleanups run last-in first-out
-	p := New(Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)})
+	o := Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)}
+	for _, f := range opts {
+		f(&o)
+	}
+	p := New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, db) }()

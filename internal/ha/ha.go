@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,12 +63,25 @@ type Options struct {
 	Margin time.Duration
 	// Log receives ownership events.
 	Log *slog.Logger
+	// Handover turns on connection forwarding at a stop (handover.go): the stopping
+	// holder keeps its connections, and the next holder sends their packets to it.
+	// It needs nftables and two ARP sysctls on Interface (New checks, and hands
+	// over without forwarding, as before, when they cannot be had).
+	Handover bool
+	// PeerPort, when not 0, is the UDP port of the hosts' heartbeats on Interface
+	// (peers.go): a holder rides out an etcd outage that every host sees.
+	PeerPort int
 }
 
 // Holder runs this host's part in address ownership.
 type Holder struct {
 	o       Options
 	link    netlink.Link
+	lo      netlink.Link
+	fwd     *forwarder // nil without Options.Handover
+	peers   *peers     // nil without Options.PeerPort
+	drainMu sync.Mutex
+	drain   *drainState // set while this host drains after a handover
 	holding atomic.Bool
 	held    []netip.Addr        // addresses this host added; only Run's goroutine touches it
 	failing map[netip.Addr]bool // addresses that could not be added, logged once
@@ -94,14 +108,32 @@ func New(o Options) (*Holder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
-	if _, err := removeStale(link, o.Pool, o.Log); err != nil {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("interface lo: %w", err)
+	}
+	if _, err := removeStale(link, lo, o.Pool, o.Log); err != nil {
 		return nil, fmt.Errorf("--frontend-interface %s: %w", o.Interface, err)
 	}
-	return &Holder{o: o, link: link, failing: map[netip.Addr]bool{}}, nil
+	h := &Holder{o: o, link: link, lo: lo, failing: map[netip.Addr]bool{}}
+	if o.PeerPort != 0 {
+		if h.peers, err = newPeers(o.Interface, o.PeerPort, o.HostID, h.Holding, o.Client, o.Prefix+"c/frontend/", o.Log); err != nil {
+			return nil, err
+		}
+	}
+	if o.Handover {
+		if err := arpSysctls(o.Interface, o.Log); err != nil {
+			o.Log.Warn("connection forwarding at a handover is off: connections open at a stop may be reset", "err", err)
+		} else {
+			h.fwd = &forwarder{iface: o.Interface, ifindex: uint32(link.Attrs().Index), log: o.Log}
+		}
+	}
+	return h, nil
 }
 
-// RemoveStale removes from iface every host address (/32, /128) inside pool: the
-// frontend addresses a run that was killed left behind. It returns how many it
+// RemoveStale removes from iface and from lo every host address (/32, /128) inside
+// pool, and the handover's nftables table: what a run that was killed left behind
+// (on lo: while it drained after a handover). It returns how many addresses it
 // removed. `nodebalancer frontend-release` runs it after the service stops
 // (systemd's ExecStopPost), so a killed holder does not keep answering ARP for them.
 func RemoveStale(iface string, pool []netip.Prefix, log *slog.Logger) (int, error) {
@@ -109,10 +141,30 @@ func RemoveStale(iface string, pool []netip.Prefix, log *slog.Logger) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("interface %s: %w", iface, err)
 	}
-	return removeStale(link, pool, log)
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return 0, fmt.Errorf("interface lo: %w", err)
+	}
+	return removeStale(link, lo, pool, log)
 }
 
-func removeStale(link netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
+func removeStale(link, lo netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
+	n := 0
+	for _, l := range []netlink.Link{link, lo} {
+		m, err := removeStaleFrom(l, pool, log)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	if err := removeTable(); err != nil {
+		// Without nf_tables in the kernel there is no table to remove either.
+		log.Debug("handover table not removed", "err", err)
+	}
+	return n, nil
+}
+
+func removeStaleFrom(link netlink.Link, pool []netip.Prefix, log *slog.Logger) (int, error) {
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return 0, fmt.Errorf("list addresses: %w", err)
@@ -162,12 +214,29 @@ func (h *Holder) key() string { return h.o.Prefix + "c/frontend/holder" }
 
 // Run takes part in the election until ctx ends. When it ends while holding, the
 // addresses are removed first and the lease revoked after, so that the next holder
-// takes over at once; Run returns when that is done.
+// takes over at once; Run returns when that is done (with Options.Handover, Settle
+// later: handover.go).
 func (h *Holder) Run(ctx context.Context) error {
+	if h.peers != nil {
+		// Heartbeats go on until Run returns: the handover's last one says this
+		// host no longer holds, which opens the next holder's gate.
+		pctx, stopPeers := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		registered := make(chan struct{})
+		go func() { h.peers.run(pctx); close(done) }()
+		go func() { h.register(pctx); close(registered) }()
+		defer func() { stopPeers(); <-done; <-registered }()
+	}
 	lastErr := ""
 	for ctx.Err() == nil {
 		if h.o.Ready != nil && !h.o.Ready() {
 			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
+		if h.peers != nil && !h.peers.gateOpen() {
+			// Not yet CampaignGate of etcd without a break: a holder riding out
+			// an outage must hear this host first (peers.go).
+			sleep(ctx, peerEvery)
 			continue
 		}
 		lease, safe, err := h.campaign(ctx)
@@ -184,6 +253,7 @@ func (h *Holder) Run(ctx context.Context) error {
 		lastErr = ""
 		h.hold(ctx, lease, safe)
 	}
+	h.settle()
 	return nil
 }
 
@@ -192,6 +262,12 @@ func (h *Holder) Run(ctx context.Context) error {
 func (h *Holder) campaign(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
 	c := h.o.Client
 	for {
+		for h.peers != nil && !h.peers.gateOpen() { // peers.go
+			if ctx.Err() != nil {
+				return 0, time.Time{}, ctx.Err()
+			}
+			sleep(ctx, peerEvery)
+		}
 		sent := time.Now()
 		gctx, cancel := context.WithTimeout(ctx, h.o.TTL)
 		g, err := c.Grant(gctx, int64((h.o.TTL+time.Second-1)/time.Second))
@@ -251,18 +327,41 @@ func (h *Holder) revoke(id clientv3.LeaseID) {
 func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Time) {
 	h.holding.Store(true)
 	h.o.Log.Info("holding the frontend addresses", "interface", h.o.Interface, "lease_ttl", h.o.TTL.String())
-	renewed := make(chan time.Time, 1)
-	lost := make(chan error, 1)
-	rctx, stopRenew := context.WithCancel(ctx)
-	defer stopRenew()
-	go h.renew(rctx, lease, safe, renewed, lost)
-	go h.watchKey(rctx, lease, lost)
+	// The renewals and the key watch of one lease; a lease claimed again after an
+	// etcd outage gets new ones (and new channels: the old ones' last words must not
+	// count against the new lease).
+	var renewed chan time.Time
+	var lost chan error
+	stopRenew := func() {}
+	watch := func(lease clientv3.LeaseID, safe time.Time) {
+		stopRenew()
+		renewed, lost = make(chan time.Time, 1), make(chan error, 1)
+		var rctx context.Context
+		rctx, stopRenew = context.WithCancel(ctx)
+		go h.renew(rctx, lease, safe, renewed, lost)
+		go h.watchKey(rctx, lease, lost)
+	}
+	watch(lease, safe)
+	defer func() { stopRenew() }()
 
+	// Connections another host drains after handing the addresses over: their
+	// packets are forwarded to it from before the addresses arrive here.
+	stopFollow := func() {}
+	if h.fwd != nil {
+		var fctx context.Context
+		fctx, stopFollow = context.WithCancel(context.Background())
+		h.followDrains(ctx, fctx)
+	}
 	h.sync()
 	giveUp := time.NewTimer(time.Until(safe) - h.o.Margin)
 	defer giveUp.Stop()
 	resync := time.NewTicker(500 * time.Millisecond)
 	defer resync.Stop()
+	// outage: the lease could not be renewed, and every other host says it cannot
+	// reach etcd either (peers.go): the addresses stay while that lasts.
+	outage, leaseGone := false, false
+	var retrySince time.Time // when another host first said it reaches etcd again
+	var check <-chan time.Time
 	reason := ""
 	for reason == "" {
 		select {
@@ -270,19 +369,137 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 			reason = "stopping"
 		case s := <-renewed:
 			giveUp.Reset(time.Until(s) - h.o.Margin)
+			if outage {
+				outage, check = false, nil
+				h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
+			}
 		case err := <-lost:
 			reason = "lease lost: " + err.Error()
+			if outage && !errors.Is(err, errTaken) {
+				// The lease lapsed in etcd while no host could reach it (etcd
+				// up, out of everyone's reach). Every other host waits
+				// CampaignGate after it reaches etcd again, saying so: until one
+				// does, the key can only be this host's again. The check below
+				// claims it as soon as etcd answers.
+				reason, leaseGone = "", true
+			}
 		case <-giveUp.C:
 			reason = "lease not renewed in time; giving the addresses up before it can lapse"
+			if h.peers != nil {
+				if cut, _, _ := h.peers.allCut(); cut {
+					reason, outage, retrySince = "", true, time.Time{}
+					t := time.NewTicker(peerEvery)
+					defer t.Stop()
+					check = t.C
+					h.o.Log.Warn("etcd unreachable, and every other host says it cannot reach it either: keeping the frontend addresses", "hosts_heard", h.peers.heard())
+				}
+			}
+		case <-check:
+			cut, silent, why := h.peers.allCut()
+			if leaseGone {
+				l, sf, err := h.reclaim(ctx)
+				if err == nil {
+					lease, outage, check, leaseGone = l, false, nil, false
+					watch(l, sf)
+					giveUp.Reset(time.Until(sf) - h.o.Margin)
+					h.o.Log.Warn("etcd reachable again: the lease had lapsed; claimed the frontend addresses again", "lease", fmt.Sprintf("%x", l))
+					break
+				}
+				if errors.Is(err, errTaken) {
+					reason = "etcd reachable again, and another host holds the key: giving the addresses up"
+					break
+				}
+			}
+			if cut {
+				retrySince = time.Time{}
+				break
+			}
+			// Before letting go: etcd may answer this host again too (the other
+			// hosts' gate keeps them away meanwhile). One renewal, or, when the
+			// lease turns out to have lapsed, one claim (above, from the next
+			// check on), per check.
+			if !leaseGone {
+				sf, err := h.renewOnce(ctx, lease)
+				if err == nil {
+					giveUp.Reset(time.Until(sf) - h.o.Margin)
+					outage, check = false, nil
+					h.o.Log.Warn("etcd reachable again: holding the frontend addresses under the same lease")
+					break
+				}
+				leaseGone = isLeaseGone(err)
+			}
+			if !silent {
+				if retrySince.IsZero() {
+					retrySince = time.Now()
+				}
+				if time.Since(retrySince) < peerRetry {
+					break
+				}
+			}
+			reason = "etcd unreachable from here, and " + why + ": giving the addresses up"
 		case <-resync.C:
 			h.sync()
 		}
 	}
 	stopRenew()
-	h.releaseAll()
+	if reason == "stopping" && h.fwd != nil && h.handOver(stopFollow) {
+		reason = "stopping; draining their connections here, the next holder forwards their packets"
+	} else {
+		h.releaseAll()
+		stopFollow()
+		if h.fwd != nil {
+			if err := h.fwd.clear(); err != nil {
+				h.o.Log.Error("remove handover forwarding", "err", err)
+			}
+		}
+	}
 	h.holding.Store(false)
+	if h.peers != nil {
+		h.peers.send() // before the revoke: the next holder's gate opens on it (peers.go)
+	}
 	h.o.Log.Warn("released the frontend addresses", "reason", reason)
 	h.revoke(lease) // let the next holder take over at once; harmless when lapsed
+}
+
+// errTaken: the holder key is another host's.
+var errTaken = errors.New("another host holds the key")
+
+// renewOnce renews lease once, within one renewal period, and returns until when it
+// is sure to be alive.
+func (h *Holder) renewOnce(ctx context.Context, lease clientv3.LeaseID) (time.Time, error) {
+	sent := time.Now()
+	kctx, cancel := context.WithTimeout(ctx, h.o.Renew)
+	defer cancel()
+	r, err := h.o.Client.KeepAliveOnce(kctx, lease)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if r.TTL <= 0 {
+		return time.Time{}, rpctypes.ErrLeaseNotFound
+	}
+	return sent.Add(time.Duration(r.TTL) * time.Second), nil
+}
+
+// reclaim claims the holder key under a new lease when it is free (the old lease
+// lapsed during an etcd outage), as campaign does, without waiting.
+func (h *Holder) reclaim(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
+	sent := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, h.o.Renew)
+	defer cancel()
+	g, err := h.o.Client.Grant(cctx, int64((h.o.TTL+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	r, err := h.o.Client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(h.key()), "=", 0)).
+		Then(clientv3.OpPut(h.key(), h.o.HostID, clientv3.WithLease(g.ID))).Commit()
+	if err != nil || !r.Succeeded {
+		h.revoke(g.ID)
+		if err == nil {
+			err = errTaken
+		}
+		return 0, time.Time{}, err
+	}
+	return g.ID, sent.Add(time.Duration(g.TTL) * time.Second), nil
 }
 
 // watchKey reports on lost when the holder key stops being this lease's (deleted by
@@ -297,8 +514,12 @@ func (h *Holder) watchKey(ctx context.Context, lease clientv3.LeaseID, lost chan
 			continue // the renewals decide while etcd is away
 		}
 		if len(r.Kvs) == 0 || clientv3.LeaseID(r.Kvs[0].Lease) != lease {
+			err := errors.New("the holder key was deleted")
+			if len(r.Kvs) != 0 {
+				err = fmt.Errorf("the holder key is no longer this host's: %w", errTaken)
+			}
 			select {
-			case lost <- errors.New("the holder key is no longer this host's"):
+			case lost <- err:
 			default:
 			}
 			return
@@ -311,8 +532,12 @@ func (h *Holder) watchKey(ctx context.Context, lease clientv3.LeaseID, lost chan
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete || clientv3.LeaseID(ev.Kv.Lease) != lease {
 					cancel()
+					err := errors.New("the holder key was deleted")
+					if ev.Type != clientv3.EventTypeDelete {
+						err = fmt.Errorf("the holder key was written by another lease: %w", errTaken)
+					}
 					select {
-					case lost <- errors.New("the holder key was deleted or taken"):
+					case lost <- err:
 					default:
 					}
 					return
@@ -335,7 +560,13 @@ func (h *Holder) renew(ctx context.Context, lease clientv3.LeaseID, safe time.Ti
 		case <-t.C:
 		}
 		sent := time.Now()
-		kctx, cancel := context.WithDeadline(ctx, safe)
+		// Bounded by safe, so that a hung call cannot hold the decision back; once
+		// safe is past (riding out an etcd outage), by one period.
+		dl := safe
+		if dl.Before(sent.Add(h.o.Renew)) {
+			dl = sent.Add(h.o.Renew)
+		}
+		kctx, cancel := context.WithDeadline(ctx, dl)
 		r, err := h.o.Client.KeepAliveOnce(kctx, lease)
 		cancel()
 		if err != nil {

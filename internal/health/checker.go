@@ -154,7 +154,7 @@ func New(o Options) *Checker {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	c.probeFn = c.probe
+	c.probeFn = c.runProbe
 	return c
 }
 

@@ -21,7 +21,10 @@
 //     must also match the check_body regular expression, compiled once per
 //     configuration change;
 //   - none: no active checks; nodes stay Unknown (eligible, as UP nodes
-//     are) unless passive checks take them DOWN, as on Linode.
+//     are) unless passive checks take them DOWN, as on Linode;
+//   - a registered type: one file that calls Register with a Probe
+//     (checktype.go); it runs on the worker goroutines, under the same
+//     schedule, timeout and status machine as the others.
 //
 // Falling: check_attempts failed checks in a row take a node DOWN, whether it
 // was UP or still Unknown. Fewer leave its status as it was, so a node stays

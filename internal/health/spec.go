@@ -11,7 +11,7 @@ import (
 // Spec is the part of a configuration that decides how its nodes are
 // checked. It is comparable, so Set can tell whether anything changed.
 type Spec struct {
-	Check    model.Check   // none, connection, http or http_body
+	Check    model.Check   // none, connection, http, http_body or a registered type
 	Interval time.Duration // time between the starts of two checks of a node
 	Timeout  time.Duration // how long one check may take
 	Attempts int           // failed checks in a row that take a node DOWN
@@ -44,9 +44,7 @@ const (
 // normalize fills defaults and clamps values the API would have refused, so
 // that the scheduler never divides by zero or spins.
 func (s Spec) normalize() Spec {
-	switch s.Check {
-	case model.CheckConnection, model.CheckHTTP, model.CheckHTTPBody:
-	default:
+	if !Implements(s.Check) {
 		s.Check = model.CheckNone
 	}
 	if s.Attempts < 1 {
@@ -73,18 +71,20 @@ func (s *Spec) active() bool { return s.Check != model.CheckNone }
 // immutable once built; runners hold a pointer to the one they started with.
 type checkSpec struct {
 	Spec
-	body    *regexp.Regexp // compiled Body, for http_body
+	body    *regexp.Regexp // compiled Body, for http_body and registered types that use it
 	bodyErr error          // why Body does not compile (the API refuses that)
+	custom  Probe          // a registered type's probe; nil for Linode's four
 }
 
 // newCheckSpec normalizes s and compiles its body expression, reusing prev's
 // compiled expression when the text has not changed.
 func newCheckSpec(s Spec, prev *checkSpec) *checkSpec {
 	cs := &checkSpec{Spec: s.normalize()}
-	if cs.Check != model.CheckHTTPBody {
+	cs.custom = probeOf(cs.Check)
+	if info, _ := model.LookupCheck(cs.Check); !info.UsesBody {
 		return cs
 	}
-	if prev != nil && prev.Check == model.CheckHTTPBody && prev.Body == cs.Body {
+	if prev != nil && prev.Check == cs.Check && prev.Body == cs.Body {
 		cs.body, cs.bodyErr = prev.body, prev.bodyErr
 		return cs
 	}

@@ -117,9 +117,6 @@ type enum struct {
 
 var (
 	protocols      = enum{values: []string{"http", "https", "tcp", "udp"}}
-	algorithms     = enum{values: []string{"roundrobin", "leastconn", "source", "ring_hash"}}
-	stickinesses   = enum{values: []string{"none", "table", "http_cookie", "session", "source_ip"}}
-	checks         = enum{values: []string{"none", "connection", "http", "http_body"}}
 	proxyProtocols = enum{values: []string{"none", "v1", "v2"}}
 	cipherSuites   = enum{values: []string{"recommended", "legacy"}}
 	modes          = enum{values: []string{"accept", "reject", "drain", "backup"}}
@@ -148,14 +145,21 @@ func (e enum) list() string {
 	return s
 }
 
-// Values of each enum, in documentation order, for clients that offer choices.
+// Values of each fixed enum, in documentation order, for clients that offer choices.
+// Algorithms, check types and stickiness kinds are in the registry (registry.go).
 var (
 	ProtocolValues      = protocols.values
-	AlgorithmValues     = algorithms.values
-	StickinessValues    = stickinesses.values
-	CheckValues         = checks.values
 	ProxyProtocolValues = proxyProtocols.values
 	CipherSuiteValues   = cipherSuites.values
 	ModeValues          = modes.values
 	TypeValues          = types.values
 )
+
+// AlgorithmValues returns the registered algorithms' names, in registration order.
+func AlgorithmValues() []string { return optionValues(AlgorithmOptions()) }
+
+// CheckValues returns the registered check types' names, in registration order.
+func CheckValues() []string { return optionValues(CheckOptions()) }
+
+// StickinessValues returns the stickiness kinds, in documentation order.
+func StickinessValues() []string { return optionValues(stickinessOptions) }

@@ -33,52 +33,12 @@ var protocolRules = []protocolRule{
 		reason: func(c *Config) string { return "proxy_protocol " + string(c.ProxyProtocol) + " requires protocol tcp" },
 		reset:  func(c *Config) { c.ProxyProtocol = DefaultProxyProtocol },
 	},
-	{
-		field: "algorithm",
-		fits: func(c *Config) bool {
-			if !knownProtocol(c.Protocol) {
-				return true // checkEnum reports the protocol
-			}
-			if c.Protocol == ProtocolUDP {
-				return c.Algorithm != AlgorithmSource
-			}
-			return c.Algorithm != AlgorithmRingHash
-		},
-		reason: func(c *Config) string {
-			if c.Protocol == ProtocolUDP {
-				return "algorithm source is not available with protocol udp; use roundrobin, leastconn or ring_hash"
-			}
-			return "algorithm ring_hash requires protocol udp"
-		},
-		reset: func(c *Config) { c.Algorithm = DefaultAlgorithm },
-	},
-	{
-		field: "stickiness",
-		fits: func(c *Config) bool {
-			if !knownProtocol(c.Protocol) {
-				return true
-			}
-			switch c.Stickiness {
-			case StickinessHTTPCookie:
-				return c.Protocol == ProtocolHTTP || c.Protocol == ProtocolHTTPS
-			case StickinessTable:
-				return c.Protocol != ProtocolUDP
-			case StickinessSession, StickinessSourceIP:
-				return c.Protocol == ProtocolUDP
-			}
-			return true
-		},
-		reason: func(c *Config) string {
-			switch {
-			case c.Stickiness == StickinessHTTPCookie:
-				return "stickiness http_cookie requires protocol http or https"
-			case c.Stickiness == StickinessTable:
-				return "stickiness table is not available with protocol udp; use none, session or source_ip"
-			}
-			return "stickiness " + string(c.Stickiness) + " requires protocol udp"
-		},
-		reset: func(c *Config) { c.Stickiness = DefaultStickiness },
-	},
+	optionRule("algorithm", AlgorithmOptions, func(c *Config) string { return string(c.Algorithm) },
+		func(c *Config) { c.Algorithm = DefaultAlgorithm }),
+	optionRule("stickiness", StickinessOptions, func(c *Config) string { return string(c.Stickiness) },
+		func(c *Config) { c.Stickiness = DefaultStickiness }),
+	optionRule("check", CheckOptions, func(c *Config) string { return string(c.Check) },
+		func(c *Config) { c.Check = DefaultCheck }),
 	{
 		field:  "ssl_cert",
 		fits:   func(c *Config) bool { return c.Protocol == ProtocolHTTPS || c.SSLCert == "" },

@@ -125,7 +125,7 @@ func TestEveryProtocolRuleIsValidatedOrFallsBack(t *testing.T) {
 			}
 		}
 	}
-	if got := ProtocolBoundFields(); !slices.Equal(got, []string{"proxy_protocol", "algorithm", "stickiness", "ssl_cert", "ssl_key", "cipher_suite"}) {
+	if got := ProtocolBoundFields(); !slices.Equal(got, []string{"proxy_protocol", "algorithm", "stickiness", "check", "ssl_cert", "ssl_key", "cipher_suite"}) {
 		t.Errorf("ProtocolBoundFields() = %v", got)
 	}
 }

@@ -170,9 +170,9 @@ func ValidateConfig(c *Config) Errors {
 	checkRange(&es, "port", c.Port, MinPort, MaxPort)
 	checkRange(&es, "udp_check_port", c.UDPCheckPort, MinPort, MaxPort)
 	checkEnum(&es, "protocol", protocols, string(c.Protocol))
-	checkEnum(&es, "algorithm", algorithms, string(c.Algorithm))
-	checkEnum(&es, "stickiness", stickinesses, string(c.Stickiness))
-	checkEnum(&es, "check", checks, string(c.Check))
+	checkEnum(&es, "algorithm", enum{values: AlgorithmValues()}, string(c.Algorithm))
+	checkEnum(&es, "stickiness", enum{values: StickinessValues()}, string(c.Stickiness))
+	checkEnum(&es, "check", enum{values: CheckValues()}, string(c.Check))
 	checkEnum(&es, "proxy_protocol", proxyProtocols, string(c.ProxyProtocol))
 	checkEnum(&es, "cipher_suite", cipherSuites, string(c.CipherSuite))
 	checkRange(&es, "check_timeout", c.CheckTimeout, MinCheckTimeout, MaxTimeout)
@@ -193,8 +193,8 @@ func ValidateConfig(c *Config) Errors {
 	} else if _, err := regexp.Compile(c.CheckBody); err != nil {
 		es.Add("check_body", "check_body is not a valid regular expression: "+strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 	}
-	if c.Check == CheckHTTPBody && c.CheckBody == "" {
-		es.Add("check_body", "check_body is required when check is http_body")
+	if ci, ok := LookupCheck(c.Check); ok && ci.UsesBody && c.CheckBody == "" {
+		es.Add("check_body", "check_body is required when check is "+string(c.Check))
 	}
 	checkProtocolRules(&es, c)
 	validateTLS(&es, c)

@@ -25,8 +25,9 @@ func (s *Server) openHolder() error {
 	h, err := ha.New(ha.Options{
 		Client: s.etcd.Client(), Prefix: s.etcd.Prefix(), HostID: s.cfg.HostID,
 		Interface: s.cfg.FrontendInterface, Pool: s.cfg.FrontendPool, TTL: s.cfg.FrontendLease,
-		Addresses: s.frontendAddresses, Log: s.cfg.Log,
-		Ready: func() bool { p := s.plane.Load(); return p != nil && p.Ready() },
+		Addresses: s.frontendAddresses, Log: s.cfg.Log, Handover: true,
+		PeerPort: s.cfg.FrontendPeerPort,
+		Ready:    func() bool { p := s.plane.Load(); return p != nil && p.Ready() },
 	})
 	if err != nil {
 		return err

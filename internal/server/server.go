@@ -58,6 +58,8 @@ type Config struct {
 	MaxConns int
 	// TCPIdleTimeout, when positive, ends tcp sessions silent that long.
 	TCPIdleTimeout time.Duration
+	// TCPEngine is how tcp configs are served (dataplane.Options.TCPEngine).
+	TCPEngine string
 	// BackendSource, when valid, is the local address of connections to nodes.
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
@@ -103,9 +105,16 @@ type Config struct {
 	FrontendInterface string
 	// FrontendLease is the holder's lease (ha.DefaultTTL when zero).
 	FrontendLease time.Duration
+	// FrontendPeerPort is the UDP port of the hosts' heartbeats on
+	// FrontendInterface, with which a holder rides out an etcd outage every host
+	// sees (ha.Options.PeerPort); 0: none.
+	FrontendPeerPort int
 	// APITLSCert and APITLSKey, when set, serve the API (and the console, /healthz
 	// and /metrics on its address) over TLS; SIGHUP reads them again.
 	APITLSCert, APITLSKey string
+	// HostAddrsEvery is how often this host's addresses are re-read besides the
+	// kernel's change notices (HostAddrsEvery when zero).
+	HostAddrsEvery time.Duration
 }
 
 // The stores Config.Store names.
@@ -145,6 +154,16 @@ type Server struct {
 	holder *ha.Holder
 	// apiCert is the API's certificate when it speaks TLS; SIGHUP replaces it.
 	apiCert atomic.Pointer[tls.Certificate]
+	// startAddrs are this host's addresses as New read them.
+	startAddrs []netip.Addr
+}
+
+// hostAddrsEvery is Config.HostAddrsEvery or its default.
+func (s *Server) hostAddrsEvery() time.Duration {
+	if s.cfg.HostAddrsEvery > 0 {
+		return s.cfg.HostAddrsEvery
+	}
+	return HostAddrsEvery
 }
 
 // New binds the API listener, opens the store and bootstraps the first token, so a
@@ -281,7 +300,8 @@ func (s *Server) closeListeners() {
 }
 
 // listening returns the API's and /metrics' bound addresses with this host's own
-// addresses, which wildcard listeners answer on.
+// addresses, which wildcard listeners answer on (Run follows their changes:
+// followHostAddrs).
 func (s *Server) listening() model.Listening {
 	var l model.Listening
 	for _, ln := range []net.Listener{s.ln, s.metricsLn} {
@@ -289,15 +309,12 @@ func (s *Server) listening() model.Listening {
 			l.Addrs = append(l.Addrs, a.Addr().(*net.TCPAddr).AddrPort())
 		}
 	}
-	addrs, err := net.InterfaceAddrs()
+	addrs, err := hostAddrs()
 	if err != nil {
-		s.cfg.Log.Warn("cannot list this host's addresses: nodes are checked against loopback only", "err", err)
+		s.cfg.Log.Warn("cannot list this host's addresses: nodes are checked against loopback only until they can be", "err", err)
 	}
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			l.Local = append(l.Local, p.Addr().Unmap())
-		}
-	}
+	l.Local = addrs
+	s.startAddrs = addrs
 	return l
 }
 
@@ -457,6 +474,7 @@ func (s *Server) Run(ctx context.Context) error {
 		BackendSource: s.cfg.BackendSource,
 		Grace:         s.cfg.ShutdownGrace,
 		Timeouts:      dataplane.Timeouts{TCPIdle: s.cfg.TCPIdleTimeout},
+		TCPEngine:     s.cfg.TCPEngine,
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
@@ -546,6 +564,10 @@ func (s *Server) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP) // registered before Run reports ready
 	defer signal.Stop(hup)
 	g.Go(func() error { s.reloadOnHUP(gctx, hup); return nil })
+	g.Go(func() error {
+		s.followHostAddrs(gctx, s.startAddrs, s.hostAddrsEvery(), hostAddrs, addrChanges(gctx, s.cfg.Log))
+		return nil
+	})
 	if s.member != nil {
 		g.Go(func() error { return s.member.Run(gctx) })
 		g.Go(func() error { s.probeStore(gctx); return nil })
@@ -586,6 +608,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return hs.Shutdown(sctx)
 	})
 	err = g.Wait()
+	if s.holder != nil {
+		// The data plane closed (its connections done or their grace over): a
+		// handover's forwarding and drained addresses can go.
+		s.holder.EndDrain()
+	}
 	stopChecks()
 	stopStats()
 	return errors.Join(err, <-checkDone, <-statsDone, <-accessDone)

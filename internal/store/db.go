@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
@@ -18,6 +19,7 @@ type DB struct {
 	pool  []netip.Prefix // the frontend pool's IPv4 networks
 	pool6 []netip.Prefix // its IPv6 networks
 	own   model.Listening
+	local atomic.Pointer[[]netip.Addr] // the host's own addresses: own.Local, then SetLocal's
 	now   func() time.Time
 	o     Options
 
@@ -60,6 +62,7 @@ func New(b Backend, o Options) *DB {
 		o.MaxNodesPerConfigPremium = DefaultMaxNodesPerConfigPremium
 	}
 	db := &DB{b: b, own: o.Own, now: o.Now, o: o}
+	db.local.Store(&db.own.Local)
 	for _, p := range o.FrontendPool {
 		if p.Addr().Is4() {
 			db.pool = append(db.pool, p)
@@ -69,6 +72,12 @@ func New(b Backend, o Options) *DB {
 	}
 	return db
 }
+
+// SetLocal replaces the host's own addresses (Options.Own.Local), which a wildcard
+// listener of the server answers on: the server calls it when the host's addresses
+// change, so a node pointing at an address added since the start is refused too.
+// addrs must not be modified afterwards.
+func (db *DB) SetLocal(addrs []netip.Addr) { db.local.Store(&addrs) }
 
 // maxNodes is the per-config node limit of a NodeBalancer of type t.
 func (db *DB) maxNodes(t model.Type) int {

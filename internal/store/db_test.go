@@ -384,3 +384,27 @@ func TestConfigStoredBeforeUDPCheckPortReadsDefault(t *testing.T) {
 		t.Fatalf("State = %+v, %v", st, err)
 	}
 }
+
+// TestSetLocalFollowsTheHostsAddresses: an address the host gains after the start
+// is refused once the server says so, one it loses is allowed again.
+func TestSetLocalFollowsTheHostsAddresses(t *testing.T) {
+	db := teststore.New(t, pool, func(o *store.Options) {
+		o.Own = model.Listening{Addrs: []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:9100")}}
+	})
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, []model.ConfigWithNodes{cfg(80)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, _ := db.Configs(nb.ID)
+	if _, err := db.CreateNode(nb.ID, cfgs[0].ID, node("before", "10.8.8.8:9100")); err != nil {
+		t.Fatalf("not yet the host's address: %v", err)
+	}
+	db.SetLocal([]netip.Addr{netip.MustParseAddr("10.8.8.8")})
+	if _, err := db.CreateNode(nb.ID, cfgs[0].ID, node("after", "10.8.8.8:9100")); len(fieldsOf(err)) != 1 || fieldsOf(err)[0] != "address" {
+		t.Fatalf("the host's address since SetLocal: %v, want a refusal on address", err)
+	}
+	db.SetLocal(nil)
+	if _, err := db.CreateNode(nb.ID, cfgs[0].ID, node("again", "10.8.8.8:9100")); err != nil {
+		t.Fatalf("no longer the host's address: %v", err)
+	}
+}

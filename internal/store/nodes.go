@@ -99,7 +99,7 @@ func (db *DB) UpdateNode(nbID, configID, id int, mutate func(*model.Node) error)
 // listening returns every address this server listens on as the state in tx has it:
 // its own listeners and each configured frontend (NodeBalancer ipv4:config port).
 func (db *DB) listening(tx Tx) (model.Listening, error) {
-	l := model.Listening{Addrs: slices.Clone(db.own.Addrs), Local: db.own.Local}
+	l := model.Listening{Addrs: slices.Clone(db.own.Addrs), Local: *db.local.Load()}
 	nbs, err := scan[model.NodeBalancer](tx, KindNodeBalancer, nil)
 	if err != nil {
 		return l, err

@@ -166,6 +166,13 @@ try {
     assert.deepEqual(await choices('cipher_suite'), ['recommended', 'legacy']);
     await groups.getByLabel('Protocol', {exact: true}).selectOption('tcp');
     await groups.getByLabel('Proxy Protocol', {exact: true}).waitFor();
+    // Registered by the Go test binary alone (web/registry_test.go), for tcp only: the
+    // dropdowns come from the server's registry, and follow its protocol rules.
+    assert.deepEqual(await choices('algorithm'), ['roundrobin', 'leastconn', 'source', 'test_console_first']);
+    assert.deepEqual(await choices('check'), ['none', 'connection', 'http', 'http_body', 'test_console_banner']);
+    await groups.getByLabel('Type', {exact: true}).selectOption('test_console_banner');
+    await groups.getByLabel('Expected HTTP Body', {exact: true}).waitFor();
+    await groups.getByLabel('Check HTTP Path', {exact: true}).waitFor({state: 'hidden'});
     await groups.getByLabel('Protocol', {exact: true}).selectOption('https');
     await groups.getByLabel('SSL Certificate', {exact: true}).waitFor();
     await groups.getByLabel('Private Key', {exact: true}).waitFor();

@@ -2,6 +2,7 @@
 // API's validation reasons fill, tied together with aria-describedby.
 
 import {h, id} from './dom.js';
+import REGISTRY from './choices.js';
 
 /** Field is one labelled input with its error slot. */
 export class Field {
@@ -136,12 +137,18 @@ export function showErrors(errors, fieldFor, general) {
   return errors.length;
 }
 
-/** Labels of choice values, as Cloud Manager spells them. */
+/** pairs turns the server's options into [value, label] pairs. */
+const pairs = (options) => options.map((o) => [o.value, o.label]);
+
+/**
+ * Labels of choice values, as Cloud Manager spells them. Algorithms, check types
+ * and stickiness kinds come from the server's registry (REGISTRY, /js/choices.js).
+ */
 export const CHOICES = {
   protocol: [['http', 'HTTP'], ['https', 'HTTPS'], ['tcp', 'TCP'], ['udp', 'UDP']],
-  algorithm: [['roundrobin', 'Round Robin'], ['leastconn', 'Least Connections'], ['source', 'Source'], ['ring_hash', 'Ring Hash']],
-  stickiness: [['none', 'None'], ['table', 'Table'], ['http_cookie', 'HTTP Cookie'], ['session', 'Session'], ['source_ip', 'Source IP']],
-  check: [['none', 'None'], ['connection', 'TCP Connection'], ['http', 'HTTP Status'], ['http_body', 'HTTP Body']],
+  algorithm: pairs(REGISTRY.algorithm),
+  stickiness: pairs(REGISTRY.stickiness),
+  check: pairs(REGISTRY.check),
   proxy_protocol: [['none', 'None'], ['v1', 'v1'], ['v2', 'v2']],
   cipher_suite: [['recommended', 'Recommended'], ['legacy', 'Legacy']],
   mode: [['accept', 'Accept'], ['reject', 'Reject'], ['drain', 'Drain'], ['backup', 'Backup']],
@@ -155,10 +162,13 @@ export const CONFIG_DEFAULTS = {
   udp_session_timeout: 2,
 };
 
-/** UDP_ONLY and NOT_UDP are the algorithm and stickiness values of one side only. */
-const UDP_ONLY = ['ring_hash', 'session', 'source_ip'];
-const NOT_UDP = ['source', 'table', 'http_cookie'];
-const udpAllows = (v, c) => (c.protocol === 'udp' ? !NOT_UDP.includes(v) : !UDP_ONLY.includes(v));
+/** allowedBy says whether a value of options is available with the config's protocol. */
+const allowedBy = (options) => (v, c) => {
+  const o = options.find((x) => x.value === v);
+  return !o || !o.protocols || o.protocols.includes(c.protocol);
+};
+/** checkUses says whether the config's check type uses a check field (uses_path, uses_body). */
+const checkUses = (c, what) => !!REGISTRY.check.find((x) => x.value === c.check)?.[what];
 
 /**
  * CONFIG_GROUPS are the configuration fields of linode-api.md in Cloud Manager's
@@ -186,13 +196,13 @@ export const CONFIG_GROUPS = [
       help: 'PEM, matching the certificate.'},
   ]},
   {title: 'Algorithm and session stickiness', fields: [
-    {name: 'algorithm', label: 'Algorithm', type: 'select', options: CHOICES.algorithm, optionAllowed: udpAllows,
+    {name: 'algorithm', label: 'Algorithm', type: 'select', options: CHOICES.algorithm, optionAllowed: allowedBy(REGISTRY.algorithm),
       help: 'How a node is chosen for each new client (each new session over UDP). Source is not for UDP; Ring Hash is UDP only.'},
-    {name: 'stickiness', label: 'Session Stickiness', type: 'select', options: CHOICES.stickiness, optionAllowed: udpAllows,
+    {name: 'stickiness', label: 'Session Stickiness', type: 'select', options: CHOICES.stickiness, optionAllowed: allowedBy(REGISTRY.stickiness),
       help: 'Keep a client on the same node: Table by client address, HTTP Cookie with a cookie (HTTP and HTTPS only); for UDP, Session by address and port, Source IP by address.'},
   ]},
   {title: 'Active health checks', fields: [
-    {name: 'check', label: 'Type', type: 'select', options: CHOICES.check,
+    {name: 'check', label: 'Type', type: 'select', options: CHOICES.check, optionAllowed: allowedBy(REGISTRY.check),
       help: 'TCP Connection opens a connection; HTTP Status wants a 2xx or 3xx answer; HTTP Body also matches the body.'},
     {name: 'udp_check_port', label: 'UDP Check Port', type: 'number', min: 1, max: 65535,
       when: (c) => c.protocol === 'udp' && c.check !== 'none',
@@ -204,10 +214,10 @@ export const CONFIG_GROUPS = [
     {name: 'check_attempts', label: 'Attempts', type: 'number', min: 1, max: 30,
       when: (c) => c.check !== 'none', help: 'Failed checks in a row that take a node DOWN, 1–30.'},
     {name: 'check_path', label: 'Check HTTP Path', type: 'text', placeholder: '/health',
-      when: (c) => c.check === 'http' || c.check === 'http_body',
+      when: (c) => checkUses(c, 'uses_path'),
       help: 'The path requested from each node, e.g. /health.'},
     {name: 'check_body', label: 'Expected HTTP Body', type: 'text', placeholder: 'ok',
-      when: (c) => c.check === 'http_body', help: 'A regular expression the response body must match.'},
+      when: (c) => checkUses(c, 'uses_body'), help: 'A regular expression the response body must match.'},
   ]},
   {title: 'Passive checks', fields: [
     {name: 'check_passive', label: 'Passive checks', type: 'checkbox',

@@ -1,5 +1,34 @@
 package balance
 
+import "github.com/nodebalancer/nodebalancer/internal/model"
+
+// RoundRobin is smooth weighted round robin (nginx's algorithm): the API's
+// roundrobin and its default.
+var RoundRobin = Register(AlgorithmDef{AlgorithmInfo: model.AlgorithmInfo{Name: model.AlgorithmRoundRobin}, Build: buildRoundRobin})
+
+// roundRobin plays one precomputed cycle; a pick is one atomic increment and one
+// array read, whatever the node count.
+type roundRobin struct {
+	seq []uint16 // pool indexes: one cycle of smooth weighted round robin
+}
+
+func buildRoundRobin(e Eligible) Picker {
+	weights, _ := e.weightsAndIDs()
+	return &roundRobin{seq: smoothSequence(e.idx, weights)}
+}
+
+// Pick takes the next turn of the cycle, walking on past nodes it cannot use.
+func (r *roundRobin) Pick(q Query) *Node {
+	c := q.Turn()
+	n := uint64(len(r.seq))
+	for s := range uint64(retrySteps) {
+		if i := r.seq[(c+s)%n]; q.usable(i) {
+			return q.node(i)
+		}
+	}
+	return q.Scan(c)
+}
+
 // smoothSequence returns one full cycle of nginx's smooth weighted round robin
 // over the given members (pool indexes, in pool order) and weights, as pool
 // indexes. Playing the cycle in a loop gives exactly the picks nginx would

@@ -1,6 +1,24 @@
 package balance
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+)
+
+// RingHash hashes the client address onto a consistent-hash ring of weighted
+// points: the API's ring_hash (udp only).
+var RingHash = Register(AlgorithmDef{AlgorithmInfo: model.AlgorithmInfo{Name: model.AlgorithmRingHash}, Build: buildRingHash})
+
+// ringHash is a ring of points sorted by hash.
+type ringHash struct {
+	ring []ringPoint
+}
+
+func buildRingHash(e Eligible) Picker {
+	weights, ids := e.weightsAndIDs()
+	return &ringHash{ring: buildRing(e.idx, ids, weights)}
+}
 
 // ringPointsPerNode is how many points a node of average weight owns on the
 // ring. With 160 points the share of keys a node gets stays within a few
@@ -58,16 +76,16 @@ func buildRing(members []uint16, ids []int, weights []int) []ringPoint {
 	return ring
 }
 
-// ringPick returns the owner of the first point at or after key on the
-// ring, walking on past nodes that are DOWN or excluded.
-func (p *Pool) ringPick(t *table, key uint64, ex int) *Node {
-	r := t.ring
+// Pick returns the owner of the first point at or after the key on the ring,
+// walking on past nodes that are DOWN or excluded.
+func (rh *ringHash) Pick(q Query) *Node {
+	r := rh.ring
 	n := len(r)
 	// The first point at or after key, by binary search.
 	s, hi := 0, n
 	for s < hi {
 		m := int(uint(s+hi) >> 1)
-		if r[m].hash < key {
+		if r[m].hash < q.Key {
 			s = m + 1
 		} else {
 			hi = m
@@ -77,10 +95,10 @@ func (p *Pool) ringPick(t *table, key uint64, ex int) *Node {
 		if s == n {
 			s = 0
 		}
-		if i := r[s].node; p.usable(i, ex) {
-			return &p.nodes[i]
+		if i := r[s].node; q.usable(i) {
+			return q.node(i)
 		}
 		s++
 	}
-	return p.scan(key, ex)
+	return q.Scan(q.Key)
 }

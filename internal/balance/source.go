@@ -1,6 +1,42 @@
 package balance
 
-import "sort"
+import (
+	"math/bits"
+	"sort"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+)
+
+// Source hashes the client address onto the nodes with a Maglev table: the API's
+// source (not for udp).
+var Source = Register(AlgorithmDef{AlgorithmInfo: model.AlgorithmInfo{Name: model.AlgorithmSource}, Build: buildSource})
+
+// source is a Maglev lookup table; a pick is one multiply and one table read.
+type source struct {
+	table []uint16 // pool indexes
+}
+
+func buildSource(e Eligible) Picker {
+	weights, ids := e.weightsAndIDs()
+	// Sized by the pool's node count, not the eligible one: see maglevSize.
+	return &source{table: buildMaglev(maglevSize(len(e.nodes)), e.idx, ids, weights)}
+}
+
+// Pick reads the client's slot, walking on past nodes it cannot use: the same
+// fallback for the same key every time.
+func (m *source) Pick(q Query) *Node {
+	n := len(m.table)
+	s, _ := bits.Mul64(q.Key, uint64(n))
+	for range retrySteps {
+		if i := m.table[s]; q.usable(i) {
+			return q.node(i)
+		}
+		if s++; s == uint64(n) {
+			s = 0
+		}
+	}
+	return q.Scan(q.Key)
+}
 
 // Maglev lookup table sizes. Both are prime, as Maglev requires so that every
 // skip visits every slot. The Maglev paper shows the load skew stays within
