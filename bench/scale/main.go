@@ -63,6 +63,9 @@ func (s scenario) totalConfigs() int { return s.nbs*s.configs + 1 }
 // noAgg skips the restart with --metrics-node-series=false.
 var noAgg bool
 
+// keepData, when set, is where the scenarios' data directories go and stay.
+var keepData string
+
 var scenarios = []scenario{
 	{name: "100", nbs: 0, configs: 1, nodes: 0, probeSize: 100},
 	{name: "10k", nbs: 9, configs: 1, nodes: 1000, probeSize: 1000},
@@ -79,6 +82,7 @@ func main() {
 	noStates := flag.Bool("no-states", false, "skip the state-size scenarios")
 	flag.BoolVar(&noAgg, "no-agg", false, "skip the scrape with --metrics-node-series=false (for binaries without the flag)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "stop everything after this long")
+	flag.StringVar(&keepData, "keep-data", "", "keep each scenario's data directory under this directory (to profile a server on it)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -122,7 +126,11 @@ func run(ctx context.Context, bin, only string, changes int, health, noStates bo
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "scenario %s: %d nodes, %d configs\n", s.name, s.totalNodes(), s.totalConfigs())
-			r, err := measure(ctx, bin, filepath.Join(tmp, s.name), s, changes)
+			dir := filepath.Join(tmp, s.name)
+			if keepData != "" {
+				dir = filepath.Join(keepData, s.name)
+			}
+			r, err := measure(ctx, bin, dir, s, changes)
 			if err != nil {
 				return fmt.Errorf("scenario %s: %w", s.name, err)
 			}

@@ -120,6 +120,10 @@ type Plane struct {
 	// when it could not start (the goroutine path serves them).
 	engine       *engine
 	engineFailed bool
+
+	// reused and rebuilt count the pools built from the previous snapshot
+	// (reuseNodes) and from scratch (buildNodes), for tests. Guarded by mu.
+	reused, rebuilt int
 }
 
 type limiterEntry struct {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,5 +185,91 @@ func TestReconcileConvergesToAWholeState(t *testing.T) {
 	p.Reconcile(store.State{})
 	if l := p.Listening(); len(l) != 0 {
 		t.Fatalf("listening %v after an empty state", l)
+	}
+}
+
+// TestAModeOrWeightChangeReusesTheConfigsBackends: a change of some nodes' modes
+// or weights builds the new pool from the previous snapshot (every backend and
+// health handle kept, the reject node DOWN at once), and the pool serves the new
+// settings; an address change still rebuilds that node's backend.
+func TestAModeOrWeightChangeReusesTheConfigsBackends(t *testing.T) {
+	e := newEnv(t, "127.0.46.0/24")
+	var nodes []model.Node
+	for j := range 5 {
+		nodes = append(nodes, node(fmt.Sprintf("n%d", j), fmt.Sprintf("10.46.0.%d:80", j+1), 10))
+	}
+	c := config(model.ProtocolTCP, 80, nodes...)
+	c.Check = model.CheckNone
+	nb := e.create(c)
+	cfgs, _ := e.db.Configs(nb.ID)
+	id := cfgs[0].ID
+	stored, _ := e.db.Nodes(nb.ID, id)
+	snap := func() *snapshot {
+		e.plane.mu.Lock()
+		defer e.plane.mu.Unlock()
+		return e.plane.listeners[id].snap.Load()
+	}
+	backends := func(s *snapshot) []any {
+		var out []any
+		for i := range s.pool.Len() {
+			out = append(out, s.pool.Node(i).Data)
+		}
+		return out
+	}
+	before := snap()
+	builds := func() (reused, rebuilt int) {
+		e.plane.mu.Lock()
+		defer e.plane.mu.Unlock()
+		return e.plane.reused, e.plane.rebuilt
+	}
+	reused0, rebuilt0 := builds()
+	handle := e.plane.opts.Health.Lookup(stored[1].ID)
+	if _, err := e.db.UpdateNode(nb.ID, id, stored[1].ID, func(n *model.Node) error { n.Mode = model.ModeReject; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.UpdateNode(nb.ID, id, stored[3].ID, func(n *model.Node) error { n.Weight = 77; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "both changes in the pool", func() bool {
+		s := snap()
+		return s.pool.Lookup(stored[1].ID).Mode.String() == "reject" && s.pool.Lookup(stored[3].ID).Weight == 77
+	})
+	after := snap()
+	if reused, rebuilt := builds(); reused == reused0 || rebuilt != rebuilt0 {
+		t.Fatalf("pools built from the previous snapshot %d, from scratch %d; want only the first", reused-reused0, rebuilt-rebuilt0)
+	}
+	if !slices.Equal(backends(before), backends(after)) {
+		t.Fatal("a mode and a weight change replaced backends")
+	}
+	if e.plane.opts.Health.Lookup(stored[1].ID) != handle || e.plane.opts.Health.Status(stored[1].ID) != model.StatusDown {
+		t.Fatalf("the reject node: handle replaced or status %s, want DOWN", e.plane.opts.Health.Status(stored[1].ID))
+	}
+	for i := range after.pool.Len() {
+		n := after.pool.Node(i)
+		if n.State != n.Data.(*backend).health.State() || n.Addr != n.Data.(*backend).addr {
+			t.Fatalf("node %d: the pool's state or address is not its backend's", n.ID)
+		}
+	}
+	for range 50 { // the reject node is never picked
+		if n := after.choose(netip.MustParseAddr("127.0.0.1"), uint64(time.Now().UnixNano()), nil); n != nil && n.ID == stored[1].ID {
+			t.Fatal("a reject node was picked")
+		}
+	}
+
+	// An address change: that node's backend is new, the others are kept.
+	if _, err := e.db.UpdateNode(nb.ID, id, stored[2].ID, func(n *model.Node) error { n.Address = "10.46.0.99:80"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the new address in the pool", func() bool {
+		return snap().pool.Lookup(stored[2].ID).Addr.String() == "10.46.0.99:80"
+	})
+	if _, rebuilt := builds(); rebuilt == rebuilt0 {
+		t.Fatal("an address change did not rebuild the pool from scratch")
+	}
+	moved := backends(snap())
+	for i, b := range backends(after) {
+		if (b == moved[i]) != (i != 2) {
+			t.Fatalf("after an address change of node 2, backend %d kept: %v", i, b == moved[i])
+		}
 	}
 }

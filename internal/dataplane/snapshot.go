@@ -73,48 +73,28 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 		cur = make(map[int]*backend, len(c.Nodes))
 		p.backends[c.ID] = cur
 	}
+	var prev *snapshot
+	if l := p.listeners[c.ID]; l != nil {
+		prev = l.snap.Load()
+	}
 	var replaced []*backend
-	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c.Config), c.Nodes)
-	nodes := make([]balance.Node, 0, len(c.Nodes))
-	for i, n := range c.Nodes {
-		addr, err := netip.ParseAddrPort(n.Address)
-		if err != nil {
-			return nil, replaced, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
-		}
-		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-		mode, err := balance.ParseMode(string(n.Mode))
-		if err != nil {
+	nodes, ok, err := p.reuseNodes(prev, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ok {
+		p.reused++
+	} else {
+		p.rebuilt++
+		if nodes, replaced, err = p.buildNodes(c, cur); err != nil {
 			return nil, replaced, err
 		}
-		b := cur[n.ID]
-		if b != nil && (b.addr != addr || b.health != handles[i]) {
-			// A new address, or the checker made the node a new handle (and State):
-			// make a new backend rather than write to one that connections in flight
-			// are reading; the old one is closed once the new snapshot is in.
-			replaced = append(replaced, b)
-			b = nil
-		}
-		if b == nil {
-			b = &backend{id: n.ID, addr: addr, health: handles[i],
-				stats: p.opts.Stats.Node(n.ID), now: p.now}
-			cur[n.ID] = b
-		}
-		b.round = p.round
-		if c.Protocol != model.ProtocolTCP && b.http == nil {
-			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
-				Cookie:      balance.CookieToken(p.opts.CookieKey, n.ID),
-				Data:        b,
-				DialTimeout: p.opts.Timeouts.Connect,
-				LocalAddr:   p.opts.BackendSource,
-			})
-		}
-		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
 	}
-	var prev *balance.Pool
-	if l := p.listeners[c.ID]; l != nil {
-		prev = l.snap.Load().pool
+	var prevPool *balance.Pool
+	if prev != nil {
+		prevPool = prev.pool
 	}
-	popts := []balance.Option{balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prev), balance.Adopt()}
+	popts := []balance.Option{balance.WithCookieKey(p.opts.CookieKey), balance.WithPrevious(prevPool), balance.Adopt()}
 	if c.Stickiness != model.StickinessHTTPCookie {
 		popts = append(popts, balance.WithoutCookies()) // only http_cookie asks for a node by token
 	}
@@ -153,6 +133,103 @@ func (p *Plane) snapshot(nb model.NodeBalancer, cs *store.ConfigState, limiter *
 		s.tlsBusy.NextProtos = []string{"http/1.1"}
 	}
 	return s, replaced, nil
+}
+
+// buildNodes makes the pool's nodes of config c, with a backend for each: those in
+// cur that keep their address and health handle are kept, the others are made anew
+// (and returned as replaced, for the caller to close once the snapshot is in).
+// Every node is parsed and told to the health checker: a full rebuild. p.mu is held.
+func (p *Plane) buildNodes(c model.ConfigWithNodes, cur map[int]*backend) ([]balance.Node, []*backend, error) {
+	var replaced []*backend
+	handles := p.opts.Health.Set(c.ID, health.SpecOf(&c.Config), c.Nodes)
+	nodes := make([]balance.Node, 0, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addr, err := netip.ParseAddrPort(n.Address)
+		if err != nil {
+			return nil, replaced, fmt.Errorf("node %d address %q: %w", n.ID, n.Address, err)
+		}
+		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+		mode, err := balance.ParseMode(string(n.Mode))
+		if err != nil {
+			return nil, replaced, err
+		}
+		b := cur[n.ID]
+		if b != nil && (b.addr != addr || b.health != handles[i]) {
+			// A new address, or the checker made the node a new handle (and State):
+			// make a new backend rather than write to one that connections in flight
+			// are reading; the old one is closed once the new snapshot is in.
+			replaced = append(replaced, b)
+			b = nil
+		}
+		if b == nil {
+			b = &backend{id: n.ID, addr: addr, health: handles[i],
+				stats: p.opts.Stats.Node(n.ID), now: p.now}
+			cur[n.ID] = b
+		}
+		b.round = p.round
+		if c.Protocol != model.ProtocolTCP && b.http == nil {
+			b.http = httpproxy.NewBackend(addr, httpproxy.BackendOptions{
+				Cookie:      balance.CookieToken(p.opts.CookieKey, n.ID),
+				Data:        b,
+				DialTimeout: p.opts.Timeouts.Connect,
+				LocalAddr:   p.opts.BackendSource,
+			})
+		}
+		nodes = append(nodes, balance.Node{ID: n.ID, Weight: n.Weight, Mode: mode, State: b.health.State(), Addr: addr, Data: b})
+	}
+	return nodes, replaced, nil
+}
+
+// reuseNodes makes the pool's nodes of config c from prev, the snapshot it
+// replaces, when c differs from prev only in the modes, weights or labels of some
+// nodes: the same config settings, and the same node ids at the same addresses in
+// the same order. That is what a node-mode or weight change is, and it then costs
+// a comparison and a copy per node: no address is parsed, no map is read, and the
+// health checker hears only of the nodes whose mode changed (Checker.SetModes).
+// ok is false when c is not such a change (or the checker cannot take it that
+// way): buildNodes does the full rebuild. Backends stay those of prev. p.mu is held.
+func (p *Plane) reuseNodes(prev *snapshot, c model.ConfigWithNodes) (nodes []balance.Node, ok bool, err error) {
+	// A build that failed since prev may have told the checker of other nodes:
+	// only a full rebuild brings both back in step.
+	if prev == nil || p.failed[c.ID] != nil || prev.cfg != c.Config || len(prev.nodes) != len(c.Nodes) ||
+		prev.pool.Len() != len(c.Nodes) {
+		return nil, false, nil
+	}
+	var changed, modes []int
+	for i := range c.Nodes {
+		o, n := &prev.nodes[i], &c.Nodes[i]
+		if o.ID != n.ID || o.Address != n.Address {
+			return nil, false, nil
+		}
+		if *o != *n {
+			changed = append(changed, i)
+			if o.Mode != n.Mode {
+				modes = append(modes, i)
+			}
+		}
+	}
+	if len(modes) > 0 {
+		ms := make([]model.Node, len(modes))
+		for j, i := range modes {
+			ms[j] = c.Nodes[i]
+		}
+		if !p.opts.Health.SetModes(c.ID, health.SpecOf(&c.Config), ms) {
+			return nil, false, nil
+		}
+	}
+	nodes = make([]balance.Node, len(c.Nodes))
+	for i := range nodes {
+		nodes[i] = *prev.pool.Node(i)
+		nodes[i].Data.(*backend).round = p.round
+	}
+	for _, i := range changed {
+		mode, err := balance.ParseMode(string(c.Nodes[i].Mode))
+		if err != nil {
+			return nil, true, err
+		}
+		nodes[i].Weight, nodes[i].Mode = c.Nodes[i].Weight, mode
+	}
+	return nodes, true, nil
 }
 
 // serves reports whether l already serves config cs with limiter on addrs, so that

@@ -45,6 +45,18 @@ func (db *DB) Blobs(prefix string) (map[string][]byte, error) {
 // absent or not valid by ok — in one transaction, so that hosts starting together
 // on a shared store agree on one value.
 func (db *DB) EnsureBlob(name string, ok func([]byte) bool, make func() ([]byte, error)) (b []byte, err error) {
+	// Read first: every start asks, and a write transaction costs an fsync even
+	// when it writes nothing.
+	err = db.b.View(func(tx Tx) error {
+		v, err := tx.Get(KindBlob, []byte(name))
+		if err == nil && v != nil && ok(v) {
+			b = append([]byte(nil), v...)
+		}
+		return err
+	})
+	if err != nil || b != nil {
+		return b, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		v, err := tx.Get(KindBlob, []byte(name))
 		if err != nil {

@@ -33,6 +33,9 @@ func (db *DB) Config(nbID, id int) (c model.Config, err error) {
 
 // CreateConfig adds a config (with nodes, all or nothing) to NodeBalancer nbID.
 func (db *DB) CreateConfig(nbID int, c model.ConfigWithNodes) (out model.Config, err error) {
+	if err := db.ensureIndex(); err != nil { // checkNodeAddrs reads the address index
+		return out, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, Key(nbID))
 		if err != nil {
@@ -170,6 +173,9 @@ func deleteConfig(tx Tx, c model.Config) error {
 // the config; nodes with an ID update that node (which must belong to the config),
 // nodes without are created, and existing nodes not listed are deleted.
 func (db *DB) RebuildConfig(nbID, id int, mutate func(*model.Config) error, nodes []model.Node) (out model.ConfigWithNodes, err error) {
+	if err := db.ensureIndex(); err != nil { // checkNodeAddrs reads the address index
+		return out, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		out = model.ConfigWithNodes{} // a retried attempt starts over
 		c, err := db.updateConfig(tx, nbID, id, mutate)

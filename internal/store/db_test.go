@@ -296,7 +296,8 @@ func TestNodesMustNotPointAtTheServer(t *testing.T) {
 		}
 		unchanged(what)
 	}
-	for _, addr := range []string{"127.0.0.1:8080", "127.3.3.3:9100", "10.9.9.9:9100", "127.0.1.1:80"} {
+	// 0.0.0.0 and [::] reach the host itself: its loopback frontends and listeners.
+	for _, addr := range []string{"127.0.0.1:8080", "127.3.3.3:9100", "10.9.9.9:9100", "127.0.1.1:80", "0.0.0.0:80", "[::]:8080", "[::ffff:127.0.1.1]:80"} {
 		_, err := db.CreateNode(nb.ID, c.ID, node("self", addr))
 		want("create node "+addr, err, "address")
 	}

@@ -39,6 +39,9 @@ func (db *DB) Node(nbID, configID, id int) (n model.Node, err error) {
 
 // CreateNode adds node n to config configID of NodeBalancer nbID.
 func (db *DB) CreateNode(nbID, configID int, n model.Node) (out model.Node, err error) {
+	if err := db.ensureIndex(); err != nil { // checkNodeAddrs reads the address index
+		return out, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		c, err := get[model.Config](tx, KindConfig, Key(nbID, configID))
 		if err != nil {
@@ -74,6 +77,9 @@ func insertNode(tx Tx, c model.Config, n model.Node) (model.Node, error) {
 
 // UpdateNode applies mutate to node id and stores the result when mutate returns nil.
 func (db *DB) UpdateNode(nbID, configID, id int, mutate func(*model.Node) error) (n model.Node, err error) {
+	if err := db.ensureIndex(); err != nil { // checkNodeAddrs reads the address index
+		return n, err
+	}
 	err = db.b.Update(func(tx Tx) error {
 		n, err = get[model.Node](tx, KindNode, Key(configID, id))
 		if err != nil {
@@ -128,26 +134,78 @@ func selfReason(addr string, x netip.AddrPort) string {
 
 // checkNodeAddrs refuses nodes whose address reaches one of this server's
 // listeners, naming field(i) for the i-th node. It runs after the request's own
-// writes, so a config created in the same transaction counts.
+// writes, so a config created in the same transaction counts. Its cost does not
+// grow with the state: a node's ip is looked up in the address index, and only the
+// configs of the NodeBalancer whose frontend it is (if any) are read. Only an
+// unspecified address (0.0.0.0, ::), which reaches every loopback frontend, reads
+// every frontend. Callers run db.ensureIndex before their transaction.
 func (db *DB) checkNodeAddrs(tx Tx, nodes []model.Node, field func(int) string) error {
 	if len(nodes) == 0 {
 		return nil
 	}
-	l, err := db.listening(tx)
-	if err != nil {
-		return err
-	}
+	var all *model.Listening                    // every listener, read for an unspecified address
+	fronts := map[netip.Addr][]netip.AddrPort{} // the frontends on an ip, by ip looked up
 	var es model.Errors
 	for i, n := range nodes {
 		ap, err := netip.ParseAddrPort(n.Address)
 		if err != nil {
 			continue // model.ValidateNode refused it already
 		}
+		ip := ap.Addr().Unmap()
+		var l model.Listening
+		switch {
+		case ip.IsUnspecified():
+			if all == nil {
+				a, err := db.listening(tx)
+				if err != nil {
+					return err
+				}
+				all = &a
+			}
+			l = *all
+		default:
+			addrs, ok := fronts[ip]
+			if !ok {
+				if addrs, err = frontendsOn(tx, ip); err != nil {
+					return err
+				}
+				fronts[ip] = addrs
+			}
+			l = model.Listening{Addrs: append(slices.Clip(db.own.Addrs), addrs...), Local: *db.local.Load()}
+		}
 		if x, ok := l.Reaches(ap); ok {
 			es.Add(field(i), selfReason(n.Address, x))
 		}
 	}
 	return es.Err()
+}
+
+// frontendsOn returns the frontends (ipv4:config port) of the NodeBalancer whose
+// ipv4 is ip, none when no NodeBalancer has it; it reads one index entry, and that
+// NodeBalancer and its configs.
+func frontendsOn(tx Tx, ip netip.Addr) ([]netip.AddrPort, error) {
+	v, err := tx.Get(KindAddress, ip.AsSlice())
+	if err != nil || len(v) != 8 {
+		return nil, err
+	}
+	nb, err := get[model.NodeBalancer](tx, KindNodeBalancer, v)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if a, err := netip.ParseAddr(nb.IPv4); err != nil || a.Unmap() != ip {
+		return nil, nil // ip is its ipv6: the check covers ipv4 frontends only, as listening does
+	}
+	cfgs, err := scan[model.Config](tx, KindConfig, Key(nb.ID))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.AddrPort, 0, len(cfgs))
+	for _, c := range cfgs {
+		out = append(out, netip.AddrPortFrom(ip, uint16(c.Port)))
+	}
+	return out, nil
 }
 
 // checkPortFree refuses config c's port when an existing node already points at the

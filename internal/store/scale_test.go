@@ -76,6 +76,47 @@ func TestCreateNodeBalancerDoesNotScanTheOthers(t *testing.T) {
 	}
 }
 
+// TestNodeWriteDoesNotScanTheState: the check that a node does not point at the
+// server reads the address index, not every NodeBalancer and config, so a node
+// write costs the same with 1 or 300 NodeBalancers (d81fc40 made it scan them all:
+// 10 ms a write at 2,000 configs).
+func TestNodeWriteDoesNotScanTheState(t *testing.T) {
+	cb := &counting{}
+	db := teststore.Over(t, "127.0.0.0/16", func(b store.Backend) store.Backend { cb.Backend = b; return cb })
+	cb.reset()
+	var last model.NodeBalancer
+	for i := range 300 {
+		nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"},
+			[]model.ConfigWithNodes{cfg(80, node("a", "127.1.0.1:"+strconv.Itoa(1000+i))), cfg(81)})
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		last = nb
+	}
+	cfgs, _ := db.Configs(last.ID)
+	nodes, _ := db.Nodes(last.ID, cfgs[0].ID)
+	cb.reset()
+	if _, err := db.UpdateNode(last.ID, cfgs[0].ID, nodes[0].ID, func(n *model.Node) error { n.Weight = 7; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateNode(last.ID, cfgs[0].ID, node("b", "127.1.0.2:80")); err != nil {
+		t.Fatal(err)
+	}
+	if cb.scans[store.KindNodeBalancer] != 0 || cb.scans[store.KindConfig] != 0 {
+		t.Fatalf("a node update and create scanned %v; want no scan of NodeBalancers or configs", cb.scans)
+	}
+	// A node on another NodeBalancer's frontend is still refused, through the index.
+	first, _ := db.ListNodeBalancers()
+	cb.reset()
+	_, err := db.UpdateNode(last.ID, cfgs[0].ID, nodes[0].ID, func(n *model.Node) error { n.Address = first[0].IPv4 + ":81"; return nil })
+	if !equal(fieldsOf(err), "address") || !strings.Contains(err.Error(), first[0].IPv4+":81") {
+		t.Fatalf("node on another NodeBalancer's frontend: %v", err)
+	}
+	if cb.scans[store.KindNodeBalancer] != 0 || cb.scans[store.KindConfig] != 1 {
+		t.Fatalf("the refused update scanned %v; want only that NodeBalancer's configs", cb.scans)
+	}
+}
+
 func TestIndexesBuiltForAnOlderStore(t *testing.T) {
 	dir := t.TempDir()
 	db := teststore.Open(t, dir, pool)
