@@ -55,6 +55,8 @@ type serveFlags struct {
 	frontendInterface, apiTLSCert, apiTLSKey string
 	frontendLease                            time.Duration
 	frontendPeerPort                         int
+	// Parking of idle http connections (--http-park).
+	httpPark bool
 	// fs tells which flags were given (--metrics-require-token's default depends on
 	// --listen).
 	fs *pflag.FlagSet
@@ -103,6 +105,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.IntVar(&f.maxConns, "max-conns", 10000, "cap on concurrent client connections across every listener")
 	fl.StringVar(&f.backendSource, "backend-source", "", "local IP address for connections to nodes (default: chosen by the system)")
 	fl.DurationVar(&f.grace, "shutdown-grace", 10*time.Second, "how long in-flight work may finish after SIGTERM")
+	fl.BoolVar(&f.httpPark, "http-park", true, "park idle plain-http keep-alive connections in an epoll set, without a goroutine or buffers (Linux; false keeps a goroutine per idle connection)")
 	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
 	fl.StringVar(&f.tcpEngine, "tcp-engine", dataplane.TCPEngineEpoll, "how tcp configs are served: epoll (event loops of their own, no goroutine per session; Linux only, elsewhere goroutine) or goroutine (two goroutines per session over Go's net package)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
@@ -243,6 +246,7 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--tcp-idle-timeout must be at least 1s (or 0 to turn it off)")
 	}
 	cfg.TCPIdleTimeout = f.tcpIdle
+	cfg.NoHTTPPark = !f.httpPark
 	switch f.tcpEngine {
 	case "", dataplane.TCPEngineEpoll, dataplane.TCPEngineGoroutine:
 		cfg.TCPEngine = f.tcpEngine

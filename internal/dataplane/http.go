@@ -125,6 +125,7 @@ func (l *listener) setSnapshot(s *snapshot) {
 	hc := s.httpConfig(l.plane.accessLog)
 	if l.http == nil {
 		l.http = httpproxy.NewServer(hc, l.plane.log)
+		l.http.SetParking(!l.plane.opts.NoHTTPPark)
 		if s.cfg.Protocol == model.ProtocolHTTPS {
 			l.h2 = l.http.NewHTTP2Server()
 		}

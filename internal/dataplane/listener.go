@@ -132,16 +132,18 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 }
 
 func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
-	defer l.wg.Done()
-	defer l.plane.active.Add(-1)
 	id := l.conns.add(c)
-	defer l.conns.remove(id)
 	s.nb.Connections.Add(1)
 	s.stats.Connections.Add(1)
 	s.nb.Active.Add(1)
 	s.stats.Active.Add(1)
-	defer s.nb.Active.Add(-1)
-	defer s.stats.Active.Add(-1)
+	if s.cfg.Protocol == model.ProtocolHTTP && l.http.Parking() {
+		// An idle connection may park without a goroutine: the counters and the
+		// listener's wait group are settled when it closes, on whichever goroutine.
+		l.http.ServeConnAsync(l.ctx, c, local, func() { l.ended(s, id) })
+		return
+	}
+	defer l.ended(s, id)
 	src := remoteAddr(c)
 	switch s.cfg.Protocol {
 	case model.ProtocolTCP:
@@ -149,6 +151,15 @@ func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	default:
 		l.serveHTTP(s, c, local)
 	}
+}
+
+// ended settles the counters and the wait group of a connection handle admitted.
+func (l *listener) ended(s *snapshot, id uint64) {
+	s.stats.Active.Add(-1)
+	s.nb.Active.Add(-1)
+	l.conns.remove(id)
+	l.plane.active.Add(-1)
+	l.wg.Done()
 }
 
 // close stops accepting at once, asks http connections to finish their request and

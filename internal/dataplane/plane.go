@@ -86,6 +86,9 @@ type Options struct {
 	// Off, a frontend address that is not local fails to listen, as it should on a
 	// single host.
 	FreeBind bool
+	// NoHTTPPark keeps a goroutine on every idle plain-http keep-alive connection
+	// instead of parking it in an epoll set (httpproxy.Server.SetParking).
+	NoHTTPPark bool
 }
 
 // Plane is the running data plane.

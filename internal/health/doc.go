@@ -10,7 +10,9 @@
 // Every node whose mode is not reject is checked on its configuration's
 // schedule with its configuration's check:
 //
-//   - connection: a TCP connect to the node's address within check_timeout;
+//   - connection: a TCP connect to the node's address within check_timeout (on
+//     Linux the node's SYN-ACK; the connection is reset before the node's
+//     application accepts it, as HAProxy's checks are);
 //   - http: GET check_path over HTTP/1.1 (Host: the node address,
 //     Connection: close, User-Agent: nodebalancer-health-check/1); a 2xx or
 //     3xx status passes (redirects are not followed), any other status, a
@@ -68,7 +70,8 @@
 // started, or as soon as it ends if it ended later (a slow check delays the
 // next). A node that starts failing is therefore DOWN within
 // check_attempts×check_interval + check_timeout + J, plus timer wake-up
-// latency, while fewer than MaxConcurrentChecks checks are in flight.
+// latency (on Linux up to the engine's 5 ms tick), while fewer than
+// MaxConcurrentChecks checks are in flight.
 //
 // # Modes and configuration changes
 //
@@ -87,12 +90,16 @@
 //
 // # Concurrency
 //
-// No goroutine waits on behalf of a node. Every node's next active check sits
-// on one timer heap. On Linux one goroutine is the scheduler and the check
-// engine at once, as HAProxy's event loop is: it sleeps in epoll_wait until
-// the next check is due or a check's socket is ready, and runs connection and
-// http checks itself on non-blocking sockets (connect, one write, the reads of
-// the status line; closed with a reset, so no TIME_WAIT is left behind).
+// No goroutine waits on behalf of a node. Every node's next active check sits on one
+// timer heap. On Linux one goroutine is the scheduler and the check engine at once, as
+// HAProxy's event loop is: it sleeps until the next check is due (a timerfd, on a 5 ms
+// tick so that checks due together start in one pass) or a check's socket is ready,
+// and runs connection and http checks itself on non-blocking sockets (connect, one
+// write, the reads of the status line; closed with a reset, so no TIME_WAIT is left
+// behind). As HAProxy's, a connection check turns TCP_QUICKACK off, so it ends before
+// the node's application has a connection to accept: the node's kernel answering the
+// SYN is the check. The engine parks in Go's netpoller rather than in a system call
+// of its own, which is what keeps Go's scheduler from costing more than the checks.
 // http_body checks (and every check elsewhere) go to worker goroutines: at
 // most MaxConcurrentChecks (default 1,024), started as needed and ended after
 // 10 s without work. A check schedules its node's next one when it ends, which

@@ -145,7 +145,17 @@ func BenchmarkProxyKeepAlivePOST(b *testing.B) {
 
 func benchmarkKeepAlive(b *testing.B, cfg *Config) { benchmarkKeepAliveWith(b, cfg, benchRequest) }
 
+// BenchmarkProxyKeepAliveParked is BenchmarkProxyKeepAlive through ServeConnAsync: the
+// connection parks after each response and a new goroutine serves each request.
+func BenchmarkProxyKeepAliveParked(b *testing.B) {
+	benchmarkKeepAliveServe(b, &Config{}, benchRequest, true)
+}
+
 func benchmarkKeepAliveWith(b *testing.B, cfg *Config, request string) {
+	benchmarkKeepAliveServe(b, cfg, request, false)
+}
+
+func benchmarkKeepAliveServe(b *testing.B, cfg *Config, request string, async bool) {
 	addr, stop := minimalBackend(b, "127.0.0.2")
 	defer stop()
 	be := NewBackend(addr, BackendOptions{})
@@ -170,10 +180,15 @@ func benchmarkKeepAliveWith(b *testing.B, cfg *Config, request string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
-	go func() {
-		srv.ServeConn(ctx, server, netip.MustParseAddrPort(ln.Addr().String()))
-		close(done)
-	}()
+	local := netip.MustParseAddrPort(ln.Addr().String())
+	if async {
+		go srv.ServeConnAsync(ctx, server, local, func() { close(done) })
+	} else {
+		go func() {
+			srv.ServeConn(ctx, server, local)
+			close(done)
+		}()
+	}
 
 	req := []byte(request)
 	buf := make([]byte, 4096)
@@ -206,7 +221,12 @@ func benchmarkKeepAliveWith(b *testing.B, cfg *Config, request string) {
 }
 
 // BenchmarkProxyParallel runs several keep-alive clients at once, closer to a load test.
-func BenchmarkProxyParallel(b *testing.B) {
+func BenchmarkProxyParallel(b *testing.B) { benchmarkParallel(b, false) }
+
+// BenchmarkProxyParallelParked is BenchmarkProxyParallel through ServeConnAsync.
+func BenchmarkProxyParallelParked(b *testing.B) { benchmarkParallel(b, true) }
+
+func benchmarkParallel(b *testing.B, async bool) {
 	addr, stop := minimalBackend(b, "127.0.0.2")
 	defer stop()
 	be := NewBackend(addr, BackendOptions{})
@@ -225,7 +245,11 @@ func BenchmarkProxyParallel(b *testing.B) {
 				return
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); srv.ServeConn(ctx, c, netip.AddrPort{}) }()
+			if async {
+				go srv.ServeConnAsync(ctx, c, netip.AddrPort{}, wg.Done)
+			} else {
+				go func() { defer wg.Done(); srv.ServeConn(ctx, c, netip.AddrPort{}) }()
+			}
 		}
 	}()
 	req := []byte(benchRequest)

@@ -50,6 +50,8 @@ type clientConn struct {
 	rawDone   bool               // the connection is to be closed
 	rawServe  bool               // a parsed request needs the blocking path
 	rawEOF    bool               // the client closed (or reset) its side
+	rawPark   bool               // the connection is idle and is to be parked
+	pc        *parkConn          // set when the connection may park (ServeConnAsync)
 	box       *idleBuffers       // carries the buffers when they are shed
 	inRequest bool               // bytes of the next request have arrived
 	scanned   int                // bytes of the partial head searched so far
@@ -70,6 +72,16 @@ type clientConn struct {
 var clientConnPool sync.Pool
 
 func newClientConn(s *Server, c net.Conn, local netip.AddrPort, bufSize int) *clientConn {
+	var rc syscall.RawConn
+	if tc, ok := c.(*net.TCPConn); ok {
+		rc, _ = tc.SyscallConn()
+	}
+	return newClientConnFor(s, c, local, bufSize, addrPortOf(c.RemoteAddr()), rc)
+}
+
+// newClientConnFor is newClientConn with the client's address and, for a plain TCP
+// connection, its RawConn already known (a parked connection keeps them).
+func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, remote netip.AddrPort, rc syscall.RawConn) *clientConn {
 	cc, _ := clientConnPool.Get().(*clientConn)
 	if cc == nil {
 		cc = &clientConn{bodyDone: make(chan error, 1)}
@@ -84,22 +96,22 @@ func newClientConn(s *Server, c net.Conn, local netip.AddrPort, bufSize int) *cl
 	cc.s, cc.c, cc.local = s, c, local
 	cc.r.conn, cc.r.r, cc.r.w, cc.r.dl = c, 0, 0, deadline{}
 	cc.wdl = deadline{}
-	cc.remote = addrPortOf(c.RemoteAddr())
+	cc.remote = remote
 	cc.client = cc.remote.Addr().Unmap()
-	cc.idle, cc.tunnel = false, nil
-	cc.rc, cc.inRequest, cc.scanned, cc.headerDL, cc.first = nil, false, 0, false, true
-	if tc, ok := c.(*net.TCPConn); ok {
-		cc.rc, _ = tc.SyscallConn()
-		if cc.rawFn == nil {
-			cc.rawFn = cc.rawStep
-		}
+	cc.idle, cc.tunnel, cc.pc = false, nil, nil
+	cc.rc, cc.inRequest, cc.scanned, cc.headerDL, cc.first = rc, false, 0, false, true
+	if rc != nil && cc.rawFn == nil {
+		cc.rawFn = cc.rawStep
 	}
+	// A pooled clientConn keeps its last connection's times: the first wait must not
+	// start from its last response (rawWait reads cc.end).
+	cc.start, cc.end = time.Time{}, time.Time{}
 	cc.stopping.Store(false)
 	return cc
 }
 
 func (cc *clientConn) release() {
-	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg = nil, nil, nil, nil, nil, nil, nil
+	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg, cc.pc = nil, nil, nil, nil, nil, nil, nil, nil
 	// Drop references into the old buffer contents.
 	clear(cc.req.headers[:cap(cc.req.headers)])
 	clear(cc.resp.headers[:cap(cc.resp.headers)])

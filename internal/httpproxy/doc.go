@@ -9,6 +9,7 @@
 //
 //	srv := httpproxy.NewServer(&httpproxy.Config{Router: r, Scheme: "http"}, logger)
 //	go srv.ServeConn(ctx, conn, listenerAddr) // per connection; cancel ctx to stop gracefully
+//	go srv.ServeConnAsync(ctx, conn, listenerAddr, done) // or: idle keep-alive connections park (park.go)
 //	srv.SetConfig(next)                        // on reconcile; requests in flight keep theirs
 //
 // For HTTPS, connections that negotiated ALPN "h2" go to an HTTP2Server from
@@ -20,7 +21,9 @@
 // small body sent in one write, and no allocation per request in steady state. On plain
 // TCP no read comes back empty (EAGAIN): a client's keep-alive loop runs inside one
 // poller registration (serveRaw) and a request is sent and its answer awaited in
-// another (rawSend). An idle keep-alive connection holds no buffer. The hot path lives
+// another (rawSend). An idle keep-alive connection holds no buffer; served through
+// ServeConnAsync it holds no goroutine either: it waits in an epoll set and a bounded
+// pool of workers serves it when bytes arrive. The hot path lives
 // in serve.go, conn.go, rawloop.go, exchange.go, body.go, forward.go, parse.go,
 // chunked.go and reader.go.
 //

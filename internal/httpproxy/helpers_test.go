@@ -155,10 +155,7 @@ func startProxyWith(t *testing.T, cfg *Config, wrap func(net.Conn) net.Conn) *te
 				c = wrap(c)
 			}
 			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.srv.ServeConn(ctx, c, local)
-			}()
+			go p.srv.ServeConnAsync(ctx, c, local, p.wg.Done)
 		}
 	}()
 	t.Cleanup(func() {

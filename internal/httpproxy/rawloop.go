@@ -18,26 +18,31 @@ import (
 // Requests whose body is not all buffered, and upgrades, need blocking reads of the
 // client connection, which cannot happen inside the callback: for them the callback
 // returns and the request is served the ordinary way.
-func (cc *clientConn) serveRaw() {
+//
+// It returns true when the connection is to be parked (only when cc.pc is set): it
+// waits for its next request with nothing buffered. Otherwise it is to be closed.
+func (cc *clientConn) serveRaw() bool {
 	for {
-		cc.rawIdle, cc.rawDone, cc.rawServe, cc.rawEOF = false, false, false, false
+		cc.rawIdle, cc.rawDone, cc.rawServe, cc.rawEOF, cc.rawPark = false, false, false, false, false
 		err := cc.rc.Read(cc.rawFn)
 		switch {
+		case cc.rawPark:
+			return true
 		case cc.rawDone:
-			return
+			return false
 		case err != nil:
 			// Idle timeout, stop, or header timeout.
 			if cc.inRequest && cc.r.n() > 0 && isTimeout(err) && !cc.stopping.Load() {
 				cc.fail(cc.rawCfg, 408, false)
 			}
-			return
+			return false
 		case cc.rawServe:
 			cc.inRequest = false
 			if !cc.serveRequest(cc.rawCfg) {
-				return
+				return false
 			}
 		default:
-			return
+			return false
 		}
 	}
 }
@@ -132,6 +137,21 @@ func (cc *clientConn) rawWait() bool {
 		now = time.Now()
 	}
 	cc.end = time.Time{}
+	if cc.pc != nil {
+		// Between requests (or before the first), nothing buffered: the poller waits
+		// for the next one, and a worker serves it.
+		if cc.stopping.Load() {
+			cc.rawDone = true
+			return true
+		}
+		cc.pc.parkAt(now, cc.waitTimeout(cfg))
+		// The poller keeps the idle timeout. A read deadline left on the socket (the
+		// first request's, or a head's) would fail the resumed connection's first
+		// read once past: clear it (a system call only when one is set).
+		setReadDeadline(cc.c, &cc.r.dl, now, 0)
+		cc.rawPark = true
+		return true
+	}
 	setReadDeadline(cc.c, &cc.r.dl, now, cc.waitTimeout(cfg))
 	cc.rawIdle = true
 	if !cc.setIdle(true) {

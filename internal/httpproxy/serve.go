@@ -21,6 +21,11 @@ import (
 type Server struct {
 	cfg    atomic.Pointer[Config]
 	logger *slog.Logger
+	noPark atomic.Bool // SetParking(false)
+
+	stopMu    sync.Mutex // guards stopSets; taken once per connection of ServeConnAsync
+	stopSets  map[context.Context]*stopSet
+	lastStops atomic.Pointer[stopSet] // the one made last, looked up without the lock
 
 	h2once sync.Once
 	h2     *httputil.ReverseProxy // the HTTP/2 path, built on first use
@@ -80,7 +85,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, local netip.AddrPort
 		}()
 	}
 	if cc.rc != nil {
-		cc.serveRaw()
+		cc.serveRaw() // never parks: cc.pc is nil
 		return
 	}
 	for {

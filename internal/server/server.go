@@ -80,6 +80,9 @@ type Config struct {
 	UDPSessionTimeout time.Duration
 	// MetricsNoNodeSeries leaves per-node series out of /metrics.
 	MetricsNoNodeSeries bool
+	// NoHTTPPark keeps a goroutine on every idle plain-http keep-alive connection
+	// instead of parking it (dataplane.Options.NoHTTPPark).
+	NoHTTPPark bool
 	// MaxNodesPerConfig and MaxNodesPerConfigPremium bound the nodes of a config of
 	// a common and a premium NodeBalancer (store defaults when zero).
 	MaxNodesPerConfig, MaxNodesPerConfigPremium int
@@ -487,6 +490,7 @@ func (s *Server) Run(ctx context.Context) error {
 		popts.AccessLog, popts.TCPAccessLog, popts.UDPAccessLog, popts.DropLog = accessLog.HTTP, accessLog.TCP, accessLog.UDP, accessLog.FirewallDrop
 	}
 	popts.FreeBind = s.holder != nil
+	popts.NoHTTPPark = s.cfg.NoHTTPPark
 	plane = dataplane.New(popts)
 	s.plane.Store(plane)
 

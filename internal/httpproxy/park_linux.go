@@ -1,0 +1,229 @@
+//go:build linux
+
+package httpproxy
+
+// The pollers of parked connections: a few goroutines, each owning one epoll set in
+// which parked connections' descriptors are registered once, edge-triggered. A poller
+// does not block a thread: its epoll descriptor is itself registered in Go's poller,
+// so the poller goroutine waits as any network read does and drains its set with
+// non-blocking epoll_wait calls when the set becomes readable.
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// parkSupported reports whether this platform can park connections.
+const parkSupported = true
+
+// poller owns one epoll set of parked connections.
+type poller struct {
+	epfd int
+	f    *os.File
+	rc   syscall.RawConn
+
+	// mu guards conns and free: taken once per connection when it is first parked
+	// and when it closes, once per batch of events by the poller, and by the sweep.
+	mu    sync.Mutex
+	conns []*parkConn // by slot; the slot is the epoll event's data
+	free  []int32
+
+	events  [128]unix.EpollEvent
+	batch   [128]*parkConn
+	expired []*parkConn
+
+	// The stall check of the worker queue (see workers).
+	served   uint64
+	servedAt time.Time
+	swept    time.Time
+}
+
+var pollers struct {
+	once sync.Once
+	ps   []*poller
+	err  error
+	next atomic.Uint32
+}
+
+// startPollers starts one poller per four Ps (at least one): one goroutine dispatches
+// readiness for far more connections than a P can serve.
+func startPollers() {
+	n := (runtime.GOMAXPROCS(0) + 3) / 4
+	for range n {
+		p, err := newPoller()
+		if err != nil {
+			pollers.err = err
+			break
+		}
+		pollers.ps = append(pollers.ps, p)
+		go p.run()
+	}
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	// A non-blocking descriptor goes into Go's poller, which supports deadlines on it.
+	f := os.NewFile(uintptr(epfd), "httpproxy-park")
+	if err := f.SetReadDeadline(time.Now().Add(parkSweep)); err != nil {
+		f.Close()
+		return nil, errors.New("httpproxy: an epoll set cannot be polled: " + err.Error())
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &poller{epfd: epfd, f: f, rc: rc}, nil
+}
+
+// register puts pc's descriptor in a poller's epoll set, for good: edge-triggered, it
+// reports only new bytes (or the end), and the descriptor leaves the set when it is
+// closed.
+func register(pc *parkConn) error {
+	pollers.once.Do(startPollers)
+	if len(pollers.ps) == 0 {
+		return pollers.err
+	}
+	p := pollers.ps[pollers.next.Add(1)%uint32(len(pollers.ps))]
+	p.mu.Lock()
+	var slot int32
+	if n := len(p.free); n > 0 {
+		slot = p.free[n-1]
+		p.free = p.free[:n-1]
+		p.conns[slot] = pc
+	} else {
+		slot = int32(len(p.conns))
+		p.conns = append(p.conns, pc)
+	}
+	p.mu.Unlock()
+	pc.p, pc.slot = p, slot
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot}
+	var err error
+	// Inside Control the descriptor cannot be closed under us.
+	cerr := pc.rc.Control(func(fd uintptr) {
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		p.unregister(pc)
+		pc.p = nil
+	}
+	return err
+}
+
+// unregister frees pc's slot. An event of its descriptor still on its way may reach
+// the slot's next connection: a spurious wake-up, which finds nothing to read.
+func (p *poller) unregister(pc *parkConn) {
+	p.mu.Lock()
+	p.conns[pc.slot] = nil
+	p.free = append(p.free, pc.slot)
+	p.mu.Unlock()
+}
+
+// run waits for readiness, sweeps expired connections every parkSweep and, while
+// connections wait for a worker, checks every workerStall that the queue moves.
+func (p *poller) run() {
+	for {
+		err := p.rc.Read(p.step)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// Cannot happen while the set is open; do not spin if it does.
+			time.Sleep(parkSweep)
+		}
+		now := time.Now()
+		p.checkStall(now)
+		if now.Sub(p.swept) >= parkSweep {
+			p.swept = now
+			p.sweep()
+		}
+		wait := parkSweep - now.Sub(p.swept)
+		if workers.queued.Load() > 0 {
+			wait = workerStall
+		}
+		p.f.SetReadDeadline(now.Add(wait))
+	}
+}
+
+// checkStall adds a worker when connections have waited in the queue for
+// workerStall while no worker finished one (every worker is held up).
+func (p *poller) checkStall(now time.Time) {
+	if workers.queued.Load() == 0 {
+		p.servedAt = now
+		return
+	}
+	if s := workers.served.Load(); s != p.served {
+		p.served, p.servedAt = s, now
+		return
+	}
+	if now.Sub(p.servedAt) >= workerStall {
+		p.servedAt = now
+		unstall()
+	}
+}
+
+// step drains the epoll set and wakes the connections it reports; it always returns
+// false, to wait for the set to become readable again (an edge-triggered wait: events
+// after the last epoll_wait wake it).
+func (p *poller) step(uintptr) bool {
+	for {
+		n, err := unix.EpollWait(p.epfd, p.events[:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 {
+			return false
+		}
+		p.mu.Lock()
+		for i := range n {
+			if s := int(p.events[i].Fd); s < len(p.conns) {
+				p.batch[i] = p.conns[s]
+			}
+		}
+		p.mu.Unlock()
+		for i := range n {
+			if pc := p.batch[i]; pc != nil {
+				p.batch[i] = nil
+				pc.wake()
+			}
+		}
+		if n < len(p.events) {
+			if workers.queued.Load() > 0 {
+				// Leave the wait to run's stall check.
+				p.f.SetReadDeadline(time.Now().Add(workerStall))
+			}
+			return false
+		}
+	}
+}
+
+// sweep closes the parked connections whose idle timeout has passed.
+func (p *poller) sweep() {
+	now := time.Now().UnixNano()
+	p.mu.Lock()
+	for _, pc := range p.conns {
+		if pc != nil && pc.expire(now) {
+			p.expired = append(p.expired, pc)
+		}
+	}
+	p.mu.Unlock()
+	for i, pc := range p.expired {
+		p.expired[i] = nil
+		pc.finish()
+	}
+	p.expired = p.expired[:0]
+}
