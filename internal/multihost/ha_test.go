@@ -51,6 +51,32 @@ const (
 	haBackend = "198.18.8.50:8080"
 )
 
+// startHAHost starts host id of the lab on the etcd at endpoint, holding frontends
+// on eth0 from pool, with the given --shutdown-grace.
+func (l *haLab) startHAHost(t *testing.T, endpoint, id, pool, grace string) *host {
+	t.Helper()
+	return mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", endpoint, "--etcd-timeout", "10s", // start-up on a loaded CI machine
+		"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", pool,
+		"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", grace)
+}
+
+// webNB creates, through h, a NodeBalancer with one http config on port 80 whose one
+// node is the lab's backend.
+func webNB(t *testing.T, h *host, label string) *linodego.NodeBalancer {
+	t.Helper()
+	nb, err := h.lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
+		Label: &label, Region: "local",
+		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
+			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
+			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nb
+}
+
 func newHALab(t *testing.T, hosts ...string) *haLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -411,9 +437,7 @@ func TestFrontendFailover(t *testing.T) {
 	hosts := map[string]*host{}
 	start := func(id string) *host {
 		t.Helper()
-		h := mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s", // start-up on a loaded CI machine
-			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
-			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "5s")
+		h := l.startHAHost(t, ec.Endpoints()[0], id, haPool, "5s")
 		hosts[id] = h
 		return h
 	}
@@ -421,16 +445,7 @@ func TestFrontendFailover(t *testing.T) {
 		start(id)
 	}
 	label := "ha-web"
-	nb, err := hosts["a"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
-		Label: &label, Region: "local",
-		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
-			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nb := webNB(t, hosts["a"], label)
 	vip := netip.MustParseAddr(*nb.IPv4)
 	if !netip.MustParsePrefix(haPool).Contains(vip) {
 		t.Fatalf("frontend address %s is not from %s", vip, haPool)
@@ -501,16 +516,7 @@ func TestFrontendFailover(t *testing.T) {
 		// A NodeBalancer created while a host holds is held too, and one deleted
 		// leaves the holder's interface.
 		label := "ha-second"
-		nb2, err := hosts["b"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
-			Label: &label, Region: "local",
-			Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-				Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
-				Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
-			}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		nb2 := webNB(t, hosts["b"], label)
 		second := netip.AddrPortFrom(netip.MustParseAddr(*nb2.IPv4), 80).String()
 		t0 := time.Now()
 		for {

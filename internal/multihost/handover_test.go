@@ -2,7 +2,6 @@ package multihost
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/linode/linodego"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
@@ -149,9 +147,7 @@ func TestFrontendHandover(t *testing.T) {
 	hosts := map[string]*host{}
 	start := func(id string) *host {
 		t.Helper()
-		h := mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
-			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool+","+pool6,
-			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "10s")
+		h := l.startHAHost(t, ec.Endpoints()[0], id, haPool+","+pool6, "10s")
 		hosts[id] = h
 		return h
 	}
@@ -159,16 +155,7 @@ func TestFrontendHandover(t *testing.T) {
 		start(id)
 	}
 	label := "ha-handover"
-	nb, err := hosts["a"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
-		Label: &label, Region: "local",
-		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
-			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nb := webNB(t, hosts["a"], label)
 	if nb.IPv6 == nil || !netip.MustParsePrefix(pool6).Contains(netip.MustParseAddr(*nb.IPv6)) {
 		t.Fatalf("NodeBalancer ipv6 %v: want one from %s", nb.IPv6, pool6)
 	}
@@ -355,21 +342,10 @@ func TestFrontendHandoverChain(t *testing.T) {
 	defer cli.Close()
 	hosts := map[string]*host{}
 	for _, id := range hostIDs {
-		hosts[id] = mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
-			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
-			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "10s")
+		hosts[id] = l.startHAHost(t, ec.Endpoints()[0], id, haPool, "10s")
 	}
 	label := "ha-chain"
-	nb, err := hosts["a"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
-		Label: &label, Region: "local",
-		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
-			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nb := webNB(t, hosts["a"], label)
 	front := netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), 80).String()
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var err error

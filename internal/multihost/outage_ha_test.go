@@ -1,14 +1,12 @@
 package multihost
 
 import (
-	"context"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/linode/linodego"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
@@ -39,21 +37,10 @@ func TestFrontendEtcdOutage(t *testing.T) {
 	defer cli.Close()
 	hosts := map[string]*host{}
 	for _, id := range hostIDs {
-		hosts[id] = mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
-			"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
-			"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "5s")
+		hosts[id] = l.startHAHost(t, ec.Endpoints()[0], id, haPool, "5s")
 	}
 	label := "ha-outage"
-	nb, err := hosts["a"].lc.CreateNodeBalancer(context.Background(), linodego.NodeBalancerCreateOptions{
-		Label: &label, Region: "local",
-		Configs: []*linodego.NodeBalancerConfigCreateOptions{{
-			Port: 80, Protocol: linodego.ProtocolHTTP, Check: linodego.CheckNone,
-			Nodes: []linodego.NodeBalancerNodeCreateOptions{{Label: "web", Address: haBackend, Weight: 100, Mode: linodego.ModeAccept}},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nb := webNB(t, hosts["a"], label)
 	vip := netip.MustParseAddr(*nb.IPv4)
 	front := netip.AddrPortFrom(vip, 80).String()
 	waitServed := func(within time.Duration) {
@@ -211,9 +198,7 @@ func TestFrontendEtcdOutage(t *testing.T) {
 		}
 		defer exec.Command("ip", "netns", "exec", l.ns[holder], "nft", "delete table inet nbtest").Run()
 		start := func(id string) {
-			hosts[id] = mustStartHost(t, l.ns[id], id, "--store", "etcd", "--etcd-endpoints", ec.Endpoints()[0], "--etcd-timeout", "10s",
-				"--listen", l.addr[id]+":8080", "--frontend-interface", "eth0", "--frontend-pool", haPool,
-				"--backend-cidrs", "198.18.0.0/15", "--shutdown-grace", "5s")
+			hosts[id] = l.startHAHost(t, ec.Endpoints()[0], id, haPool, "5s")
 		}
 		// The deaf host restarted (it has heard nobody since), the two others
 		// stopped: it takes over; then they come back.
