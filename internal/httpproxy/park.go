@@ -278,7 +278,6 @@ type workRing struct {
 // worker is one goroutine of a pool; wake hands it a connection (or nil: look at the
 // queue) while it sits in an idle slot.
 type worker struct {
-	pool *workerPool
 	wake chan *parkConn
 }
 
@@ -393,7 +392,7 @@ func (w *workerPool) queued() uint64 {
 // work is a worker: it serves pc (if any), then queued connections; it waits for
 // more in an idle slot while one is free, or exits.
 func (w *workerPool) work(pc *parkConn) {
-	wk := &worker{pool: w, wake: make(chan *parkConn, 1)}
+	wk := &worker{wake: make(chan *parkConn, 1)}
 	for {
 		if pc != nil {
 			pc.serve()
