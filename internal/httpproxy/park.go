@@ -216,13 +216,14 @@ func (pc *parkConn) serveUnparked() {
 	pc.finish()
 }
 
-// wake is the poller's: bytes (or the end) arrived on the connection.
-func (pc *parkConn) wake() {
+// wake is the poller's: bytes (or the end) arrived on the connection, which w's
+// workers serve.
+func (pc *parkConn) wake(w *workerPool) {
 	for {
 		switch pc.state.Load() {
 		case parkParked:
 			if pc.state.CompareAndSwap(parkParked, parkActive) {
-				dispatch(pc)
+				w.dispatch(pc)
 				return
 			}
 		case parkActive:
@@ -235,28 +236,50 @@ func (pc *parkConn) wake() {
 	}
 }
 
-// Workers serve woken connections: a bounded pool, so that many connections woken at
-// once (thousands of keep-alive clients on a saturated proxy) wait in a queue, holding
-// nothing, instead of each holding a goroutine stack and a clientConn with buffers. A
-// goroutine whose connection parked takes the next queued one, or waits for one (up to
-// maxIdleWorkers of them: handing a connection to a waiting goroutine costs less than
-// starting one, whose stack then grows to what serving a request takes), or exits.
+// Workers serve woken connections: a bounded pool per poller, so that many connections
+// woken at once (thousands of keep-alive clients on a saturated proxy) wait in a queue,
+// holding nothing, instead of each holding a goroutine stack and a clientConn with
+// buffers. A goroutine whose connection parked takes the next queued one, or waits for
+// one (up to its pool's share of maxIdleWorkers: handing a connection to a waiting
+// goroutine costs less than starting one, whose stack then grows to what serving a
+// request takes), or exits.
+//
+// No lock is shared across connections: only the pool's poller pushes to its queue (a
+// ring of atomic slots that workers take from with a compare-and-swap), and a waiting
+// worker sits in an idle slot on its own channel, which only the poller sends to.
+// Whoever publishes last looks at the other side (the poller pushes, then looks for
+// idle workers; a worker takes an idle slot, then looks at the queue), so a queued
+// connection never waits while a worker idles.
 //
 // A worker may wait long on a slow backend. So that slow backends cannot hold up every
-// other connection, a poller starts one more worker, beyond maxWorkers, whenever the
-// queue has not moved for workerStall.
-type workersT struct {
-	mu      sync.Mutex
-	cond    sync.Cond
-	q       []*parkConn // woken connections waiting for a worker, oldest at head
-	head    int
-	idle    int32 // waiting in cond.Wait and not yet signalled
-	running int32
-	queued  atomic.Int32  // len(q)-head, for the pollers' lock-free look
+// other connection, a poller starts one more worker, beyond its share of maxWorkers,
+// whenever its queue has not moved for workerStall.
+type workerPool struct {
+	head atomic.Uint64 // the next queued connection to take; workers advance it by CAS
+	_    [56]byte      // head is written by workers, tail by the poller
+	tail atomic.Uint64 // the next free position; stored by the poller only
+	ring atomic.Pointer[workRing]
+
+	idle    []atomic.Pointer[worker] // waiting workers
+	nidle   atomic.Int32             // about how many idle slots are taken: 0 means none
+	running atomic.Int32
+	max     atomic.Int32  // workers started other than for a stall
 	served  atomic.Uint64 // connections workers finished with (parked or closed)
 }
 
-var workers workersT
+// workRing holds the queue: position i is in slots[i&mask]. It grows (by the poller,
+// into a new ring) when full; a worker still reading the old one finds the same
+// connections there, at the same positions.
+type workRing struct {
+	mask  uint64
+	slots []atomic.Pointer[parkConn]
+}
+
+// worker is one goroutine of a pool; wake hands it a connection (or nil: look at the
+// queue) while it sits in an idle slot.
+type worker struct {
+	wake chan *parkConn
+}
 
 var (
 	maxWorkers     = int32(256 * runtime.GOMAXPROCS(0))
@@ -266,85 +289,154 @@ var (
 // workerStall is how long the queue may stand still before a poller adds a worker.
 const workerStall = 5 * time.Millisecond
 
-func init() { workers.cond.L = &workers.mu }
-
-// dispatch has pc, just woken, served by a waiting worker, a new one, or the first
-// worker free.
-func dispatch(pc *parkConn) {
-	w := &workers
-	w.mu.Lock()
-	switch {
-	case w.idle > 0:
-		w.push(pc)
-		w.idle--
-		w.mu.Unlock()
-		w.cond.Signal()
-	case w.running < maxWorkers:
-		w.running++
-		w.mu.Unlock()
-		go worker(pc)
-	default:
-		w.push(pc)
-		w.mu.Unlock()
-	}
+// newWorkerPool makes the pool of one of n pollers: its share of maxWorkers and
+// maxIdleWorkers.
+func newWorkerPool(n int) *workerPool {
+	w := &workerPool{idle: make([]atomic.Pointer[worker], max(1, int(maxIdleWorkers)/n))}
+	w.max.Store(max(1, maxWorkers/int32(n)))
+	w.ring.Store(&workRing{mask: 255, slots: make([]atomic.Pointer[parkConn], 256)})
+	return w
 }
 
-// push and pop keep the queue; workers.mu is held.
-func (w *workersT) push(pc *parkConn) {
-	w.q = append(w.q, pc)
-	w.queued.Add(1)
-}
-
-func (w *workersT) pop() *parkConn {
-	pc := w.q[w.head]
-	w.q[w.head] = nil
-	w.head++
-	switch {
-	case w.head == len(w.q):
-		w.q, w.head = w.q[:0], 0
-	case w.head >= 1024 && 2*w.head >= len(w.q):
-		n := copy(w.q, w.q[w.head:])
-		clear(w.q[n:])
-		w.q, w.head = w.q[:n], 0
-	}
-	w.queued.Add(-1)
-	return pc
-}
-
-// worker serves pc, then queued connections; it waits for more while fewer than
-// maxIdleWorkers wait.
-func worker(pc *parkConn) {
-	w := &workers
-	for {
-		pc.serve()
-		w.served.Add(1)
-		w.mu.Lock()
-		for len(w.q) == w.head {
-			if w.idle >= maxIdleWorkers {
-				w.running--
-				w.mu.Unlock()
-				return
-			}
-			w.idle++
-			w.cond.Wait()
-		}
-		pc = w.pop()
-		w.mu.Unlock()
-	}
-}
-
-// unstall starts one more worker, beyond maxWorkers, for the oldest queued connection.
-func unstall() {
-	w := &workers
-	w.mu.Lock()
-	if len(w.q) == w.head {
-		w.mu.Unlock()
+// dispatch is the poller's: it has pc, just woken, served by a waiting worker, a new
+// one, or the first worker free.
+func (w *workerPool) dispatch(pc *parkConn) {
+	if wk := w.claimIdle(); wk != nil {
+		wk.wake <- pc
 		return
 	}
-	pc := w.pop()
-	w.running++
-	w.mu.Unlock()
-	go worker(pc)
+	if w.tryRun() {
+		go w.work(pc)
+		return
+	}
+	w.push(pc)
+	// A worker may have gone idle, or exited, after the looks above and before the
+	// push: it then did not see pc, so look again.
+	if wk := w.claimIdle(); wk != nil {
+		wk.wake <- nil
+		return
+	}
+	if w.tryRun() {
+		go w.work(nil)
+	}
+}
+
+// claimIdle takes a waiting worker out of its idle slot, or returns nil.
+func (w *workerPool) claimIdle() *worker {
+	if w.nidle.Load() <= 0 {
+		return nil
+	}
+	for i := range w.idle {
+		if wk := w.idle[i].Load(); wk != nil && w.idle[i].CompareAndSwap(wk, nil) {
+			w.nidle.Add(-1)
+			return wk
+		}
+	}
+	return nil
+}
+
+// tryRun counts one more running worker, unless the pool has its maximum.
+func (w *workerPool) tryRun() bool {
+	for {
+		r := w.running.Load()
+		if r >= w.max.Load() {
+			return false
+		}
+		if w.running.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// push is the poller's only: it queues pc.
+func (w *workerPool) push(pc *parkConn) {
+	t := w.tail.Load()
+	r := w.ring.Load()
+	if t-w.head.Load() > r.mask {
+		g := &workRing{mask: 2*r.mask + 1, slots: make([]atomic.Pointer[parkConn], 2*len(r.slots))}
+		for i := w.head.Load(); i < t; i++ {
+			g.slots[i&g.mask].Store(r.slots[i&r.mask].Load())
+		}
+		w.ring.Store(g)
+		r = g
+	}
+	r.slots[t&r.mask].Store(pc)
+	w.tail.Store(t + 1)
+}
+
+// pop takes the oldest queued connection, or returns nil when none is queued.
+func (w *workerPool) pop() *parkConn {
+	for {
+		h := w.head.Load()
+		if h >= w.tail.Load() {
+			return nil
+		}
+		r := w.ring.Load()
+		s := &r.slots[h&r.mask]
+		pc := s.Load()
+		if w.head.CompareAndSwap(h, h+1) {
+			// The slot cannot hold pc again before pc is served: clearing it only
+			// lets a closed connection be collected.
+			s.CompareAndSwap(pc, nil)
+			return pc
+		}
+	}
+}
+
+// queued reports how many connections wait for a worker.
+func (w *workerPool) queued() uint64 {
+	h := w.head.Load()
+	return w.tail.Load() - h
+}
+
+// work is a worker: it serves pc (if any), then queued connections; it waits for
+// more in an idle slot while one is free, or exits.
+func (w *workerPool) work(pc *parkConn) {
+	wk := &worker{wake: make(chan *parkConn, 1)}
+	for {
+		if pc != nil {
+			pc.serve()
+			w.served.Add(1)
+		}
+		if pc = w.pop(); pc != nil {
+			continue
+		}
+		i := w.idleSlot(wk)
+		if i < 0 {
+			w.running.Add(-1)
+			// The poller may have queued one after it saw this worker running.
+			if w.queued() == 0 || !w.tryRun() {
+				return
+			}
+			continue
+		}
+		// The poller may have queued one after it looked for idle workers.
+		if w.queued() > 0 && w.idle[i].CompareAndSwap(wk, nil) {
+			w.nidle.Add(-1)
+			continue
+		}
+		pc = <-wk.wake
+	}
+}
+
+// idleSlot puts wk in a free idle slot and returns it, or -1 when none is free.
+func (w *workerPool) idleSlot(wk *worker) int {
+	for i := range w.idle {
+		if w.idle[i].Load() == nil && w.idle[i].CompareAndSwap(nil, wk) {
+			w.nidle.Add(1)
+			return i
+		}
+	}
+	return -1
+}
+
+// unstall starts one more worker, beyond the maximum, for the oldest queued
+// connection.
+func (w *workerPool) unstall() {
+	if pc := w.pop(); pc != nil {
+		w.running.Add(1)
+		go w.work(pc)
+	}
 }
 
 // expire is the poller's sweep: it closes the connection if it is parked past its

@@ -39,7 +39,9 @@ type poller struct {
 	batch   [128]*parkConn
 	expired []*parkConn
 
-	// The stall check of the worker queue (see workers).
+	pool *workerPool // serves its woken connections
+
+	// The stall check of the worker queue (see workerPool).
 	served   uint64
 	servedAt time.Time
 	swept    time.Time
@@ -57,7 +59,7 @@ var pollers struct {
 func startPollers() {
 	n := (runtime.GOMAXPROCS(0) + 3) / 4
 	for range n {
-		p, err := newPoller()
+		p, err := newPoller(n)
 		if err != nil {
 			pollers.err = err
 			break
@@ -67,7 +69,7 @@ func startPollers() {
 	}
 }
 
-func newPoller() (*poller, error) {
+func newPoller(n int) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -87,7 +89,7 @@ func newPoller() (*poller, error) {
 		f.Close()
 		return nil, err
 	}
-	return &poller{epfd: epfd, f: f, rc: rc}, nil
+	return &poller{epfd: epfd, f: f, rc: rc, pool: newWorkerPool(n)}, nil
 }
 
 // register puts pc's descriptor in a poller's epoll set, for good: edge-triggered, it
@@ -152,7 +154,7 @@ func (p *poller) run() {
 			p.sweep()
 		}
 		wait := parkSweep - now.Sub(p.swept)
-		if workers.queued.Load() > 0 {
+		if p.pool.queued() > 0 {
 			wait = workerStall
 		}
 		p.f.SetReadDeadline(now.Add(wait))
@@ -162,17 +164,17 @@ func (p *poller) run() {
 // checkStall adds a worker when connections have waited in the queue for
 // workerStall while no worker finished one (every worker is held up).
 func (p *poller) checkStall(now time.Time) {
-	if workers.queued.Load() == 0 {
+	if p.pool.queued() == 0 {
 		p.servedAt = now
 		return
 	}
-	if s := workers.served.Load(); s != p.served {
+	if s := p.pool.served.Load(); s != p.served {
 		p.served, p.servedAt = s, now
 		return
 	}
 	if now.Sub(p.servedAt) >= workerStall {
 		p.servedAt = now
-		unstall()
+		p.pool.unstall()
 	}
 }
 
@@ -198,11 +200,11 @@ func (p *poller) step(uintptr) bool {
 		for i := range n {
 			if pc := p.batch[i]; pc != nil {
 				p.batch[i] = nil
-				pc.wake()
+				pc.wake(p.pool)
 			}
 		}
 		if n < len(p.events) {
-			if workers.queued.Load() > 0 {
+			if p.pool.queued() > 0 {
 				// Leave the wait to run's stall check.
 				p.f.SetReadDeadline(time.Now().Add(workerStall))
 			}

@@ -329,12 +329,7 @@ func TestParkedRequestNotHeldUpBySlowOnes(t *testing.T) {
 	}))
 	p := startProxy(t, &Config{Router: &testRouter{backends: []*Backend{backendFor(be, "a")}}})
 
-	workers.mu.Lock()
-	running, idle := workers.running, workers.idle
-	old := maxWorkers
-	maxWorkers = running // no new workers but the stall's
-	workers.mu.Unlock()
-	defer func() { workers.mu.Lock(); maxWorkers = old; workers.mu.Unlock() }()
+	idle := holdWorkers(t) // no new workers but the stall's
 
 	// Every connection parks once, so that its next request goes through a worker.
 	n := int(idle) + 3
@@ -389,4 +384,47 @@ func TestFirstWaitNotTimedFromRecycledState(t *testing.T) {
 			t.Fatalf("round %d: got %q", i, got)
 		}
 	}
+}
+
+// The worker queue has one producer (the poller) and many consumers (its workers):
+// every connection pushed is taken exactly once, while the ring grows under the
+// consumers.
+func TestWorkerQueueTakesEachOnce(t *testing.T) {
+	w := newWorkerPool(1)
+	const n, takers = 20000, 4
+	pcs := make([]parkConn, n)
+	seen := make([]atomic.Int32, n)
+	var got atomic.Int32
+	var wg sync.WaitGroup
+	for range takers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for got.Load() < n {
+				if pc := w.pop(); pc != nil {
+					seen[pc.slot].Add(1)
+					got.Add(1)
+				} else {
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	for i := range pcs {
+		pcs[i].slot = int32(i)
+		w.push(&pcs[i])
+		if i%3000 == 2999 {
+			time.Sleep(time.Millisecond) // let the takers catch up, then grow the ring again
+		}
+	}
+	wg.Wait()
+	for i := range seen {
+		if c := seen[i].Load(); c != 1 {
+			t.Fatalf("connection %d taken %d times", i, c)
+		}
+	}
+	if q := w.queued(); q != 0 {
+		t.Errorf("%d still queued", q)
+	}
+	t.Logf("ring of %d", len(w.ring.Load().slots))
 }
