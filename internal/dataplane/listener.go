@@ -132,7 +132,6 @@ func (l *listener) admit(s *snapshot, c *net.TCPConn) bool {
 }
 
 func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
-	id := l.conns.add(c)
 	s.nb.Connections.Add(1)
 	s.stats.Connections.Add(1)
 	s.nb.Active.Add(1)
@@ -140,9 +139,13 @@ func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	if s.cfg.Protocol == model.ProtocolHTTP && l.http.Parking() {
 		// An idle connection may park without a goroutine: the counters and the
 		// listener's wait group are settled when it closes, on whichever goroutine.
-		l.http.ServeConnAsync(l.ctx, c, local, func() { l.ended(s, id) })
+		// It is not in l.conns: the Server keeps every such connection in its own
+		// lists (close asks it to close them), so an idle one holds no map entry
+		// here, and the callback holds only l and s.
+		l.http.ServeConnAsync(l.ctx, c, local, func() { l.ended(s, 0) })
 		return
 	}
+	id := l.conns.add(c)
 	defer l.ended(s, id)
 	src := remoteAddr(c)
 	switch s.cfg.Protocol {
@@ -153,11 +156,14 @@ func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 	}
 }
 
-// ended settles the counters and the wait group of a connection handle admitted.
+// ended settles the counters and the wait group of a connection handle admitted; id
+// is its entry in l.conns, or 0 when it has none.
 func (l *listener) ended(s *snapshot, id uint64) {
 	s.stats.Active.Add(-1)
 	s.nb.Active.Add(-1)
-	l.conns.remove(id)
+	if id != 0 {
+		l.conns.remove(id)
+	}
 	l.plane.active.Add(-1)
 	l.wg.Done()
 }
@@ -180,6 +186,9 @@ func (l *listener) close(grace time.Duration) {
 	case <-time.After(grace):
 	}
 	l.conns.closeAll()
+	if l.http != nil {
+		l.http.CloseConns()
+	}
 	if l.eng != nil {
 		l.eng.closeAll(l)
 	}

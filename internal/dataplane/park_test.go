@@ -74,3 +74,43 @@ func TestParkedHTTPConnections(t *testing.T) {
 		t.Errorf("active %d after close", n)
 	}
 }
+
+// TestCloseEndsAnActiveHTTPConnectionAfterGrace: an http connection served with
+// parking is in no list of the listener's own; when the grace is over, Close still
+// closes one that is active (here waiting for a node that answers only after the
+// grace) through the Server's lists: the client sees its connection closed, not the
+// late answer. (The socket closes when the exchange in flight returns: the goroutine
+// serving it holds it inside its raw read, as ServeConn's always did.)
+func TestCloseEndsAnActiveHTTPConnectionAfterGrace(t *testing.T) {
+	e := newEnv(t, "127.0.62.0/24")
+	ln, err := net.Listen("tcp", "127.0.63.2:9012")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(e.plane.opts.Grace + 2*time.Second)
+		}
+		io.WriteString(w, "web")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	nb := e.create(config(model.ProtocolHTTP, 80, node("web", "127.0.63.2:9012", 50)))
+	waitFor(t, 2*time.Second, "the readiness probes to end", func() bool { return e.plane.active.Load() == 0 })
+	c, err := net.Dial("tcp", nb.IPv4+":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: park.test\r\n\r\n")
+	time.Sleep(200 * time.Millisecond)
+
+	start := time.Now()
+	go e.plane.Close()
+	c.SetReadDeadline(time.Now().Add(e.plane.opts.Grace + 5*time.Second))
+	b, err := io.ReadAll(c)
+	if len(b) > 0 || err != nil {
+		t.Fatalf("after %v the client read %q (%v); want its connection closed with nothing (the %v grace is over before the answer)",
+			time.Since(start).Round(time.Millisecond), b, err, e.plane.opts.Grace)
+	}
+}

@@ -524,10 +524,76 @@ func (s *Server) stopSetFor(ctx context.Context) *stopSet {
 		s.stopMu.Lock()
 		delete(s.stopSets, ctx)
 		s.lastStops.CompareAndSwap(ss, nil)
+		// CloseConns still needs the set while connections stopped in it finish; empty
+		// ones are dropped here.
+		kept := s.ended[:0]
+		for _, e := range s.ended {
+			if !e.empty() {
+				kept = append(kept, e)
+			}
+		}
+		clear(s.ended[len(kept):])
+		s.ended = append(kept, ss)
 		s.stopMu.Unlock()
 		ss.stopAll()
 	})
 	return ss
+}
+
+// CloseConns closes every connection served by ServeConnAsync that is still open,
+// whatever its context: a parked one at once (its done runs here), an active one by
+// closing its socket under the goroutine serving it (its done runs there). It is the
+// end of a graceful stop whose grace is over; the caller needs no list of its own.
+func (s *Server) CloseConns() {
+	s.stopMu.Lock()
+	sets := make([]*stopSet, 0, len(s.stopSets)+len(s.ended))
+	for _, ss := range s.stopSets {
+		sets = append(sets, ss)
+	}
+	sets = append(sets, s.ended...)
+	s.stopMu.Unlock()
+	for _, ss := range sets {
+		for _, pc := range ss.all(false) {
+			pc.stopped.Store(true)
+			if pc.state.CompareAndSwap(parkParked, parkClosed) {
+				pc.finish()
+				continue
+			}
+			pc.c.Close()
+		}
+	}
+}
+
+// empty reports whether no connection is left in the set.
+func (ss *stopSet) empty() bool {
+	for i := range ss.shards {
+		sh := &ss.shards[i]
+		sh.mu.Lock()
+		h := sh.head
+		sh.mu.Unlock()
+		if h != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// all lists the connections in the set; stop marks the set stopped as well, so that
+// no connection joins it afterwards.
+func (ss *stopSet) all(stop bool) []*parkConn {
+	var all []*parkConn
+	for i := range ss.shards {
+		sh := &ss.shards[i]
+		sh.mu.Lock()
+		if stop {
+			sh.stopped = true
+		}
+		for pc := sh.head; pc != nil; pc = pc.next {
+			all = append(all, pc)
+		}
+		sh.mu.Unlock()
+	}
+	return all
 }
 
 // add puts pc in the set (marking it stopped when the set's context has ended) and
@@ -574,16 +640,7 @@ func (ss *stopSet) remove(pc *parkConn) {
 // stop (its request in flight ends with Connection: close), then parked ones close.
 // In that order, no response written after the first close can miss the stop.
 func (ss *stopSet) stopAll() {
-	var all []*parkConn
-	for i := range ss.shards {
-		sh := &ss.shards[i]
-		sh.mu.Lock()
-		sh.stopped = true
-		for pc := sh.head; pc != nil; pc = pc.next {
-			all = append(all, pc)
-		}
-		sh.mu.Unlock()
-	}
+	all := ss.all(true)
 	for _, pc := range all {
 		pc.stopActive()
 	}

@@ -23,9 +23,10 @@ type Server struct {
 	logger *slog.Logger
 	noPark atomic.Bool // SetParking(false)
 
-	stopMu    sync.Mutex // guards stopSets; taken once per connection of ServeConnAsync
+	stopMu    sync.Mutex // guards stopSets and ended; taken once per connection of ServeConnAsync
 	stopSets  map[context.Context]*stopSet
 	lastStops atomic.Pointer[stopSet] // the one made last, looked up without the lock
+	ended     []*stopSet              // sets whose context ended, while connections may be left in them (CloseConns)
 
 	h2once sync.Once
 	h2     *httputil.ReverseProxy // the HTTP/2 path, built on first use
