@@ -30,7 +30,8 @@ const (
 // connection; the clientConn that serves it is borrowed from the pool while it is
 // active and given back when it parks.
 type parkConn struct {
-	// It is kept small (128 bytes): thousands of idle connections hold one each.
+	// It is kept small (112 bytes, TestParkConnSize): thousands of idle connections
+	// hold one each.
 	stops *stopSet // the Server and the graceful stop, shared by its connections
 	c     *net.TCPConn
 	rc    syscall.RawConn
@@ -52,10 +53,13 @@ type parkConn struct {
 	mu sync.Mutex  // guards cc against the stop callback
 	cc *clientConn // serving the connection, while active
 
-	p     *poller // whose epoll set holds the descriptor; nil before the first park
-	slot  int32   // in p's table
-	shard uint8   // of stops holding it
-	begun bool    // a request has started on the connection (clientConn.first is false)
+	// The poller whose epoll set holds the descriptor, as 1 + its index in pollers
+	// (not a pointer: with slot, shard and begun it fits one word, and the struct
+	// one size class less); 0 before the first park.
+	pi    uint16
+	shard uint8 // of stops holding it
+	begun bool  // a request has started on the connection (clientConn.first is false)
+	slot  int32 // in the poller's table
 
 	prev, next *parkConn // in the stop set's shard (guarded by the shard's lock)
 }
@@ -172,7 +176,7 @@ func (pc *parkConn) run(cc *clientConn) (park, ok bool) {
 // to be served again at once: bytes arrived after the last read (the poller saw them
 // while it was active), or it cannot be put in an epoll set.
 func (pc *parkConn) park() bool {
-	if pc.p == nil {
+	if pc.pi == 0 {
 		if err := register(pc); err != nil {
 			// No epoll set for it: serve on as ServeConn does.
 			parkFailure.Do(func() {
@@ -480,8 +484,8 @@ func (pc *parkConn) stopActive() {
 func (pc *parkConn) finish() {
 	pc.state.Store(parkClosed)
 	pc.c.Close()
-	if pc.p != nil {
-		pc.p.unregister(pc)
+	if pc.pi != 0 {
+		pc.poller().unregister(pc)
 	}
 	pc.stops.remove(pc)
 	pc.done()

@@ -57,7 +57,7 @@ var pollers struct {
 // startPollers starts one poller per four Ps (at least one): one goroutine dispatches
 // readiness for far more connections than a P can serve.
 func startPollers() {
-	n := (runtime.GOMAXPROCS(0) + 3) / 4
+	n := min((runtime.GOMAXPROCS(0)+3)/4, 1<<16-1) // parkConn.pi names one in 16 bits
 	for range n {
 		p, err := newPoller(n)
 		if err != nil {
@@ -100,7 +100,8 @@ func register(pc *parkConn) error {
 	if len(pollers.ps) == 0 {
 		return pollers.err
 	}
-	p := pollers.ps[pollers.next.Add(1)%uint32(len(pollers.ps))]
+	i := pollers.next.Add(1) % uint32(len(pollers.ps))
+	p := pollers.ps[i]
 	p.mu.Lock()
 	var slot int32
 	if n := len(p.free); n > 0 {
@@ -112,7 +113,7 @@ func register(pc *parkConn) error {
 		p.conns = append(p.conns, pc)
 	}
 	p.mu.Unlock()
-	pc.p, pc.slot = p, slot
+	pc.pi, pc.slot = uint16(i+1), slot
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot}
 	var err error
 	// Inside Control the descriptor cannot be closed under us.
@@ -124,10 +125,13 @@ func register(pc *parkConn) error {
 	}
 	if err != nil {
 		p.unregister(pc)
-		pc.p = nil
+		pc.pi = 0
 	}
 	return err
 }
+
+// poller returns the poller pc is registered with (pc.pi is not 0).
+func (pc *parkConn) poller() *poller { return pollers.ps[pc.pi-1] }
 
 // unregister frees pc's slot. An event of its descriptor still on its way may reach
 // the slot's next connection: a spurious wake-up, which finds nothing to read.

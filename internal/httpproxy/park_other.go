@@ -12,3 +12,5 @@ type poller struct{}
 func register(*parkConn) error { return errors.New("httpproxy: parking needs Linux") }
 
 func (*poller) unregister(*parkConn) {}
+
+func (*parkConn) poller() *poller { return nil }

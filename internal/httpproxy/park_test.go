@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Parking (park.go): an idle keep-alive connection on plain TCP waits for its next
@@ -427,4 +428,13 @@ func TestWorkerQueueTakesEachOnce(t *testing.T) {
 		t.Errorf("%d still queued", q)
 	}
 	t.Logf("ring of %d", len(w.ring.Load().slots))
+}
+
+// TestParkConnSize: every idle connection holds a parkConn, so its size is the
+// bytes per idle connection this package adds; 112 is a size class of Go's allocator
+// (128 the next one).
+func TestParkConnSize(t *testing.T) {
+	if n := unsafe.Sizeof(parkConn{}); n > 112 {
+		t.Fatalf("parkConn is %d bytes; want at most 112", n)
+	}
 }
