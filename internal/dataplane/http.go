@@ -118,6 +118,9 @@ func (l *listener) serveHTTPS(s *snapshot, c *net.TCPConn, local netip.AddrPort)
 
 // setSnapshot makes s the snapshot new connections and requests use.
 func (l *listener) setSnapshot(s *snapshot) {
+	if s.ended == nil {
+		s.ended = func() { l.ended(s, 0) }
+	}
 	l.snap.Store(s)
 	if s.cfg.Protocol == model.ProtocolTCP {
 		return

@@ -141,8 +141,8 @@ func (l *listener) handle(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
 		// listener's wait group are settled when it closes, on whichever goroutine.
 		// It is not in l.conns: the Server keeps every such connection in its own
 		// lists (close asks it to close them), so an idle one holds no map entry
-		// here, and the callback holds only l and s.
-		l.http.ServeConnAsync(l.ctx, c, local, func() { l.ended(s, 0) })
+		// here, and its callback is the snapshot's, made once.
+		l.http.ServeConnAsync(l.ctx, c, local, s.ended)
 		return
 	}
 	id := l.conns.add(c)

@@ -32,6 +32,11 @@ type snapshot struct {
 	stats   *stats.Counters // the config's
 	now     func() int64
 	nodes   []model.Node // the config's nodes as stored, to tell whether they changed
+
+	// ended settles a parked http connection accepted under this snapshot when it
+	// closes (listener.ended); made once by setSnapshot, so that such a connection
+	// holds no closure of its own.
+	ended func()
 }
 
 // backend is the data plane's runtime for one node: its health handle (whose State is
