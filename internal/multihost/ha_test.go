@@ -51,6 +51,36 @@ const (
 	haBackend = "198.18.8.50:8080"
 )
 
+// startHAEtcd starts the labs' etcd, on the gateway address, and a client of it.
+func startHAEtcd(t *testing.T) (endpoint string, cli *clientv3.Client) {
+	t.Helper()
+	ec := etcdtest.Start(t, 1, haGateway)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return ec.Endpoints()[0], cli
+}
+
+// waitServed waits until a request from the client namespace to front is answered,
+// failing the test (naming the holder) after within.
+func (l *haLab) waitServed(t *testing.T, cli *clientv3.Client, front string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var err error
+		l.inNS("client", func() error { _, err = request(front, "/"); return nil })
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not served within %s: %v (holder %q)", front, within, err, holderOf(t, cli))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // startHAHost starts host id of the lab on the etcd at endpoint, holding frontends
 // on eth0 from pool, with the given --shutdown-grace.
 func (l *haLab) startHAHost(t *testing.T, endpoint, id, pool, grace string) *host {
@@ -427,17 +457,12 @@ func TestFrontendFailover(t *testing.T) {
 	hostIDs := []string{"a", "b", "c"}
 	l := newHALab(t, hostIDs...)
 	l.serveBackend()
-	ec := etcdtest.Start(t, 1, haGateway)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	endpoint, cli := startHAEtcd(t)
 
 	hosts := map[string]*host{}
 	start := func(id string) *host {
 		t.Helper()
-		h := l.startHAHost(t, ec.Endpoints()[0], id, haPool, "5s")
+		h := l.startHAHost(t, endpoint, id, haPool, "5s")
 		hosts[id] = h
 		return h
 	}
@@ -451,21 +476,7 @@ func TestFrontendFailover(t *testing.T) {
 		t.Fatalf("frontend address %s is not from %s", vip, haPool)
 	}
 	front := netip.AddrPortFrom(vip, 80).String()
-	waitServed := func(within time.Duration) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			var err error
-			l.inNS("client", func() error { _, err = request(front, "/"); return nil })
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not served within %s: %v (holder %q)", front, within, err, holderOf(t, cli))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitServed := func(within time.Duration) { t.Helper(); l.waitServed(t, cli, front, within) }
 	waitServed(15 * time.Second)
 	holder := holderOf(t, cli)
 	if hosts[holder] == nil {

@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
 	"github.com/nodebalancer/nodebalancer/internal/ha"
 )
 
@@ -137,17 +134,12 @@ func TestFrontendHandover(t *testing.T) {
 	hostIDs := []string{"a", "b"}
 	l := newHALab(t, hostIDs...)
 	l.serveBackend()
-	ec := etcdtest.Start(t, 1, haGateway)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	endpoint, cli := startHAEtcd(t)
 	const pool6 = "fd00:18:8::100/120"
 	hosts := map[string]*host{}
 	start := func(id string) *host {
 		t.Helper()
-		h := l.startHAHost(t, ec.Endpoints()[0], id, haPool+","+pool6, "10s")
+		h := l.startHAHost(t, endpoint, id, haPool+","+pool6, "10s")
 		hosts[id] = h
 		return h
 	}
@@ -334,29 +326,15 @@ func TestFrontendHandoverChain(t *testing.T) {
 	hostIDs := []string{"a", "b", "c"}
 	l := newHALab(t, hostIDs...)
 	l.serveBackend()
-	ec := etcdtest.Start(t, 1, haGateway)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	endpoint, cli := startHAEtcd(t)
 	hosts := map[string]*host{}
 	for _, id := range hostIDs {
-		hosts[id] = l.startHAHost(t, ec.Endpoints()[0], id, haPool, "10s")
+		hosts[id] = l.startHAHost(t, endpoint, id, haPool, "10s")
 	}
 	label := "ha-chain"
 	nb := webNB(t, hosts["a"], label)
 	front := netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), 80).String()
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var err error
-		l.inNS("client", func() error { _, err = request(front, "/"); return nil })
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not served within 15 s: %v", front, err)
-		}
-	}
+	l.waitServed(t, cli, front, 15*time.Second)
 	time.Sleep(ha.CampaignGate) // every host may take over at once
 	waitHolder := func(not ...string) string {
 		t.Helper()

@@ -6,10 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
 )
 
 // TestFrontendEtcdOutage cuts every host off from etcd (a blackhole route to it in
@@ -29,35 +25,16 @@ func TestFrontendEtcdOutage(t *testing.T) {
 	hostIDs := []string{"a", "b", "c"}
 	l := newHALab(t, hostIDs...)
 	l.serveBackend()
-	ec := etcdtest.Start(t, 1, haGateway)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	endpoint, cli := startHAEtcd(t)
 	hosts := map[string]*host{}
 	for _, id := range hostIDs {
-		hosts[id] = l.startHAHost(t, ec.Endpoints()[0], id, haPool, "5s")
+		hosts[id] = l.startHAHost(t, endpoint, id, haPool, "5s")
 	}
 	label := "ha-outage"
 	nb := webNB(t, hosts["a"], label)
 	vip := netip.MustParseAddr(*nb.IPv4)
 	front := netip.AddrPortFrom(vip, 80).String()
-	waitServed := func(within time.Duration) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			var err error
-			l.inNS("client", func() error { _, err = request(front, "/"); return nil })
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not served within %s: %v (holder %q)", front, within, err, holderOf(t, cli))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitServed := func(within time.Duration) { t.Helper(); l.waitServed(t, cli, front, within) }
 	waitServed(15 * time.Second)
 	cut := func(ids ...string) {
 		for _, id := range ids {
@@ -198,7 +175,7 @@ func TestFrontendEtcdOutage(t *testing.T) {
 		}
 		defer exec.Command("ip", "netns", "exec", l.ns[holder], "nft", "delete table inet nbtest").Run()
 		start := func(id string) {
-			hosts[id] = l.startHAHost(t, ec.Endpoints()[0], id, haPool, "5s")
+			hosts[id] = l.startHAHost(t, endpoint, id, haPool, "5s")
 		}
 		// The deaf host restarted (it has heard nobody since), the two others
 		// stopped: it takes over; then they come back.
