@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nodebalancer/nodebalancer/internal/model"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/testnet"
@@ -365,5 +367,74 @@ func TestTCPEngineSocketsHaveNoDelay(t *testing.T) {
 		if v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); err != nil || v != 1 {
 			t.Errorf("%s side: TCP_NODELAY = %d (%v), want 1", name, v, err)
 		}
+	}
+}
+
+// segsIn is how many segments the kernel has received on c's socket (TCP_INFO).
+func segsIn(t *testing.T, c net.Conn) uint32 {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Segs_in
+}
+
+// corked sets TCP_CORK on c: what it writes leaves with the FIN of its Close or
+// CloseWrite, in one segment.
+func corked(c net.Conn) {
+	rc, _ := c.(*net.TCPConn).SyscallConn()
+	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) })
+}
+
+// TestTCPEngineLastBytesCarryTheFIN: when the bytes a side reads come with the end
+// of its stream, the engine sends them on with the end (one segment, data and FIN),
+// as they came, in both directions: a request and a response of a session with
+// Connection: close cost one packet and one wake-up of the reader less each. (The
+// goroutine path writes, then shuts down: a segment more each way.)
+func TestTCPEngineLastBytesCarryTheFIN(t *testing.T) {
+	e := newEnv(t, "127.0.230.0/24")
+	nodeSegs := make(chan uint32, 4)
+	nodeLn := testnet.ServeConns(t, "127.0.231.2:0", func(c net.Conn) {
+		b, _ := io.ReadAll(c) // the request and its end, from the engine
+		nodeSegs <- segsIn(t, c)
+		if len(b) == 0 {
+			return // the readiness probe
+		}
+		// After the engine's ACK of the request has come: the answer then
+		// its end, in one segment.
+		time.Sleep(50 * time.Millisecond)
+		corked(c)
+		c.Write([]byte("answer"))
+		c.Close()
+	})
+	nb := e.create(config(model.ProtocolTCP, 9000, node("n", nodeLn.Addr().String(), 50)))
+	e.settle(1)
+	<-nodeSegs
+	c, err := net.Dial("tcp", nb.IPv4+":9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	corked(c)
+	c.Write([]byte("request"))
+	c.(*net.TCPConn).CloseWrite() // the request and the FIN in one segment
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != "answer" {
+		t.Fatalf("read %q (%v), want the answer", b, err)
+	}
+	// Each socket got the other end's SYN-ACK or ACK of the handshake, an ACK
+	// of what it sent, and the peer's bytes with the FIN.
+	if got := segsIn(t, c); got != 3 {
+		t.Errorf("the client got %d segments, want 3", got)
+	}
+	if got := <-nodeSegs; got != 3 {
+		t.Errorf("the node got %d segments, want 3", got)
 	}
 }

@@ -463,7 +463,15 @@ func (lp *loop) readIn(x *session, d int) step {
 		f.readable = false // a short read emptied the socket: more is a new edge
 	}
 	if x.wr[1-d] {
-		w, errno := write(x.fd(1-d), b[:n])
+		var w int
+		var errno syscall.Errno
+		if f.eof {
+			// pump ends the destination (finished) right after this write, so the
+			// last bytes and the FIN may go in one segment.
+			w, errno = writeLast(x.fd(1-d), b[:n])
+		} else {
+			w, errno = write(x.fd(1-d), b[:n])
+		}
 		switch {
 		case errno == 0 && w == n:
 			lp.count(x, d, n)

@@ -82,6 +82,20 @@ func write(fd int, b []byte) (int, syscall.Errno) {
 	return int(n), 0
 }
 
+// writeLast writes b, the last bytes of a stream whose end (shutdown or close) is
+// written right after, with MSG_MORE: the kernel holds a segment it could fill
+// further, and the FIN that follows goes in it, one packet (and one wake-up of the
+// reader) less per direction that ends so. What the socket cannot take is returned
+// as by write; the shutdown or close that always follows pushes what is held.
+func writeLast(fd int, b []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_MORE|unix.MSG_NOSIGNAL, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
 // epollWait0 returns the events ready in epfd without waiting.
 func epollWait0(epfd int, evs []unix.EpollEvent) (int, syscall.Errno) {
 	n, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
