@@ -48,7 +48,9 @@ const (
 )
 
 const (
-	sessionEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+	// sessionEvents are what a session's sockets are watched for; EPOLLOUT is added
+	// to a socket once it has been found full, or while its connect is awaited.
+	sessionEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 	// acceptBatch bounds the clients one wake-up accepts, so that a flood of new
 	// connections does not starve sessions (the listener is level-triggered: the rest
 	// is seen on the next wait).

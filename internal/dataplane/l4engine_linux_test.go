@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -436,5 +437,64 @@ func TestTCPEngineLastBytesCarryTheFIN(t *testing.T) {
 	}
 	if got := <-nodeSegs; got != 3 {
 		t.Errorf("the node got %d segments, want 3", got)
+	}
+}
+
+// stallLoops keeps every loop of the engine busy for d: a client that connects and
+// sends meanwhile has its bytes waiting when the loop accepts it.
+func stallLoops(t *testing.T, e *env, d time.Duration) {
+	t.Helper()
+	e.plane.mu.Lock()
+	eng := e.plane.engine
+	e.plane.mu.Unlock()
+	if eng == nil {
+		t.Fatal("no tcp engine")
+	}
+	for _, lp := range eng.loops {
+		lp.post(func() { time.Sleep(d) })
+	}
+}
+
+// TestTCPBytesReadBeforeAFailedConnectGoToTheNextNode: the engine reads what a
+// client has sent as it accepts it and writes it as soon as the node's connect
+// returns; when that connect fails (refused at once, or given up after
+// Timeouts.Connect) the bytes wait in the session and reach the next node whole.
+func TestTCPBytesReadBeforeAFailedConnectGoToTheNextNode(t *testing.T) {
+	const connect = 300 * time.Millisecond
+	for _, c := range []struct {
+		name string
+		bad  func(t *testing.T, addr string)
+	}{
+		{"refused", func(*testing.T, string) {}}, // nothing listens there
+		{"silent", blackhole},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, "127.0.232.0/24", func(o *Options) { o.Timeouts.Connect = connect })
+			echoServer(t, "127.0.233.2:9002", nil)
+			c.bad(t, "127.0.233.3:9002")
+			nb := e.create(config(model.ProtocolTCP, 9000, node("bad", "127.0.233.3:9002", 50), node("echo", "127.0.233.2:9002", 50)))
+			e.settle(1)
+			msg := strings.Repeat("0123456789", 3000) // more than one segment
+			want := fmt.Sprintf("%s|echoed %d", msg, len(msg))
+			for i := 0; i < 4; i++ { // round robin: two of them try the bad node first
+				stallLoops(t, e, 50*time.Millisecond)
+				conn, err := net.Dial("tcp", nb.IPv4+":9000")
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(conn, msg)
+				conn.(*net.TCPConn).CloseWrite()
+				b, err := io.ReadAll(conn)
+				conn.Close()
+				if err != nil || string(b) != want {
+					t.Fatalf("session %d: got %d bytes (%v), want %d", i, len(b), err, len(want))
+				}
+			}
+			ns := e.plane.opts.Stats.Config(1)
+			if got := ns.BytesIn.Load(); got < 4*uint64(len(msg)) {
+				t.Errorf("%d bytes in counted, want at least %d", got, 4*len(msg))
+			}
+		})
 	}
 }

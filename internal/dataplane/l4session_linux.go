@@ -45,6 +45,7 @@ type session struct {
 	connected bool
 	acquired  bool    // node counters taken (released at the end)
 	wr        [2]bool // the socket (0 client, 1 node) may take a write
+	watchOut  [2]bool // the socket is watched for EPOLLOUT (see blocked)
 	hup       [2]bool // the peer of the socket has ended its side (EPOLLRDHUP)
 	flow      [2]flow // 0: client to node, 1: node to client
 	idleWatch bool
@@ -79,8 +80,35 @@ func (lp *loop) newSession() *session {
 	return x
 }
 
+// token is what the epoll set holds for socket side of x: its events (EPOLLOUT only
+// while the socket is watched for it) and the session's slot and generation.
 func (x *session) token(side int) unix.EpollEvent {
-	return unix.EpollEvent{Events: sessionEvents, Fd: x.slot, Pad: int32(x.gen<<2) | int32(side)}
+	ev := uint32(sessionEvents)
+	if x.watchOut[side] {
+		ev |= unix.EPOLLOUT
+	}
+	return unix.EpollEvent{Events: ev, Fd: x.slot, Pad: int32(x.gen<<2) | int32(side)}
+}
+
+// blocked notes that socket s of x took no more (EAGAIN) and has it watched for
+// EPOLLOUT from now on. A socket is first added without EPOLLOUT: a new one is
+// writable, and adding it with EPOLLOUT would queue an event for that (a wake-up
+// of the loop that finds nothing to do) twice per session. It reports false when
+// the session ended.
+func (lp *loop) blocked(x *session, s int) bool {
+	x.wr[s] = false
+	if x.watchOut[s] {
+		return true
+	}
+	x.watchOut[s] = true
+	ev := x.token(s)
+	// The change reports EPOLLOUT at once if the socket has room again already.
+	if _, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(lp.epfd), unix.EPOLL_CTL_MOD, uintptr(x.fd(s)),
+		uintptr(unsafe.Pointer(&ev)), 0, 0); errno != 0 {
+		lp.end(x)
+		return false
+	}
+	return true
 }
 
 // move puts x at the tail of list to, stamped now.
@@ -142,8 +170,15 @@ func (lp *loop) admit(ls *lsock, fd int, src netip.AddrPort) {
 	x := lp.newSession()
 	x.l, x.s, x.cfd, x.nfd, x.src, x.local = l, s, fd, -1, src, ls.local
 	x.key = balance.HashAddr(src.Addr())
+	x.wr[0] = true // a new socket has room
 	if p.opts.TCPAccessLog != nil {
 		x.start = time.Now()
+	}
+	// What the client has sent already (a request usually comes right behind the
+	// handshake) is read now, so that the connect below can carry it on at once.
+	x.flow[0].readable = true
+	if lp.readIn(x, 0) == stepEnded {
+		return
 	}
 	ev := x.token(kindClient)
 	if epollAdd(lp.epfd, fd, &ev) != 0 {
@@ -151,6 +186,57 @@ func (lp *loop) admit(ls *lsock, fd int, src netip.AddrPort) {
 		return
 	}
 	lp.dial(x)
+}
+
+// How the first write to a node's socket just connecting went.
+const (
+	firstSent   = iota // taken: the connect has completed
+	firstWait          // not yet (EAGAIN), or nothing to write: wait for EPOLLOUT
+	firstFailed        // the connect failed
+)
+
+// writeFirst writes the first bytes of x to the node's socket just after connect:
+// on loopback and near nodes the connect has mostly completed by the time connect
+// returns, and the write says so (or that it failed), without a trip through the
+// epoll set. The PROXY header goes first when the config sends one, else what the
+// client has sent (it stays buffered if the connect failed, for the next node).
+func (lp *loop) writeFirst(x *session) int {
+	var n int
+	var errno syscall.Errno
+	f := &x.flow[0]
+	if pp := x.s.cfg.ProxyProtocol; pp != model.ProxyProtocolNone {
+		var hdr [64]byte
+		h := appendProxyHeader(hdr[:0], pp, x)
+		if n, errno = write(x.nfd, h); errno == 0 && n != len(h) {
+			return firstFailed // a socket just connected has room for a few dozen bytes
+		}
+	} else if f.end > f.off {
+		n, errno = write(x.nfd, (*f.buf)[f.off:f.end])
+	} else {
+		return firstWait
+	}
+	switch errno {
+	case 0:
+	case unix.EAGAIN, unix.EINTR:
+		return firstWait
+	default:
+		return firstFailed
+	}
+	if x.s.cfg.ProxyProtocol == model.ProxyProtocolNone {
+		lp.count(x, 0, n)
+		if f.off += n; f.off == f.end {
+			copyBufPool.Put(f.buf)
+			f.buf, f.off, f.end = nil, 0, 0
+		}
+	}
+	return firstSent
+}
+
+func appendProxyHeader(b []byte, pp model.ProxyProtocol, x *session) []byte {
+	if pp == model.ProxyProtocolV1 {
+		return proxyproto.AppendV1(b, x.src, x.local)
+	}
+	return proxyproto.AppendV2(b, x.src, x.local)
 }
 
 // dial starts a connect to the next node for x; with none left the client is closed.
@@ -164,13 +250,27 @@ func (lp *loop) dial(x *session) {
 		be := n.Data.(*backend)
 		fd, errno := lp.connect(be.addr)
 		if errno == 0 {
+			x.n, x.nfd = n, fd
+			first := lp.writeFirst(x)
+			x.watchOut[1] = first == firstWait // to learn when the connect completes
 			ev := x.token(kindNode)
-			if epollAdd(lp.epfd, fd, &ev) == 0 {
-				x.n, x.nfd = n, fd
-				lp.move(x, &lp.connecting)
+			if first != firstFailed && epollAdd(lp.epfd, fd, &ev) == 0 {
+				if first == firstWait {
+					lp.move(x, &lp.connecting)
+				} else {
+					x.wr[1] = true
+					lp.connected(x, true)
+				}
+				return
+			}
+			if first == firstSent {
+				// The node has some of the client's bytes: no other node may
+				// have the rest. (Out of epoll memory: rare.)
+				lp.end(x)
 				return
 			}
 			closeFD(fd)
+			x.n, x.nfd, x.watchOut[1] = nil, -1, false
 		}
 		be.passiveFailure()
 		x.tried = n
@@ -217,7 +317,7 @@ func (lp *loop) connectFailed(x *session) {
 	closeFD(x.nfd)
 	x.nfd = -1
 	x.tried, x.n = x.n, nil
-	x.wr[1], x.hup[1], x.flow[1].readable = false, false, false
+	x.wr[1], x.hup[1], x.flow[1].readable, x.watchOut[1] = false, false, false, false
 	x.gen++ // events of the closed socket are stale; re-register the client's
 	ev := x.token(kindClient)
 	if unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_MOD, x.cfd, &ev) != nil {
@@ -227,8 +327,9 @@ func (lp *loop) connectFailed(x *session) {
 	lp.dial(x)
 }
 
-// connected starts moving bytes once the node has taken the connection.
-func (lp *loop) connected(x *session) {
+// connected starts moving bytes once the node has taken the connection; headerSent
+// says the PROXY header (if the config sends one) has been written (writeFirst).
+func (lp *loop) connected(x *session, headerSent bool) {
 	be := x.n.Data.(*backend)
 	be.passiveSuccess()
 	x.n.State.Acquire()
@@ -236,14 +337,9 @@ func (lp *loop) connected(x *session) {
 	be.stats.Connections.Add(1)
 	x.acquired, x.connected = true, true
 	lp.move(x, &lp.young)
-	if pp := x.s.cfg.ProxyProtocol; pp != model.ProxyProtocolNone {
+	if pp := x.s.cfg.ProxyProtocol; pp != model.ProxyProtocolNone && !headerSent {
 		var hdr [64]byte
-		var h []byte
-		if pp == model.ProxyProtocolV1 {
-			h = proxyproto.AppendV1(hdr[:0], x.src, x.local)
-		} else {
-			h = proxyproto.AppendV2(hdr[:0], x.src, x.local)
-		}
+		h := appendProxyHeader(hdr[:0], pp, x)
 		// A socket just connected has room for a few dozen bytes.
 		if n, errno := write(x.nfd, h); errno != 0 || n != len(h) {
 			lp.end(x)
@@ -275,7 +371,7 @@ func (lp *loop) ready(x *session, side int, ev uint32) {
 					x.flow[1].readable = true
 				}
 				x.hup[1] = ev&unix.EPOLLRDHUP != 0
-				lp.connected(x)
+				lp.connected(x, false)
 			}
 			return
 		}
@@ -379,7 +475,9 @@ func (lp *loop) writeOut(x *session, d int) step {
 		switch errno {
 		case 0:
 		case unix.EAGAIN:
-			x.wr[1-d] = false
+			if !lp.blocked(x, 1-d) {
+				return stepEnded
+			}
 			return stepWait
 		case unix.EINTR:
 			continue
@@ -482,7 +580,9 @@ func (lp *loop) readIn(x *session, d int) step {
 			lp.buf = copyBufPool.Get().(*[]byte)
 			return stepOn
 		case errno == unix.EAGAIN:
-			x.wr[1-d] = false
+			if !lp.blocked(x, 1-d) {
+				return stepEnded
+			}
 		case errno == unix.EINTR:
 		default:
 			lp.end(x)
