@@ -9,13 +9,12 @@ package dataplane
 //
 //   - an idle session costs its struct (a few hundred bytes), not two goroutine stacks;
 //   - nothing of Go's net package runs per session: raw accept4 (the client's address
-//     comes with it; the local one is the listener's), what the client sent already
-//     read at once and written right after connect returns (on loopback the connect
-//     has completed by then: the write says so, or that it failed; EAGAIN means wait
-//     for EPOLLOUT, EPOLLERR that it failed: SO_ERROR is never read), sockets added
-//     without EPOLLOUT (watched for it once found full) so that adding them queues no
-//     event, and closed without epoll_ctl DEL (closing the only descriptor leaves the
-//     set);
+//     comes with it; the local one is the listener's), connect completed on EPOLLOUT
+//     (EPOLLERR says it failed: SO_ERROR is never read) or, with a PROXY header to
+//     send, by writing it right after connect returns (on loopback the connect has
+//     completed by then), client sockets added without EPOLLOUT (watched for it once
+//     found full) so that adding them queues no event, and sockets closed without
+//     epoll_ctl DEL (closing the only descriptor leaves the set);
 //   - epoll's EPOLLRDHUP is read: a short read that follows it is the end of the
 //     stream, without the read that would return 0; a short read ends a wake-up
 //     (edge-triggered: more data is a new edge), so no read finds nothing in the

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/proxyproto"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
@@ -455,11 +456,10 @@ func stallLoops(t *testing.T, e *env, d time.Duration) {
 	}
 }
 
-// TestTCPBytesReadBeforeAFailedConnectGoToTheNextNode: the engine reads what a
-// client has sent as it accepts it and writes it as soon as the node's connect
-// returns; when that connect fails (refused at once, or given up after
-// Timeouts.Connect) the bytes wait in the session and reach the next node whole.
-func TestTCPBytesReadBeforeAFailedConnectGoToTheNextNode(t *testing.T) {
+// TestTCPBytesSentBeforeAFailedConnectGoToTheNextNode: a client whose bytes are
+// waiting when it is accepted, while the connect to its first node fails (refused
+// at once, or given up after Timeouts.Connect), has them reach the next node whole.
+func TestTCPBytesSentBeforeAFailedConnectGoToTheNextNode(t *testing.T) {
 	const connect = 300 * time.Millisecond
 	for _, c := range []struct {
 		name string
@@ -496,5 +496,34 @@ func TestTCPBytesReadBeforeAFailedConnectGoToTheNextNode(t *testing.T) {
 				t.Errorf("%d bytes in counted, want at least %d", got, 4*len(msg))
 			}
 		})
+	}
+}
+
+// TestTCPEngineProxyHeaderWrittenAtConnect: with a PROXY header to send, the first
+// write right after connect both sends it and learns that the connect completed
+// (writeFirst); the node gets the header, then every byte, and a refused node is
+// still skipped for the next one.
+func TestTCPEngineProxyHeaderWrittenAtConnect(t *testing.T) {
+	e := newEnv(t, "127.0.234.0/24")
+	headers := make(chan proxyproto.Header, 8)
+	echoServer(t, "127.0.235.2:9002", headers)
+	cfg := config(model.ProtocolTCP, 9000, node("gone", "127.0.235.3:9002", 50), node("echo", "127.0.235.2:9002", 50))
+	cfg.Config.ProxyProtocol = model.ProxyProtocolV2
+	nb := e.create(cfg)
+	for i := 0; i < 4; i++ {
+		if got := roundTrip(t, nb.IPv4+":9000", "ping"); got != "ping|echoed 4" {
+			t.Fatalf("session %d: got %q", i, got)
+		}
+	}
+	n := 0
+	for len(headers) > 0 {
+		h := <-headers
+		if h.Dst.Addr().String() != nb.IPv4 || h.Dst.Port() != 9000 {
+			t.Errorf("header names %v as the destination, want %s:9000", h.Dst, nb.IPv4)
+		}
+		n++
+	}
+	if n < 4 {
+		t.Errorf("%d PROXY headers for 4 sessions (and the readiness probe)", n)
 	}
 }

@@ -174,12 +174,6 @@ func (lp *loop) admit(ls *lsock, fd int, src netip.AddrPort) {
 	if p.opts.TCPAccessLog != nil {
 		x.start = time.Now()
 	}
-	// What the client has sent already (a request usually comes right behind the
-	// handshake) is read now, so that the connect below can carry it on at once.
-	x.flow[0].readable = true
-	if lp.readIn(x, 0) == stepEnded {
-		return
-	}
 	ev := x.token(kindClient)
 	if epollAdd(lp.epfd, fd, &ev) != 0 {
 		lp.end(x)
@@ -195,39 +189,26 @@ const (
 	firstFailed        // the connect failed
 )
 
-// writeFirst writes the first bytes of x to the node's socket just after connect:
-// on loopback and near nodes the connect has mostly completed by the time connect
-// returns, and the write says so (or that it failed), without a trip through the
-// epoll set. The PROXY header goes first when the config sends one, else what the
-// client has sent (it stays buffered if the connect failed, for the next node).
+// writeFirst writes the PROXY header, when the config sends one, to the node's
+// socket just after connect: on loopback and near nodes the connect has mostly
+// completed by the time connect returns, and the write says so (or that it failed)
+// without a trip through the epoll set. Without a header there is nothing to write
+// yet: the client's bytes are read once the node has the connection (reading them
+// as the client is accepted was tried: under wrk's new-connection load they had
+// not come yet in nearly every session, a read more per session for nothing).
 func (lp *loop) writeFirst(x *session) int {
-	var n int
-	var errno syscall.Errno
-	f := &x.flow[0]
-	if pp := x.s.cfg.ProxyProtocol; pp != model.ProxyProtocolNone {
-		var hdr [64]byte
-		h := appendProxyHeader(hdr[:0], pp, x)
-		if n, errno = write(x.nfd, h); errno == 0 && n != len(h) {
-			return firstFailed // a socket just connected has room for a few dozen bytes
-		}
-	} else if f.end > f.off {
-		n, errno = write(x.nfd, (*f.buf)[f.off:f.end])
-	} else {
+	pp := x.s.cfg.ProxyProtocol
+	if pp == model.ProxyProtocolNone {
 		return firstWait
 	}
-	switch errno {
-	case 0:
-	case unix.EAGAIN, unix.EINTR:
+	var hdr [64]byte
+	h := appendProxyHeader(hdr[:0], pp, x)
+	n, errno := write(x.nfd, h)
+	switch {
+	case errno == unix.EAGAIN || errno == unix.EINTR:
 		return firstWait
-	default:
+	case errno != 0 || n != len(h): // a socket just connected has room for a few dozen bytes
 		return firstFailed
-	}
-	if x.s.cfg.ProxyProtocol == model.ProxyProtocolNone {
-		lp.count(x, 0, n)
-		if f.off += n; f.off == f.end {
-			copyBufPool.Put(f.buf)
-			f.buf, f.off, f.end = nil, 0, 0
-		}
 	}
 	return firstSent
 }
@@ -264,8 +245,8 @@ func (lp *loop) dial(x *session) {
 				return
 			}
 			if first == firstSent {
-				// The node has some of the client's bytes: no other node may
-				// have the rest. (Out of epoll memory: rare.)
+				// The node has the PROXY header: not to be retried elsewhere.
+				// (Out of epoll memory: rare.)
 				lp.end(x)
 				return
 			}
