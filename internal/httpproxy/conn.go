@@ -51,7 +51,8 @@ type clientConn struct {
 	rawServe  bool               // a parsed request needs the blocking path
 	rawEOF    bool               // the client closed (or reset) its side
 	rawPark   bool               // the connection is idle and is to be parked
-	pc        *parkConn          // set when the connection may park (ServeConnAsync)
+	pc        *parkConn          // set when the connection may park (ServeFD)
+	fdc       *fdConn            // reads and writes pc's socket; kept across connections
 	box       *idleBuffers       // carries the buffers when they are shed
 	inRequest bool               // bytes of the next request have arrived
 	scanned   int                // bytes of the partial head searched so far
@@ -112,6 +113,9 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 
 func (cc *clientConn) release() {
 	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg, cc.pc = nil, nil, nil, nil, nil, nil, nil, nil
+	if cc.fdc != nil {
+		cc.fdc.pc, cc.fdc.fd = nil, -1
+	}
 	// Drop references into the old buffer contents.
 	clear(cc.req.headers[:cap(cc.req.headers)])
 	clear(cc.resp.headers[:cap(cc.resp.headers)])
