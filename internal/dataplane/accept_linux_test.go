@@ -1,0 +1,149 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodebalancer/nodebalancer/internal/model"
+)
+
+// rawClient is a blocking client socket of the test's own, outside Go's net package, so
+// that holding many costs the test's heap nothing.
+type rawClient int
+
+func dialRaw(t *testing.T, to netip.AddrPort) rawClient {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv := syscall.Timeval{Sec: 5}
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())}); err != nil {
+		t.Fatal(err)
+	}
+	return rawClient(fd)
+}
+
+// get sends a GET and reads the whole answer, which must be 200 with body want.
+func (c rawClient) get(t *testing.T, want string) {
+	t.Helper()
+	if _, err := syscall.Write(int(c), []byte("GET / HTTP/1.1\r\nHost: raw.test\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	buf := make([]byte, 1024)
+	for {
+		n, err := syscall.Read(int(c), buf)
+		if n <= 0 {
+			t.Fatalf("read after %q: %d, %v", got, n, err)
+		}
+		got = append(got, buf[:n]...)
+		if i := bytes.Index(got, []byte("\r\n\r\n")); i >= 0 && bytes.HasSuffix(got, []byte(want)) {
+			if !bytes.HasPrefix(got, []byte("HTTP/1.1 200 ")) {
+				t.Fatalf("answer %q", got)
+			}
+			return
+		}
+	}
+}
+
+func heapAfterGC() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// TestIdleHTTPConnectionsHoldOnlyTheirParkConn: plain http clients are accepted raw
+// and, idle after a request, hold no goroutine and next to no heap: no Go socket
+// (netFD, TCPConn, addresses: ~310 B of heap, and the runtime's pollDesc off it), only
+// the parkConn (112 B) and their poller's table slot. Each still serves its next
+// request, and its socket has TCP_NODELAY (inherited from the listening socket, where
+// Go set it on each accepted one).
+func TestIdleHTTPConnectionsHoldOnlyTheirParkConn(t *testing.T) {
+	e := newEnv(t, "127.0.64.0/24")
+	nameServer(t, "127.0.65.2:9011", "web")
+	nb := e.create(config(model.ProtocolHTTP, 80, node("web", "127.0.65.2:9011", 50)))
+	waitFor(t, 2*time.Second, "the readiness probes to end", func() bool { return e.plane.active.Load() == 0 })
+	front := netip.MustParseAddrPort(nb.IPv4 + ":80")
+
+	// Warm up: pools, poller tables, the backend's idle connections.
+	const warm, n = 200, 1000
+	for range warm {
+		c := dialRaw(t, front)
+		c.get(t, "web")
+		syscall.Close(int(c))
+	}
+	waitFor(t, 2*time.Second, "the warm-up connections to close", func() bool { return e.plane.active.Load() == 0 })
+	time.Sleep(100 * time.Millisecond)
+	g0, h0 := runtime.NumGoroutine(), heapAfterGC()
+	cs := make([]rawClient, n)
+	t.Cleanup(func() {
+		for _, c := range cs {
+			if c > 0 {
+				syscall.Close(int(c))
+			}
+		}
+	})
+	for i := range cs {
+		cs[i] = dialRaw(t, front)
+		cs[i].get(t, "web")
+	}
+	time.Sleep(200 * time.Millisecond) // every one parked
+	h1, g1 := heapAfterGC(), runtime.NumGoroutine()
+	if p := os.Getenv("NB_HEAPPROFILE"); p != "" {
+		f, _ := os.Create(p)
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+	perConn := (int64(h1) - int64(h0)) / n
+	t.Logf("%d idle connections: %d B of heap each, %d goroutines more", n, perConn, g1-g0)
+	if perConn > 300 {
+		t.Errorf("%d B of heap per idle connection; want at most 300 (a Go socket alone is ~310)", perConn)
+	}
+	if g1-g0 > n/10 {
+		t.Errorf("%d goroutines more with %d idle connections", g1-g0, n)
+	}
+	if a := e.plane.active.Load(); a != n {
+		t.Errorf("active %d, want %d", a, n)
+	}
+
+	// The accepted sockets: find them among the process's descriptors.
+	seen := 0
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, d := range ents {
+		fd, _ := strconv.Atoi(d.Name())
+		sa, err := unix.Getsockname(fd)
+		in4, ok := sa.(*unix.SockaddrInet4)
+		if err != nil || !ok || in4.Addr != front.Addr().As4() || in4.Port != int(front.Port()) {
+			continue
+		}
+		if acc, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); acc == 1 {
+			continue // the listening socket
+		}
+		seen++
+		if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err != nil || v != 1 {
+			t.Fatalf("accepted socket %d: TCP_NODELAY %d (%v); want 1", fd, v, err)
+		}
+	}
+	if seen < n {
+		t.Errorf("found %d accepted sockets, want %d", seen, n)
+	}
+
+	for _, c := range cs {
+		c.get(t, "web")
+	}
+}
