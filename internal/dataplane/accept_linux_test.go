@@ -147,3 +147,22 @@ func TestIdleHTTPConnectionsHoldOnlyTheirParkConn(t *testing.T) {
 		c.get(t, "web")
 	}
 }
+
+// TestHTTPWithoutParkingAcceptsThroughGo: with --http-park=false the listening sockets
+// stay Go's and clients are served as net.Conns, keep-alive included.
+func TestHTTPWithoutParkingAcceptsThroughGo(t *testing.T) {
+	e := newEnv(t, "127.0.64.0/24", func(o *Options) { o.NoHTTPPark = true })
+	nameServer(t, "127.0.65.2:9011", "web")
+	nb := e.create(config(model.ProtocolHTTP, 80, node("web", "127.0.65.2:9011", 50)))
+	e.plane.mu.Lock()
+	l := e.plane.listeners[1]
+	raw, parking := l.raw, l.http.Parking()
+	e.plane.mu.Unlock()
+	if raw != nil || parking {
+		t.Fatalf("raw sockets %v, parking %v with NoHTTPPark", raw, parking)
+	}
+	c := dialRaw(t, netip.MustParseAddrPort(nb.IPv4+":80"))
+	defer syscall.Close(int(c))
+	c.get(t, "web")
+	c.get(t, "web")
+}
