@@ -4,11 +4,14 @@ package dataplane
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -165,4 +168,53 @@ func TestHTTPWithoutParkingAcceptsThroughGo(t *testing.T) {
 	defer syscall.Close(int(c))
 	c.get(t, "web")
 	c.get(t, "web")
+}
+
+// TestHTTPThrottleOnRawAccept: the per-client throttle applies to plain http clients
+// accepted raw as to every other: over 3/s a client's connection is reset before any
+// byte and counted refused; other clients are not held back.
+func TestHTTPThrottleOnRawAccept(t *testing.T) {
+	e := newEnv(t, "127.0.66.0/24")
+	nameServer(t, "127.0.67.2:9011", "web")
+	nb, err := e.db.CreateNodeBalancer(model.NodeBalancer{Region: "local", ClientConnThrottle: 3},
+		[]model.ConfigWithNodes{config(model.ProtocolHTTP, 80, node("web", "127.0.67.2:9011", 50))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "listener", func() bool { return len(e.plane.Listening()) == 1 })
+	e.plane.mu.Lock()
+	raw := e.plane.listeners[1].raw
+	e.plane.mu.Unlock()
+	if raw == nil {
+		t.Fatal("the http listener is not accepted raw")
+	}
+	try := func(src net.IP) bool {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}
+		c, err := d.Dial("tcp", nb.IPv4+":80")
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		return strings.HasSuffix(string(b), "web")
+	}
+	refused := e.plane.opts.Stats.Config(1).Refused.Load()
+	a := net.IPv4(127, 0, 99, 1)
+	ok := 0
+	for range 6 {
+		if try(a) {
+			ok++
+		}
+	}
+	if ok != 3 {
+		t.Fatalf("throttle 3/s let %d of 6 quick connections through", ok)
+	}
+	if got := e.plane.opts.Stats.Config(1).Refused.Load() - refused; got != 3 {
+		t.Errorf("refused grew by %d, want 3", got)
+	}
+	if !try(net.IPv4(127, 0, 99, 2)) {
+		t.Fatal("another client address must not be throttled")
+	}
 }
