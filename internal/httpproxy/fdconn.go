@@ -75,6 +75,7 @@ func (cc *clientConn) bindFD(pc *parkConn) *fdConn {
 	if cc.rawFn == nil {
 		cc.rawFn = cc.rawStep
 	}
+	cc.rawW.init(cc.rc) // writeAt writes through the RawConn when there is one
 	return fc
 }
 
@@ -87,7 +88,7 @@ func (fc *fdConn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, err := syscall.Read(fc.fd, b)
+		n, err := sysRead(fc.fd, b) // raw, as the keep-alive loop reads: see sysRead
 		switch {
 		case n > 0:
 			return n, nil
@@ -112,7 +113,7 @@ func (fc *fdConn) Write(b []byte) (int, error) {
 	}
 	n := 0
 	for n < len(b) {
-		k, err := syscall.Write(fc.fd, b[n:])
+		k, err := sysWrite(fc.fd, b[n:])
 		switch {
 		case k > 0:
 			n += k

@@ -6,7 +6,8 @@ package httpproxy
 // which parked connections' descriptors are registered once, edge-triggered. A poller
 // does not block a thread: its epoll descriptor is itself registered in Go's poller,
 // so the poller goroutine waits as any network read does and drains its set with
-// non-blocking epoll_wait calls when the set becomes readable.
+// non-blocking epoll_wait calls, made raw (sysio_linux.go), when the set becomes
+// readable.
 
 import (
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -209,7 +211,7 @@ func (p *poller) checkStall(now time.Time) {
 // after the last epoll_wait wake it).
 func (p *poller) step(uintptr) bool {
 	for {
-		n, err := unix.EpollWait(p.epfd, p.events[:], 0)
+		n, err := epollWait0(p.epfd, p.events[:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -276,4 +278,15 @@ func detachFD(c *net.TCPConn) int {
 		fd = -1
 	}
 	return fd
+}
+
+// epollWait0 is epoll_wait that does not wait (timeout 0), made raw as sysRead is
+// (sysio_linux.go): the pollers' look at their epoll set once Go's poller reported it
+// readable.
+func epollWait0(epfd int, evs []unix.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
