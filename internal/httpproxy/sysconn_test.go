@@ -163,7 +163,9 @@ func TestSysConnTLS(t *testing.T) {
 func TestSysConnWriteDeadline(t *testing.T) {
 	a, _ := sysPair(t)
 	sc := SysConn(a)
-	sc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	// Long enough that a loaded machine (CI, -race) reaches the Write well before it:
+	// the socket buffers fill in microseconds, then the write waits for the deadline.
+	sc.SetWriteDeadline(time.Now().Add(time.Second))
 	n, err := sc.Write(make([]byte, 256<<20))
 	if !isTimeout(err) {
 		t.Fatalf("write past the deadline: %d, %v (want a timeout)", n, err)
