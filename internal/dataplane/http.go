@@ -101,7 +101,8 @@ func (l *listener) serveHTTP(s *snapshot, c *net.TCPConn, local netip.AddrPort) 
 // serveHTTPS serves one https client connection. It is apart from serveHTTP so that
 // its larger frame is not on the stack of every plain http connection.
 func (l *listener) serveHTTPS(s *snapshot, c *net.TCPConn, local netip.AddrPort) {
-	tc := tls.Server(c, s.tls)
+	// TLS reads and writes its records with raw system calls (httpproxy.SysConn).
+	tc := tls.Server(httpproxy.SysConn(c), s.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, l.plane.opts.Timeouts.TLSHandshake)
 	err := tc.HandshakeContext(ctx)
 	cancel()

@@ -50,6 +50,13 @@ func (l *listener) start() {
 			return
 		}
 	}
+	if l.adoptRaw() {
+		l.wg.Add(len(l.raw))
+		for i := range l.raw {
+			go l.serveRaw(i)
+		}
+		return
+	}
 	l.wg.Add(len(l.lns))
 	for i := range l.lns {
 		go l.serve(i)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,10 @@ type listener struct {
 	// goroutines serve them.
 	eng   *engine
 	socks []*lsock
+	// raw holds the listening sockets of a plain http config whose clients are
+	// accepted raw (accept_linux.go; lns are closed then).
+	raw       []*os.File
+	rawClosed atomic.Bool // closeSockets closed raw: their accept loops end
 }
 
 // listen binds addr. Go sets SO_REUSEADDR on listeners, so a moved or re-created
@@ -72,6 +77,10 @@ func listenAll(addrs []netip.AddrPort, freebind bool) (lns []*net.TCPListener, b
 func (l *listener) closeSockets() {
 	for _, ln := range l.lns {
 		ln.Close()
+	}
+	l.rawClosed.Store(true)
+	for _, f := range l.raw {
+		f.Close()
 	}
 	for _, ls := range l.socks {
 		l.eng.closeListener(ls)

@@ -87,7 +87,9 @@ type Options struct {
 	// single host.
 	FreeBind bool
 	// NoHTTPPark keeps a goroutine on every idle plain-http keep-alive connection
-	// instead of parking it in an epoll set (httpproxy.Server.SetParking).
+	// instead of parking it in an epoll set (httpproxy.Server.SetParking), and
+	// accepts plain http clients through Go's net package instead of raw
+	// (accept_linux.go).
 	NoHTTPPark bool
 }
 

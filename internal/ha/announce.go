@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -23,8 +24,11 @@ var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // announce tells the link that addrs are now at this interface's hardware address:
 // a gratuitous ARP request (sender = target = the address) for IPv4, an unsolicited
-// neighbour advertisement with the override flag to all nodes for IPv6.
-func announce(iface string, addrs []netip.Addr, log *slog.Logger) {
+// neighbour advertisement with the override flag to all nodes for IPv6. It sends
+// nothing more once ctx ends: the holder ends it when it stops holding, so that an
+// announcement of its own never follows the next holder's (which would point the
+// clients back at a host that no longer has their connections).
+func announce(ctx context.Context, iface string, addrs []netip.Addr, log *slog.Logger) {
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		log.Error("announce frontend addresses", "interface", iface, "err", err)
@@ -57,7 +61,10 @@ func announce(iface string, addrs []netip.Addr, log *slog.Logger) {
 	allNodes := netip.MustParseAddr("ff02::1")
 	for i := range announceCount {
 		if i > 0 {
-			time.Sleep(announceGap)
+			sleep(ctx, announceGap)
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if ac != nil {
 			for _, a := range v4 {

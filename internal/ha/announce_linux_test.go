@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -158,7 +159,7 @@ func TestAnnounceARPAndNDP(t *testing.T) {
 		}
 	}()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	inNS(nsA, func() error { announce("va", []netip.Addr{vip4, vip6}, log); return nil })
+	inNS(nsA, func() error { announce(context.Background(), "va", []netip.Addr{vip4, vip6}, log); return nil })
 	wg.Wait()
 	if garps != announceCount || nas != announceCount {
 		t.Errorf("seen %d gratuitous ARPs and %d neighbour advertisements carrying %s; want %d of each", garps, nas, macA, announceCount)

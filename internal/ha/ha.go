@@ -85,6 +85,12 @@ type Holder struct {
 	holding atomic.Bool
 	held    []netip.Addr        // addresses this host added; only Run's goroutine touches it
 	failing map[netip.Addr]bool // addresses that could not be added, logged once
+	// The announcements of the addresses sync added (announce.go): they run only
+	// while this host holds, under announceCtx, which hold sets and ends with the
+	// holding, and hold waits for them before it gives the addresses up. Only Run's
+	// goroutine touches announceCtx.
+	announceCtx context.Context
+	announcing  sync.WaitGroup
 }
 
 // New checks the interface and removes pool addresses a killed previous run left on it.
@@ -343,6 +349,13 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 	}
 	watch(lease, safe)
 	defer func() { stopRenew() }()
+	// The announcements end with the holding, before the addresses leave and the
+	// lease goes: one still going out after the next holder's would point the
+	// clients back here, and the packets of the next holder's connections would
+	// meet a host that has no such socket (two handovers in a row, docs/ha.md).
+	actx, stopAnnounce := context.WithCancel(context.Background())
+	h.announceCtx = actx
+	defer stopAnnounce()
 
 	// Connections another host drains after handing the addresses over: their
 	// packets are forwarded to it from before the addresses arrive here.
@@ -442,6 +455,8 @@ func (h *Holder) hold(ctx context.Context, lease clientv3.LeaseID, safe time.Tim
 		}
 	}
 	stopRenew()
+	stopAnnounce()
+	h.announcing.Wait()
 	if reason == "stopping" && h.fwd != nil && h.handOver(stopFollow) {
 		reason = "stopping; draining their connections here, the next holder forwards their packets"
 	} else {
@@ -633,7 +648,12 @@ func (h *Holder) sync() {
 	h.held = keep
 	if len(added) > 0 {
 		h.o.Log.Info("frontend addresses added", "addrs", fmt.Sprint(added), "interface", h.o.Interface)
-		go announce(h.o.Interface, added, h.o.Log)
+		ctx := h.announceCtx
+		h.announcing.Add(1)
+		go func() {
+			defer h.announcing.Done()
+			announce(ctx, h.o.Interface, added, h.o.Log)
+		}()
 	}
 }
 

@@ -15,7 +15,9 @@ import (
 )
 
 // A stop hands the addresses over without cutting the connections open on them
-// (Options.Handover). The stopping holder:
+// (Options.Handover). The stopping holder, its own announcements of the addresses
+// over (hold ends them first: one sent after the next holder's would point the
+// clients back here), then:
 //
 //  1. publishes <prefix>c/frontend/draining/<host id>, under a lease of its own kept
 //     alive while it drains: its addresses, and its own addresses on the frontend

@@ -44,6 +44,7 @@ type clientConn struct {
 	// The keep-alive loop on a plain TCP connection (serveRaw).
 	rc        syscall.RawConn
 	rawFn     func(uintptr) bool // rawStep, bound once
+	rawW      rawWriter          // writes of a plain TCP connection (rc set)
 	rawCfg    *Config            // of the request being read
 	rawRead   bool               // read before waiting: the socket may hold more
 	rawIdle   bool               // this wait is marked idle (a stop ends it at once)
@@ -51,7 +52,8 @@ type clientConn struct {
 	rawServe  bool               // a parsed request needs the blocking path
 	rawEOF    bool               // the client closed (or reset) its side
 	rawPark   bool               // the connection is idle and is to be parked
-	pc        *parkConn          // set when the connection may park (ServeConnAsync)
+	pc        *parkConn          // set when the connection may park (ServeFD)
+	fdc       *fdConn            // reads and writes pc's socket; kept across connections
 	box       *idleBuffers       // carries the buffers when they are shed
 	inRequest bool               // bytes of the next request have arrived
 	scanned   int                // bytes of the partial head searched so far
@@ -100,8 +102,11 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 	cc.client = cc.remote.Addr().Unmap()
 	cc.idle, cc.tunnel, cc.pc = false, nil, nil
 	cc.rc, cc.inRequest, cc.scanned, cc.headerDL, cc.first = rc, false, 0, false, true
-	if rc != nil && cc.rawFn == nil {
-		cc.rawFn = cc.rawStep
+	if rc != nil {
+		if cc.rawFn == nil {
+			cc.rawFn = cc.rawStep
+		}
+		cc.rawW.init(rc)
 	}
 	// A pooled clientConn keeps its last connection's times: the first wait must not
 	// start from its last response (rawWait reads cc.end).
@@ -112,6 +117,10 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 
 func (cc *clientConn) release() {
 	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg, cc.pc = nil, nil, nil, nil, nil, nil, nil, nil
+	cc.rawW.rc = nil
+	if cc.fdc != nil {
+		cc.fdc.pc, cc.fdc.fd = nil, -1
+	}
 	// Drop references into the old buffer contents.
 	clear(cc.req.headers[:cap(cc.req.headers)])
 	clear(cc.resp.headers[:cap(cc.resp.headers)])
@@ -165,7 +174,13 @@ func (cc *clientConn) write(cfg *Config, b []byte) error {
 // writeAt is write with the current time already read.
 func (cc *clientConn) writeAt(cfg *Config, b []byte, now time.Time) error {
 	setWriteDeadline(cc.c, &cc.wdl, now, cfg.Timeouts.Client)
-	n, err := cc.c.Write(b)
+	var n int
+	var err error
+	if cc.rc != nil {
+		n, err = cc.rawW.write(b) // raw system calls: see sysRead
+	} else {
+		n, err = cc.c.Write(b)
+	}
 	cc.sentResp += int64(n)
 	return err
 }

@@ -3,14 +3,15 @@ package httpproxy
 // Parking: an idle keep-alive connection on plain TCP waits for its next request with
 // no goroutine, no clientConn and no buffer. Its descriptor sits in an epoll set of a
 // poller (park_linux.go); when bytes arrive the poller hands it to a worker that
-// serves it again. An idle connection then costs its socket, Go's own descriptor
-// state and a 128-byte parkConn instead of a goroutine stack, a clientConn and its
-// header tables.
+// serves it again. An idle connection then costs its socket (a raw descriptor, not in
+// Go's poller: fdconn.go) and a 112-byte parkConn instead of a goroutine stack, a
+// clientConn and its header tables.
 
 import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -26,42 +27,71 @@ const (
 	parkClosed          // closed, or being closed by whoever won the state
 )
 
-// parkConn is a client connection served by ServeConnAsync. It lives as long as the
-// connection; the clientConn that serves it is borrowed from the pool while it is
-// active and given back when it parks.
+// parkConn is a client connection served by ServeFD (or ServeConnAsync). It lives as
+// long as the connection; the clientConn that serves it is borrowed from the pool
+// while it is active and given back when it parks.
+//
+// The socket is a raw non-blocking descriptor, never in Go's poller: a parked
+// connection is its descriptor and this struct, nothing else (no netFD, no
+// *net.TCPConn, no addresses, no runtime pollDesc). While active it is read and
+// written through the clientConn's fdConn (fdconn.go), which waits for readiness
+// through the same poller that wakes the connection when parked.
 type parkConn struct {
 	// It is kept small (112 bytes, TestParkConnSize): thousands of idle connections
 	// hold one each.
-	stops *stopSet // the Server and the graceful stop, shared by its connections
-	c     *net.TCPConn
-	rc    syscall.RawConn
+	stops *stopSet        // the Server and the graceful stop, shared by its connections
 	local *netip.AddrPort // interned by stopSet: one per listener address
 	done  func()          // the caller's, once, when the connection is closed
+
+	// fc is the fdConn serving the connection while it is active (nil while
+	// parked): the poller wakes its waits. A stale one (given back since) only gets
+	// a spurious wake-up, which its waits tolerate.
+	fc atomic.Pointer[fdConn]
+
+	mu sync.Mutex  // guards cc against the stop callback, and fd against closing
+	cc *clientConn // serving the connection, while active
+
+	prev, next *parkConn // in the stop set's shard (guarded by the shard's lock)
+
+	deadline atomic.Int64 // unix ns after which a parked connection is closed; 0 never
 
 	// state decides who owns the connection: only the goroutine that moved it to
 	// parkActive (or started it) serves it, only the one that moved it to parkClosed
 	// closes it.
-	state    atomic.Int32
-	stopped  atomic.Bool  // the context was cancelled: no more parking, idle means close
-	deadline atomic.Int64 // unix ns after which a parked connection is closed; 0 never
+	state atomic.Int32
+	fd    int32 // the socket; -1 once closed (under mu)
 
-	// The write deadline last set on the socket (unix ns), kept across clientConns
-	// so that a resumed connection does not set it again for every request. No read
-	// deadline is left set while parked.
-	wdl int64
+	slot  int32  // in the poller's table
+	pi    uint16 // the poller whose epoll set holds the descriptor, as 1 + its index; 0 before the first wait
+	shard uint8  // of stops holding it
+	begun bool   // a request has started on the connection (clientConn.first is false)
 
-	mu sync.Mutex  // guards cc against the stop callback
-	cc *clientConn // serving the connection, while active
+	// The client's address, kept as bytes rather than a netip.AddrPort (32 bytes
+	// with its zone pointer): it keeps the struct in the 112-byte size class.
+	raddr   [16]byte
+	rport   uint16
+	r4      bool        // raddr holds an IPv4 address (in its first four bytes)
+	pollOut bool        // the registration includes EPOLLOUT (after a write found the socket full)
+	stopped atomic.Bool // the context was cancelled: no more parking, idle means close
+}
 
-	// The poller whose epoll set holds the descriptor, as 1 + its index in pollers
-	// (not a pointer: with slot, shard and begun it fits one word, and the struct
-	// one size class less); 0 before the first park.
-	pi    uint16
-	shard uint8 // of stops holding it
-	begun bool  // a request has started on the connection (clientConn.first is false)
-	slot  int32 // in the poller's table
+// remote returns the client's address.
+func (pc *parkConn) remote() netip.AddrPort {
+	if pc.r4 {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(pc.raddr[:4])), pc.rport)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(pc.raddr), pc.rport)
+}
 
-	prev, next *parkConn // in the stop set's shard (guarded by the shard's lock)
+func (pc *parkConn) setRemote(a netip.AddrPort) {
+	ip := a.Addr().Unmap()
+	pc.r4, pc.rport = ip.Is4(), a.Port()
+	if pc.r4 {
+		b := ip.As4()
+		copy(pc.raddr[:], b[:])
+	} else {
+		pc.raddr = ip.As16()
+	}
 }
 
 // SetParking turns parking of idle plain-TCP keep-alive connections on or off for
@@ -73,34 +103,61 @@ func (s *Server) SetParking(on bool) { s.noPark.Store(!on) }
 func (s *Server) Parking() bool { return parkSupported && !s.noPark.Load() }
 
 // ServeConnAsync serves c as ServeConn does, but may return while c is still open:
-// a plain TCP connection (*net.TCPConn) that waits for its next request with nothing
-// buffered is parked, without a goroutine, and served again on a new goroutine when
-// bytes arrive. done is called exactly once, after c is closed. TLS and other
-// net.Conns (and every connection when parking is off) are served by ServeConn on
-// the calling goroutine, then done is called.
+// a plain TCP connection (*net.TCPConn) is taken out of Go's poller (its descriptor
+// duplicated, c closed: a few system calls, once) and served by ServeFD. done is called
+// exactly once, after the connection is closed. TLS and other net.Conns (and every
+// connection when parking is off) are served by ServeConn on the calling goroutine,
+// then done is called. The data plane accepts plain http connections raw and calls
+// ServeFD itself; this is for callers that hold a net.Conn.
+func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.AddrPort, done func()) {
+	tc, ok := c.(*net.TCPConn)
+	fd := -1
+	if ok && s.Parking() {
+		fd = detachFD(tc)
+	}
+	if fd < 0 {
+		s.ServeConn(ctx, c, local)
+		done()
+		return
+	}
+	remote := addrPortOf(tc.RemoteAddr())
+	tc.Close()
+	s.ServeFD(ctx, fd, remote, local, done)
+}
+
+// ServeFD serves the plain TCP client connection fd (a non-blocking, close-on-exec
+// socket, accepted from remote on local; the Server owns it from now on) as ServeConn
+// does, but returns when the connection waits for its next request with nothing
+// buffered: it is then parked, without a goroutine, and served again on a worker when
+// bytes arrive. done is called exactly once, after fd is closed. Only where Parking
+// is possible (Linux); elsewhere fd is served through a net.Conn made of it.
 //
 // The parked wait keeps ServeConn's rules: the keep-alive idle timeout closes it
 // (checked every parkSweep, so up to that much late), and cancelling ctx closes it at
 // once. A connection is parked only between requests (or before its first one, then
 // closed silently after the header timeout), never with part of a head, a body or an
 // upgrade in progress.
-func (s *Server) ServeConnAsync(ctx context.Context, c net.Conn, local netip.AddrPort, done func()) {
-	tc, ok := c.(*net.TCPConn)
-	var rc syscall.RawConn
-	if ok && s.Parking() {
-		var err error
-		if rc, err = tc.SyscallConn(); err != nil {
-			ok = false
-		}
-	}
-	if !ok || rc == nil {
-		s.ServeConn(ctx, c, local)
-		done()
+func (s *Server) ServeFD(ctx context.Context, fd int, remote, local netip.AddrPort, done func()) {
+	if !parkSupported {
+		s.serveFDConn(ctx, fd, local, done)
 		return
 	}
-	pc := &parkConn{c: tc, rc: rc, done: done, slot: -1}
+	pc := &parkConn{done: done, slot: -1, fd: int32(fd)}
+	pc.setRemote(remote)
 	s.stopSetFor(ctx).add(pc, local)
 	pc.serve()
+}
+
+// serveFDConn serves fd through a net.Conn of Go's, with ServeConn.
+func (s *Server) serveFDConn(ctx context.Context, fd int, local netip.AddrPort, done func()) {
+	defer done()
+	f := os.NewFile(uintptr(fd), "client")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	s.ServeConn(ctx, c, local)
 }
 
 // serve runs on the goroutine that owns pc (state parkActive or parkNotified) until
@@ -113,6 +170,7 @@ func (pc *parkConn) serve() {
 			return
 		}
 		park, ok := pc.run(cc)
+		pc.fc.Store(nil)
 		pc.mu.Lock()
 		pc.cc = nil
 		pc.mu.Unlock()
@@ -123,10 +181,6 @@ func (pc *parkConn) serve() {
 			return
 		}
 		pc.begun = !cc.first
-		pc.wdl = 0
-		if !cc.wdl.t.IsZero() {
-			pc.wdl = cc.wdl.t.UnixNano()
-		}
 		cc.release()
 		if !park {
 			pc.finish()
@@ -138,19 +192,20 @@ func (pc *parkConn) serve() {
 	}
 }
 
-// attach gives pc a clientConn, or returns nil when the connection was stopped.
+// attach gives pc a clientConn, reading and writing the socket through the
+// clientConn's fdConn, or returns nil when the connection was stopped.
 func (pc *parkConn) attach(first bool) *clientConn {
 	s := pc.stops.s
-	cc := newClientConnFor(s, pc.c, *pc.local, s.cfg.Load().MaxHeaderBytes, addrPortOf(pc.c.RemoteAddr()), pc.rc)
+	cc := newClientConnFor(s, nil, *pc.local, s.cfg.Load().MaxHeaderBytes, pc.remote(), nil)
+	fc := cc.bindFD(pc)
 	cc.pc, cc.first = pc, first
-	if pc.wdl != 0 {
-		cc.wdl.t = time.Unix(0, pc.wdl)
-	}
+	pc.fc.Store(fc)
 	pc.mu.Lock()
 	pc.cc = cc
 	stopped := pc.stopped.Load()
 	pc.mu.Unlock()
 	if stopped {
+		pc.fc.Store(nil)
 		pc.mu.Lock()
 		pc.cc = nil
 		pc.mu.Unlock()
@@ -165,7 +220,7 @@ func (pc *parkConn) attach(first bool) *clientConn {
 func (pc *parkConn) run(cc *clientConn) (park, ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			pc.stops.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.c.RemoteAddr().String())
+			pc.stops.s.logger.Error("httpproxy: internal error serving connection", "panic", p, "client", pc.remote().String())
 			park, ok = false, false
 		}
 	}()
@@ -174,15 +229,16 @@ func (pc *parkConn) run(cc *clientConn) (park, ok bool) {
 
 // park hands the connection to its poller. It returns false when the connection is
 // to be served again at once: bytes arrived after the last read (the poller saw them
-// while it was active), or it cannot be put in an epoll set.
+// while it was active). One that cannot be put in an epoll set is closed.
 func (pc *parkConn) park() bool {
 	if pc.pi == 0 {
-		if err := register(pc); err != nil {
-			// No epoll set for it: serve on as ServeConn does.
+		if err := pc.pollFor(false); err != nil {
+			// No epoll set for it: it cannot wait for its next request (an fdConn
+			// waits through the same set), so it closes, as at a full descriptor table.
 			parkFailure.Do(func() {
-				pc.stops.s.logger.Warn("httpproxy: cannot park an idle connection; it keeps its goroutine", "err", err)
+				pc.stops.s.logger.Warn("httpproxy: cannot register an idle connection for readiness; closing it", "err", err)
 			})
-			pc.serveUnparked()
+			pc.finish()
 			return true
 		}
 	}
@@ -202,27 +258,15 @@ func (pc *parkConn) park() bool {
 	return true
 }
 
-// serveUnparked serves the connection on this goroutine until it closes.
-func (pc *parkConn) serveUnparked() {
-	cc := pc.attach(!pc.begun)
-	if cc == nil {
-		pc.finish()
+// wake is the poller's: bytes (or the end) arrived on the connection (in), which w's
+// workers serve, or room to write (out), which only a waiting write wants.
+func (pc *parkConn) wake(w *workerPool, in, out bool) {
+	if fc := pc.fc.Load(); fc != nil {
+		fc.notify(in, out)
+	}
+	if !in {
 		return
 	}
-	cc.pc = nil
-	_, ok := pc.run(cc) // a connection without pc never parks
-	pc.mu.Lock()
-	pc.cc = nil
-	pc.mu.Unlock()
-	if ok {
-		cc.release()
-	}
-	pc.finish()
-}
-
-// wake is the poller's: bytes (or the end) arrived on the connection, which w's
-// workers serve.
-func (pc *parkConn) wake(w *workerPool) {
 	for {
 		switch pc.state.Load() {
 		case parkParked:
@@ -483,12 +527,37 @@ func (pc *parkConn) stopActive() {
 // or closed the connection.
 func (pc *parkConn) finish() {
 	pc.state.Store(parkClosed)
-	pc.c.Close()
+	pc.mu.Lock()
+	fd := pc.fd
+	pc.fd = -1
+	if fd >= 0 {
+		// Closing the only descriptor of the socket also takes it out of the epoll
+		// set. Under mu, so that interrupt never shuts down a reused descriptor.
+		syscall.Close(int(fd))
+	}
+	pc.mu.Unlock()
 	if pc.pi != 0 {
 		pc.poller().unregister(pc)
 	}
 	pc.stops.remove(pc)
 	pc.done()
+}
+
+// interrupt ends an active connection under the goroutine serving it: the socket is
+// shut down both ways (its waits and system calls end: reads find the end, writes
+// fail) and its fdConn marked closed; the descriptor itself is closed by finish, on
+// the serving goroutine, so that its number cannot be reused under it.
+func (pc *parkConn) interrupt() {
+	pc.mu.Lock()
+	if pc.fd >= 0 {
+		syscall.Shutdown(int(pc.fd), syscall.SHUT_RDWR)
+	}
+	// pc.cc (and so its fdConn) is this connection's while mu is held: pc.fc could
+	// already be another's.
+	if pc.cc != nil && pc.cc.fdc != nil {
+		pc.cc.fdc.Close()
+	}
+	pc.mu.Unlock()
 }
 
 // stopSet is the parkConns served under one context: one context.AfterFunc stops them
@@ -563,7 +632,7 @@ func (s *Server) CloseConns() {
 				pc.finish()
 				continue
 			}
-			pc.c.Close()
+			pc.interrupt()
 		}
 	}
 }

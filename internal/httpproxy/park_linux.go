@@ -6,16 +6,19 @@ package httpproxy
 // which parked connections' descriptors are registered once, edge-triggered. A poller
 // does not block a thread: its epoll descriptor is itself registered in Go's poller,
 // so the poller goroutine waits as any network read does and drains its set with
-// non-blocking epoll_wait calls when the set becomes readable.
+// non-blocking epoll_wait calls, made raw (sysio_linux.go), when the set becomes
+// readable.
 
 import (
 	"errors"
+	"net"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +40,7 @@ type poller struct {
 
 	events  [128]unix.EpollEvent
 	batch   [128]*parkConn
+	bits    [128]uint32
 	expired []*parkConn
 
 	pool *workerPool // serves its woken connections
@@ -92,10 +96,33 @@ func newPoller(n int) (*poller, error) {
 	return &poller{epfd: epfd, f: f, rc: rc, pool: newWorkerPool(n)}, nil
 }
 
-// register puts pc's descriptor in a poller's epoll set, for good: edge-triggered, it
-// reports only new bytes (or the end), and the descriptor leaves the set when it is
-// closed.
-func register(pc *parkConn) error {
+// pollFor makes sure pc's descriptor is in a poller's epoll set, with EPOLLOUT when
+// out is set, before a wait: registered once, edge-triggered (EPOLLOUT added the first
+// time a write waits, so that other connections get no writability events), it
+// reports only new bytes, the end, or new room; the descriptor leaves the set when it
+// is closed. Adding (or modifying) a registration reports readiness that is already
+// there, so nothing that arrived before is missed.
+func (pc *parkConn) pollFor(out bool) error {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.fd < 0 {
+		return net.ErrClosed
+	}
+	if pc.pi == 0 {
+		return register(pc, out)
+	}
+	if out && !pc.pollOut {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: pc.slot}
+		if err := unix.EpollCtl(pc.poller().epfd, unix.EPOLL_CTL_MOD, int(pc.fd), &ev); err != nil {
+			return err
+		}
+		pc.pollOut = true
+	}
+	return nil
+}
+
+// register puts pc's descriptor in a poller's epoll set (pc.mu held).
+func register(pc *parkConn, out bool) error {
 	pollers.once.Do(startPollers)
 	if len(pollers.ps) == 0 {
 		return pollers.err
@@ -115,19 +142,16 @@ func register(pc *parkConn) error {
 	p.mu.Unlock()
 	pc.pi, pc.slot = uint16(i+1), slot
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: slot}
-	var err error
-	// Inside Control the descriptor cannot be closed under us.
-	cerr := pc.rc.Control(func(fd uintptr) {
-		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err == nil {
-		err = cerr
+	if out {
+		ev.Events |= unix.EPOLLOUT
 	}
-	if err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(pc.fd), &ev); err != nil {
 		p.unregister(pc)
 		pc.pi = 0
+		return err
 	}
-	return err
+	pc.pollOut = out
+	return nil
 }
 
 // poller returns the poller pc is registered with (pc.pi is not 0).
@@ -187,7 +211,7 @@ func (p *poller) checkStall(now time.Time) {
 // after the last epoll_wait wake it).
 func (p *poller) step(uintptr) bool {
 	for {
-		n, err := unix.EpollWait(p.epfd, p.events[:], 0)
+		n, err := epollWait0(p.epfd, p.events[:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -197,14 +221,16 @@ func (p *poller) step(uintptr) bool {
 		p.mu.Lock()
 		for i := range n {
 			if s := int(p.events[i].Fd); s < len(p.conns) {
-				p.batch[i] = p.conns[s]
+				p.batch[i], p.bits[i] = p.conns[s], p.events[i].Events
 			}
 		}
 		p.mu.Unlock()
 		for i := range n {
 			if pc := p.batch[i]; pc != nil {
 				p.batch[i] = nil
-				pc.wake(p.pool)
+				ev := p.bits[i]
+				pc.wake(p.pool, ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0,
+					ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			}
 		}
 		if n < len(p.events) {
@@ -232,4 +258,35 @@ func (p *poller) sweep() {
 		pc.finish()
 	}
 	p.expired = p.expired[:0]
+}
+
+// detachFD takes c's socket out of Go's poller: it returns a duplicate of its
+// descriptor (close-on-exec, non-blocking as Go's is: the flag is the socket's) for
+// the caller to own once c is closed, or -1.
+func detachFD(c *net.TCPConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(s uintptr) {
+		if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			fd = d
+		}
+	}) != nil && fd >= 0 {
+		unix.Close(fd)
+		fd = -1
+	}
+	return fd
+}
+
+// epollWait0 is epoll_wait that does not wait (timeout 0), made raw as sysRead is
+// (sysio_linux.go): the pollers' look at their epoll set once Go's poller reported it
+// readable.
+func epollWait0(epfd int, evs []unix.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

@@ -101,7 +101,7 @@ func (cr *connReader) rawFill(fd int) (int, error) {
 		}
 	}
 	for {
-		n, err := syscall.Read(fd, cr.buf[cr.w:])
+		n, err := sysRead(fd, cr.buf[cr.w:])
 		switch {
 		case n > 0:
 			cr.w += n
@@ -193,7 +193,7 @@ func (x *rawSend) peek(fd uintptr) bool {
 	r := x.r
 	r.r, r.w = 0, 0
 	for {
-		n, err := syscall.Read(int(fd), r.buf)
+		n, err := sysRead(int(fd), r.buf)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -217,7 +217,7 @@ func (x *rawSend) step(fd uintptr) bool {
 	if !x.wrote {
 		x.wrote = true
 		for x.written < len(x.out) {
-			n, err := syscall.Write(int(fd), x.out[x.written:])
+			n, err := sysWrite(int(fd), x.out[x.written:])
 			if n > 0 {
 				x.written += n
 			}
@@ -238,7 +238,7 @@ func (x *rawSend) step(fd uintptr) bool {
 		r.r, r.w = 0, 0
 	}
 	for {
-		n, err := syscall.Read(int(fd), r.buf[r.w:])
+		n, err := sysRead(int(fd), r.buf[r.w:])
 		switch {
 		case n > 0:
 			r.w += n
