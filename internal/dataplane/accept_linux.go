@@ -13,7 +13,6 @@ package dataplane
 // descriptor.
 
 import (
-	"cmp"
 	"net"
 	"net/netip"
 	"os"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/nodebalancer/nodebalancer/internal/firewall"
 	"github.com/nodebalancer/nodebalancer/internal/model"
-	"golang.org/x/sys/unix"
 )
 
 // adoptRaw takes the listening sockets of a plain http config whose Server parks
@@ -43,13 +41,8 @@ func (l *listener) adoptRaw() bool {
 		return false
 	}
 	for _, ln := range l.lns {
-		rc, err := ln.SyscallConn()
-		var fd int
-		var derr error
-		if err == nil {
-			err = rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
-		}
-		if err = cmp.Or(err, derr); err != nil {
+		fd, err := dupListener(ln)
+		if err != nil {
 			return fail(err)
 		}
 		// Accepted sockets inherit TCP_NODELAY from the listening one (Go sets it on

@@ -31,6 +31,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -561,21 +562,28 @@ func (lp *loop) resumeListeners() {
 // engineLoops is how many event loops the engine runs: one per P.
 func engineLoops() int { return runtime.GOMAXPROCS(0) }
 
+// dupListener returns a duplicate of ln's descriptor (close-on-exec) for the caller to
+// own once ln is closed: how the engine and the raw http accept take a listening
+// socket over from Go.
+func dupListener(ln *net.TCPListener) (int, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}
+
 // adopt serves the sockets of l (a tcp config's) on the engine: each is duplicated
 // out of its Go listener, which is closed (the socket itself stays open, listening).
 // It reports false, changing nothing, when a socket cannot be taken over.
 func (e *engine) adopt(l *listener) bool {
 	fds := make([]int, 0, len(l.lns))
 	for _, ln := range l.lns {
-		rc, err := ln.SyscallConn()
-		var fd int
-		var derr error
-		if err == nil {
-			err = rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
-		}
-		if err == nil {
-			err = derr
-		}
+		fd, err := dupListener(ln)
 		if err != nil {
 			for _, fd := range fds {
 				unix.Close(fd)

@@ -20,26 +20,13 @@ import (
 // net.Conn. Both are closed when the test ends.
 func fdPair(t *testing.T) (*fdConn, *parkConn, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd := detachFD(sc.(*net.TCPConn))
+	sc, client := sysPair(t)
+	fd := detachFD(sc)
 	sc.Close()
 	if fd < 0 {
 		t.Fatal("cannot take the descriptor")
 	}
-	local := netip.MustParseAddrPort(ln.Addr().String())
+	local := netip.MustParseAddrPort(sc.LocalAddr().String())
 	pc := &parkConn{fd: int32(fd), slot: -1, local: &local}
 	pc.setRemote(netip.MustParseAddrPort(client.LocalAddr().String()))
 	cc := &clientConn{}
