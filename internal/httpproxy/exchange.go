@@ -333,6 +333,17 @@ var errInterimNotRelayed = errors.New("httpproxy: interim response not relayed")
 // errInterimNotRelayed; sawInterim says whether an interim response came first.
 func (cc *clientConn) readFinalHead(cfg *Config, bc *backendConn, now time.Time, firstErr error, res *Result) (end int, sawInterim bool, err error) {
 	setReadDeadline(bc.c, &bc.r.dl, now, cfg.Timeouts.BackendResponseHeader)
+	if !cc.plan.bodyDone {
+		// The request body streamer wakes this read when the client fails
+		// (streamRequestBody: bodyFail, then a deadline in the past). If it failed before
+		// the deadline above was set, that deadline replaced its wake-up, and the read
+		// would wait for a response the backend cannot send (it waits for the body)
+		// until the header timeout: set the wake-up again. Seen under load: the client
+		// closing mid-body just after the head went out.
+		if f := cc.bodyFail.Load(); f == bodyFailClient || f == bodyFailBadChunk {
+			bc.c.SetReadDeadline(aLongTimeAgo)
+		}
+	}
 	for {
 		if firstErr != nil {
 			return 0, sawInterim, firstErr
