@@ -80,7 +80,7 @@ func TestIdleHTTPConnectionsHoldOnlyTheirParkConn(t *testing.T) {
 	e := newEnv(t, "127.0.64.0/24")
 	nameServer(t, "127.0.65.2:9011", "web")
 	nb := e.create(config(model.ProtocolHTTP, 80, node("web", "127.0.65.2:9011", 50)))
-	waitFor(t, 2*time.Second, "the readiness probes to end", func() bool { return e.plane.active.Load() == 0 })
+	e.settle(1)
 	front := netip.MustParseAddrPort(nb.IPv4 + ":80")
 
 	// Warm up: pools, poller tables, the backend's idle connections.
