@@ -204,12 +204,18 @@ func (cc *clientConn) exchange(cfg *Config, b *Backend, bc *backendConn, reused 
 			continue
 		}
 		res.ReqBytes = int64(len(cc.out))
+		// The wait for the response head is bounded from here. Set before the body
+		// streamer starts: the streamer wakes that wait with a deadline in the past
+		// when the client fails, and a deadline set after it would replace the wake-up
+		// (the wait would then last the whole header timeout for an answer the backend
+		// cannot send while it waits for the body).
+		setReadDeadline(bc.c, &bc.r.dl, now, cfg.Timeouts.BackendResponseHeader)
 		if streaming {
 			cc.startRequestBody(cfg, bc)
 		}
 		var sawInterim bool
 		var err error
-		end, sawInterim, err = cc.readFinalHead(cfg, bc, now, firstErr, &res)
+		end, sawInterim, err = cc.readFinalHead(cfg, bc, firstErr, &res)
 		if err == nil {
 			break
 		}
@@ -327,23 +333,12 @@ func (cc *clientConn) sendHead(cfg *Config, bc *backendConn, reused bool, now ti
 // response was relayed to it.
 var errInterimNotRelayed = errors.New("httpproxy: interim response not relayed")
 
-// readFinalHead reads the response head into cc.resp and returns its length, relaying
-// interim (1xx) responses to HTTP/1.1 clients on the way; a 101 is final. firstErr is
+// readFinalHead reads the response head into cc.resp (under the read deadline the
+// caller set) and returns its length, relaying interim (1xx) responses to HTTP/1.1
+// clients on the way; a 101 is final. firstErr is
 // sendHead's. err is a failed read, a malformed head (errMalformedResponse) or
 // errInterimNotRelayed; sawInterim says whether an interim response came first.
-func (cc *clientConn) readFinalHead(cfg *Config, bc *backendConn, now time.Time, firstErr error, res *Result) (end int, sawInterim bool, err error) {
-	setReadDeadline(bc.c, &bc.r.dl, now, cfg.Timeouts.BackendResponseHeader)
-	if !cc.plan.bodyDone {
-		// The request body streamer wakes this read when the client fails
-		// (streamRequestBody: bodyFail, then a deadline in the past). If it failed before
-		// the deadline above was set, that deadline replaced its wake-up, and the read
-		// would wait for a response the backend cannot send (it waits for the body)
-		// until the header timeout: set the wake-up again. Seen under load: the client
-		// closing mid-body just after the head went out.
-		if f := cc.bodyFail.Load(); f == bodyFailClient || f == bodyFailBadChunk {
-			bc.c.SetReadDeadline(aLongTimeAgo)
-		}
-	}
+func (cc *clientConn) readFinalHead(cfg *Config, bc *backendConn, firstErr error, res *Result) (end int, sawInterim bool, err error) {
 	for {
 		if firstErr != nil {
 			return 0, sawInterim, firstErr
