@@ -79,8 +79,9 @@ type engine struct {
 	src    unix.RawSockaddrAny
 	srcLen uint32
 	// ownWait is Options.TCPOwnWait in nanoseconds: how long a loop waits in its own
-	// epoll set for more before parking in Go's poller (0: it parks at once).
-	ownWait int64
+	// epoll set for more before parking in Go's poller; spin is Options.TCPBusyPoll,
+	// how long it looks there without sleeping first. Both 0: it parks at once.
+	ownWait, spin int64
 }
 
 // ownRunBudget bounds how long a loop keeps its P while it waits in its own epoll set
@@ -91,9 +92,9 @@ const ownRunBudget = 250 * time.Microsecond
 
 // newEngine starts n event loops.
 func newEngine(p *Plane, n int) (*engine, error) {
-	e := &engine{p: p, epoch: time.Now(), keepAliveAfter: keepAliveAfter, ownWait: int64(p.opts.TCPOwnWait)}
+	e := &engine{p: p, epoch: time.Now(), keepAliveAfter: keepAliveAfter, ownWait: int64(p.opts.TCPOwnWait), spin: int64(p.opts.TCPBusyPoll)}
 	if e.ownWait > 0 && !canWaitFor() {
-		p.log.Warn("tcp engine: epoll_pwait2 not available (Linux 5.11); loops park in Go's poller at once")
+		p.log.Warn("tcp engine: epoll_pwait2 not available (Linux 5.11); loops do not wait in their own set")
 		e.ownWait = 0
 	}
 	if a := p.opts.BackendSource; a.IsValid() {
@@ -244,7 +245,7 @@ func newLoop(e *engine, idx int) (*loop, error) {
 	}
 	// The set Go's poller watches: epfd, or the bell holding it.
 	pfd, bell := epfd, -1
-	if e.ownWait > 0 {
+	if e.ownWait > 0 || e.spin > 0 {
 		if bell, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 			unix.Close(epfd)
 			unix.Close(wfd)
@@ -378,14 +379,9 @@ func (lp *loop) serve() bool {
 	for {
 		var n int
 		var errno syscall.Errno
-		idle := false // an own wait of ownWait found nothing
+		idle := false // the own wait found nothing
 		if wait {
-			d := lp.e.ownWait
-			if next := lp.next(); next >= 0 && next-lp.now < d {
-				d = max(next-lp.now, 0) // a timer comes first
-			}
-			n, errno = epollWaitFor(lp.epfd, lp.events, d)
-			idle = n == 0 && errno == 0 && d == lp.e.ownWait
+			n, errno, idle = lp.waitOwn()
 		} else {
 			n, errno = epollWait0(lp.epfd, lp.events)
 		}
@@ -417,6 +413,34 @@ func (lp *loop) serve() bool {
 		}
 		wait = true
 	}
+}
+
+// waitOwn looks for events in the loop's own set, keeping the P: first without
+// sleeping for up to engine.spin (busy polling), then waiting for up to
+// engine.ownWait (sooner when a timer is due first). idle reports that both passed
+// with nothing.
+func (lp *loop) waitOwn() (n int, errno syscall.Errno, idle bool) {
+	e := lp.e
+	if e.spin > 0 {
+		for until := lp.now + e.spin; ; {
+			if n, errno = epollWait0(lp.epfd, lp.events); n != 0 || errno != 0 {
+				return n, errno, false
+			}
+			lp.clock()
+			if lp.now >= until || lp.now-lp.woke >= int64(ownRunBudget) {
+				break
+			}
+		}
+	}
+	d := e.ownWait
+	if d == 0 {
+		return 0, 0, true
+	}
+	if next := lp.next(); next >= 0 && next-lp.now < d {
+		d = max(next-lp.now, 0) // a timer comes first
+	}
+	n, errno = epollWaitFor(lp.epfd, lp.events, d)
+	return n, errno, n == 0 && errno == 0 && d == e.ownWait
 }
 
 // arm sets the epoll file's read deadline to the next timer of the loop, which wakes

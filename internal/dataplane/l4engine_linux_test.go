@@ -29,13 +29,14 @@ import (
 // wait (Options.TCPOwnWait); the behaviour tests below run on each.
 var engines = []string{TCPEngineEpoll, engineOwnWait, TCPEngineGoroutine}
 
-// engineOwnWait names, in tests only, the epoll engine with an own wait of 100 µs.
+// engineOwnWait names, in tests only, the epoll engine with 20 µs of busy polling and
+// an own wait of 100 µs.
 const engineOwnWait = "epoll+own-wait"
 
 func withEngine(name string) func(*Options) {
 	return func(o *Options) {
 		if o.TCPEngine = name; name == engineOwnWait {
-			o.TCPEngine, o.TCPOwnWait = TCPEngineEpoll, 100*time.Microsecond
+			o.TCPEngine, o.TCPOwnWait, o.TCPBusyPoll = TCPEngineEpoll, 100*time.Microsecond, 20*time.Microsecond
 		}
 	}
 }

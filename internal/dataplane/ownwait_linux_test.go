@@ -103,7 +103,8 @@ func TestOwnWaitLoadHelper(t *testing.T) {
 // and nothing would poll Go's network poller but sysmon (every 10 ms). The loop parks
 // in Go's poller at least every ownRunBudget, so a goroutine served through Go's
 // poller (as the API is) still answers within a fraction of a millisecond while a
-// tcp load keeps the loop busy. Here: 1 ms of own wait (the most serve allows), 32
+// tcp load keeps the loop busy. Here: 200 µs of busy polling then 1 ms of own wait
+// (the most serve allows of each), 32
 // clients in another process ping-ponging through a tcp config, and an echo server
 // on Go's net package in this process, probed by a client in this process (each
 // round trip needs two goroutines woken by the poller). Without the budget the round
@@ -114,7 +115,7 @@ func TestTCPOwnWaitLeavesGoroutinesRunning(t *testing.T) {
 	}
 	prev := runtime.GOMAXPROCS(1)
 	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
-	e := newEnv(t, "127.0.190.0/24", func(o *Options) { o.TCPOwnWait = time.Millisecond })
+	e := newEnv(t, "127.0.190.0/24", func(o *Options) { o.TCPOwnWait, o.TCPBusyPoll = time.Millisecond, 200*time.Microsecond })
 
 	// The probed server: Go's net package, like the API.
 	pln, err := net.Listen("tcp", "127.0.191.3:9100")

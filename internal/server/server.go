@@ -62,6 +62,8 @@ type Config struct {
 	TCPEngine string
 	// TCPOwnWait is dataplane.Options.TCPOwnWait.
 	TCPOwnWait time.Duration
+	// TCPBusyPoll is dataplane.Options.TCPBusyPoll.
+	TCPBusyPoll time.Duration
 	// BackendSource, when valid, is the local address of connections to nodes.
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
@@ -478,6 +480,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Timeouts:      dataplane.Timeouts{TCPIdle: s.cfg.TCPIdleTimeout},
 		TCPEngine:     s.cfg.TCPEngine,
 		TCPOwnWait:    s.cfg.TCPOwnWait,
+		TCPBusyPoll:   s.cfg.TCPBusyPoll,
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
