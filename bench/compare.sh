@@ -10,7 +10,8 @@
 # Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), IDLE_SESSIONS
 # (5000), MANY_CONNS (8000 keep-alive clients of the c10k workload, for C10K_DURATION,
 # 10s), ONLY (workload list: l7ka l7close l4ka l4close l4bulk httpska c10k udprr idle
-# udpidle modechange), OUT (results file;
+# udpidle modechange), MODE_CHANGES (node drains per modechange round, 5: each round's
+# figure is their median), OUT (results file;
 # "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"), NB_ARGS
 # (extra serve flags, e.g. "--tcp-engine goroutine"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
@@ -28,6 +29,7 @@ IDLE_CONNS=${IDLE_CONNS:-5000}
 IDLE_SESSIONS=${IDLE_SESSIONS:-5000}
 MANY_CONNS=${MANY_CONNS:-8000}
 C10K_DURATION=${C10K_DURATION:-10s}
+MODE_CHANGES=${MODE_CHANGES:-5}
 ONLY=${ONLY:-}
 PIN=${PIN:-1}
 NB_ENV=${NB_ENV:-}
@@ -410,9 +412,9 @@ fi
 if want modechange; then
 	say "mode-change latency"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		ms=$("$NBB" modechange -addr $NB_IP:8083 -api "$NODE_URL" -token "$TOKEN") || die "modechange (nodebalancer) failed"
+		ms=$("${LOAD_CPU[@]}" "$NBB" modechange -n "$MODE_CHANGES" -addr $NB_IP:8083 -api "$NODE_URL" -token "$TOKEN") || die "modechange (nodebalancer) failed"
 		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" nodebalancer "$r" "$ms" >>"$RAW"
-		ms2=$("$NBB" modechange -addr 127.0.0.1:8081 -haproxy-sock "$DIR/haproxy.sock" -server be/a) || die "modechange (haproxy) failed"
+		ms2=$("${LOAD_CPU[@]}" "$NBB" modechange -n "$MODE_CHANGES" -addr 127.0.0.1:8081 -haproxy-sock "$DIR/haproxy.sock" -server be/a) || die "modechange (haproxy) failed"
 		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" haproxy "$r" "$ms2" >>"$RAW"
 		say "  nodebalancer $ms ms, haproxy $ms2 ms"
 	done

@@ -66,6 +66,11 @@ type Options struct {
 	// Log receives one Debug line per request and an Error line per failure;
 	// slog.Default() when nil. Tokens and keys are never logged.
 	Log *slog.Logger
+	// Committed, when set, is called after a write request succeeded (its
+	// transaction committed) and before its answer is written. The server passes
+	// the data plane's CatchUp, so that a change is served by the time the client
+	// hears that it is stored.
+	Committed func()
 }
 
 // DefaultHostnameDomain is the hostname domain Linode documents for NodeBalancers.
@@ -304,6 +309,9 @@ func (a *API) serve(w http.ResponseWriter, c *call) (status int) {
 		return writeErr(w, err)
 	}
 	body, err := h(c)
+	if err == nil && c.r.Method != http.MethodGet && a.o.Committed != nil {
+		a.o.Committed()
+	}
 	if err != nil {
 		if st := statusOf(err); st >= 500 {
 			a.log.Error("api request failed", "method", c.r.Method, "path", c.r.URL.Path, "error", err)

@@ -2,7 +2,9 @@
 // listener per config on its NodeBalancer's ipv4:port, proxying tcp (L4, spliced) or
 // http/https (L7) to the config's nodes. It never takes orders: it watches the store
 // and converges, swapping immutable snapshots atomically so connections in flight keep
-// the snapshot they started with.
+// the snapshot they started with. The API may ask it to look at the store's change
+// feed at once after a write committed (Plane.CatchUp); what it applies is still only
+// what the store published.
 package dataplane
 
 import (
@@ -110,6 +112,10 @@ type Plane struct {
 	active atomic.Int64 // client connections across every listener
 	busy   atomic.Int64 // refused http(s) clients being answered 503 (answerBusy)
 
+	// follow is what Run follows the store with; its mutex orders Run's turns
+	// and CatchUp's, which both read the feed and converge.
+	follow follower
+
 	mu        sync.Mutex // reconcile state; never taken per connection
 	listeners map[int]*listener
 	// backends are each config's node runtimes, by config id then node id: a
@@ -212,10 +218,21 @@ func (p *Plane) dial(addr netip.AddrPort) (*net.TCPConn, error) {
 // Ready reports whether the first state has been applied.
 func (p *Plane) Ready() bool { return p.ready.Load() }
 
+// follower is the state of following the store: who may read the feed and the
+// mirror, and how far they have got.
+type follower struct {
+	mu      sync.Mutex
+	db      *store.DB     // nil until Run has loaded the state, and again once it ends
+	m       *store.Mirror // the mirror Run keeps current
+	applied uint64        // the revision the data plane serves
+	stale   bool          // a change could not be read: the mirror lags until a full read
+}
+
 // Run follows the store until ctx ends, then closes every listener within the grace
 // period. It loads the whole state once; after that each change costs what it
 // changed: the mirror reads only the keys the change names, and only the configs
-// they touch are rebuilt.
+// they touch are rebuilt. CatchUp may apply a change first, in the goroutine that
+// committed it; Run then finds it applied.
 func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 	m := p.opts.Mirror
 	if m == nil {
@@ -225,12 +242,16 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 	defer tick.Stop()
 	var w <-chan store.Change
 	for {
+		p.follow.mu.Lock()
 		d, err := m.Load()
 		if err == nil {
 			p.Apply(m, d)
 			w = db.Watch(ctx, d.Revision)
+			p.follow.db, p.follow.m, p.follow.applied = db, m, d.Revision
+			p.follow.mu.Unlock()
 			break
 		}
+		p.follow.mu.Unlock()
 		p.log.Error("read desired state", "err", err)
 		select {
 		case <-ctx.Done():
@@ -240,10 +261,12 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 		}
 	}
 	p.ready.Store(true)
-	stale := false // a change could not be read: the mirror lags until a full read
-	for i := 1; ; i++ {
+	for {
 		select {
 		case <-ctx.Done():
+			p.follow.mu.Lock()
+			p.follow.db = nil // no CatchUp may open a listener once Close has run
+			p.follow.mu.Unlock()
 			p.Close()
 			return nil
 		case c, ok := <-w:
@@ -251,28 +274,65 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 				w = nil // ctx ended: the next turn returns
 				continue
 			}
-			if stale {
-				c.Reset = true
-			}
-			d, err := m.Apply(c)
-			if err != nil && !c.Reset {
-				p.log.Error("read changed state", "revision", c.Revision, "err", err)
-				d, err = m.Load() // the change is lost to the mirror: read everything
-			}
-			if stale = err != nil; stale {
-				p.log.Error("read desired state", "err", err)
-				continue
-			}
-			p.Apply(m, d)
+			p.follow.mu.Lock()
+			p.applyChange(c)
+			p.follow.mu.Unlock()
 		case <-tick.C:
-			if stale { // retry the full read that failed
+			p.follow.mu.Lock()
+			if p.follow.stale { // retry the full read that failed
 				if d, err := m.Load(); err == nil {
-					stale = false
+					p.follow.stale = false
+					p.follow.applied = d.Revision
 					p.Apply(m, d)
 				}
 			}
+			p.follow.mu.Unlock()
 			p.maintain(m)
 		}
+	}
+}
+
+// applyChange brings the mirror and the listeners to Change c, unless they are
+// there already (CatchUp applied it). p.follow.mu is held.
+func (p *Plane) applyChange(c store.Change) {
+	f := &p.follow
+	if f.stale {
+		c.Reset = true
+	}
+	if !c.Reset && c.Revision <= f.applied {
+		return
+	}
+	d, err := f.m.Apply(c)
+	if err != nil && !c.Reset {
+		p.log.Error("read changed state", "revision", c.Revision, "err", err)
+		d, err = f.m.Load() // the change is lost to the mirror: read everything
+	}
+	if f.stale = err != nil; f.stale {
+		p.log.Error("read desired state", "err", err)
+		return
+	}
+	f.applied = max(f.applied, d.Revision)
+	p.Apply(f.m, d)
+}
+
+// CatchUp applies at once, in the caller's goroutine, whatever the store's feed
+// holds beyond what the data plane serves. The API calls it after a write
+// committed and before it answers: the new state is then served by the time the
+// client hears that it is stored (on one host with the embedded store; with etcd
+// the feed may not have the write yet, and Run applies it when it arrives). Run's
+// watcher would apply the same change, but only once the runtime schedules two
+// goroutines, which on a busy or single-P process comes after the API has
+// written its answer. Before Run has loaded the state, after it ended, or while
+// the mirror waits for a full read, it does nothing.
+func (p *Plane) CatchUp() {
+	f := &p.follow
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil || f.stale {
+		return
+	}
+	if c, ok := f.db.Since(f.applied); ok {
+		p.applyChange(c)
 	}
 }
 

@@ -74,3 +74,44 @@ func TestModeChangeLatency(t *testing.T) {
 		})
 	}
 }
+
+// TestModeChangeServedWhenTheAPIAnswers: on one host, a node mode change is served by
+// the time the API call that made it returns (the API applies the committed change
+// to the data plane before it answers: Plane.CatchUp), so the very first new
+// connection after it reflects it, every time, with no propagation to wait out.
+// Node a switches between reject and accept with a backup node k beside it: each
+// new connection must reach k while a is rejected, a while it accepts.
+func TestModeChangeServedWhenTheAPIAnswers(t *testing.T) {
+	for _, proto := range []linodego.ConfigProtocol{linodego.ProtocolHTTP, linodego.ProtocolTCP} {
+		t.Run(string(proto), func(t *testing.T) {
+			e := newEnv(t)
+			l := e.balancer(unchecked(proto, linodego.StickinessNone),
+				nodeSpec{name: "a", addr: e.backend(proto, "a", 1)},
+				nodeSpec{name: "k", addr: e.backend(proto, "k", 2), mode: linodego.ModeBackup})
+			c := e.httpClient(0, false) // a new connection per request
+			probe := func() string {
+				if proto == linodego.ProtocolHTTP {
+					return mustGet(t, c, l.url("/"), "").node
+				}
+				node, err := e.tcpNode(l.front, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return node
+			}
+			waitFor(t, modeChangeBound, "a to answer", func() bool { return probe() == "a" })
+			for i := range 20 {
+				mode, want := linodego.ModeReject, "k"
+				if i%2 == 1 {
+					mode, want = linodego.ModeAccept, "a"
+				}
+				l.setMode("a", mode)
+				for j := range 3 {
+					if n := probe(); n != want {
+						t.Fatalf("run %d (a → %s): new connection %d after the API call returned reached %s, want %s", i, mode, j, n, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -504,7 +504,7 @@ func (s *Server) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { s.healthz(w, plane) })
 	apiHandler := api.New(api.Options{DB: s.db, Policy: policy, Log: s.cfg.Log, Status: statusSource{checker, s.member},
-		Stats: st, Transfer: st, Listeners: plane})
+		Stats: st, Transfer: st, Listeners: plane, Committed: plane.CatchUp})
 	mux.Handle("GET /cluster", apiHandler.RequireRead(http.HandlerFunc(s.serveCluster)))
 	mux.Handle("/v4/", apiHandler)
 	mux.Handle("/v4beta/", apiHandler)

@@ -108,6 +108,19 @@ func (db *DB) Close() error { return db.b.Close() }
 // Watch sends what changed after revision after; see Backend.Watch and Mirror.
 func (db *DB) Watch(ctx context.Context, after uint64) <-chan Change { return db.b.Watch(ctx, after) }
 
+// Since returns at once what changed after revision after, as far as the backend's
+// feed has it, and whether anything did: what Watch sends next, without waiting
+// for the watcher's goroutine to be scheduled. The data plane reads it right
+// after an API write commits, so that the change is served before the API
+// answers (Plane.CatchUp). A backend without a feed of its own to read reports
+// nothing, and Watch alone carries its changes.
+func (db *DB) Since(after uint64) (Change, bool) {
+	if s, ok := db.b.(interface{ Since(uint64) (Change, bool) }); ok {
+		return s.Since(after)
+	}
+	return Change{}, false
+}
+
 func (db *DB) stamp() time.Time { return db.now().UTC().Truncate(time.Second) }
 
 // fieldErr wraps one field error as a model.Errors value.

@@ -102,9 +102,10 @@ func (f *Feed) Revision() uint64 {
 	return f.rev
 }
 
-// since returns the Change from revision after to the latest, and whether there is
-// one.
-func (f *Feed) since(after uint64) (Change, bool) {
+// Since returns the Change from revision after to the latest, and whether there is
+// one: what Watch would send next, read at once in the caller's goroutine (see
+// DB.Since).
+func (f *Feed) Since(after uint64) (Change, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if after >= f.rev {
@@ -147,7 +148,7 @@ func (f *Feed) Watch(ctx context.Context, after uint64) <-chan Change {
 			f.mu.Unlock()
 		}()
 		for {
-			if c, ok := f.since(after); ok {
+			if c, ok := f.Since(after); ok {
 				select {
 				case out <- c:
 					after = c.Revision

@@ -246,3 +246,35 @@ func TestFeedServesRevisionsWithGaps(t *testing.T) {
 		t.Fatalf("from 9 (before the log): %+v, want a Reset", c)
 	}
 }
+
+// noSince hides the backend's Since, as a Backend without a feed of its own would.
+type noSince struct{ store.Backend }
+
+// TestDBSinceReadsTheFeedAtOnce: DB.Since returns, in the caller's goroutine and as
+// soon as a write committed, the Change that Watch would deliver next; nothing when
+// the reader is up to date, or when the backend has no feed to read.
+func TestDBSinceReadsTheFeedAtOnce(t *testing.T) {
+	db := teststore.New(t, "127.0.1.0/30")
+	rev, err := db.Backend().Revision()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := db.Since(rev); ok {
+		t.Fatalf("nothing written yet, got %+v", c)
+	}
+	nb, err := db.CreateNodeBalancer(model.NodeBalancer{Region: "local"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := db.Since(rev)
+	if !ok || c.Reset || c.Revision != rev+1 || !slices.Contains(c.Keys, ref(store.KindNodeBalancer, nb.ID)) {
+		t.Fatalf("after a create: %+v, %v; want revision %d naming NodeBalancer %d", c, ok, rev+1, nb.ID)
+	}
+	if c, ok := db.Since(rev + 1); ok {
+		t.Fatalf("up to date, got %+v", c)
+	}
+	other := store.New(noSince{db.Backend()}, store.Options{})
+	if c, ok := other.Since(rev); ok {
+		t.Fatalf("a backend without Since reported %+v", c)
+	}
+}

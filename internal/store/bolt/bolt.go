@@ -185,6 +185,9 @@ func (b *Backend) Revision() (rev uint64, err error) {
 	return rev, err
 }
 
+// Since returns what the feed holds after revision after (store.DB.Since).
+func (b *Backend) Since(after uint64) (store.Change, bool) { return b.feed.Since(after) }
+
 // Watch implements store.Backend. The channel closes when ctx ends.
 func (b *Backend) Watch(ctx context.Context, after uint64) <-chan store.Change {
 	return b.feed.Watch(ctx, after)

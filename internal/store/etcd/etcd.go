@@ -281,6 +281,9 @@ func (b *Backend) Compact(rev uint64) error {
 	return nil
 }
 
+// Since returns what the feed holds after revision after (store.DB.Since).
+func (b *Backend) Since(after uint64) (store.Change, bool) { return b.feed.Since(after) }
+
 // Watch implements store.Backend.
 func (b *Backend) Watch(ctx context.Context, after uint64) <-chan store.Change {
 	return b.feed.Watch(ctx, after)

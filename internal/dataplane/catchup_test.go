@@ -1,0 +1,125 @@
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nodebalancer/nodebalancer/internal/balance"
+	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/store"
+	"github.com/nodebalancer/nodebalancer/internal/teststore"
+)
+
+// heldWatch is a backend whose Watch holds every change while hold is set, as a
+// watcher goroutine that the runtime has not scheduled yet would; Since reads the
+// feed at once, as the backends' do.
+type heldWatch struct {
+	store.Backend
+	hold    atomic.Bool
+	release chan struct{}
+}
+
+func (h *heldWatch) Watch(ctx context.Context, after uint64) <-chan store.Change {
+	in := h.Backend.Watch(ctx, after)
+	out := make(chan store.Change)
+	go func() {
+		defer close(out)
+		for c := range in {
+			if h.hold.Load() {
+				select {
+				case <-h.release:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+func (h *heldWatch) Since(after uint64) (store.Change, bool) {
+	return h.Backend.(interface {
+		Since(uint64) (store.Change, bool)
+	}).Since(after)
+}
+
+// TestCatchUpServesACommittedChangeAtOnce: a node mode change committed to the store
+// is served as soon as CatchUp returns, in the committing goroutine, while the
+// watch that Run follows has not delivered it yet; Run then finds it applied. A
+// change committed without CatchUp waits for the watch (which shows the test can
+// tell the two apart).
+func TestCatchUpServesACommittedChangeAtOnce(t *testing.T) {
+	h := &heldWatch{release: make(chan struct{})}
+	db := teststore.Over(t, "127.0.187.0/24", func(b store.Backend) store.Backend { h.Backend = b; return h })
+	p := New(Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, db) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	e := &env{t: t, db: db, plane: p}
+	nameServer(t, "127.0.188.2:9001", "a")
+	nameServer(t, "127.0.188.3:9001", "b")
+	nb := e.create(config(model.ProtocolHTTP, 80, node("node-a", "127.0.188.2:9001", 50), node("node-b", "127.0.188.3:9001", 50)))
+	cfgs, err := db.Configs(nb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := db.Nodes(nb.ID, cfgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, aID := cfgs[0].ID, nodes[0].ID
+	served := func() balance.Mode {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.listeners[cid].snap.Load().pool.Lookup(aID).Mode
+	}
+	setMode := func(m model.Mode) {
+		t.Helper()
+		if _, err := db.UpdateNode(nb.ID, cid, aID, func(n *model.Node) error { n.Mode = m; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	url := "http://" + nb.IPv4 + ":80/"
+
+	h.hold.Store(true)
+	setMode(model.ModeDrain)
+	p.CatchUp()
+	if m := served(); m != balance.ModeDrain {
+		t.Fatalf("after the commit and CatchUp, node a is served in mode %v, want drain", m)
+	}
+	for i := range 4 {
+		if who, _ := get(t, c, url); who != "b" {
+			t.Fatalf("request %d after CatchUp answered by %q, want b", i, who)
+		}
+	}
+
+	// Without CatchUp the change waits for the held watch.
+	setMode(model.ModeAccept)
+	time.Sleep(50 * time.Millisecond)
+	if m := served(); m != balance.ModeDrain {
+		t.Fatalf("a change applied without CatchUp while the watch was held (mode %v): the test cannot tell", m)
+	}
+	h.hold.Store(false)
+	close(h.release)
+	waitFor(t, 2*time.Second, "the watch to apply the accept", func() bool { return served() == balance.ModeAccept })
+	p.follow.mu.Lock()
+	applied := p.follow.applied
+	p.follow.mu.Unlock()
+	if rev, _ := db.Backend().Revision(); applied != rev {
+		t.Fatalf("the data plane reflects revision %d, the store is at %d", applied, rev)
+	}
+}
