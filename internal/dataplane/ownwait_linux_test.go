@@ -108,7 +108,7 @@ func TestOwnWaitLoadHelper(t *testing.T) {
 // clients in another process ping-ponging through a tcp config, and an echo server
 // on Go's net package in this process, probed by a client in this process (each
 // round trip needs two goroutines woken by the poller). Without the budget the round
-// trips take 10–20 ms (sysmon's preemption); with it, well under 2 ms.
+// trips take ~40 ms (sysmon's preemption); with it, well under a millisecond.
 func TestTCPOwnWaitLeavesGoroutinesRunning(t *testing.T) {
 	if !canWaitFor() {
 		t.Skip("needs epoll_pwait2 (Linux 5.11)")
@@ -190,7 +190,9 @@ func TestTCPOwnWaitLeavesGoroutinesRunning(t *testing.T) {
 	if n, err := strconv.Atoi(trips); err != nil || n < 1000 {
 		t.Fatalf("the load made %s round trips: the loop was not kept busy", trips)
 	}
-	if q(0.5) > 2*time.Millisecond {
-		t.Errorf("median round trip to a goroutine on Go's poller %s under tcp load, want under 2ms", q(0.5))
+	// Measured here: median 0.04–0.56 ms, 0.9 ms under -race (main's parking at once:
+	// 0.02–0.04 ms); 40 ms without the budget. The bound leaves room for a loaded CI machine.
+	if q(0.5) > 5*time.Millisecond {
+		t.Errorf("median round trip to a goroutine on Go's poller %s under tcp load, want under 5ms", q(0.5))
 	}
 }
