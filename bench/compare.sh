@@ -16,6 +16,7 @@
 # (extra serve flags, e.g. "--tcp-engine goroutine"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
 # UDP_A / UDP_B (the two UDP echo backends, 127.0.0.2:9053 / 127.0.0.3:9053),
+# EXTRA=1 adds the load side's CPU per request and the balancer's sleeps per request.
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
 # by hand; the pids and addresses are printed), PIN (1: the balancers on CPU 1, wrk,
 # the backends and the helpers on CPU 0, each balancer with one thread/worker/P; 0:
@@ -220,6 +221,17 @@ cpu_ticks() {
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
+# sleeps PID: voluntary context switches of every thread of PID and its children.
+sleeps() {
+	local t=0 p f
+	for p in $1 $(pgrep -P "$1"); do
+		for f in /proc/"$p"/task/*/status; do
+			t=$((t + $(awk '/^voluntary_ctxt_switches:/{print $2}' "$f" 2>/dev/null || echo 0)))
+		done
+	done
+	echo $t
+}
+
 # rss_kib PID: resident memory of PID and its children (nginx's workers), KiB.
 rss_kib() {
 	local t=0 p v
@@ -239,6 +251,14 @@ wrk_run() {
 	[[ -n $hdr ]] && args+=(-H "$hdr")
 	local out t0=0 t1=0 pid=${PIDOF[$bal]:-} sampler="" peak=""
 	[[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+	# EXTRA=1: also the load side's CPU per request (wrk's own, from time(1), and the
+	# backends' nginx) and the balancer's sleeps (voluntary context switches) per request.
+	local extra=() b0=0 s0=0
+	if [[ ${EXTRA:-} == 1 ]]; then
+		extra=(/usr/bin/time -f '%U %S' -o "$DIR/wrk.time")
+		b0=$(cpu_ticks "$PID_backend")
+		[[ -n $pid ]] && s0=$(sleeps "$pid")
+	fi
 	if [[ -n $pid && ${RSS:-} == 1 ]]; then
 		peak=$DIR/rss.peak
 		echo 0 >"$peak"
@@ -252,7 +272,7 @@ wrk_run() {
 		) &
 		sampler=$!
 	fi
-	out=$("${LOAD_CPU[@]}" wrk "${args[@]}" "$url" 2>&1) || { [[ -n $sampler ]] && kill "$sampler"; die "wrk $url failed: $out"; }
+	out=$("${LOAD_CPU[@]}" "${extra[@]}" wrk "${args[@]}" "$url" 2>&1) || { [[ -n $sampler ]] && kill "$sampler"; die "wrk $url failed: $out"; }
 	if [[ -n $sampler ]]; then
 		kill "$sampler" 2>/dev/null || true
 		wait "$sampler" 2>/dev/null || true
@@ -272,6 +292,17 @@ wrk_run() {
 	printf '%s\t%s\t%s\treq/s\t%s\n%s\t%s\t%s\tp99 ms\t%s\n' "$work" "$bal" "$round" "$rps" "$work" "$bal" "$round" "$p99" >>"$RAW"
 	[[ -n $cpu ]] && printf '%s\t%s\t%s\tCPU µs/req\t%s\n' "$work" "$bal" "$round" "$cpu" >>"$RAW"
 	[[ -n $peak ]] && printf '%s\t%s\t%s\tRSS MiB (peak)\t%s\n' "$work" "$bal" "$round" "$peak" >>"$RAW"
+	if [[ ${EXTRA:-} == 1 && ${reqs:-0} -gt 0 ]]; then
+		local b1 load sl=""
+		b1=$(cpu_ticks "$PID_backend")
+		load=$(awk -v b=$((b1 - b0)) -v us=$TICK_US -v n="$reqs" 'NF == 2 {u = $1 + $2} END {printf "%.2f", (u*1e6 + b*us)/n}' "$DIR/wrk.time")
+		printf '%s\t%s\t%s\tCPU load side µs/req\t%s\n' "$work" "$bal" "$round" "$load" >>"$RAW"
+		if [[ -n $pid ]]; then
+			sl=$(awk -v d=$(($(sleeps "$pid") - s0)) -v n="$reqs" 'BEGIN{printf "%.3f", d/n}')
+			printf '%s\t%s\t%s\tsleeps/req\t%s\n' "$work" "$bal" "$round" "$sl" >>"$RAW"
+		fi
+		say "    load side $load µs/req${sl:+, sleeps $sl/req}"
+	fi
 	say "  $work $bal: $rps req/s, p99 ${p99} ms${cpu:+, CPU $cpu µs/req}${peak:+, RSS $peak MiB}${errs:+ ($errs)}"
 }
 

@@ -534,7 +534,7 @@ func table(args []string) error {
 		// For latency and memory smaller is better: the ratio is inverted so that > 1
 		// always means ours is better.
 		lowerBetter := strings.HasPrefix(metric, "p99") || strings.HasPrefix(metric, "B/") || strings.HasPrefix(metric, "ms") ||
-			strings.HasPrefix(metric, "CPU") || strings.HasPrefix(metric, "RSS")
+			strings.HasPrefix(metric, "CPU") || strings.HasPrefix(metric, "RSS") || strings.HasPrefix(metric, "sleeps")
 		for _, other := range []string{"haproxy", "nginx", "direct"} {
 			o, okO := med[other]
 			n, okN := med["nodebalancer"]

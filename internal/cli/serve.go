@@ -57,6 +57,8 @@ type serveFlags struct {
 	frontendPeerPort                         int
 	// Parking of idle http connections (--http-park).
 	httpPark bool
+	// How long the tcp engine's loops wait in their own epoll set (--tcp-own-wait).
+	tcpOwnWait, tcpBusyPoll time.Duration
 	// fs tells which flags were given (--metrics-require-token's default depends on
 	// --listen).
 	fs *pflag.FlagSet
@@ -108,6 +110,8 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.httpPark, "http-park", true, "park idle plain-http keep-alive connections in an epoll set, without a goroutine or buffers (Linux; false keeps a goroutine per idle connection)")
 	fl.DurationVar(&f.tcpIdle, "tcp-idle-timeout", 0, "end a tcp session after this long with no byte moving either way (0: never; dead peers are found by keep-alive within 120 s)")
 	fl.StringVar(&f.tcpEngine, "tcp-engine", dataplane.TCPEngineEpoll, "how tcp configs are served: epoll (event loops of their own, no goroutine per session; Linux only, elsewhere goroutine) or goroutine (two goroutines per session over Go's net package)")
+	fl.DurationVar(&f.tcpOwnWait, "tcp-own-wait", 0, "with --tcp-engine epoll, how long an event loop that ran out of events waits for more in its own epoll set, keeping its thread, before it parks in Go's poller (0: parks at once; at most 1ms; Linux 5.11)")
+	fl.DurationVar(&f.tcpBusyPoll, "tcp-busy-poll", 0, "with --tcp-engine epoll, how long an event loop that ran out of events looks for more without sleeping, before --tcp-own-wait (0: not at all; at most 200us)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better (default true when --listen or --metrics-listen is not a loopback address)")
@@ -247,6 +251,14 @@ func (f *serveFlags) config() (server.Config, error) {
 	}
 	cfg.TCPIdleTimeout = f.tcpIdle
 	cfg.NoHTTPPark = !f.httpPark
+	if f.tcpOwnWait < 0 || f.tcpOwnWait > time.Millisecond {
+		return cfg, fmt.Errorf("--tcp-own-wait must be between 0 and 1ms")
+	}
+	cfg.TCPOwnWait = f.tcpOwnWait
+	if f.tcpBusyPoll < 0 || f.tcpBusyPoll > 200*time.Microsecond {
+		return cfg, fmt.Errorf("--tcp-busy-poll must be between 0 and 200us")
+	}
+	cfg.TCPBusyPoll = f.tcpBusyPoll
 	switch f.tcpEngine {
 	case "", dataplane.TCPEngineEpoll, dataplane.TCPEngineGoroutine:
 		cfg.TCPEngine = f.tcpEngine

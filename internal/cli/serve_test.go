@@ -307,3 +307,20 @@ func TestServeTCPIdleTimeoutFlag(t *testing.T) {
 		t.Errorf("config: %v, TCPIdleTimeout %v; want 5m", err, cfg.TCPIdleTimeout)
 	}
 }
+
+// TestServeTCPOwnWaitFlags: --tcp-own-wait and --tcp-busy-poll reach the server's
+// config; values out of their range are refused naming the flag.
+func TestServeTCPOwnWaitFlags(t *testing.T) {
+	for _, c := range [][2]string{{"--tcp-own-wait", "-1us"}, {"--tcp-own-wait", "2ms"}, {"--tcp-busy-poll", "-1us"}, {"--tcp-busy-poll", "300us"}} {
+		r := runRaw("serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", c[0], c[1])
+		if r.code == 0 || !strings.Contains(r.stderr, c[0]) {
+			t.Errorf("%s %s: exit %d, stderr %q; want a refusal naming the flag", c[0], c[1], r.code, r.stderr)
+		}
+	}
+	f := serveFlags{frontendPool: "127.0.1.0/24", backendCIDRs: "127.0.0.0/8", region: "local", logLevel: "info",
+		maxConns: 1, maxNodes: 1000, maxNodesPremium: 2000, tcpOwnWait: 200 * time.Microsecond, tcpBusyPoll: 50 * time.Microsecond}
+	cfg, err := f.config()
+	if err != nil || cfg.TCPOwnWait != 200*time.Microsecond || cfg.TCPBusyPoll != 50*time.Microsecond {
+		t.Errorf("config: %v, TCPOwnWait %v, TCPBusyPoll %v; want 200µs and 50µs", err, cfg.TCPOwnWait, cfg.TCPBusyPoll)
+	}
+}

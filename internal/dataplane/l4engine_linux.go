@@ -78,11 +78,25 @@ type engine struct {
 	// src is Options.BackendSource as a socket address (len 0: none).
 	src    unix.RawSockaddrAny
 	srcLen uint32
+	// ownWait is Options.TCPOwnWait in nanoseconds: how long a loop waits in its own
+	// epoll set for more before parking in Go's poller; spin is Options.TCPBusyPoll,
+	// how long it looks there without sleeping first. Both 0: it parks at once.
+	ownWait, spin int64
 }
+
+// ownRunBudget bounds how long a loop keeps its P while it waits in its own epoll set
+// (loop.serve): after that long since it was woken it parks in Go's poller even with
+// events pending, so that the scheduler runs other goroutines and polls the network
+// for them (at GOMAXPROCS=1 nothing else would, but sysmon every 10 ms).
+const ownRunBudget = 250 * time.Microsecond
 
 // newEngine starts n event loops.
 func newEngine(p *Plane, n int) (*engine, error) {
-	e := &engine{p: p, epoch: time.Now(), keepAliveAfter: keepAliveAfter}
+	e := &engine{p: p, epoch: time.Now(), keepAliveAfter: keepAliveAfter, ownWait: int64(p.opts.TCPOwnWait), spin: int64(p.opts.TCPBusyPoll)}
+	if e.ownWait > 0 && !canWaitFor() {
+		p.log.Warn("tcp engine: epoll_pwait2 not available (Linux 5.11); loops do not wait in their own set")
+		e.ownWait = 0
+	}
 	if a := p.opts.BackendSource; a.IsValid() {
 		e.srcLen = putSockaddr(&e.src, netip.AddrPortFrom(a, 0))
 	}
@@ -90,8 +104,7 @@ func newEngine(p *Plane, n int) (*engine, error) {
 		lp, err := newLoop(e, i)
 		if err != nil {
 			for _, lp := range e.loops {
-				lp.file.Close()
-				unix.Close(lp.wakefd)
+				lp.close()
 			}
 			return nil, err
 		}
@@ -161,13 +174,22 @@ type slist struct{ head, tail *session }
 
 // loop is one event loop: its epoll set, its sessions, its timers.
 type loop struct {
-	e     *engine
-	p     *Plane
-	idx   int
-	epfd  int
-	file  *os.File        // epfd, registered in Go's poller
-	rc    syscall.RawConn // of file
-	armed int64           // file's read deadline (loop clock), 0 when none
+	e    *engine
+	p    *Plane
+	idx  int
+	epfd int
+	// file is the descriptor registered in Go's poller, where the loop parks: epfd
+	// itself, or with an own wait (engine.ownWait) a second epoll set, the bell,
+	// which holds epfd only while the loop is parked (belled), so that readiness on
+	// the sessions' sockets goes through no second set while the loop runs.
+	file   *os.File
+	rc     syscall.RawConn // of file
+	bell   int             // file's descriptor with an own wait, else -1
+	belled bool
+	// woke is when the loop last came out of Go's poller (loop clock): with an own
+	// wait, it parks again ownRunBudget after.
+	woke  int64
+	armed int64 // file's read deadline (loop clock), 0 when none
 	// poll is lp.serve as the poller calls it (made once: a closure per wait would
 	// be an allocation); pollErr is the error it left the poller for.
 	poll    func(uintptr) bool
@@ -221,24 +243,43 @@ func newLoop(e *engine, idx int) (*loop, error) {
 		unix.Close(wfd)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
+	// The set Go's poller watches: epfd, or the bell holding it.
+	pfd, bell := epfd, -1
+	if e.ownWait > 0 || e.spin > 0 {
+		if bell, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+			unix.Close(epfd)
+			unix.Close(wfd)
+			return nil, fmt.Errorf("epoll_create1: %w", err)
+		}
+		pfd = bell
+	}
 	// os.NewFile registers a non-blocking descriptor with Go's poller.
 	var rc syscall.RawConn
 	f := (*os.File)(nil)
-	if err = unix.SetNonblock(epfd, true); err == nil {
-		f = os.NewFile(uintptr(epfd), "epoll")
+	if err = unix.SetNonblock(pfd, true); err == nil {
+		f = os.NewFile(uintptr(pfd), "epoll")
 		rc, err = f.SyscallConn()
 	}
 	if err != nil {
 		if f != nil {
 			f.Close()
 		} else {
+			unix.Close(pfd)
+		}
+		if bell >= 0 {
 			unix.Close(epfd)
 		}
 		unix.Close(wfd)
 		return nil, fmt.Errorf("epoll set in the poller: %w", err)
 	}
-	lp := &loop{e: e, p: e.p, idx: idx, epfd: epfd, file: f, rc: rc, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
+	lp := &loop{e: e, p: e.p, idx: idx, epfd: epfd, file: f, rc: rc, bell: bell, wakefd: wfd, events: make([]unix.EpollEvent, maxEvents),
 		buf: copyBufPool.Get().(*[]byte)}
+	if bell >= 0 {
+		if err := lp.ring(); err != 0 {
+			lp.close()
+			return nil, fmt.Errorf("epoll_ctl bell: %w", err)
+		}
+	}
 	lp.poll = func(uintptr) bool { return lp.serve() }
 	return lp, nil
 }
@@ -273,9 +314,37 @@ func (lp *loop) run() {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	lp.file.Close() // the epoll set, out of Go's poller
-	unix.Close(lp.wakefd)
+	lp.close()
 	copyBufPool.Put(lp.buf)
+}
+
+// close closes the loop's descriptors: the set in Go's poller (through its file, which
+// takes it out of the poller), the loop's own set when that is another, the eventfd.
+func (lp *loop) close() {
+	lp.file.Close()
+	if lp.bell >= 0 {
+		unix.Close(lp.epfd)
+	}
+	unix.Close(lp.wakefd)
+}
+
+// ring puts the loop's epoll set into the bell, before the loop parks in Go's poller:
+// the set's readiness (already there, or to come) then makes the bell readable.
+func (lp *loop) ring() syscall.Errno {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := epollAdd(lp.bell, lp.epfd, &ev); err != 0 && err != unix.EEXIST {
+		return err
+	}
+	lp.belled = true
+	return 0
+}
+
+// unring takes the set out of the bell once the loop runs: until it parks again,
+// readiness on its sockets wakes only a wait in the set itself, with no second-level
+// callback, and no thread blocked in Go's poller is woken for it.
+func (lp *loop) unring() {
+	epollDel(lp.bell, lp.epfd)
+	lp.belled = false
 }
 
 // serve is the loop's body, called by the poller (lp.poll): once when the loop
@@ -289,9 +358,33 @@ func (lp *loop) run() {
 // filled lp.events, or flows with more to move, make it look again. So a wake-up
 // costs the poller's epoll_wait and one of the loop's, and never blocks a thread in
 // epoll_wait (which would have the runtime hand its P to another thread and back).
+//
+// With an own wait (engine.ownWait), the loop does not park when it runs out of
+// events: it waits in its own set (epoll_pwait2, raw, keeping its P) for up to
+// ownWait, and parks in Go's poller only when that passes with nothing, or when
+// ownRunBudget has passed since it was woken (other goroutines then run, and the
+// scheduler polls the network for them). Under load a wake-up is then one wait in the
+// loop's own set: no trip through Go's poller and scheduler, no second-level epoll
+// callback (the set is in the bell only while parked).
 func (lp *loop) serve() bool {
+	own := lp.bell >= 0
+	if own {
+		if lp.belled {
+			lp.unring()
+		}
+		lp.clock()
+		lp.woke = lp.now
+	}
+	wait := false // the next look at the set may wait (own wait only)
 	for {
-		n, errno := epollWait0(lp.epfd, lp.events)
+		var n int
+		var errno syscall.Errno
+		idle := false // the own wait found nothing
+		if wait {
+			n, errno, idle = lp.waitOwn()
+		} else {
+			n, errno = epollWait0(lp.epfd, lp.events)
+		}
 		if errno != 0 && errno != unix.EINTR {
 			lp.pollErr = errno
 			return true
@@ -304,11 +397,50 @@ func (lp *loop) serve() bool {
 		if lp.stopped {
 			return true
 		}
-		if n < len(lp.events) && len(lp.again) == 0 {
+		if n == len(lp.events) || len(lp.again) > 0 {
+			wait = false // more may be ready now
+			continue
+		}
+		if !own || idle || lp.now-lp.woke >= int64(ownRunBudget) {
+			if own {
+				if err := lp.ring(); err != 0 {
+					lp.pollErr = err
+					return true
+				}
+			}
 			lp.arm()
 			return false
 		}
+		wait = true
 	}
+}
+
+// waitOwn looks for events in the loop's own set, keeping the P: first without
+// sleeping for up to engine.spin (busy polling), then waiting for up to
+// engine.ownWait (sooner when a timer is due first). idle reports that both passed
+// with nothing.
+func (lp *loop) waitOwn() (n int, errno syscall.Errno, idle bool) {
+	e := lp.e
+	if e.spin > 0 {
+		for until := lp.now + e.spin; ; {
+			if n, errno = epollWait0(lp.epfd, lp.events); n != 0 || errno != 0 {
+				return n, errno, false
+			}
+			lp.clock()
+			if lp.now >= until || lp.now-lp.woke >= int64(ownRunBudget) {
+				break
+			}
+		}
+	}
+	d := e.ownWait
+	if d == 0 {
+		return 0, 0, true
+	}
+	if next := lp.next(); next >= 0 && next-lp.now < d {
+		d = max(next-lp.now, 0) // a timer comes first
+	}
+	n, errno = epollWaitFor(lp.epfd, lp.events, d)
+	return n, errno, n == 0 && errno == 0 && d == e.ownWait
 }
 
 // arm sets the epoll file's read deadline to the next timer of the loop, which wakes
@@ -557,6 +689,18 @@ func (lp *loop) resumeListeners() {
 		lp.listen(pl.ls, pl.ls.slots[lp.idx])
 	}
 	lp.paused = kept
+}
+
+// canWaitFor reports whether the kernel has epoll_pwait2 (the own wait's).
+func canWaitFor() bool {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(epfd)
+	var evs [1]unix.EpollEvent
+	_, errno := epollWaitFor(epfd, evs[:], 0)
+	return errno == 0
 }
 
 // engineLoops is how many event loops the engine runs: one per P.

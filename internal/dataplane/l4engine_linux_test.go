@@ -25,11 +25,21 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
-// engines are the two ways of serving tcp configs; the behaviour tests below run on
-// both.
-var engines = []string{TCPEngineEpoll, TCPEngineGoroutine}
+// engines are the two ways of serving tcp configs, the epoll engine also with an own
+// wait (Options.TCPOwnWait); the behaviour tests below run on each.
+var engines = []string{TCPEngineEpoll, engineOwnWait, TCPEngineGoroutine}
 
-func withEngine(name string) func(*Options) { return func(o *Options) { o.TCPEngine = name } }
+// engineOwnWait names, in tests only, the epoll engine with 20 µs of busy polling and
+// an own wait of 100 µs.
+const engineOwnWait = "epoll+own-wait"
+
+func withEngine(name string) func(*Options) {
+	return func(o *Options) {
+		if o.TCPEngine = name; name == engineOwnWait {
+			o.TCPEngine, o.TCPOwnWait, o.TCPBusyPoll = TCPEngineEpoll, 100*time.Microsecond, 20*time.Microsecond
+		}
+	}
+}
 
 // servedBy reports which engine serves config id.
 func servedBy(e *env, id int) string {

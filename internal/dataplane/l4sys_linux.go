@@ -105,6 +105,25 @@ func epollWait0(epfd int, evs []unix.EpollEvent) (int, syscall.Errno) {
 	return int(n), 0
 }
 
+// epollWaitFor waits up to d nanoseconds for events of epfd (epoll_pwait2, Linux 5.11;
+// ENOSYS before), raw: the thread waits in
+// the kernel holding its P, the scheduler is not told (the loop's own wait, see
+// loop.serve). A signal (the runtime's preemption, a GC stop) ends it with EINTR.
+func epollWaitFor(epfd int, evs []unix.EpollEvent, d int64) (int, syscall.Errno) {
+	ts := unix.NsecToTimespec(d)
+	n, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)),
+		uintptr(unsafe.Pointer(&ts)), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
+func epollDel(epfd, fd int) syscall.Errno {
+	_, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_DEL, uintptr(fd), 0, 0, 0)
+	return errno
+}
+
 func epollAdd(epfd, fd int, ev *unix.EpollEvent) syscall.Errno {
 	_, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
 	return errno

@@ -83,6 +83,14 @@ type Options struct {
 	// TCPEngine is how tcp configs are served: TCPEngineEpoll (the default on Linux)
 	// or TCPEngineGoroutine (serve's --tcp-engine).
 	TCPEngine string
+	// TCPOwnWait, when positive, has each loop of the tcp engine wait for up to that
+	// long in its own epoll set, keeping its P, before it parks in Go's poller
+	// (l4engine_linux.go, loop.serve); serve's --tcp-own-wait. Zero parks at once.
+	TCPOwnWait time.Duration
+	// TCPBusyPoll, when positive, has each loop of the tcp engine that ran out of
+	// events look at its own epoll set again without sleeping for up to that long,
+	// before the own wait; serve's --tcp-busy-poll.
+	TCPBusyPoll time.Duration
 	// FreeBind binds frontend addresses this host does not hold (yet): with
 	// --frontend-interface the host holding them is chosen at run time (package ha).
 	// Off, a frontend address that is not local fails to listen, as it should on a

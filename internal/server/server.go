@@ -60,6 +60,10 @@ type Config struct {
 	TCPIdleTimeout time.Duration
 	// TCPEngine is how tcp configs are served (dataplane.Options.TCPEngine).
 	TCPEngine string
+	// TCPOwnWait is dataplane.Options.TCPOwnWait.
+	TCPOwnWait time.Duration
+	// TCPBusyPoll is dataplane.Options.TCPBusyPoll.
+	TCPBusyPoll time.Duration
 	// BackendSource, when valid, is the local address of connections to nodes.
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
@@ -475,6 +479,8 @@ func (s *Server) Run(ctx context.Context) error {
 		Grace:         s.cfg.ShutdownGrace,
 		Timeouts:      dataplane.Timeouts{TCPIdle: s.cfg.TCPIdleTimeout},
 		TCPEngine:     s.cfg.TCPEngine,
+		TCPOwnWait:    s.cfg.TCPOwnWait,
+		TCPBusyPoll:   s.cfg.TCPBusyPoll,
 		CookieKey:     key,
 		Health:        checker,
 		Stats:         counters,
