@@ -17,21 +17,7 @@ import (
 func TestModeChangeLatency(t *testing.T) {
 	for _, proto := range []linodego.ConfigProtocol{linodego.ProtocolHTTP, linodego.ProtocolTCP} {
 		t.Run(string(proto), func(t *testing.T) {
-			e := newEnv(t)
-			l := e.balancer(unchecked(proto, linodego.StickinessNone),
-				nodeSpec{name: "a", addr: e.backend(proto, "a", 1)},
-				nodeSpec{name: "k", addr: e.backend(proto, "k", 2), mode: linodego.ModeBackup})
-			c := e.httpClient(0, true)
-			probe := func() string {
-				if proto == linodego.ProtocolHTTP {
-					return mustGet(t, c, l.url("/"), "").node
-				}
-				node, err := e.tcpNode(l.front, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return node
-			}
+			l, probe := acceptAndBackup(t, proto, true)
 			for i := range 5 {
 				if n := probe(); n != "a" {
 					t.Fatalf("probe %d before any change reached %s, want a", i, n)
@@ -84,21 +70,7 @@ func TestModeChangeLatency(t *testing.T) {
 func TestModeChangeServedWhenTheAPIAnswers(t *testing.T) {
 	for _, proto := range []linodego.ConfigProtocol{linodego.ProtocolHTTP, linodego.ProtocolTCP} {
 		t.Run(string(proto), func(t *testing.T) {
-			e := newEnv(t)
-			l := e.balancer(unchecked(proto, linodego.StickinessNone),
-				nodeSpec{name: "a", addr: e.backend(proto, "a", 1)},
-				nodeSpec{name: "k", addr: e.backend(proto, "k", 2), mode: linodego.ModeBackup})
-			c := e.httpClient(0, false) // a new connection per request
-			probe := func() string {
-				if proto == linodego.ProtocolHTTP {
-					return mustGet(t, c, l.url("/"), "").node
-				}
-				node, err := e.tcpNode(l.front, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return node
-			}
+			l, probe := acceptAndBackup(t, proto, false) // a new connection per http request
 			waitFor(t, modeChangeBound, "a to answer", func() bool { return probe() == "a" })
 			for i := range 20 {
 				mode, want := linodego.ModeReject, "k"
@@ -113,5 +85,27 @@ func TestModeChangeServedWhenTheAPIAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// acceptAndBackup starts a balancer of protocol proto with an accept node a and a
+// backup node k, and returns it with a probe that reports which node answered one
+// request: over http on a kept-alive client connection (keepAlive) or a new one each
+// time, over tcp on a new session.
+func acceptAndBackup(t *testing.T, proto linodego.ConfigProtocol, keepAlive bool) (*lb, func() string) {
+	e := newEnv(t)
+	l := e.balancer(unchecked(proto, linodego.StickinessNone),
+		nodeSpec{name: "a", addr: e.backend(proto, "a", 1)},
+		nodeSpec{name: "k", addr: e.backend(proto, "k", 2), mode: linodego.ModeBackup})
+	c := e.httpClient(0, keepAlive)
+	return l, func() string {
+		if proto == linodego.ProtocolHTTP {
+			return mustGet(t, c, l.url("/"), "").node
+		}
+		node, err := e.tcpNode(l.front, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return node
 	}
 }
