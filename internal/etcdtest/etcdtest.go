@@ -7,6 +7,7 @@ package etcdtest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +65,27 @@ func Start(t testing.TB, n int, host string) *Cluster {
 
 func start(t testing.TB, n int, host string, tl *TLS) *Cluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := tryStart(t, n, host, tl)
+		if err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		if attempt == bindAttempts || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatal(err)
+		}
+		t.Logf("etcdtest: %v; again on other ports", err)
+	}
+}
+
+// bindAttempts is how many times a cluster is started on fresh ports when a port
+// found free was taken before the member bound it (another test's connection may
+// get it as its ephemeral port in between: freeURL can only say it was free).
+const bindAttempts = 5
+
+// tryStart starts an n-member cluster on ports free at the time of the call; on an
+// error, the members it started are stopped.
+func tryStart(t testing.TB, n int, host string, tl *TLS) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := range n {
@@ -77,7 +100,7 @@ func start(t testing.TB, n int, host string, tl *TLS) *Cluster {
 		cfg.MaxRequestBytes = 16 << 20
 		cfg.UnsafeNoFsync = os.Getenv("ETCDTEST_FSYNC") == ""
 		cfg.TickMs, cfg.ElectionMs = 50, 500
-		peer, client := freeURL(t, host), freeURL(t, host)
+		peer, client := pickURL(t, host), pickURL(t, host)
 		if tl != nil {
 			client.Scheme, client.Host = "https", "localhost:"+client.Port()
 			cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = tl.CertFile, tl.KeyFile
@@ -96,14 +119,17 @@ func start(t testing.TB, n int, host string, tl *TLS) *Cluster {
 	for _, m := range c.Members {
 		go func() { errs <- m.start() }()
 	}
+	var err error
 	for range n {
-		if err := <-errs; err != nil {
-			c.Close()
-			t.Fatal(err)
+		if e := <-errs; e != nil && err == nil {
+			err = e
 		}
 	}
-	t.Cleanup(c.Close)
-	return c
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func (m *Member) start() error {
@@ -136,28 +162,47 @@ func (c *Cluster) Endpoints() []string {
 func StartProcesses(t testing.TB, n int, host string) *Cluster {
 	t.Helper()
 	bin := buildMember(t)
+	for attempt := 1; ; attempt++ {
+		c, err := tryStartProcesses(t, n, host, bin)
+		if err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		if attempt == bindAttempts || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatal(err)
+		}
+		t.Logf("etcdtest: %v; again on other ports", err)
+	}
+}
+
+// tryStartProcesses is tryStart with each member in a process of its own.
+func tryStartProcesses(t testing.TB, n int, host, bin string) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := range n {
 		cfg := embed.NewConfig()
 		cfg.Name, cfg.Dir = fmt.Sprintf("m%d", i), t.TempDir()
-		peer, client := freeURL(t, host), freeURL(t, host)
+		peer, client := pickURL(t, host), pickURL(t, host)
 		cfg.ListenPeerUrls, cfg.ListenClientUrls = []url.URL{peer}, []url.URL{client}
 		initial = append(initial, cfg.Name+"="+peer.String())
 		c.Members = append(c.Members, &Member{cfg: cfg, Client: client.String(), bin: bin})
 	}
-	t.Cleanup(c.Close)
 	errs := make(chan error, n)
 	for _, m := range c.Members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
 		go func() { errs <- m.startProcess() }()
 	}
+	var err error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if e := <-errs; e != nil && err == nil {
+			err = e
 		}
 	}
-	return c
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func (m *Member) startProcess() error {
@@ -175,22 +220,25 @@ func (m *Member) startProcess() error {
 		return err
 	}
 	m.done = make(chan struct{})
-	ready := make(chan bool, 1)
+	first := make(chan string, 1) // "ready", or why it exited
 	go func() {
 		sc := bufio.NewScanner(out)
-		ok := sc.Scan() && sc.Text() == "ready"
-		ready <- ok
+		sc.Scan()
+		first <- sc.Text()
 		for sc.Scan() {
 		}
 		m.cmd.Wait()
 		close(m.done)
 	}()
 	select {
-	case ok := <-ready:
-		if !ok {
-			return fmt.Errorf("etcd member %s exited before it was ready", m.cfg.Name)
+	case line := <-first:
+		switch {
+		case line == "ready":
+			return nil
+		case strings.HasPrefix(line, "addrinuse"):
+			return fmt.Errorf("etcd member %s: %s: %w", m.cfg.Name, line, syscall.EADDRINUSE)
 		}
-		return nil
+		return fmt.Errorf("etcd member %s exited before it was ready", m.cfg.Name)
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("etcd member %s not ready in 30 s", m.cfg.Name)
 	}
@@ -291,6 +339,9 @@ func (c *Cluster) Close() {
 		c.Stop(i)
 	}
 }
+
+// pickURL is freeURL; a test replaces it to hand out a taken port.
+var pickURL = freeURL
 
 // freeURL returns http://host:port with a port free at the time of the call.
 func freeURL(t testing.TB, host string) url.URL {

@@ -1,13 +1,17 @@
 // Command member runs one etcd member (go.etcd.io/etcd/server/v3/embed) for tests
 // that must kill a member with SIGKILL, which an in-process member cannot be. It
-// prints "ready" once the member serves, and runs until killed.
+// prints "ready" once the member serves, and runs until killed; or "addrinuse" and
+// why, and exits, when a port it was given is taken.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"net/url"
+	"os"
+	"syscall"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -38,6 +42,12 @@ func main() {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*c}, []url.URL{*c}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*p}, []url.URL{*p}
 	e, err := embed.StartEtcd(cfg)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// The port was taken after the test found it free: the test starts the
+		// cluster again on other ports when it reads this line.
+		fmt.Println("addrinuse", err)
+		os.Exit(1)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
