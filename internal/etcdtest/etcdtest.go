@@ -65,8 +65,15 @@ func Start(t testing.TB, n int, host string) *Cluster {
 
 func start(t testing.TB, n int, host string, tl *TLS) *Cluster {
 	t.Helper()
+	return startRetrying(t, func() (*Cluster, error) { return tryStart(t, n, host, tl) })
+}
+
+// startRetrying returns the cluster try starts, calling it again (fresh ports) while
+// it fails because a port was taken, up to bindAttempts times.
+func startRetrying(t testing.TB, try func() (*Cluster, error)) *Cluster {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		c, err := tryStart(t, n, host, tl)
+		c, err := try()
 		if err == nil {
 			t.Cleanup(c.Close)
 			return c
@@ -115,12 +122,19 @@ func tryStart(t testing.TB, n int, host string, tl *TLS) (*Cluster, error) {
 	for _, m := range c.Members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
 	}
-	errs := make(chan error, n)
+	return c.startAll((*Member).start)
+}
+
+// startAll starts every member with start, at once (a member waits for the others to
+// be ready), and returns c, or the first error once every start returned, with the
+// members stopped.
+func (c *Cluster) startAll(start func(*Member) error) (*Cluster, error) {
+	errs := make(chan error, len(c.Members))
 	for _, m := range c.Members {
-		go func() { errs <- m.start() }()
+		go func() { errs <- start(m) }()
 	}
 	var err error
-	for range n {
+	for range c.Members {
 		if e := <-errs; e != nil && err == nil {
 			err = e
 		}
@@ -162,17 +176,7 @@ func (c *Cluster) Endpoints() []string {
 func StartProcesses(t testing.TB, n int, host string) *Cluster {
 	t.Helper()
 	bin := buildMember(t)
-	for attempt := 1; ; attempt++ {
-		c, err := tryStartProcesses(t, n, host, bin)
-		if err == nil {
-			t.Cleanup(c.Close)
-			return c
-		}
-		if attempt == bindAttempts || !errors.Is(err, syscall.EADDRINUSE) {
-			t.Fatal(err)
-		}
-		t.Logf("etcdtest: %v; again on other ports", err)
-	}
+	return startRetrying(t, func() (*Cluster, error) { return tryStartProcesses(t, n, host, bin) })
 }
 
 // tryStartProcesses is tryStart with each member in a process of its own.
@@ -187,22 +191,10 @@ func tryStartProcesses(t testing.TB, n int, host, bin string) (*Cluster, error) 
 		initial = append(initial, cfg.Name+"="+peer.String())
 		c.Members = append(c.Members, &Member{cfg: cfg, Client: client.String(), bin: bin})
 	}
-	errs := make(chan error, n)
 	for _, m := range c.Members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
-		go func() { errs <- m.startProcess() }()
 	}
-	var err error
-	for range n {
-		if e := <-errs; e != nil && err == nil {
-			err = e
-		}
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return c.startAll((*Member).startProcess)
 }
 
 func (m *Member) startProcess() error {
