@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -60,15 +59,8 @@ func (h *heldWatch) Since(after uint64) (store.Change, bool) {
 func TestCatchUpServesACommittedChangeAtOnce(t *testing.T) {
 	h := &heldWatch{release: make(chan struct{})}
 	db := teststore.Over(t, "127.0.187.0/24", func(b store.Backend) store.Backend { h.Backend = b; return h })
-	p := New(Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, db) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	e := &env{t: t, db: db, plane: p}
+	e := envOver(t, db)
+	p := e.plane
 	nameServer(t, "127.0.188.2:9001", "a")
 	nameServer(t, "127.0.188.3:9001", "b")
 	nb := e.create(config(model.ProtocolHTTP, 80, node("node-a", "127.0.188.2:9001", 50), node("node-b", "127.0.188.3:9001", 50)))

@@ -38,6 +38,12 @@ type env struct {
 func newEnv(t *testing.T, pool string, opts ...func(*Options)) *env {
 	t.Helper()
 	db := teststore.New(t, pool) // closed after the plane stops: cleanups run last-in first-out
+	return envOver(t, db, opts...)
+}
+
+// envOver starts a data plane following db; opts, if any, change its Options first.
+func envOver(t *testing.T, db *store.DB, opts ...func(*Options)) *env {
+	t.Helper()
 	o := Options{Grace: 2 * time.Second, CookieKey: []byte("test-key"), Log: slog.New(slog.DiscardHandler)}
 	for _, f := range opts {
 		f(&o)
