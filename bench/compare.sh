@@ -20,7 +20,9 @@
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
 # by hand; the pids and addresses are printed), PIN (1: the balancers on CPU 1, wrk,
 # the backends and the helpers on CPU 0, each balancer with one thread/worker/P; 0:
-# no pinning, each balancer with two).
+# no pinning, each balancer with two), CGROUP (1: each balancer in a CPU cgroup of its
+# own, as a systemd service is, instead of in the run's session with wrk and the
+# backends; needs root and the cpu controller).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -73,6 +75,7 @@ BULKDIR=$(mktemp -d /dev/shm/nb-bench.XXXXXX)
 chmod 755 "$BULKDIR" # nginx's workers run as nobody
 BULK=$BULKDIR/nb-bench-512m.bin
 PIDS=()
+CGDIRS=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -82,6 +85,7 @@ cleanup() {
 		kill -9 "$p" 2>/dev/null || true
 	done
 	rm -rf "$BULKDIR"
+	for d in "${CGDIRS[@]}"; do rmdir "$d" 2>/dev/null || true; done
 	if ((rc != 0)); then say "logs kept in $DIR"; else rm -rf "$DIR"; fi
 	exit "$rc"
 }
@@ -126,6 +130,33 @@ if [[ $PIN == 1 ]]; then
 else
 	LB_CPU=() LOAD_CPU=() LBPROCS=2
 fi
+# CGROUP=1: each balancer runs in a CPU cgroup of its own (a systemd service's place),
+# made here and removed on exit. Otherwise the balancers share the run's session
+# (autogroup) with wrk and the backends, where a waking wrk preempts a balancer's
+# thread on every response it is sent (see bench/README.md, "https keep-alive tail").
+declare -A CGPRE=([haproxy]="" [lbnginx]="" [nodebalancer]="")
+if [[ ${CGROUP:-0} == 1 ]]; then
+	if [[ -f /sys/fs/cgroup/cpu/cgroup.procs ]]; then
+		CGROOT=/sys/fs/cgroup/cpu # v1
+	elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+		CGROOT=/sys/fs/cgroup # v2 with the cpu controller on
+	else
+		die "CGROUP=1 needs the cpu cgroup controller (v1 /sys/fs/cgroup/cpu, or v2 with cpu in /sys/fs/cgroup/cgroup.subtree_control)"
+	fi
+	for b in haproxy lbnginx nodebalancer; do
+		d=$CGROOT/nb-bench-$b-$$
+		mkdir "$d" || die "cannot make the cgroup $d (CGROUP=1 needs root)"
+		CGDIRS+=("$d")
+		CGPRE[$b]=$d
+	done
+fi
+# in_cgroup DIR CMD...: runs CMD in cgroup DIR ("" for none); children follow it.
+in_cgroup() {
+	local d=$1
+	shift
+	[[ -n $d ]] && echo $BASHPID >"$d/cgroup.procs"
+	exec "$@"
+}
 for f in backend-nginx.conf bulk-nginx.conf haproxy.cfg lb-nginx.conf; do
 	sed "s|@DIR@|$DIR|g; s|@BULKDIR@|$BULKDIR|g; s|@BA@|$BA|g; s|@BB@|$BB|g; s|@UA@|$UA|g; s|@UB@|$UB|g; s|@LBPROCS@|$LBPROCS|g" "$HERE/conf/$f" >"$DIR/$f"
 done
@@ -164,10 +195,10 @@ TOKEN=bench-token-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 # start_balancers starts HAProxy, nginx and nodebalancer (which keeps its store, so a
 # restart brings its configuration back).
 start_balancers() {
-	start haproxy "${LB_CPU[@]}" haproxy -db -f "$DIR/haproxy.cfg"
-	start lbnginx "${LB_CPU[@]}" nginx -c "$DIR/lb-nginx.conf"
+	start haproxy in_cgroup "${CGPRE[haproxy]}" "${LB_CPU[@]}" haproxy -db -f "$DIR/haproxy.cfg"
+	start lbnginx in_cgroup "${CGPRE[lbnginx]}" "${LB_CPU[@]}" nginx -c "$DIR/lb-nginx.conf"
 	# shellcheck disable=SC2086
-	start nodebalancer "${LB_CPU[@]}" env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
+	start nodebalancer in_cgroup "${CGPRE[nodebalancer]}" "${LB_CPU[@]}" env NODEBALANCER_BOOTSTRAP_TOKEN="$TOKEN" $NB_ENV "$DIR/nodebalancer" serve \
 		--data "$DIR/nbdata" --listen $API --frontend-pool 127.0.9.0/24 --log-level warn --max-conns 15000 $NB_ARGS
 }
 # stop_balancers stops the three and waits until they are gone.
