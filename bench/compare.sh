@@ -20,7 +20,9 @@
 # HOLD (seconds to keep everything up after setup, before the workloads: for profiling
 # by hand; the pids and addresses are printed), PIN (1: the balancers on CPU 1, wrk,
 # the backends and the helpers on CPU 0, each balancer with one thread/worker/P; 0:
-# no pinning, each balancer with two), CGROUP (1: each balancer in a CPU cgroup of its
+# no pinning, each balancer with two), LBPROCS (PIN=0 only: HAProxy's threads and
+# nginx's workers, 2; nodebalancer's Ps are Go's count, adapted by serve --adapt-procs,
+# or set with NB_ENV=GOMAXPROCS=n), CGROUP (1: each balancer in a CPU cgroup of its
 # own, as a systemd service is, instead of in the run's session with wrk and the
 # backends; needs root and the cpu controller).
 set -euo pipefail
@@ -128,7 +130,7 @@ if [[ $PIN == 1 ]]; then
 	((NPROC = $(nproc) )) && ((NPROC >= 2)) || die "PIN=1 needs two CPUs"
 	LB_CPU=(taskset -c 1) LOAD_CPU=(taskset -c 0) LBPROCS=1
 else
-	LB_CPU=() LOAD_CPU=() LBPROCS=2
+	LB_CPU=() LOAD_CPU=() LBPROCS=${LBPROCS:-2}
 fi
 # CGROUP=1: each balancer runs in a CPU cgroup of its own (a systemd service's place),
 # made here and removed on exit. Otherwise the balancers share the run's session
@@ -465,7 +467,7 @@ if [[ $OUT != - ]]; then
 		if [[ $PIN == 1 ]]; then
 			echo "PIN=1: each balancer on CPU 1 with one thread (HAProxy nbthread 1, nginx 1 worker, Go GOMAXPROCS 1); wrk, backends, helpers on CPU 0."
 		else
-			echo "PIN=0: nothing pinned; each balancer with two threads/workers/Ps, sharing both CPUs with wrk and the backends."
+			echo "PIN=0: nothing pinned; HAProxy and nginx with $LBPROCS threads/workers, nodebalancer with Go's two Ps that serve --adapt-procs lowers while its threads wait for a CPU; all sharing both CPUs with wrk and the backends."
 		fi
 		echo "Machine: $(nproc) cores, $(uname -r); $(haproxy -v | head -1 | cut -d' ' -f1-3);"
 		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")$( [[ -n $NB_ARGS ]] && echo " serve $NB_ARGS")."

@@ -59,6 +59,8 @@ type serveFlags struct {
 	httpPark bool
 	// How long the tcp engine's loops wait in their own epoll set (--tcp-own-wait).
 	tcpOwnWait, tcpBusyPoll time.Duration
+	// Adapting the number of Ps to the CPU the host leaves (--adapt-procs).
+	adaptProcs bool
 	// fs tells which flags were given (--metrics-require-token's default depends on
 	// --listen).
 	fs *pflag.FlagSet
@@ -112,6 +114,7 @@ func (f *serveFlags) bind(fl *pflag.FlagSet) {
 	fl.StringVar(&f.tcpEngine, "tcp-engine", dataplane.TCPEngineEpoll, "how tcp configs are served: epoll (event loops of their own, no goroutine per session; Linux only, elsewhere goroutine) or goroutine (two goroutines per session over Go's net package)")
 	fl.DurationVar(&f.tcpOwnWait, "tcp-own-wait", 0, "with --tcp-engine epoll, how long an event loop that ran out of events waits for more in its own epoll set, keeping its thread, before it parks in Go's poller (0: parks at once; at most 1ms; Linux 5.11)")
 	fl.DurationVar(&f.tcpBusyPoll, "tcp-busy-poll", 0, "with --tcp-engine epoll, how long an event loop that ran out of events looks for more without sleeping, before --tcp-own-wait (0: not at all; at most 200us)")
+	fl.BoolVar(&f.adaptProcs, "adapt-procs", true, "run fewer threads of Go code (GOMAXPROCS) while the host's CPUs are oversubscribed (this process's threads wait for a CPU as long as they run), and more again when the host has a CPU idle; Linux (default true, false when the environment sets GOMAXPROCS)")
 	fl.StringVar(&f.accessLog, "access-log", "", `access log (one JSON line per http request or tcp connection): a file path, or "-" for stderr; off when empty`)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address (host:port) instead of the API's")
 	fl.BoolVar(&f.metricsToken, "metrics-require-token", false, "make /metrics require an API token with nodebalancers:read_only or better (default true when --listen or --metrics-listen is not a loopback address)")
@@ -259,6 +262,11 @@ func (f *serveFlags) config() (server.Config, error) {
 		return cfg, fmt.Errorf("--tcp-busy-poll must be between 0 and 200us")
 	}
 	cfg.TCPBusyPoll = f.tcpBusyPoll
+	cfg.AdaptProcs = f.adaptProcs
+	if f.fs == nil || !f.fs.Changed("adapt-procs") {
+		// A GOMAXPROCS set in the environment is a choice made for this host: keep it.
+		cfg.AdaptProcs = f.adaptProcs && os.Getenv("GOMAXPROCS") == ""
+	}
 	switch f.tcpEngine {
 	case "", dataplane.TCPEngineEpoll, dataplane.TCPEngineGoroutine:
 		cfg.TCPEngine = f.tcpEngine

@@ -324,3 +324,31 @@ func TestServeTCPOwnWaitFlags(t *testing.T) {
 		t.Errorf("config: %v, TCPOwnWait %v, TCPBusyPoll %v; want 200µs and 50µs", err, cfg.TCPOwnWait, cfg.TCPBusyPoll)
 	}
 }
+
+// TestServeAdaptProcsFlag: the number of Ps adapts by default; --adapt-procs=false
+// turns that off, and so does a GOMAXPROCS in the environment unless the flag is
+// given.
+func TestServeAdaptProcsFlag(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		args []string
+		want bool
+	}{
+		{"", nil, true},
+		{"", []string{"--adapt-procs=false"}, false},
+		{"2", nil, false},
+		{"2", []string{"--adapt-procs"}, true},
+	} {
+		t.Setenv("GOMAXPROCS", c.env)
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		var f serveFlags
+		f.bind(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		if err != nil || cfg.AdaptProcs != c.want {
+			t.Errorf("GOMAXPROCS=%q %v: %v, AdaptProcs %v; want %v", c.env, c.args, err, cfg.AdaptProcs, c.want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +32,7 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/ha"
 	"github.com/nodebalancer/nodebalancer/internal/health"
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/procs"
 	"github.com/nodebalancer/nodebalancer/internal/stats"
 	"github.com/nodebalancer/nodebalancer/internal/store"
 	"github.com/nodebalancer/nodebalancer/internal/store/bolt"
@@ -64,6 +66,9 @@ type Config struct {
 	TCPOwnWait time.Duration
 	// TCPBusyPoll is dataplane.Options.TCPBusyPoll.
 	TCPBusyPoll time.Duration
+	// AdaptProcs has the number of Ps follow the CPU the host leaves (package
+	// procs), between 1 and the count Go chose at start.
+	AdaptProcs bool
 	// BackendSource, when valid, is the local address of connections to nodes.
 	BackendSource netip.Addr
 	// Log receives the server's structured logs.
@@ -570,6 +575,9 @@ func (s *Server) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP) // registered before Run reports ready
 	defer signal.Stop(hup)
 	g.Go(func() error { s.reloadOnHUP(gctx, hup); return nil })
+	if s.cfg.AdaptProcs {
+		g.Go(func() error { return procs.Run(gctx, procs.DefaultPolicy(runtime.GOMAXPROCS(0)), s.cfg.Log) })
+	}
 	g.Go(func() error {
 		s.followHostAddrs(gctx, s.startAddrs, s.hostAddrsEvery(), hostAddrs, addrChanges(gctx, s.cfg.Log))
 		return nil

@@ -1,0 +1,142 @@
+package procs
+
+import (
+	"testing"
+	"time"
+)
+
+const tick = 250 * time.Millisecond
+
+// cpus is a duration of CPU time over one tick: cpus(1) is a whole CPU.
+func cpus(x float64) time.Duration { return time.Duration(x * float64(tick)) }
+
+// contended is a tick in which the threads ran a CPU and waited as long.
+var contended = Sample{Interval: tick, Run: cpus(1), Wait: cpus(1)}
+
+// saturated is a tick in which one P ran flat out, not waiting, with most of a
+// CPU idle on the host.
+var saturated = Sample{Interval: tick, Run: cpus(0.98), Wait: cpus(0.02), HostIdle: cpus(0.9)}
+
+// steps feeds c n copies of s and returns the counts it answered.
+func steps(c *Controller, s Sample, n int) []int {
+	var got []int
+	for range n {
+		got = append(got, c.Step(s))
+	}
+	return got
+}
+
+func TestDropsAPWhenTheThreadsWaitAsLongAsTheyRun(t *testing.T) {
+	c := NewController(DefaultPolicy(2), 2)
+	if got := steps(c, contended, 2); got[0] != 2 || got[1] != 1 {
+		t.Fatalf("counts %v; want 2 after one contended sample and 1 after the second", got)
+	}
+	if got := steps(c, contended, 10); got[9] != 1 {
+		t.Fatalf("counts %v; want it to stay at the policy's Min, 1", got)
+	}
+}
+
+func TestKeepsItsPsWhenWaitsAreShortOrTheProcessNearlyIdle(t *testing.T) {
+	for name, s := range map[string]Sample{
+		"short waits":  {Interval: tick, Run: cpus(1.9), Wait: cpus(0.3)},
+		"nearly idle":  {Interval: tick, Run: cpus(0.2), Wait: cpus(0.4)},
+		"no time seen": {Interval: tick},
+	} {
+		c := NewController(DefaultPolicy(2), 2)
+		if got := steps(c, s, 40); got[39] != 2 {
+			t.Errorf("%s: counts %v; want 2 throughout", name, got)
+		}
+	}
+	// One contended sample between good ones is not a trend.
+	c := NewController(DefaultPolicy(2), 2)
+	for range 20 {
+		c.Step(contended)
+		if n := c.Step(Sample{Interval: tick, Run: cpus(1.5), Wait: cpus(0.1)}); n != 2 {
+			t.Fatalf("dropped to %d on single contended samples", n)
+		}
+	}
+}
+
+func TestAddsAPBackWhenSaturatedWithACPUIdleAfterTheHold(t *testing.T) {
+	pol := DefaultPolicy(2)
+	c := NewController(pol, 2)
+	steps(c, contended, pol.DropAfter)
+	holdTicks := int(pol.Hold / tick)
+	got := steps(c, saturated, holdTicks-1)
+	for i, n := range got {
+		if n != 1 {
+			t.Fatalf("tick %d of the hold: %d Ps; want 1 until the hold has passed", i, n)
+		}
+	}
+	if n := c.Step(saturated); n != 2 {
+		t.Fatalf("after the hold: %d Ps; want 2", n)
+	}
+	if c.Reason() == "" {
+		t.Error("no reason given for the change")
+	}
+}
+
+func TestDoesNotAddWithoutIdleCPUOrWhileNotSaturated(t *testing.T) {
+	for name, s := range map[string]Sample{
+		"host busy":    {Interval: tick, Run: cpus(0.98), Wait: cpus(0.02), HostIdle: cpus(0.2)},
+		"P not busy":   {Interval: tick, Run: cpus(0.6), Wait: cpus(0.02), HostIdle: cpus(1.4)},
+		"still waits":  {Interval: tick, Run: cpus(0.98), Wait: cpus(0.7), HostIdle: cpus(0.9)},
+		"already full": saturated,
+	} {
+		start := 1
+		if name == "already full" {
+			start = 2
+		}
+		c := NewController(DefaultPolicy(2), start)
+		if got := steps(c, s, 400); got[399] != start {
+			t.Errorf("%s: ended at %d Ps; want %d", name, got[399], start)
+		}
+	}
+}
+
+// An add that has to be dropped again soon doubles the hold before the next try,
+// so that a contended host sees the extra P rarely.
+func TestTheHoldDoublesWhenAnAddIsDroppedSoon(t *testing.T) {
+	pol := DefaultPolicy(2)
+	c := NewController(pol, 2)
+	steps(c, contended, pol.DropAfter)
+	ticksToAdd := func() int {
+		for i := 1; i < 100000; i++ {
+			if c.Step(saturated) == 2 {
+				return i
+			}
+		}
+		t.Fatal("never added a P")
+		return 0
+	}
+	first := ticksToAdd()
+	steps(c, contended, pol.DropAfter)
+	second := ticksToAdd()
+	steps(c, contended, pol.DropAfter)
+	third := ticksToAdd()
+	if second < 2*first-pol.AddAfter || third < 2*second-pol.AddAfter {
+		t.Errorf("ticks before each add: %d, %d, %d; want each about twice the one before", first, second, third)
+	}
+	// The hold stops growing at MaxHold.
+	for range 10 {
+		steps(c, contended, pol.DropAfter)
+		ticksToAdd()
+	}
+	if c.hold != pol.MaxHold {
+		t.Errorf("hold %v after many swings; want MaxHold %v", c.hold, pol.MaxHold)
+	}
+	// An add that held for long resets it.
+	steps(c, Sample{Interval: tick, Run: cpus(1.9), Wait: cpus(0.1)}, int(5*pol.MaxHold/tick))
+	steps(c, contended, pol.DropAfter)
+	if c.hold != pol.Hold {
+		t.Errorf("hold %v after a long stable spell; want %v again", c.hold, pol.Hold)
+	}
+}
+
+func TestNewControllerClampsToThePolicy(t *testing.T) {
+	for _, c := range []struct{ max, start, want int }{{4, 9, 4}, {4, 0, 1}, {0, 3, 1}} {
+		if got := NewController(DefaultPolicy(c.max), c.start).Procs(); got != c.want {
+			t.Errorf("max %d, start %d: %d Ps; want %d", c.max, c.start, got, c.want)
+		}
+	}
+}
