@@ -133,8 +133,17 @@ func TestTheHoldDoublesWhenAnAddIsDroppedSoon(t *testing.T) {
 	}
 }
 
+func TestTheDefaultPolicyKeepsHalfTheProcs(t *testing.T) {
+	for _, c := range []struct{ max, floor int }{{2, 1}, {3, 2}, {8, 4}, {64, 32}} {
+		ctl := NewController(DefaultPolicy(c.max), c.max)
+		if got := steps(ctl, contended, 1000); got[999] != c.floor {
+			t.Errorf("max %d: dropped to %d Ps under contention; want %d", c.max, got[999], c.floor)
+		}
+	}
+}
+
 func TestNewControllerClampsToThePolicy(t *testing.T) {
-	for _, c := range []struct{ max, start, want int }{{4, 9, 4}, {4, 0, 1}, {0, 3, 1}} {
+	for _, c := range []struct{ max, start, want int }{{4, 9, 4}, {4, 0, 2}, {0, 3, 1}} {
 		if got := NewController(DefaultPolicy(c.max), c.start).Procs(); got != c.want {
 			t.Errorf("max %d, start %d: %d Ps; want %d", c.max, c.start, got, c.want)
 		}
