@@ -14,9 +14,9 @@
 // how much of the host's CPU time was idle (/proc/stat). It drops a P when the
 // threads waited about as long as they ran (the CPUs are oversubscribed), down to
 // half the Ps Go chose at start, and adds one back when the Ps are saturated while
-// the host has a CPU idle. After dropping a
-// P it waits before trying more again, longer each time a raised count had to be
-// dropped again soon, so that it does not swing.
+// the host has a CPU idle. After dropping a P it waits before trying more again,
+// longer each time a raised count had to be dropped again soon, so that it does not
+// swing.
 package procs
 
 import (
