@@ -1,6 +1,11 @@
 package procs
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -147,5 +152,56 @@ func TestNewControllerClampsToThePolicy(t *testing.T) {
 		if got := NewController(DefaultPolicy(c.max), c.start).Procs(); got != c.want {
 			t.Errorf("max %d, start %d: %d Ps; want %d", c.max, c.start, got, c.want)
 		}
+	}
+}
+
+// script is a sampler that replays samples, then reports ctx done through stop.
+type script struct {
+	samples []Sample
+	stop    func()
+}
+
+func (s *script) sample() (Sample, error) {
+	if len(s.samples) == 0 {
+		s.stop()
+		return Sample{}, nil
+	}
+	x := s.samples[0]
+	s.samples = s.samples[1:]
+	return x, nil
+}
+
+// run sets GOMAXPROCS through its setter at each of the controller's changes, down
+// under contention and back up once the host has a CPU idle, and logs each.
+func TestRunAppliesEachChange(t *testing.T) {
+	pol := DefaultPolicy(2)
+	pol.Every = time.Millisecond
+	pol.Hold = 4 * tick
+	var samples []Sample
+	for range pol.DropAfter {
+		samples = append(samples, contended)
+	}
+	for range 12 {
+		samples = append(samples, saturated)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	procs, calls := 2, []int{}
+	var logged bytes.Buffer
+	err := run(ctx, pol, &script{samples: samples, stop: cancel}, func(n int) int {
+		if n > 0 {
+			calls = append(calls, n)
+			procs = n
+		}
+		return procs
+	}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(calls) != "[1 2]" {
+		t.Fatalf("GOMAXPROCS set to %v; want [1 2]: one P under contention, two again with a CPU idle", calls)
+	}
+	if n := strings.Count(logged.String(), "changed the number of Ps"); n != 2 {
+		t.Errorf("%d changes logged; want 2:\n%s", n, logged.String())
 	}
 }
