@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nodebalancer/nodebalancer/internal/model"
+	"github.com/nodebalancer/nodebalancer/internal/testnet"
 )
 
 // ownWaitLoadEnv carries "node,frontend,conns,duration" to TestOwnWaitLoadHelper when
@@ -48,20 +49,7 @@ func TestOwnWaitLoadHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", nodeAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	testnet.ServeConns(t, nodeAddr, func(c net.Conn) { io.Copy(c, c) })
 	fmt.Println("ready")
 	var trips atomic.Int64
 	var wg sync.WaitGroup
@@ -118,20 +106,7 @@ func TestTCPOwnWaitLeavesGoroutinesRunning(t *testing.T) {
 	e := newEnv(t, "127.0.190.0/24", func(o *Options) { o.TCPOwnWait, o.TCPBusyPoll = time.Millisecond, 200*time.Microsecond })
 
 	// The probed server: Go's net package, like the API.
-	pln, err := net.Listen("tcp", "127.0.191.3:9100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pln.Close() })
-	go func() {
-		for {
-			c, err := pln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	pln := testnet.ServeConns(t, "127.0.191.3:9100", func(c net.Conn) { io.Copy(c, c) })
 
 	const nodeAddr, loadFor = "127.0.191.2:9002", 3 * time.Second
 	helper := exec.Command(os.Args[0], "-test.run=^TestOwnWaitLoadHelper$")
