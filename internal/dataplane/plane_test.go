@@ -91,12 +91,13 @@ func (e *env) create(cfgs ...model.ConfigWithNodes) model.NodeBalancer {
 }
 
 // settle waits until config id's readiness probe has been accepted and has ended: a
-// dial completes from the kernel's backlog before the listener accepts it.
+// dial completes from the kernel's backlog before the listener accepts it. Served or
+// refused (under a MaxConns that another config's probe filled), it has ended.
 func (e *env) settle(id int) {
 	e.t.Helper()
 	cs := e.plane.opts.Stats.Config(id)
 	waitFor(e.t, 2*time.Second, "the readiness probe to end", func() bool {
-		return cs.Connections.Load() >= 1 && e.plane.active.Load() == 0
+		return cs.Connections.Load()+cs.Refused.Load() >= 1 && e.plane.active.Load() == 0
 	})
 }
 
