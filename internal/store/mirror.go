@@ -212,9 +212,21 @@ func (m *Mirror) Apply(c Change) (Delta, error) {
 	if c.Reset {
 		return m.Load()
 	}
+	var d Delta
+	err := m.db.b.View(func(tx Tx) (err error) {
+		d, err = m.ApplyTx(tx, c)
+		return err
+	})
+	return d, err
+}
+
+// ApplyTx is Apply reading the keys through tx, which may be a write transaction
+// not yet committed (Plane.Stage): the mirror then holds c.Revision before the
+// store does. c must not be a Reset.
+func (m *Mirror) ApplyTx(tx Tx, c Change) (Delta, error) {
 	r := read{nbs: map[int]*model.NodeBalancer{}, configs: map[[2]int]*model.Config{},
 		nodes: map[int]map[int]*model.Node{}}
-	err := m.db.b.View(func(tx Tx) error {
+	err := func() error {
 		for _, ref := range c.Keys {
 			v, err := tx.Get(ref.Kind, []byte(ref.Key))
 			if err != nil {
@@ -262,7 +274,7 @@ func (m *Mirror) Apply(c Change) (Delta, error) {
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return Delta{}, err
 	}

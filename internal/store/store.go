@@ -103,6 +103,13 @@ type Backend interface {
 	Close() error
 }
 
+// StageFunc is shown each write of state before it commits, by a Backend that
+// offers it (the bbolt one's SetStage): tx reads the state as the write leaves it,
+// c.Revision is the revision it will commit as and c.Keys the state keys it wrote.
+// It runs inside the write, so writes are shown one at a time and in commit order.
+// It returns nil, or a function told once the commit ended whether it succeeded.
+type StageFunc func(tx Tx, c Change) (done func(committed bool))
+
 // Key encodes ids as a key whose byte order is the ids' numeric order.
 func Key(ids ...int) []byte {
 	b := make([]byte, 8*len(ids))

@@ -28,17 +28,24 @@ type Backend struct {
 
 	// mu orders publishing: bbolt serialises Update transactions, and the feed
 	// must see their revisions in commit order.
-	mu   sync.Mutex
-	feed *store.Feed
+	mu    sync.Mutex
+	feed  *store.Feed
+	stage store.StageFunc // see SetStage; read and written under mu
 }
 
 // Open opens (creating if needed) the store file in dir.
 func Open(dir string) (*Backend, error) {
+	return open(dir, bbolt.Options{})
+}
+
+// open is Open with bbolt options (tests bound the file's size to fail a commit).
+func open(dir string, o bbolt.Options) (*Backend, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, "nodebalancer.db")
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	o.Timeout = 2 * time.Second
+	db, err := bbolt.Open(path, 0o600, &o)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -142,11 +149,22 @@ func (b *Backend) View(fn func(store.Tx) error) error {
 	return b.db.View(func(t *bbolt.Tx) error { return fn(&tx{t: t}) })
 }
 
+// SetStage has fn shown every write of state before its commit (see
+// store.StageFunc): the data plane takes a change while bbolt still writes it to
+// disk, and is told if the commit failed.
+func (b *Backend) SetStage(fn store.StageFunc) {
+	b.mu.Lock()
+	b.stage = fn
+	b.mu.Unlock()
+}
+
 // Update implements store.Backend. A transaction that wrote state keys advances
-// the revision and publishes the keys to the feed once committed.
+// the revision, is shown to the stage function, if any, before its commit, and
+// publishes the keys to the feed once committed.
 func (b *Backend) Update(fn func(store.Tx) error) error {
 	var rev uint64
 	var changed []store.Ref
+	var done func(bool)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.db.Update(func(t *bbolt.Tx) error {
@@ -160,10 +178,19 @@ func (b *Backend) Update(fn func(store.Tx) error) error {
 		m := t.Bucket(metaBucket)
 		rev = readRev(m) + 1
 		changed = x.changed
-		return m.Put(revisionKey, binary.BigEndian.AppendUint64(nil, rev))
+		if err := m.Put(revisionKey, binary.BigEndian.AppendUint64(nil, rev)); err != nil {
+			return err
+		}
+		if b.stage != nil {
+			done = b.stage(x, store.Change{Revision: rev, Keys: changed})
+		}
+		return nil
 	})
 	if err == nil && changed != nil {
 		b.feed.Publish(rev, changed)
+	}
+	if done != nil {
+		done(err == nil)
 	}
 	return err
 }
