@@ -231,8 +231,8 @@ type follower struct {
 // Run follows the store until ctx ends, then closes every listener within the grace
 // period. It loads the whole state once; after that each change costs what it
 // changed: the mirror reads only the keys the change names, and only the configs
-// they touch are rebuilt. CatchUp may apply a change first, in the goroutine that
-// committed it; Run then finds it applied.
+// they touch are rebuilt. Stage (on a store that offers it) or CatchUp may apply a
+// change first, in the goroutine that writes it; Run then finds it applied.
 func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 	m := p.opts.Mirror
 	if m == nil {
@@ -240,6 +240,10 @@ func (p *Plane) Run(ctx context.Context, db *store.DB) error {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	if b, ok := db.Backend().(interface{ SetStage(store.StageFunc) }); ok {
+		b.SetStage(p.Stage) // the embedded store: a write is served before its fdatasync
+		defer b.SetStage(nil)
+	}
 	var w <-chan store.Change
 	for {
 		p.follow.mu.Lock()
@@ -333,6 +337,61 @@ func (p *Plane) CatchUp() {
 	}
 	if c, ok := f.db.Since(f.applied); ok {
 		p.applyChange(c)
+	}
+}
+
+// Stage applies a write of state before it commits, in the writing goroutine (a
+// store.StageFunc, which Run sets on a store that offers it: the embedded one). A
+// node drained through the API stops taking new clients as soon as the write is
+// checked, not after bbolt's two fdatasyncs; the API still answers once the write
+// is durable (and CatchUp then finds it applied). If the commit fails, the
+// returned function reads the committed state again and serves it. Writes of
+// firewalls are left to the feed: arming a guard reads the store, which does not
+// hold them yet.
+func (p *Plane) Stage(tx store.Tx, c store.Change) func(committed bool) {
+	f := &p.follow
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil || f.stale || c.Reset || c.Revision <= f.applied {
+		return nil
+	}
+	// The mirror may be behind the store (a writer's CatchUp not yet run): what it
+	// lacks is read through tx too.
+	if before, ok := f.db.Since(f.applied); ok {
+		if before.Reset {
+			return nil
+		}
+		c.Keys = append(before.Keys, c.Keys...)
+	}
+	for _, r := range c.Keys {
+		if r.Kind == store.KindFirewall || r.Kind == store.KindFwDevice {
+			return nil
+		}
+	}
+	d, err := f.m.ApplyTx(tx, c)
+	if err != nil {
+		return nil // the feed brings it once committed
+	}
+	f.applied = c.Revision
+	p.Apply(f.m, d)
+	return func(committed bool) {
+		if committed {
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		p.log.Error("a change applied before its commit did not commit: reading the stored state again", "revision", c.Revision)
+		f.stale = true
+		if f.db == nil {
+			return
+		}
+		d, err := f.m.Load()
+		if err != nil {
+			p.log.Error("read desired state", "err", err) // Run retries each second
+			return
+		}
+		f.stale, f.applied = false, d.Revision
+		p.Apply(f.m, d)
 	}
 }
 
