@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,59 +58,35 @@ func (h *heldWatch) Since(after uint64) (store.Change, bool) {
 func TestCatchUpServesACommittedChangeAtOnce(t *testing.T) {
 	h := &heldWatch{release: make(chan struct{})}
 	db := teststore.Over(t, "127.0.187.0/24", func(b store.Backend) store.Backend { h.Backend = b; return h })
-	e := envOver(t, db)
+	e := newABEnv(t, db, "127.0.188.")
 	p := e.plane
-	nameServer(t, "127.0.188.2:9001", "a")
-	nameServer(t, "127.0.188.3:9001", "b")
-	nb := e.create(config(model.ProtocolHTTP, 80, node("node-a", "127.0.188.2:9001", 50), node("node-b", "127.0.188.3:9001", 50)))
-	cfgs, err := db.Configs(nb.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := db.Nodes(nb.ID, cfgs[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cid, aID := cfgs[0].ID, nodes[0].ID
-	served := func() balance.Mode {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.listeners[cid].snap.Load().pool.Lookup(aID).Mode
-	}
 	setMode := func(m model.Mode) {
 		t.Helper()
-		if _, err := db.UpdateNode(nb.ID, cid, aID, func(n *model.Node) error { n.Mode = m; return nil }); err != nil {
+		if err := e.setMode(e.aID, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	url := "http://" + nb.IPv4 + ":80/"
 
 	h.hold.Store(true)
 	setMode(model.ModeDrain)
 	p.CatchUp()
-	if m := served(); m != balance.ModeDrain {
+	if m := e.served(e.aID); m != balance.ModeDrain {
 		t.Fatalf("after the commit and CatchUp, node a is served in mode %v, want drain", m)
 	}
-	for i := range 4 {
-		if who, _ := get(t, c, url); who != "b" {
-			t.Fatalf("request %d after CatchUp answered by %q, want b", i, who)
-		}
+	if seen := e.answers(4); seen["b"] != 4 {
+		t.Fatalf("answers after CatchUp: %v, want b only", seen)
 	}
 
 	// Without CatchUp the change waits for the held watch.
 	setMode(model.ModeAccept)
 	time.Sleep(50 * time.Millisecond)
-	if m := served(); m != balance.ModeDrain {
+	if m := e.served(e.aID); m != balance.ModeDrain {
 		t.Fatalf("a change applied without CatchUp while the watch was held (mode %v): the test cannot tell", m)
 	}
 	h.hold.Store(false)
 	close(h.release)
-	waitFor(t, 2*time.Second, "the watch to apply the accept", func() bool { return served() == balance.ModeAccept })
-	p.follow.mu.Lock()
-	applied := p.follow.applied
-	p.follow.mu.Unlock()
-	if rev, _ := db.Backend().Revision(); applied != rev {
-		t.Fatalf("the data plane reflects revision %d, the store is at %d", applied, rev)
+	waitFor(t, 2*time.Second, "the watch to apply the accept", func() bool { return e.served(e.aID) == balance.ModeAccept })
+	if rev, _ := db.Backend().Revision(); e.applied() != rev {
+		t.Fatalf("the data plane reflects revision %d, the store is at %d", e.applied(), rev)
 	}
 }

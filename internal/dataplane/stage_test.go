@@ -13,16 +13,16 @@ import (
 	"github.com/nodebalancer/nodebalancer/internal/teststore"
 )
 
-// stageEnv is a NodeBalancer with one http config of two nodes, a and b, each
+// abEnv is a NodeBalancer with one http config of two nodes, a and b, each
 // answering its name, and what a test needs to change them and look at them.
-type stageEnv struct {
+type abEnv struct {
 	*env
 	nbID, cid, aID, bID int
 	url                 string
 	client              *http.Client
 }
 
-func newStageEnv(t *testing.T, db *store.DB, pool string) *stageEnv {
+func newABEnv(t *testing.T, db *store.DB, pool string) *abEnv {
 	t.Helper()
 	e := envOver(t, db)
 	nameServer(t, pool+"2:9001", "a")
@@ -36,19 +36,19 @@ func newStageEnv(t *testing.T, db *store.DB, pool string) *stageEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stageEnv{env: e, nbID: nb.ID, cid: cfgs[0].ID, aID: nodes[0].ID, bID: nodes[1].ID,
+	return &abEnv{env: e, nbID: nb.ID, cid: cfgs[0].ID, aID: nodes[0].ID, bID: nodes[1].ID,
 		url: "http://" + nb.IPv4 + ":80/", client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 }
 
 // served is node id's mode in the pool the data plane serves.
-func (s *stageEnv) served(id int) balance.Mode {
+func (s *abEnv) served(id int) balance.Mode {
 	s.plane.mu.Lock()
 	defer s.plane.mu.Unlock()
 	return s.plane.listeners[s.cid].snap.Load().pool.Lookup(id).Mode
 }
 
 // stored is node id's mode in the committed store.
-func (s *stageEnv) stored(id int) model.Mode {
+func (s *abEnv) stored(id int) model.Mode {
 	s.t.Helper()
 	n, err := s.db.Node(s.nbID, s.cid, id)
 	if err != nil {
@@ -57,13 +57,13 @@ func (s *stageEnv) stored(id int) model.Mode {
 	return n.Mode
 }
 
-func (s *stageEnv) setMode(id int, m model.Mode) error {
+func (s *abEnv) setMode(id int, m model.Mode) error {
 	_, err := s.db.UpdateNode(s.nbID, s.cid, id, func(n *model.Node) error { n.Mode = m; return nil })
 	return err
 }
 
 // answers counts which node answered n new connections.
-func (s *stageEnv) answers(n int) map[string]int {
+func (s *abEnv) answers(n int) map[string]int {
 	s.t.Helper()
 	seen := map[string]int{}
 	for range n {
@@ -73,12 +73,18 @@ func (s *stageEnv) answers(n int) map[string]int {
 	return seen
 }
 
-// applied is the revision the data plane says it serves, and whether it waits
-// for a full read.
-func (s *stageEnv) applied() (uint64, bool) {
+// applied is the revision the data plane says it serves.
+func (s *abEnv) applied() uint64 {
 	s.plane.follow.mu.Lock()
 	defer s.plane.follow.mu.Unlock()
-	return s.plane.follow.applied, s.plane.follow.stale
+	return s.plane.follow.applied
+}
+
+// stale reports whether the data plane waits for a full read of the state.
+func (s *abEnv) stale() bool {
+	s.plane.follow.mu.Lock()
+	defer s.plane.follow.mu.Unlock()
+	return s.plane.follow.stale
 }
 
 // TestStageServesAWriteBeforeItsCommit: with the embedded store's stage set to the
@@ -91,7 +97,7 @@ func (s *stageEnv) applied() (uint64, bool) {
 func TestStageServesAWriteBeforeItsCommit(t *testing.T) {
 	h := &heldWatch{release: make(chan struct{})}
 	db := teststore.Over(t, "127.0.192.0/24", func(b store.Backend) store.Backend { h.Backend = b; return h })
-	s := newStageEnv(t, db, "127.0.193.")
+	s := newABEnv(t, db, "127.0.193.")
 	h.hold.Store(true)
 	defer close(h.release)
 	if err := s.setMode(s.bID, model.ModeBackup); err != nil { // committed, not applied
@@ -116,7 +122,7 @@ func TestStageServesAWriteBeforeItsCommit(t *testing.T) {
 			atStage, storedAtStage)
 	}
 	rev, _ := db.Backend().Revision()
-	if applied, stale := s.applied(); applied != rev || stale {
+	if applied, stale := s.applied(), s.stale(); applied != rev || stale {
 		t.Fatalf("after the commit the data plane is at revision %d (stale %v), the store at %d", applied, stale, rev)
 	}
 	if seen := s.answers(4); seen["b"] != 4 {
@@ -194,7 +200,7 @@ func (r *recordingTx) Delete(k store.Kind, key []byte) error {
 func TestStageUndoesAWriteWhoseCommitFails(t *testing.T) {
 	fc := &failingCommit{}
 	db := teststore.Over(t, "127.0.194.0/24", func(b store.Backend) store.Backend { fc.Backend = b; return fc })
-	s := newStageEnv(t, db, "127.0.195.")
+	s := newABEnv(t, db, "127.0.195.")
 	var atStage balance.Mode
 	fc.SetStage(func(tx store.Tx, c store.Change) func(bool) {
 		done := s.plane.Stage(tx, c)
@@ -212,7 +218,7 @@ func TestStageUndoesAWriteWhoseCommitFails(t *testing.T) {
 	if m := s.served(s.aID); m != balance.ModeAccept || s.stored(s.aID) != model.ModeAccept {
 		t.Fatalf("after the failed commit node a is served %v, stored %q, want accept", m, s.stored(s.aID))
 	}
-	if applied, stale := s.applied(); applied != rev || stale {
+	if applied, stale := s.applied(), s.stale(); applied != rev || stale {
 		t.Fatalf("after the failed commit the data plane is at revision %d (stale %v), the store at %d", applied, stale, rev)
 	}
 	if seen := s.answers(6); seen["a"] == 0 || seen["b"] == 0 {
@@ -240,7 +246,7 @@ func (s stagedHeld) SetStage(fn store.StageFunc) { s.Backend.(*bolt.Backend).Set
 func TestRunStagesTheEmbeddedStoresWrites(t *testing.T) {
 	h := &heldWatch{release: make(chan struct{})}
 	db := teststore.Over(t, "127.0.196.0/24", func(b store.Backend) store.Backend { h.Backend = b; return stagedHeld{h} })
-	s := newStageEnv(t, db, "127.0.197.")
+	s := newABEnv(t, db, "127.0.197.")
 	h.hold.Store(true)
 	defer close(h.release)
 	if err := s.setMode(s.aID, model.ModeDrain); err != nil {
