@@ -13,10 +13,14 @@
 // and how long they waited, runnable, for a CPU (/proc/self/task/*/schedstat), and
 // how much of the host's CPU time was idle (/proc/stat). It drops a P when the
 // threads waited about as long as they ran (the CPUs are oversubscribed), down to
-// half the Ps Go chose at start, and adds one back when the Ps are saturated while
-// the host has a CPU idle. After dropping a P it waits before trying more again,
-// longer each time a raised count had to be dropped again soon, so that it does not
-// swing.
+// half the Ps Go would run, and adds one back when the Ps are saturated while the
+// host has a CPU idle. After dropping a P it waits before trying more again, longer
+// each time a raised count had to be dropped again soon, so that it does not swing.
+//
+// Go would run one P per CPU the process may use, capped by its cgroup's CPU limit,
+// and follows both while nothing has set GOMAXPROCS. Once the controller has set it,
+// Run follows them instead, reading them every Policy.LimitEvery, and moves its range
+// with them (Controller.Resize).
 package procs
 
 import (
@@ -30,7 +34,7 @@ import (
 // Policy is how the Controller decides.
 type Policy struct {
 	// Max is the most Ps it runs (the count Go chose at start, from the CPUs the
-	// process may use); Min, the fewest (at least 1).
+	// process may use; Run moves it when they change); Min, the fewest (at least 1).
 	Max, Min int
 	// Every is how often it samples.
 	Every time.Duration
@@ -48,6 +52,9 @@ type Policy struct {
 	// Hold is the first wait after a drop; a drop within Hold×4 of an add doubles
 	// it, up to MaxHold.
 	Hold, MaxHold time.Duration
+	// LimitEvery is how often Run reads again how many CPUs the process may use
+	// (Max follows it; see Controller.Resize).
+	LimitEvery time.Duration
 }
 
 // DefaultPolicy returns the policy `serve` uses with max Ps. It never goes below
@@ -60,6 +67,7 @@ func DefaultPolicy(max int) Policy {
 		DropWait: 0.5, DropAfter: 2, BusyFloor: 0.5,
 		AddBusy: 0.9, AddIdle: 0.5, AddAfter: 4,
 		Hold: 10 * time.Second, MaxHold: 5 * time.Minute,
+		LimitEvery: time.Second,
 	}
 }
 
@@ -78,6 +86,7 @@ type Sample struct {
 // Its methods are not safe for concurrent use: one goroutine owns it.
 type Controller struct {
 	pol        Policy
+	start      Policy // as given: Resize keeps its Min's share of Max
 	procs      int
 	drops      int // samples in a row that call for a drop
 	adds       int // samples in a row that call for an add
@@ -92,7 +101,28 @@ type Controller struct {
 func NewController(pol Policy, procs int) *Controller {
 	pol.Min = max(pol.Min, 1)
 	pol.Max = max(pol.Max, pol.Min)
-	return &Controller{pol: pol, procs: min(max(procs, pol.Min), pol.Max), hold: pol.Hold, lastDrop: -1, lastAdd: -1}
+	return &Controller{pol: pol, start: pol, procs: min(max(procs, pol.Min), pol.Max), hold: pol.Hold, lastDrop: -1, lastAdd: -1}
+}
+
+// Resize makes n the most Ps (the CPUs the process may use changed: its cgroup's
+// CPU limit or its affinity), keeps the fewest at the share of the most that the
+// policy began with (half, by default), and returns the count to run now: all n
+// when the most grew, as Go itself would, or the count clamped into the new range
+// when it shrank.
+func (c *Controller) Resize(n int) int {
+	if n < 1 || n == c.pol.Max {
+		return c.procs
+	}
+	grew := n > c.pol.Max
+	c.pol.Min = max(1, min(n, (c.start.Min*n+c.start.Max-1)/c.start.Max))
+	c.pol.Max = n
+	if grew {
+		c.procs = n
+	}
+	c.procs = min(max(c.procs, c.pol.Min), n)
+	c.drops, c.adds = 0, 0
+	c.lastReason = "the process may use " + strconv.Itoa(n) + " CPUs"
+	return c.procs
 }
 
 // Procs is the count the controller runs now.
@@ -163,19 +193,34 @@ func Run(ctx context.Context, pol Policy, log *slog.Logger) error {
 		return nil
 	}
 	log.Info("procs: adapting the number of Ps to the CPU the host leaves", "max", pol.Max)
-	return run(ctx, pol, s, runtime.GOMAXPROCS, log)
+	return run(ctx, pol, s, runtime.GOMAXPROCS, newLimit(), log)
 }
 
-// run is Run over a given sampler and GOMAXPROCS setter.
-func run(ctx context.Context, pol Policy, s sampler, set func(int) int, log *slog.Logger) error {
+// run is Run over a given sampler, GOMAXPROCS setter and reader of the Ps Go would
+// choose now (limit; ok false when unknown).
+//
+// Once run has set GOMAXPROCS, Go's runtime no longer follows a change of the
+// process's CPU limit or affinity; run follows it instead, every pol.LimitEvery,
+// and moves Max (and the count) with it.
+func run(ctx context.Context, pol Policy, s sampler, set func(int) int, limit func() (int, bool), log *slog.Logger) error {
 	c := NewController(pol, set(0))
 	t := time.NewTicker(pol.Every)
 	defer t.Stop()
+	var sinceLimit time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if sinceLimit += pol.Every; pol.LimitEvery > 0 && sinceLimit >= pol.LimitEvery {
+			sinceLimit = 0
+			if n, ok := limit(); ok && n != c.pol.Max {
+				before, was := c.Procs(), c.pol.Max
+				after := c.Resize(n)
+				set(after)
+				log.Info("procs: the CPUs the process may use changed", "max_from", was, "max_to", n, "from", before, "to", after)
+			}
 		}
 		smp, err := s.sample()
 		if err != nil {
@@ -188,7 +233,7 @@ func run(ctx context.Context, pol Policy, s sampler, set func(int) int, log *slo
 		}
 		if n := c.Step(smp); n != before {
 			set(n)
-			log.Info("procs: changed the number of Ps", "from", before, "to", n, "of", pol.Max, "because", c.Reason())
+			log.Info("procs: changed the number of Ps", "from", before, "to", n, "of", c.pol.Max, "because", c.Reason())
 		}
 	}
 }

@@ -122,7 +122,7 @@ func TestRunDropsAPWhenItsThreadsShareOneCPU(t *testing.T) {
 				cancel()
 			}
 			return runtime.GOMAXPROCS(0)
-		}, slog.New(slog.DiscardHandler))
+		}, func() (int, bool) { return 2, true }, slog.New(slog.DiscardHandler))
 	}()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -171,6 +171,27 @@ func (s *script) sample() (Sample, error) {
 	return x, nil
 }
 
+// runScript runs run over samples, starting at two Ps, and returns the counts it
+// set and what it logged.
+func runScript(t *testing.T, pol Policy, samples []Sample, limit func() (int, bool)) (calls []int, logged string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	procs := 2
+	var log bytes.Buffer
+	err := run(ctx, pol, &script{samples: samples, stop: cancel}, func(n int) int {
+		if n > 0 {
+			calls = append(calls, n)
+			procs = n
+		}
+		return procs
+	}, limit, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return calls, log.String()
+}
+
 // run sets GOMAXPROCS through its setter at each of the controller's changes, down
 // under contention and back up once the host has a CPU idle, and logs each.
 func TestRunAppliesEachChange(t *testing.T) {
@@ -184,24 +205,73 @@ func TestRunAppliesEachChange(t *testing.T) {
 	for range 12 {
 		samples = append(samples, saturated)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	procs, calls := 2, []int{}
-	var logged bytes.Buffer
-	err := run(ctx, pol, &script{samples: samples, stop: cancel}, func(n int) int {
-		if n > 0 {
-			calls = append(calls, n)
-			procs = n
-		}
-		return procs
-	}, slog.New(slog.NewTextHandler(&logged, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	calls, logged := runScript(t, pol, samples, unknownLimit)
 	if fmt.Sprint(calls) != "[1 2]" {
 		t.Fatalf("GOMAXPROCS set to %v; want [1 2]: one P under contention, two again with a CPU idle", calls)
 	}
-	if n := strings.Count(logged.String(), "changed the number of Ps"); n != 2 {
-		t.Errorf("%d changes logged; want 2:\n%s", n, logged.String())
+	if n := strings.Count(logged, "changed the number of Ps"); n != 2 {
+		t.Errorf("%d changes logged; want 2:\n%s", n, logged)
+	}
+}
+
+// unknownLimit is a system that does not say how many CPUs the process may use.
+func unknownLimit() (int, bool) { return 0, false }
+
+// Resize moves the range with the CPUs the process may use: all of them when they
+// grew, the count clamped when they shrank, the floor kept at half.
+func TestResizeFollowsTheCPUs(t *testing.T) {
+	c := NewController(DefaultPolicy(2), 2)
+	for range c.pol.DropAfter {
+		c.Step(contended)
+	}
+	if c.Procs() != 1 {
+		t.Fatalf("%d Ps after contention; want 1", c.Procs())
+	}
+	for _, step := range []struct{ cpus, procs, min int }{
+		{4, 4, 2}, // grew: all of them, as Go would
+		{4, 4, 2}, // unchanged
+		{3, 3, 2}, // shrank below the count
+		{8, 8, 4},
+		{1, 1, 1},
+		{0, 1, 1}, // nonsense is ignored
+	} {
+		if n := c.Resize(step.cpus); n != step.procs || c.Procs() != n || c.pol.Min != step.min || (step.cpus > 0 && c.pol.Max != step.cpus) {
+			t.Fatalf("Resize(%d) = %d (Procs %d, range %d–%d); want %d, floor %d", step.cpus, n, c.Procs(), c.pol.Min, c.pol.Max, step.procs, step.min)
+		}
+	}
+	c = NewController(DefaultPolicy(8), 8)
+	for range c.pol.DropAfter * 3 {
+		c.Step(Sample{Interval: tick, Run: cpus(4), Wait: cpus(4)})
+	}
+	if c.Procs() != 5 {
+		t.Fatalf("%d Ps after three drops from 8; want 5", c.Procs())
+	}
+	if n := c.Resize(6); n != 5 || c.pol.Min != 3 {
+		t.Fatalf("Resize(6) from 5 of 8 = %d, floor %d; want 5, floor 3", n, c.pol.Min)
+	}
+}
+
+// run follows the CPUs the process may use (Go's runtime no longer does once
+// GOMAXPROCS was set): it sets the count when they change, and logs it.
+func TestRunFollowsTheCPULimit(t *testing.T) {
+	pol := DefaultPolicy(2)
+	pol.Every = time.Millisecond
+	pol.LimitEvery = pol.Every
+	steady := Sample{Interval: tick, Run: cpus(0.3), Wait: cpus(0.01), HostIdle: cpus(1)}
+	samples := []Sample{steady, steady, steady, steady, steady}
+	limits := []int{2, 4, 4, 1, 1}
+	calls, logged := runScript(t, pol, samples, func() (int, bool) {
+		if len(limits) == 0 {
+			return 1, true
+		}
+		n := limits[0]
+		limits = limits[1:]
+		return n, true
+	})
+	if fmt.Sprint(calls) != "[4 1]" {
+		t.Fatalf("GOMAXPROCS set to %v; want [4 1]: all four CPUs once allowed, then one", calls)
+	}
+	if n := strings.Count(logged, "CPUs the process may use changed"); n != 2 {
+		t.Errorf("%d limit changes logged; want 2:\n%s", n, logged)
 	}
 }
