@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -254,5 +255,47 @@ func TestRunStagesTheEmbeddedStoresWrites(t *testing.T) {
 	}
 	if m := s.served(s.aID); m != balance.ModeDrain {
 		t.Fatalf("node a is served %v when the drain's write returns, want drain", m)
+	}
+}
+
+// TestStagedWritesFromManyWriters: writers changing both nodes at once, each calling
+// CatchUp after its write as the API does, leave the data plane serving exactly what
+// the store holds, at its revision: staged writes, the feed and CatchUp agree.
+func TestStagedWritesFromManyWriters(t *testing.T) {
+	db := teststore.Open(t, t.TempDir(), "127.0.198.0/24")
+	s := newABEnv(t, db, "127.0.199.")
+	modes := []model.Mode{model.ModeAccept, model.ModeDrain, model.ModeBackup, model.ModeAccept}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				id := s.aID
+				if (w+i)%2 == 1 {
+					id = s.bID
+				}
+				if err := s.setMode(id, modes[(w+i)%len(modes)]); err != nil {
+					errs <- err
+					return
+				}
+				s.plane.CatchUp()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rev, _ := db.Backend().Revision()
+	if applied, stale := s.applied(), s.stale(); applied != rev || stale {
+		t.Fatalf("the data plane is at revision %d (stale %v), the store at %d", applied, stale, rev)
+	}
+	for _, id := range []int{s.aID, s.bID} {
+		if got, want := s.served(id), s.stored(id); got.String() != string(want) {
+			t.Fatalf("node %d is served %v, stored %q", id, got, want)
+		}
 	}
 }
