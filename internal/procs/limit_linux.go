@@ -1,12 +1,12 @@
 package procs
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -133,10 +133,8 @@ func cpuCgroup(b []byte) (path string, v1, found bool) {
 			}
 			continue
 		}
-		for c := range strings.SplitSeq(f[1], ",") {
-			if c == "cpu" {
-				return f[2], true, true
-			}
+		if hasOption(f[1], "cpu") {
+			return f[2], true, true
 		}
 	}
 	return path, false, found
@@ -146,16 +144,9 @@ func cpuCgroup(b []byte) (path string, v1, found bool) {
 // hierarchy (cgroup2, or cgroup with "cpu" in its super options) whose root holds
 // path, and returns path's directory under it.
 func cgroupDir(mountinfo []byte, path string, v1 bool) (string, bool) {
-	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
+	for line := range bytes.Lines(mountinfo) {
+		f := strings.Fields(string(line))
+		sep := slices.Index(f, "-")
 		if sep < 6 || sep+1 >= len(f) { // root is f[3], the mount point f[4]
 			continue
 		}
@@ -169,23 +160,19 @@ func cgroupDir(mountinfo []byte, path string, v1 bool) (string, bool) {
 		default:
 			continue
 		}
-		mroot, point := unescape(f[3]), unescape(f[4])
-		rel, ok := strings.CutPrefix(path, mroot)
-		if !ok || (rel != "" && !strings.HasPrefix(rel, "/") && mroot != "/") {
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(unescape(f[3]), "/"))
+		if !ok || (rel != "" && rel[0] != '/') { // "/a" does not hold "/ab"
 			continue
 		}
+		point := unescape(f[4])
 		return filepath.Join(point, rel), true
 	}
 	return "", false
 }
 
+// hasOption reports whether the comma-separated list opts holds o.
 func hasOption(opts, o string) bool {
-	for x := range strings.SplitSeq(opts, ",") {
-		if x == o {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(strings.Split(opts, ","), o)
 }
 
 // unescape undoes mountinfo's octal escapes (\040 for a space).
