@@ -40,6 +40,20 @@ const (
 	v1Cgroups = "4:memory:/svc\n2:cpuacct:/\n1:cpu:/svc/lb\n0::/\n"
 )
 
+// v2At is a cgroup v2 host whose process is in cgroup path, with cpuMax in its cpu.max.
+func v2At(path, cpuMax string) map[string]string {
+	return map[string]string{"proc/self/cgroup": "0::" + path + "\n", "proc/self/mountinfo": v2Mounts,
+		"sys/fs/cgroup" + path + "/cpu.max": cpuMax}
+}
+
+// v1With is a hybrid host whose process's v1 cpu cgroup /svc/lb has quota (and a
+// 100 ms period).
+func v1With(quota string) map[string]string {
+	return map[string]string{"proc/self/cgroup": v1Cgroups, "proc/self/mountinfo": v1Mounts,
+		"sys/fs/cgroup/cpu/svc/lb/cpu.cfs_quota_us":  quota,
+		"sys/fs/cgroup/cpu/svc/lb/cpu.cfs_period_us": "100000\n"}
+}
+
 // The CPU limit is read as Go's runtime reads it, from the process's own cgroup,
 // for cgroup v2 and for v1, and caps the CPUs rounded up and at least 2.
 func TestCPULimit(t *testing.T) {
@@ -49,22 +63,10 @@ func TestCPULimit(t *testing.T) {
 		ok     bool
 		capped int // of 8 CPUs
 	}{
-		"v2, 1.5 CPUs": {map[string]string{
-			"proc/self/cgroup": "0::/system.slice/nb.service\n", "proc/self/mountinfo": v2Mounts,
-			"sys/fs/cgroup/system.slice/nb.service/cpu.max": "150000 100000\n",
-		}, 1.5, true, 2},
-		"v2, 3.2 CPUs": {map[string]string{
-			"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": v2Mounts,
-			"sys/fs/cgroup/a/cpu.max": "320000 100000\n",
-		}, 3.2, true, 4},
-		"v2, half a CPU": {map[string]string{
-			"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": v2Mounts,
-			"sys/fs/cgroup/a/cpu.max": "50000 100000\n",
-		}, 0.5, true, 2},
-		"v2, no limit": {map[string]string{
-			"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": v2Mounts,
-			"sys/fs/cgroup/a/cpu.max": "max 100000\n",
-		}, 0, false, 8},
+		"v2, 1.5 CPUs":   {v2At("/system.slice/nb.service", "150000 100000\n"), 1.5, true, 2},
+		"v2, 3.2 CPUs":   {v2At("/a", "320000 100000\n"), 3.2, true, 4},
+		"v2, half a CPU": {v2At("/a", "50000 100000\n"), 0.5, true, 2},
+		"v2, no limit":   {v2At("/a", "max 100000\n"), 0, false, 8},
 		"v2 in a container (namespaced: the mount root is the cgroup)": {map[string]string{
 			"proc/self/cgroup":      "0::/\n",
 			"proc/self/mountinfo":   "600 590 0:22 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw\n",
@@ -75,16 +77,8 @@ func TestCPULimit(t *testing.T) {
 			"proc/self/mountinfo":           "600 590 0:22 /kubepods /sys/fs/cgroup ro - cgroup2 cgroup rw\n",
 			"sys/fs/cgroup/pod1/c1/cpu.max": "250000 100000\n",
 		}, 2.5, true, 3},
-		"v1 cpu controller": {map[string]string{
-			"proc/self/cgroup": v1Cgroups, "proc/self/mountinfo": v1Mounts,
-			"sys/fs/cgroup/cpu/svc/lb/cpu.cfs_quota_us":  "400000\n",
-			"sys/fs/cgroup/cpu/svc/lb/cpu.cfs_period_us": "100000\n",
-		}, 4, true, 4},
-		"v1, no quota": {map[string]string{
-			"proc/self/cgroup": v1Cgroups, "proc/self/mountinfo": v1Mounts,
-			"sys/fs/cgroup/cpu/svc/lb/cpu.cfs_quota_us":  "-1\n",
-			"sys/fs/cgroup/cpu/svc/lb/cpu.cfs_period_us": "100000\n",
-		}, 0, false, 8},
+		"v1 cpu controller": {v1With("400000\n"), 4, true, 4},
+		"v1, no quota":      {v1With("-1\n"), 0, false, 8},
 		"no cgroup mount for the cgroup": {map[string]string{
 			"proc/self/cgroup":    "0::/a\n",
 			"proc/self/mountinfo": "600 590 0:22 /other /sys/fs/cgroup ro - cgroup2 cgroup rw\n",
@@ -105,10 +99,7 @@ func TestCPULimit(t *testing.T) {
 
 // A limit file that cannot be read or parsed leaves the CPUs as they are.
 func TestCPULimitUnreadable(t *testing.T) {
-	cg := findCgroup(fakeRoot(t, map[string]string{
-		"proc/self/cgroup": "0::/a\n", "proc/self/mountinfo": v2Mounts,
-		"sys/fs/cgroup/a/cpu.max": "lots\n",
-	}))
+	cg := findCgroup(fakeRoot(t, v2At("/a", "lots\n")))
 	if _, _, err := cg.limit(); err == nil {
 		t.Fatal("a malformed cpu.max read without an error")
 	}
