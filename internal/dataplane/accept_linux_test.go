@@ -33,7 +33,15 @@ func dialRaw(t *testing.T, to netip.AddrPort) rawClient {
 	}
 	tv := syscall.Timeval{Sec: 5}
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())}); err != nil {
+	sa := &syscall.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())}
+	// The runtime's preemption signal interrupts these system calls (a socket with a
+	// timeout is not restarted): an interrupted connect goes on in the background.
+	err = syscall.Connect(fd, sa)
+	for deadline := time.Now().Add(5 * time.Second); (err == syscall.EINTR || err == syscall.EALREADY) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		err = syscall.Connect(fd, sa)
+	}
+	if err != nil && err != syscall.EISCONN {
 		t.Fatal(err)
 	}
 	return rawClient(fd)
@@ -42,13 +50,20 @@ func dialRaw(t *testing.T, to netip.AddrPort) rawClient {
 // get sends a GET and reads the whole answer, which must be 200 with body want.
 func (c rawClient) get(t *testing.T, want string) {
 	t.Helper()
-	if _, err := syscall.Write(int(c), []byte("GET / HTTP/1.1\r\nHost: raw.test\r\n\r\n")); err != nil {
+	_, err := syscall.Write(int(c), []byte("GET / HTTP/1.1\r\nHost: raw.test\r\n\r\n"))
+	for err == syscall.EINTR { // nothing was written (the request fits the socket's buffer)
+		_, err = syscall.Write(int(c), []byte("GET / HTTP/1.1\r\nHost: raw.test\r\n\r\n"))
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	var got []byte
 	buf := make([]byte, 1024)
 	for {
 		n, err := syscall.Read(int(c), buf)
+		if err == syscall.EINTR {
+			continue // see dialRaw
+		}
 		if n <= 0 {
 			t.Fatalf("read after %q: %d, %v", got, n, err)
 		}
