@@ -283,6 +283,8 @@ func TestTwoHostsServeOneConfiguration(t *testing.T) {
 			return err == nil && cookie != nil
 		})
 		l.via("b")
+		// b learns the NodeBalancer through its etcd watch, a moment after a did.
+		waitFor(t, 5*time.Second, "b to open the frontend", func() bool { _, _, err := fetch(cookie); return err == nil })
 		for i := range 10 {
 			got, _, err := fetch(cookie)
 			if err != nil || got != first {
