@@ -1,6 +1,7 @@
 // Command scale measures how nodebalancer's costs grow with the size of its state
 // (issue 13): a node-mode change reaching the data plane, server CPU per change, API
-// write latency and changes per second, start-up until every listener accepts,
+// write latency and changes per second (from one client, then from -writers clients
+// at once), start-up until every listener accepts,
 // /metrics time and size, goroutines and RSS — at 100 nodes, 10,000 and 50,000 nodes
 // (NodeBalancers of 1,000 nodes, check none), 2,000 configs (200 NodeBalancers × 10
 // ports) and one premium config of 2,000 nodes. With -health it measures the CPU
@@ -35,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -66,6 +68,9 @@ var noAgg bool
 // keepData, when set, is where the scenarios' data directories go and stay.
 var keepData string
 
+// writers is how many API clients write at once in the concurrent phase (1: none).
+var writers int
+
 var scenarios = []scenario{
 	{name: "100", nbs: 0, configs: 1, nodes: 0, probeSize: 100},
 	{name: "10k", nbs: 9, configs: 1, nodes: 1000, probeSize: 1000},
@@ -82,6 +87,7 @@ func main() {
 	noStates := flag.Bool("no-states", false, "skip the state-size scenarios")
 	flag.BoolVar(&noAgg, "no-agg", false, "skip the scrape with --metrics-node-series=false (for binaries without the flag)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "stop everything after this long")
+	flag.IntVar(&writers, "writers", 8, "API clients changing nodes at once in the concurrent phase (1 skips it)")
 	flag.StringVar(&keepData, "keep-data", "", "keep each scenario's data directory under this directory (to profile a server on it)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -156,6 +162,8 @@ type result struct {
 	writeP50, writeP99       time.Duration // PUT node latency
 	cpuPerChange             time.Duration // server CPU per change, back to back
 	changesPerSec            float64
+	parallelPerSec           float64       // with `writers` clients at once
+	parallelP50, parallelP99 time.Duration // their write latency
 	startListen, startHealth time.Duration // restart until every listener accepts / /healthz 200
 	metricsTime              time.Duration
 	metricsBytes             int64
@@ -196,7 +204,7 @@ func (s *server) stop() {
 	}
 }
 
-var client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+var client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 // api sends one request and decodes the answer into out (when not nil).
 func api(method, path string, body, out any) (time.Duration, error) {
@@ -490,6 +498,11 @@ func measure(ctx context.Context, bin, dir string, s scenario, changes int) (res
 	time.Sleep(200 * time.Millisecond) // the last changes reach the data plane
 	r.cpuPerChange = (cpuTime(srv.cmd.Process.Pid) - cpu0) / time.Duration(changes)
 	r.changesPerSec = float64(changes) / elapsed.Seconds()
+	if writers > 1 {
+		if err := parallelWrites(&r, probe.ID, cfgID, changes); err != nil {
+			return r, err
+		}
+	}
 
 	time.Sleep(time.Second)
 	r.rssMiB = rssMiB(srv.cmd.Process.Pid)
@@ -516,6 +529,50 @@ func measure(ctx context.Context, bin, dir string, s scenario, changes int) (res
 	}
 	r.metricsAggTime, r.metricsAggBytes = d, size
 	return r, nil
+}
+
+// parallelWrites changes node weights of the probe config from `writers` clients at
+// once, each its own node where the config has enough (changes in all), and records
+// changes per second and the writes' latency.
+func parallelWrites(r *result, nbID, cfgID, changes int) error {
+	var nodes struct {
+		Data []struct {
+			ID int `json:"id"`
+		} `json:"data"`
+	}
+	if _, err := api("GET", fmt.Sprintf("/nodebalancers/%d/configs/%d/nodes?page_size=%d", nbID, cfgID, max(25, writers)), nil, &nodes); err != nil {
+		return err
+	}
+	if len(nodes.Data) == 0 {
+		return errors.New("probe config has no nodes")
+	}
+	each := max(1, changes/writers)
+	lat := make([][]time.Duration, writers)
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := range writers {
+		path := fmt.Sprintf("/nodebalancers/%d/configs/%d/nodes/%d", nbID, cfgID, nodes.Data[w%len(nodes.Data)].ID)
+		wg.Go(func() {
+			for i := range each {
+				d, err := api("PUT", path, map[string]int{"weight": 60 + i%2}, nil)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				lat[w] = append(lat[w], d)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	all := slices.Concat(lat...)
+	r.parallelPerSec = float64(len(all)) / elapsed.Seconds()
+	r.parallelP50, r.parallelP99 = pct(all, 50), pct(all, 99)
+	return nil
 }
 
 func listenerAddrs(s scenario, probeIP string) []string {
@@ -648,12 +705,12 @@ func pct(ds []time.Duration, p int) time.Duration {
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }
 
 func printTable(w io.Writer, rows []result) {
-	fmt.Fprintln(w, "| state | nodes | configs | change → data plane p50 / p99 / max ms | API write p50 / p99 ms | server CPU per change ms | changes/s | create NB first / last ms | start → all listeners ms | start → /healthz ms | /metrics s, MB | /metrics node series off s, MB | goroutines | RSS MiB (after scrape) | create config ms |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| state | nodes | configs | change → data plane p50 / p99 / max ms | API write p50 / p99 ms | server CPU per change ms | changes/s | changes/s, write p50 / p99 ms, concurrent writers | create NB first / last ms | start → all listeners ms | start → /healthz ms | /metrics s, MB | /metrics node series off s, MB | goroutines | RSS MiB (after scrape) | create config ms |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %d | %s / %s / %s | %s / %s | %s | %.0f | %s / %s | %s | %s | %.2f, %.1f | %.3f, %.2f | %d | %.0f (%.0f) | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %s / %s / %s | %s / %s | %s | %.0f | %.0f, %s / %s (%d) | %s / %s | %s | %s | %.2f, %.1f | %.3f, %.2f | %d | %.0f (%.0f) | %s |\n",
 			r.s.name, r.s.totalNodes(), r.s.totalConfigs(), ms(r.changeP50), ms(r.changeP99), ms(r.changeMax),
-			ms(r.writeP50), ms(r.writeP99), ms(r.cpuPerChange), r.changesPerSec, ms(r.createFirst), ms(r.createLast),
+			ms(r.writeP50), ms(r.writeP99), ms(r.cpuPerChange), r.changesPerSec, r.parallelPerSec, ms(r.parallelP50), ms(r.parallelP99), writers, ms(r.createFirst), ms(r.createLast),
 			ms(r.startListen), ms(r.startHealth), r.metricsTime.Seconds(), float64(r.metricsBytes)/1e6,
 			r.metricsAggTime.Seconds(), float64(r.metricsAggBytes)/1e6, r.goroutines, r.rssMiB, r.rssAfterScrape, ms(r.createConfig))
 	}
