@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,10 @@ type clientConn struct {
 	rawPark   bool               // the connection is idle and is to be parked
 	pc        *parkConn          // set when the connection may park (ServeFD)
 	fdc       *fdConn            // reads and writes pc's socket; kept across connections
+	gof       *os.File           // pc's socket in Go's poller while the connection is hot (hot.go)
+	gc        goConn             // the net.Conn of gof
+	graceWait bool               // this wait for the next request ends at hotWithin: then park
+	graceFrom time.Time          // the last response before that wait
 	box       *idleBuffers       // carries the buffers when they are shed
 	inRequest bool               // bytes of the next request have arrived
 	scanned   int                // bytes of the partial head searched so far
@@ -118,6 +123,7 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 func (cc *clientConn) release() {
 	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg, cc.pc = nil, nil, nil, nil, nil, nil, nil, nil
 	cc.rawW.rc = nil
+	cc.gof, cc.gc, cc.graceWait = nil, goConn{}, false
 	if cc.fdc != nil {
 		cc.fdc.pc, cc.fdc.fd = nil, -1
 	}

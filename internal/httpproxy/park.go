@@ -164,7 +164,7 @@ func (s *Server) serveFDConn(ctx context.Context, fd int, local netip.AddrPort, 
 // the connection parks or closes.
 func (pc *parkConn) serve() {
 	for {
-		cc := pc.attach(!pc.begun)
+		cc := pc.attach(!pc.begun, pc.begun && pc.wokeSoon(time.Now()))
 		if cc == nil {
 			pc.finish()
 			return
@@ -174,6 +174,9 @@ func (pc *parkConn) serve() {
 		pc.mu.Lock()
 		pc.cc = nil
 		pc.mu.Unlock()
+		if cc.gof != nil && pc.leaveGo(cc) != nil {
+			park = false // not back in the epoll set: it could not wait there
+		}
 		if !ok {
 			// A recovered panic: the connection state may be inconsistent, so cc is
 			// not recycled.
@@ -193,13 +196,15 @@ func (pc *parkConn) serve() {
 }
 
 // attach gives pc a clientConn, reading and writing the socket through the
-// clientConn's fdConn, or returns nil when the connection was stopped.
-func (pc *parkConn) attach(first bool) *clientConn {
+// clientConn's fdConn, or through Go's poller when hot (see hotWithin), or returns nil
+// when the connection was stopped.
+func (pc *parkConn) attach(first, hot bool) *clientConn {
 	s := pc.stops.s
 	cc := newClientConnFor(s, nil, *pc.local, s.cfg.Load().MaxHeaderBytes, pc.remote(), nil)
-	fc := cc.bindFD(pc)
+	if !hot || pc.enterGo(cc) != nil {
+		pc.fc.Store(cc.bindFD(pc))
+	}
 	cc.pc, cc.first = pc, first
-	pc.fc.Store(fc)
 	pc.mu.Lock()
 	pc.cc = cc
 	stopped := pc.stopped.Load()
@@ -209,10 +214,37 @@ func (pc *parkConn) attach(first bool) *clientConn {
 		pc.mu.Lock()
 		pc.cc = nil
 		pc.mu.Unlock()
+		if cc.gof != nil {
+			pc.leaveGo(cc) // the connection closes: whether it is back in the set does not matter
+		}
 		cc.release()
 		return nil
 	}
 	return cc
+}
+
+// A connection woken within hotWithin of its last response is hot: its client sends
+// requests back to back. Served hot, it waits for its next request in Go's poller, on
+// its own goroutine (enterGo: a duplicate of its descriptor there, the descriptor out
+// of the parking epoll set meanwhile), so that the request goes straight to that
+// goroutine instead of through the poller's hand-off to a worker: one scheduling hop
+// and one trip through the run queue fewer per request. A wait that lasts hotWithin
+// ends it: the connection leaves Go's poller (leaveGo) and parks as any other. A
+// connection idle longer than that between requests (thousands of slow keep-alive
+// clients) never becomes hot, so it holds no goroutine while idle. At most half a
+// poller's workers serve hot connections at once (workerPool.hot): the others are
+// served as before.
+const hotWithin = 10 * time.Millisecond
+
+// wokeSoon reports whether pc, being served again after it parked, was woken within
+// hotWithin of its last response: the park's deadline is that response's time plus
+// the idle timeout (parkAt).
+func (pc *parkConn) wokeSoon(now time.Time) bool {
+	d, idle := pc.deadline.Load(), pc.stops.s.cfg.Load().Timeouts.ClientIdle
+	if d == 0 || idle <= 0 || testNoHot.Load() {
+		return false
+	}
+	return now.UnixNano()-(d-int64(idle)) < int64(hotWithin)
 }
 
 // run serves pc's connection with cc until it is to park (park) or to close; ok is
@@ -313,6 +345,7 @@ type workerPool struct {
 	running atomic.Int32
 	max     atomic.Int32  // workers started other than for a stall
 	served  atomic.Uint64 // connections workers finished with (parked or closed)
+	hot     atomic.Int32  // connections of this poller served hot (enterGo): at most max/2
 }
 
 // workRing holds the queue: position i is in slots[i&mask]. It grows (by the poller,
@@ -736,6 +769,10 @@ func (pc *parkConn) parkAt(end time.Time, idle time.Duration) {
 // testParkHook, set by tests only, runs on a connection's goroutine just before it
 // parks.
 var testParkHook atomic.Pointer[func(*parkConn)]
+
+// testNoHot, set by tests only, keeps every connection from becoming hot: each
+// parks after each request, as before hot connections existed.
+var testNoHot atomic.Bool
 
 // parkFailure logs the first failure to park, not one per connection.
 var parkFailure sync.Once

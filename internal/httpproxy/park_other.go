@@ -19,3 +19,10 @@ func (*poller) unregister(*parkConn) {}
 func (*parkConn) poller() *poller { return nil }
 
 func detachFD(*net.TCPConn) int { return -1 }
+
+// goConn is a hot connection's net.Conn (hot_linux.go); never made without parking.
+type goConn struct{}
+
+func (*parkConn) enterGo(*clientConn) error { return errors.New("httpproxy: parking needs Linux") }
+
+func (*parkConn) leaveGo(*clientConn) error { return nil }

@@ -113,7 +113,10 @@ func TestRequestArrivingWhileParkingIsServed(t *testing.T) {
 
 // Many clients sending each request the moment the previous response arrives (racing
 // the proxy's parking), some of them pipelined in pairs: every request is answered.
+// No connection becomes hot here, so that each parks after each request.
 func TestParkRaceStress(t *testing.T) {
+	testNoHot.Store(true)
+	t.Cleanup(func() { testNoHot.Store(false) })
 	parks := countParks(t, nil)
 	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientIdle: time.Minute}})
 	const clients, requests = 24, 150
@@ -123,7 +126,7 @@ func TestParkRaceStress(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- stressClient(p.addr, c, requests)
+			errs <- stressClient(p.addr, c, requests, nil)
 		}()
 	}
 	wg.Wait()
@@ -139,7 +142,10 @@ func TestParkRaceStress(t *testing.T) {
 	t.Logf("%d parks for %d requests", parks.Load(), clients*requests)
 }
 
-func stressClient(addr string, c, requests int) error {
+// stressClient sends requests on one connection, each the moment the previous response
+// arrived or, when gap is set, gap(i) after it, some of them pipelined in pairs, and
+// checks every answer.
+func stressClient(addr string, c, requests int, gap func(i int) time.Duration) error {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
@@ -150,6 +156,9 @@ func stressClient(addr string, c, requests int) error {
 		n := 1
 		if (c+i)%7 == 0 {
 			n = 2 // pipelined pair
+		}
+		if gap != nil {
+			time.Sleep(gap(i))
 		}
 		var b strings.Builder
 		for k := range n {

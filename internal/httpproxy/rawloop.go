@@ -30,6 +30,10 @@ func (cc *clientConn) serveRaw() bool {
 			return true
 		case cc.rawDone:
 			return false
+		case err != nil && cc.graceWait && isTimeout(err) && !cc.stopping.Load():
+			// A hot connection idle for hotWithin: it parks.
+			cc.graceWait = false
+			return true
 		case err != nil:
 			// Idle timeout, stop, or header timeout.
 			if cc.inRequest && cc.r.n() > 0 && isTimeout(err) && !cc.stopping.Load() {
@@ -58,6 +62,12 @@ func (cc *clientConn) rawStep(fd uintptr) bool {
 		if !cc.setIdle(false) {
 			cc.r.dl.forget()
 		}
+	}
+	if cc.graceWait {
+		// The next request came within the grace: the wait's deadline becomes the
+		// idle timeout's, as on a connection that never parks.
+		cc.graceWait = false
+		setReadDeadline(cc.c, &cc.r.dl, cc.graceFrom, cc.waitTimeout(cc.s.cfg.Load()))
 	}
 	if cc.r.buf == nil {
 		cc.takeBuffers(cc.s.cfg.Load().MaxHeaderBytes)
@@ -137,7 +147,7 @@ func (cc *clientConn) rawWait() bool {
 		now = time.Now()
 	}
 	cc.end = time.Time{}
-	if cc.pc != nil {
+	if cc.pc != nil && cc.gof == nil {
 		// Between requests (or before the first), nothing buffered: the poller waits
 		// for the next one, and a worker serves it.
 		if cc.stopping.Load() {
@@ -152,7 +162,16 @@ func (cc *clientConn) rawWait() bool {
 		cc.rawPark = true
 		return true
 	}
-	setReadDeadline(cc.c, &cc.r.dl, now, cc.waitTimeout(cfg))
+	wait := cc.waitTimeout(cfg)
+	if cc.gof != nil {
+		// Hot: wait here for up to hotWithin, then park (serveRaw). The park's
+		// deadline counts from the last response, as it would have.
+		cc.pc.parkAt(now, wait)
+		if wait <= 0 || wait > hotWithin {
+			cc.graceWait, cc.graceFrom, wait = true, now, hotWithin
+		}
+	}
+	setReadDeadline(cc.c, &cc.r.dl, now, wait)
 	cc.rawIdle = true
 	if !cc.setIdle(true) {
 		cc.rawDone = true

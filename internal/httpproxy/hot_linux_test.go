@@ -1,0 +1,134 @@
+//go:build linux
+
+package httpproxy
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A client sending requests back to back makes its connection hot: it waits for them
+// in Go's poller instead of parking after each one. Idle for hotWithin, it parks
+// again, and is served from the parking epoll set as before.
+func TestHotConnectionParksOnlyWhenIdle(t *testing.T) {
+	parks := countParks(t, nil)
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientIdle: time.Minute}})
+	rc := dialProxy(t, p)
+	const burst = 40
+	for i := range burst {
+		path := fmt.Sprintf("/b%d", i)
+		rc.send("GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		if got := body(t, rc.response("GET")); got != path {
+			t.Fatalf("request %d: got %q", i, got)
+		}
+	}
+	during := parks.Load()
+	t.Logf("%d parks during %d back-to-back requests", during, burst)
+	// Parking after each request is what a connection that is not hot does. The first
+	// park, and one more when the machine held up the client past hotWithin, are
+	// allowed for.
+	if during > burst/4 {
+		t.Errorf("%d parks during %d back-to-back requests: the connection did not stay in Go's poller", during, burst)
+	}
+	// Idle past hotWithin: it parks.
+	waitParks(t, parks, during+1)
+	// Back in the parking epoll set: the next request wakes it.
+	time.Sleep(3 * hotWithin)
+	rc.send("GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+	if got := body(t, rc.response("GET")); got != "/after" {
+		t.Fatalf("after the hot spell: got %q", got)
+	}
+	waitParks(t, parks, during+2)
+}
+
+// A graceful stop ends a hot connection waiting for its next request at once, as it
+// does a parked one.
+func TestStopClosesHotAtOnce(t *testing.T) {
+	parks := countParks(t, nil)
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientIdle: time.Minute}})
+	rc := dialProxy(t, p)
+	for range 10 {
+		rc.send("GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+		body(t, rc.response("GET"))
+	}
+	before := parks.Load()
+	p.cancel()
+	if took, got := closedWithin(t, rc, 5*time.Second); took > 300*time.Millisecond || got != "" {
+		t.Errorf("a hot connection closed %v after the stop, sent %q", took, got)
+	}
+	if n := parks.Load(); n != before {
+		t.Errorf("the stopped connection parked (%d parks, %d before the stop)", n, before)
+	}
+}
+
+// Many clients whose gaps between requests fall on both sides of hotWithin, so that
+// their connections keep moving between Go's poller and the parking epoll set (some
+// requests pipelined in pairs): every request is answered.
+func TestHotTransitionsStress(t *testing.T) {
+	parks := countParks(t, nil)
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientIdle: time.Minute}})
+	gaps := []time.Duration{0, 0, 0, hotWithin / 2, 0, 2 * hotWithin, 0, hotWithin + hotWithin/2}
+	const clients, requests = 16, 80
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			errs <- stressClient(p.addr, c, requests, func(i int) time.Duration { return gaps[(c+i)%len(gaps)] })
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if parks.Load() < clients {
+		t.Errorf("%d parks: the gaps past hotWithin should have parked every connection", parks.Load())
+	}
+	t.Logf("%d parks for %d requests", parks.Load(), clients*requests)
+}
+
+// At most half of a poller's workers serve hot connections: past that, connections
+// park after each request as before, so that hot ones cannot hold every worker. The
+// count goes back to zero once they idle.
+func TestHotConnectionsTakeAtMostHalfTheWorkers(t *testing.T) {
+	pollers.once.Do(startPollers)
+	for _, p := range pollers.ps {
+		w := p.pool
+		old := w.max.Load()
+		w.max.Store(2) // one hot connection per poller
+		t.Cleanup(func() { w.max.Store(old) })
+	}
+	parks := countParks(t, nil)
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientIdle: time.Minute}})
+	const clients, burst = 2, 40
+	if len(pollers.ps) != 1 {
+		t.Skipf("%d pollers: the cap is per poller", len(pollers.ps))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Go(func() { errs <- stressClient(p.addr, c, burst, func(int) time.Duration { return 0 }) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d parks for %d back-to-back requests on %d connections", parks.Load(), clients*burst, clients)
+	if n := parks.Load(); n < burst/2 {
+		t.Errorf("%d parks: both connections were hot, past the cap", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pollers.ps[0].pool.hot.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still counted hot after they idled", pollers.ps[0].pool.hot.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
