@@ -55,7 +55,7 @@ type clientConn struct {
 	rawPark   bool               // the connection is idle and is to be parked
 	pc        *parkConn          // set when the connection may park (ServeFD)
 	fdc       *fdConn            // reads and writes pc's socket; kept across connections
-	gof       *os.File           // pc's socket in Go's poller while the connection is hot (hot.go)
+	gof       *os.File           // pc's socket in Go's poller while the connection is hot (hot_linux.go)
 	gc        goConn             // the net.Conn of gof
 	graceWait bool               // this wait for the next request ends at hotWithin: then park
 	graceFrom time.Time          // the last response before that wait
