@@ -46,8 +46,7 @@ func (pc *parkConn) enterGo(cc *clientConn) error {
 		return errNotParked
 	}
 	w := pc.poller().pool
-	if w.hot.Add(1) > w.max.Load()/2 {
-		w.hot.Add(-1)
+	if !w.takeHot() {
 		return errTooManyHot
 	}
 	f, rc, d, err := pc.dupToGo()
@@ -67,6 +66,20 @@ func (pc *parkConn) enterGo(cc *clientConn) error {
 	}
 	cc.rawW.init(rc)
 	return nil
+}
+
+// takeHot counts one more hot connection, unless half the pool's workers serve
+// hot ones already.
+func (w *workerPool) takeHot() bool {
+	for {
+		n := w.hot.Load()
+		if n >= w.max.Load()/2 {
+			return false
+		}
+		if w.hot.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 var (

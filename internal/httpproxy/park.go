@@ -345,7 +345,7 @@ type workerPool struct {
 	running atomic.Int32
 	max     atomic.Int32  // workers started other than for a stall
 	served  atomic.Uint64 // connections workers finished with (parked or closed)
-	hot     atomic.Int32  // connections of this poller served hot (enterGo): at most max/2
+	hot     atomic.Int32  // connections of this poller served hot (enterGo): at most max/2 (takeHot)
 }
 
 // workRing holds the queue: position i is in slots[i&mask]. It grows (by the poller,
