@@ -4,6 +4,10 @@ package httpproxy
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,5 +151,79 @@ func TestHotConnectionsTakeAtMostHalfTheWorkers(t *testing.T) {
 			t.Fatalf("%d connections still counted hot after they idled", w.hot.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// makeHot sends back-to-back requests on rc until its connection is hot (it stops
+// parking), and fails the test if it does not become so.
+func makeHot(t *testing.T, rc *rawClient, parks *atomic.Int64) {
+	t.Helper()
+	for range 20 {
+		before := parks.Load()
+		for range 5 {
+			rc.send("GET /warm HTTP/1.1\r\nHost: h\r\n\r\n")
+			body(t, rc.response("GET"))
+		}
+		if parks.Load() == before {
+			return
+		}
+	}
+	t.Fatal("the connection still parks after 100 back-to-back requests")
+}
+
+// On a hot connection a body that arrives after its head, later than hotWithin (so
+// past the wait's grace deadline), is read through Go's poller and the connection
+// stays usable.
+func TestHotConnectionLateBody(t *testing.T) {
+	parks := countParks(t, nil)
+	be := newTestBackend(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, r.URL.Path+":"+string(b))
+	}))
+	p := startProxy(t, &Config{Router: &testRouter{backends: []*Backend{backendFor(be, "a")}}, Timeouts: Timeouts{ClientIdle: time.Minute}})
+	rc := dialProxy(t, p)
+	makeHot(t, rc, parks)
+	rc.send("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01234")
+	time.Sleep(5 * hotWithin)
+	rc.send("56789")
+	if got := body(t, rc.response("POST")); got != "/up:0123456789" {
+		t.Fatalf("got %q", got)
+	}
+	rc.send("POST /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+	time.Sleep(5 * hotWithin)
+	rc.send("2\r\nde\r\n0\r\n\r\n")
+	if got := body(t, rc.response("POST")); got != "/chunked:abcde" {
+		t.Fatalf("got %q", got)
+	}
+	rc.send("GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+	if got := body(t, rc.response("GET")); got != "/after:" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// An upgrade on a hot connection tunnels through Go's poller, and ends when the
+// client closes its side.
+func TestHotConnectionUpgrade(t *testing.T) {
+	parks := countParks(t, nil)
+	tr := &testRouter{backends: []*Backend{upgradeEchoBackend(t)}}
+	p := startProxy(t, &Config{Router: tr, Timeouts: Timeouts{ClientIdle: time.Minute}})
+	rc := dialProxy(t, p)
+	makeHot(t, rc, parks) // the echo backend answers these 400
+	rc.send("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	resp := rc.response("GET")
+	if resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for _, msg := range []string{"ping", strings.Repeat("x", 100000)} {
+		rc.send(msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(rc.br, got); err != nil || string(got) != msg {
+			t.Fatalf("echo of %d bytes: %v", len(msg), err)
+		}
+	}
+	rc.c.(*net.TCPConn).CloseWrite()
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after half-close: %v, want EOF", err)
 	}
 }
