@@ -35,7 +35,8 @@ func (g *goConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(g.pc.rem
 // enterGo has cc serve pc's socket through Go's poller: a duplicate of the descriptor
 // (the same socket, non-blocking) goes into Go's poller as an *os.File, and the
 // descriptor leaves the parking epoll set, so that readiness wakes only the
-// connection's goroutine. Three or four system calls, once per busy spell.
+// connection's goroutine. Four system calls, once per busy spell (leaveGo makes
+// three).
 func (pc *parkConn) enterGo(cc *clientConn) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()

@@ -5,9 +5,7 @@ package httpproxy
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,16 +212,5 @@ func TestHotConnectionUpgrade(t *testing.T) {
 	if resp.StatusCode != 101 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	for _, msg := range []string{"ping", strings.Repeat("x", 100000)} {
-		rc.send(msg)
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(rc.br, got); err != nil || string(got) != msg {
-			t.Fatalf("echo of %d bytes: %v", len(msg), err)
-		}
-	}
-	rc.c.(*net.TCPConn).CloseWrite()
-	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := rc.br.ReadByte(); err != io.EOF {
-		t.Errorf("after half-close: %v, want EOF", err)
-	}
+	echoThenClose(t, rc)
 }

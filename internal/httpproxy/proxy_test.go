@@ -434,6 +434,24 @@ func upgradeEchoBackend(t *testing.T) *Backend {
 	return NewBackend(netip.MustParseAddrPort(ln.Addr().String()), BackendOptions{})
 }
 
+// echoThenClose sends two messages through an upgraded connection to the echo
+// backend, checks each comes back, then closes the client's side and expects the end.
+func echoThenClose(t *testing.T, rc *rawClient) {
+	t.Helper()
+	for _, msg := range []string{"ping", strings.Repeat("x", 100000)} {
+		rc.send(msg)
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(rc.br, got); err != nil || string(got) != msg {
+			t.Fatalf("echo of %d bytes: %v", len(msg), err)
+		}
+	}
+	rc.c.(*net.TCPConn).CloseWrite()
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after half-close: %v, want EOF", err)
+	}
+}
+
 func TestUpgradeTunnelEcho(t *testing.T) {
 	tr := &testRouter{backends: []*Backend{upgradeEchoBackend(t)}}
 	p := startProxy(t, &Config{Router: tr})
@@ -443,17 +461,7 @@ func TestUpgradeTunnelEcho(t *testing.T) {
 	if resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
 		t.Fatalf("status %d, Upgrade %q", resp.StatusCode, resp.Header.Get("Upgrade"))
 	}
-	for _, msg := range []string{"ping", strings.Repeat("x", 100000)} {
-		rc.send(msg)
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(rc.br, got); err != nil || string(got) != msg {
-			t.Fatalf("echo of %d bytes: %v", len(msg), err)
-		}
-	}
-	rc.c.(*net.TCPConn).CloseWrite()
-	if _, err := rc.br.ReadByte(); err != io.EOF {
-		t.Errorf("after half-close: %v, want EOF", err)
-	}
+	echoThenClose(t, rc)
 	d := tr.waitDone(t, 1)
 	if len(d) != 1 || d[0].r.Status != 101 || d[0].r.ReqBytes < 100004 {
 		t.Errorf("Done: %+v", d)
