@@ -123,7 +123,7 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 func (cc *clientConn) release() {
 	cc.s, cc.c, cc.r.conn, cc.tunnel, cc.backend, cc.rc, cc.rawCfg, cc.pc = nil, nil, nil, nil, nil, nil, nil, nil
 	cc.rawW.rc = nil
-	cc.gof, cc.gc, cc.graceWait = nil, goConn{}, false
+	cc.graceWait = false // gof is cleared by leaveGo
 	if cc.fdc != nil {
 		cc.fdc.pc, cc.fdc.fd = nil, -1
 	}

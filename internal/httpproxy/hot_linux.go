@@ -50,13 +50,20 @@ func (pc *parkConn) enterGo(cc *clientConn) error {
 	if !w.takeHot() {
 		return errTooManyHot
 	}
-	f, rc, d, err := pc.dupToGo()
+	d, err := unix.FcntlInt(uintptr(pc.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		w.hot.Add(-1)
+		return err
+	}
+	// d is kept for CloseWrite: the File's Fd method would make the socket blocking,
+	// for every descriptor of it.
+	f := os.NewFile(uintptr(d), "client") // non-blocking (the socket's flag): in Go's poller
+	rc, err := f.SyscallConn()
 	if err == nil {
-		if err = unix.EpollCtl(pc.poller().epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil); err != nil {
-			f.Close()
-		}
+		err = unix.EpollCtl(pc.poller().epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil)
 	}
 	if err != nil {
+		f.Close()
 		w.hot.Add(-1)
 		return err
 	}
@@ -87,23 +94,6 @@ var (
 	errNotParked  = errors.New("httpproxy: the connection never parked")
 	errTooManyHot = errors.New("httpproxy: half the workers serve hot connections")
 )
-
-// dupToGo duplicates pc's descriptor (pc.mu held) into an *os.File in Go's poller,
-// and returns the duplicate's number too: the File's Fd method would make the socket
-// blocking, for every descriptor of it.
-func (pc *parkConn) dupToGo() (*os.File, syscall.RawConn, int, error) {
-	d, err := unix.FcntlInt(uintptr(pc.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, -1, err
-	}
-	f := os.NewFile(uintptr(d), "client") // non-blocking (the socket's flag): in Go's poller
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, nil, -1, err
-	}
-	return f, rc, d, nil
-}
 
 // leaveGo ends enterGo: the duplicate leaves Go's poller and is closed, and the
 // descriptor goes back into its epoll set (with what it had: reading, and writing once
