@@ -23,8 +23,9 @@
 # no pinning, each balancer with two), LBPROCS (PIN=0 only: HAProxy's threads and
 # nginx's workers, 2; nodebalancer's Ps are Go's count, adapted by serve --adapt-procs,
 # or set with NB_ENV=GOMAXPROCS=n), CGROUP (1: each balancer in a CPU cgroup of its
-# own, as a systemd service is, instead of in the run's session with wrk and the
-# backends; needs root and the cpu controller).
+# own, as a service runs, instead of in the run's session with wrk and the backends;
+# needs root and the cpu controller; 0: all in the run's session; unset: 1 with
+# PIN=0 where it can be done, else 0; the results say which).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -132,25 +133,33 @@ if [[ $PIN == 1 ]]; then
 else
 	LB_CPU=() LOAD_CPU=() LBPROCS=${LBPROCS:-2}
 fi
-# CGROUP=1: each balancer runs in a CPU cgroup of its own (a systemd service's place),
-# made here and removed on exit. Otherwise the balancers share the run's session
-# (autogroup) with wrk and the backends, where a waking wrk preempts a balancer's
-# thread on every response it is sent (see bench/README.md, "https keep-alive tail").
+# CGROUP=1: each balancer runs in a CPU cgroup of its own (where a service runs: a
+# systemd unit gets a cgroup, a daemon its own session), made here and removed on
+# exit. With CGROUP=0 the balancers share the run's session (autogroup) with wrk and
+# the backends, where a waking wrk preempts a balancer's thread on every response it
+# is sent (bench/README.md, "https keep-alive tail" and "Each balancer in a cgroup
+# of its own"). Unset, it is 1 with PIN=0 where it can be done (root, the cpu
+# controller); pinned, each balancer has a CPU of its own and it is 0.
 declare -A CGPRE=([haproxy]="" [lbnginx]="" [nodebalancer]="")
-if [[ ${CGROUP:-0} == 1 ]]; then
-	if [[ -f /sys/fs/cgroup/cpu/cgroup.procs ]]; then
-		CGROOT=/sys/fs/cgroup/cpu # v1
-	elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
-		CGROOT=/sys/fs/cgroup # v2 with the cpu controller on
-	else
-		die "CGROUP=1 needs the cpu cgroup controller (v1 /sys/fs/cgroup/cpu, or v2 with cpu in /sys/fs/cgroup/cgroup.subtree_control)"
-	fi
+CGROOT=
+if [[ -f /sys/fs/cgroup/cpu/cgroup.procs ]]; then
+	CGROOT=/sys/fs/cgroup/cpu # v1
+elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+	CGROOT=/sys/fs/cgroup # v2 with the cpu controller on
+fi
+if [[ -z ${CGROUP:-} ]]; then
+	CGROUP=0
+	[[ $PIN == 0 && -n $CGROOT && $(id -u) == 0 ]] && CGROUP=1
+fi
+if [[ $CGROUP == 1 ]]; then
+	[[ -n $CGROOT ]] || die "CGROUP=1 needs the cpu cgroup controller (v1 /sys/fs/cgroup/cpu, or v2 with cpu in /sys/fs/cgroup/cgroup.subtree_control)"
 	for b in haproxy lbnginx nodebalancer; do
 		d=$CGROOT/nb-bench-$b-$$
 		mkdir "$d" || die "cannot make the cgroup $d (CGROUP=1 needs root)"
 		CGDIRS+=("$d")
 		CGPRE[$b]=$d
 	done
+	say "CGROUP=1: each balancer in a CPU cgroup of its own under $CGROOT (CGROUP=0: in this session)"
 fi
 # in_cgroup DIR CMD...: runs CMD in cgroup DIR ("" for none); children follow it.
 in_cgroup() {
@@ -468,6 +477,11 @@ if [[ $OUT != - ]]; then
 			echo "PIN=1: each balancer on CPU 1 with one thread (HAProxy nbthread 1, nginx 1 worker, Go GOMAXPROCS 1); wrk, backends, helpers on CPU 0."
 		else
 			echo "PIN=0: nothing pinned; HAProxy and nginx with $LBPROCS threads/workers, nodebalancer with Go's two Ps that serve --adapt-procs lowers while its threads wait for a CPU; all sharing both CPUs with wrk and the backends."
+		fi
+		if [[ $CGROUP == 1 ]]; then
+			echo "CGROUP=1: each balancer in a CPU cgroup of its own (no quota or weight), as a service runs."
+		else
+			echo "CGROUP=0: the balancers in the run's session (one autogroup) with wrk and the backends."
 		fi
 		echo "Machine: $(nproc) cores, $(uname -r); $(haproxy -v | head -1 | cut -d' ' -f1-3);"
 		echo "$(nginx -v 2>&1 | sed 's/.*: //'); nodebalancer $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $NB_ENV ]] && echo " with $NB_ENV")$( [[ -n $NB_ARGS ]] && echo " serve $NB_ARGS")."
