@@ -214,3 +214,18 @@ func TestHotConnectionUpgrade(t *testing.T) {
 	}
 	echoThenClose(t, rc)
 }
+
+// On a hot connection too, a backend's half-close of an upgraded connection ends
+// that direction only (goConn.CloseWrite).
+func TestHotConnectionUpgradeHalfClose(t *testing.T) {
+	parks := countParks(t, nil)
+	be, got := upgradeHalfCloseBackend(t)
+	p := startProxy(t, &Config{Router: &testRouter{backends: []*Backend{be}}, Timeouts: Timeouts{ClientIdle: time.Minute}})
+	rc := dialProxy(t, p)
+	makeHot(t, rc, parks) // empty 200s from the same backend
+	rc.send("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if resp := rc.response("GET"); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	halfCloseThenSend(t, rc, got)
+}

@@ -452,6 +452,68 @@ func echoThenClose(t *testing.T, rc *rawClient) {
 	}
 }
 
+// upgradeHalfCloseBackend answers an upgrade with 101, sends "bye" and half-closes
+// its side at once, then reads the client's side to its end and hands what it read to
+// the channel. Other requests get an empty 200 on a kept connection.
+func upgradeHalfCloseBackend(t *testing.T) (*Backend, <-chan string) {
+	got := make(chan string, 1)
+	ln := testnet.ServeConns(t, "127.0.0.2:0", func(c net.Conn) {
+		r := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				return
+			}
+			if req.Header.Get("Upgrade") == "websocket" {
+				break
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nbye")
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(r)
+		got <- string(b)
+	})
+	return NewBackend(netip.MustParseAddrPort(ln.Addr().String()), BackendOptions{}), got
+}
+
+// halfCloseThenSend reads the backend's "bye" and the end of that direction, then
+// sends on the other direction, still open, and checks that the backend got it.
+func halfCloseThenSend(t *testing.T, rc *rawClient, got <-chan string) {
+	t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(rc.br)
+	if err != nil || string(b) != "bye" {
+		t.Fatalf("from the backend: %q, %v; want \"bye\" and its end", b, err)
+	}
+	rc.send("late")
+	rc.c.(*net.TCPConn).CloseWrite()
+	select {
+	case s := <-got:
+		if s != "late" {
+			t.Fatalf("the backend read %q after its half-close, want \"late\"", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend never saw the client's end")
+	}
+}
+
+// A backend that half-closes an upgraded connection ends that direction only: the
+// client sees the end and can still send (the proxy half-closes its side, as
+// the backend did).
+func TestUpgradeTunnelHalfClose(t *testing.T) {
+	be, got := upgradeHalfCloseBackend(t)
+	p := startProxy(t, &Config{Router: &testRouter{backends: []*Backend{be}}})
+	rc := dialProxy(t, p)
+	rc.send("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if resp := rc.response("GET"); resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	halfCloseThenSend(t, rc, got)
+}
+
 func TestUpgradeTunnelEcho(t *testing.T) {
 	tr := &testRouter{backends: []*Backend{upgradeEchoBackend(t)}}
 	p := startProxy(t, &Config{Router: tr})
