@@ -46,6 +46,32 @@ func TestHotConnectionParksOnlyWhenIdle(t *testing.T) {
 	waitParks(t, parks, during+2)
 }
 
+// A hot connection that parks keeps the idle timeout of its last response: not of
+// the park before its hot spell (which has passed by then), nor longer.
+func TestHotConnectionIdleTimeoutCountsFromLastResponse(t *testing.T) {
+	parks := countParks(t, nil)
+	const idle = 600 * time.Millisecond
+	p := startProxy(t, &Config{Router: pathBackend(t), Timeouts: Timeouts{ClientIdle: idle}})
+	rc := dialProxy(t, p)
+	rc.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+	body(t, rc.response("GET"))
+	waitParks(t, parks, 1) // parked, its deadline the first response's + idle
+	// Hot for longer than the idle timeout, then idle.
+	var last time.Time
+	for start := time.Now(); time.Since(start) < idle+200*time.Millisecond; {
+		rc.send("GET /hot HTTP/1.1\r\nHost: h\r\n\r\n")
+		body(t, rc.response("GET"))
+		last = time.Now()
+	}
+	took, got := closedWithin(t, rc, 5*time.Second)
+	if got != "" {
+		t.Fatalf("the idle connection was sent %q", got)
+	}
+	if since := time.Since(last); since < idle-50*time.Millisecond || since > idle+time.Second {
+		t.Errorf("closed %v after the last response (%v after the client's last read), want about %v", since, took, idle)
+	}
+}
+
 // A graceful stop ends a hot connection waiting for its next request at once, as it
 // does a parked one.
 func TestStopClosesHotAtOnce(t *testing.T) {

@@ -31,8 +31,10 @@ func (cc *clientConn) serveRaw() bool {
 		case cc.rawDone:
 			return false
 		case err != nil && cc.graceWait && isTimeout(err) && !cc.stopping.Load():
-			// A hot connection idle for hotWithin: it parks.
+			// A hot connection idle for hotWithin: it parks, its idle timeout
+			// counted from the last response.
 			cc.graceWait = false
+			cc.pc.parkAt(cc.graceFrom, cc.waitTimeout(cc.s.cfg.Load()))
 			return true
 		case err != nil:
 			// Idle timeout, stop, or header timeout.
@@ -164,9 +166,8 @@ func (cc *clientConn) rawWait() bool {
 	}
 	wait := cc.waitTimeout(cfg)
 	if cc.gof != nil {
-		// Hot: wait here for up to hotWithin, then park (serveRaw). The park's
-		// deadline counts from the last response, as it would have.
-		cc.pc.parkAt(now, wait)
+		// Hot: wait here for up to hotWithin, then park (serveRaw, which sets the
+		// park's deadline from graceFrom: only a connection that parks needs one).
 		if wait <= 0 || wait > hotWithin {
 			cc.graceWait, cc.graceFrom, wait = true, now, hotWithin
 		}
