@@ -51,6 +51,10 @@ OUT=${OUT:-$HERE/results/$DATE.md}
 say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 want() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+case ${CGROUP:-} in
+"" | 0 | 1) ;;
+*) die "CGROUP=$CGROUP: want 1 (own cgroups), 0 (the run's session), or unset" ;;
+esac
 
 # --- what it needs ------------------------------------------------------------------
 need=()
