@@ -10,8 +10,8 @@
 # Environment: ROUNDS (3), DURATION (wrk -d, 5s), IDLE_CONNS (5000), IDLE_SESSIONS
 # (5000), MANY_CONNS (8000 keep-alive clients of the c10k workload, for C10K_DURATION,
 # 10s), ONLY (workload list: l7ka l7close l4ka l4close l4bulk httpska c10k udprr idle
-# udpidle modechange), MODE_CHANGES (node drains per modechange round, 5: each round's
-# figure is their median), OUT (results file;
+# udpidle modechange), MODE_CHANGES (node drains per modechange round, 10: each round's
+# figure is their median, and the share of them in force for the next new connection), OUT (results file;
 # "-" for none), NB_ENV (extra environment for nodebalancer, e.g. "GOGC=200"), NB_ARGS
 # (extra serve flags, e.g. "--tcp-engine goroutine"),
 # BACKEND_A / BACKEND_B (the two small-body backends, 127.0.0.2:9001 / 127.0.0.3:9001),
@@ -34,7 +34,7 @@ IDLE_CONNS=${IDLE_CONNS:-5000}
 IDLE_SESSIONS=${IDLE_SESSIONS:-5000}
 MANY_CONNS=${MANY_CONNS:-8000}
 C10K_DURATION=${C10K_DURATION:-10s}
-MODE_CHANGES=${MODE_CHANGES:-5}
+MODE_CHANGES=${MODE_CHANGES:-10}
 ONLY=${ONLY:-}
 PIN=${PIN:-1}
 NB_ENV=${NB_ENV:-}
@@ -458,11 +458,17 @@ fi
 if want modechange; then
 	say "mode-change latency"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		ms=$("${LOAD_CPU[@]}" "$NBB" modechange -n "$MODE_CHANGES" -addr $NB_IP:8083 -api "$NODE_URL" -token "$TOKEN") || die "modechange (nodebalancer) failed"
-		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" nodebalancer "$r" "$ms" >>"$RAW"
-		ms2=$("${LOAD_CPU[@]}" "$NBB" modechange -n "$MODE_CHANGES" -addr 127.0.0.1:8081 -haproxy-sock "$DIR/haproxy.sock" -server be/a) || die "modechange (haproxy) failed"
-		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" haproxy "$r" "$ms2" >>"$RAW"
-		say "  nodebalancer $ms ms, haproxy $ms2 ms"
+		# nbbench prints the median ms, the changes in force for the first new
+		# connection after the request, and the changes made.
+		out=$("${LOAD_CPU[@]}" "$NBB" modechange -n "$MODE_CHANGES" -addr $NB_IP:8083 -api "$NODE_URL" -token "$TOKEN") || die "modechange (nodebalancer) failed"
+		read -r ms won made <<<"$out"
+		out=$("${LOAD_CPU[@]}" "$NBB" modechange -n "$MODE_CHANGES" -addr 127.0.0.1:8081 -haproxy-sock "$DIR/haproxy.sock" -server be/a) || die "modechange (haproxy) failed"
+		read -r ms2 won2 made2 <<<"$out"
+		printf '%s\t%s\t%s\tms\t%s\n' "mode change → first request reflecting it" nodebalancer "$r" "$ms" \
+			"mode change → first request reflecting it" haproxy "$r" "$ms2" >>"$RAW"
+		printf '%s\t%s\t%s\t%% of changes\t%s\n' "mode change in force for the next new connection" nodebalancer "$r" "$((100 * won / made))" \
+			"mode change in force for the next new connection" haproxy "$r" "$((100 * won2 / made2))" >>"$RAW"
+		say "  nodebalancer $ms ms ($won of $made in force for the next connection), haproxy $ms2 ms ($won2 of $made2)"
 	done
 fi
 

@@ -7,7 +7,7 @@
 //	nbbench bulk ADDR PATH                 one HTTP/1.0 GET, body discarded: bytes, s, GB/s
 //	nbbench idle -addr A -n N [-http] -pids P,Q [-hold D]
 //	                                       RSS growth of P,Q (and their children) per idle connection
-//	nbbench modechange -url U (-api ... | -haproxy-sock S -server be/a)
+//	nbbench modechange -addr A (-api ... | -haproxy-sock S -server be/a) [-n N -send inline|goroutine -v]
 //	                                       ms from the change to the first response that reflects it
 //	nbbench table RAW.tsv                  markdown table of medians and ratios
 //	nbbench setup -api URL -token T ...    create the benchmark NodeBalancer, wait for UP nodes
@@ -21,6 +21,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,6 +29,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -271,23 +274,33 @@ func vmRSS(pid int) int64 {
 	return 0
 }
 
-// modeChange drains the node answering "from a" and measures, from just before the
-// change is requested, the time until responses stop coming from it: the send time of
-// the first request after which no response came from a. Requests use a new
-// connection each, so connection reuse cannot hide the change. The node is put back in
-// accept mode after each change. With -n N it changes N times and prints the median;
-// prints the latency in ms.
+// modeChange drains the node answering "from a" and measures the time until
+// responses stop coming from it: the send time of the first request after which no
+// response came from a. Requests use a new connection each, so connection reuse
+// cannot hide the change. The node is put back in accept mode after each change.
 //
 // Both balancers are asked over a connection made before the clock starts: the API
-// with the client that a warm-up GET of the node used (as a controller such as
-// linodego keeps its connection), HAProxy on its stats socket dialled just before.
-// The clock holds the request, the balancer's work and the answer, not a process's
-// first use of net/http (0.4–0.7 ms here, which the first version of this probe
-// counted against nodebalancer) nor connection set-up. Its resolution is one probe
-// (a new connection through the balancer, 0.3–0.5 ms): with round robin, the probe
-// after the last one that reached a goes to b whether or not the change is in, so
-// the change landed between the arrival of that last probe and the arrival of the
-// one after the reported one.
+// on one that a warm-up GET of the node used (as a controller such as linodego keeps
+// its connection), HAProxy on its stats socket dialled just before. By default
+// (-send inline) the probing goroutine writes the request's bytes itself and only
+// then dials its first probe; the clock starts when that write returns, when on
+// loopback the request is in the balancer's socket, so the TCP write of an HTTP
+// request and the unix-socket write of HAProxy's command cost neither side. A
+// goroutine started earlier reads the answer. With -send goroutine the change is
+// made in a goroutine of its own (the API's through net/http) and the clock starts
+// just before it, as in the earlier versions of this probe: the goroutine's start
+// (and, for the API, net/http's hand-off to its writer) put the request on the wire
+// after the first probe had been dialled, a median 169 µs after the clock started
+// for the API and 79 µs for HAProxy's socket, against 16 µs for each inline.
+//
+// Before each change the probe sends requests until one is answered by b, so that
+// round robin would send the first probe after the change to a: a first probe
+// answered by b means the change was in force before that probe was picked. The
+// figure's resolution is one probe (a new connection through the balancer,
+// 0.3–0.5 ms): the change landed between the arrival of the last probe that reached
+// a and the arrival of the one after it. With -n N it changes N times and prints the
+// median in ms, then how many changes were in force for the first probe, then N.
+// -v prints each change's request write time and probes on stderr.
 func modeChange(args []string) error {
 	fs := flag.NewFlagSet("modechange", flag.ContinueOnError)
 	target := fs.String("addr", "", "frontend address (host:port) answering 'hello from a' or 'b'")
@@ -296,21 +309,37 @@ func modeChange(args []string) error {
 	sock := fs.String("haproxy-sock", "", "HAProxy stats socket (admin level)")
 	server := fs.String("server", "be/a", "HAProxy backend/server to drain")
 	n := fs.Int("n", 1, "changes to measure; the median is printed")
+	send := fs.String("send", "inline", "how the change leaves: inline (its bytes written by the probing goroutine, on a connection made before the clock) or goroutine (a goroutine of its own, the API through net/http)")
+	verbose := fs.Bool("v", false, "print each change's timings (µs from the clock's start) on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// prepare readies a change (connects) and returns the functions that make it and
-	// undo it.
-	var prepare func() (change, restore func() error, err error)
+	if *send != "inline" && *send != "goroutine" {
+		return fmt.Errorf("-send %q: want inline or goroutine", *send)
+	}
+	// prepare readies a change (connects; with inline, starts the goroutine that
+	// will read its answer) and returns it: issue writes the request (inline) or
+	// starts it (goroutine), and the change's answer arrives on done. written is
+	// when the request's write returned.
+	type changeFn struct {
+		issue   func() error
+		written func() time.Time
+		restore func() error
+	}
+	var prepare func(done chan<- error) (changeFn, error)
 	switch {
 	case *api != "":
+		u, err := url.Parse(*api)
+		if err != nil {
+			return fmt.Errorf("-api: %w", err)
+		}
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-		call := func(method, body string) (string, error) {
+		call := func(ctx context.Context, method, body string) (string, error) {
 			var rd io.Reader
 			if body != "" {
 				rd = strings.NewReader(body)
 			}
-			req, _ := http.NewRequest(method, *api, rd)
+			req, _ := http.NewRequestWithContext(ctx, method, *api, rd)
 			req.Header.Set("Authorization", "Bearer "+*token)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := client.Do(req)
@@ -318,28 +347,82 @@ func modeChange(args []string) error {
 				return "", err
 			}
 			defer resp.Body.Close()
-			var out struct {
-				Mode string `json:"mode"`
-			}
-			b, _ := io.ReadAll(resp.Body) // read to the end: the connection is kept
-			json.Unmarshal(b, &out)
-			if resp.StatusCode != 200 {
-				return "", fmt.Errorf("%s %s: status %d", method, *api, resp.StatusCode)
-			}
-			return out.Mode, nil
+			return readMode(method, *api, resp)
 		}
-		put := func(mode string) error {
-			got, err := call(http.MethodPut, `{"mode":"`+mode+`"}`)
+		put := func(ctx context.Context, mode string) error {
+			got, err := call(ctx, http.MethodPut, `{"mode":"`+mode+`"}`)
 			if err == nil && got != mode {
 				err = fmt.Errorf("PUT %s: mode %q", *api, got)
 			}
 			return err
 		}
-		prepare = func() (func() error, func() error, error) {
-			if mode, err := call(http.MethodGet, ""); err != nil || mode != "accept" {
-				return nil, nil, fmt.Errorf("warm-up GET of the node: mode %q, %v", mode, err)
+		prepare = func(done chan<- error) (changeFn, error) {
+			restore := func() error { return put(context.Background(), "accept") }
+			if *send == "goroutine" {
+				if mode, err := call(context.Background(), http.MethodGet, ""); err != nil || mode != "accept" {
+					return changeFn{}, fmt.Errorf("warm-up GET of the node: mode %q, %v", mode, err)
+				}
+				var wrote time.Time
+				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+					WroteRequest: func(httptrace.WroteRequestInfo) { wrote = time.Now() },
+				})
+				return changeFn{
+					issue: func() error {
+						go func() { done <- put(ctx, "drain") }()
+						return nil
+					},
+					written: func() time.Time { return wrote },
+					restore: restore,
+				}, nil
 			}
-			return func() error { return put("drain") }, func() error { return put("accept") }, nil
+			// inline: one connection, the warm-up GET then the PUT, both as raw bytes.
+			c, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				return changeFn{}, err
+			}
+			rd := bufio.NewReader(c)
+			raw := func(method, body string) []byte {
+				return fmt.Appendf(nil, "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+					method, u.RequestURI(), u.Host, *token, len(body), body)
+			}
+			answer := func(method string) (string, error) {
+				resp, err := http.ReadResponse(rd, nil)
+				if err != nil {
+					return "", err
+				}
+				defer resp.Body.Close()
+				return readMode(method, *api, resp)
+			}
+			if _, err := c.Write(raw(http.MethodGet, "")); err != nil {
+				c.Close()
+				return changeFn{}, err
+			}
+			if mode, err := answer(http.MethodGet); err != nil || mode != "accept" {
+				c.Close()
+				return changeFn{}, fmt.Errorf("warm-up GET of the node: mode %q, %v", mode, err)
+			}
+			putDrain := raw(http.MethodPut, `{"mode":"drain"}`)
+			var wrote time.Time
+			go func() {
+				defer c.Close()
+				mode, err := answer(http.MethodPut)
+				if err == nil && mode != "drain" {
+					err = fmt.Errorf("PUT %s: mode %q", *api, mode)
+				}
+				done <- err
+			}()
+			return changeFn{
+				issue: func() error {
+					_, err := c.Write(putDrain)
+					wrote = time.Now()
+					if err != nil {
+						c.Close() // ends the reader
+					}
+					return err
+				},
+				written: func() time.Time { return wrote },
+				restore: restore,
+			}, nil
 		}
 	case *sock != "":
 		cmd := func(c net.Conn, s string) error {
@@ -347,16 +430,12 @@ func modeChange(args []string) error {
 			if _, err := io.WriteString(c, s+"\n"); err != nil {
 				return err
 			}
-			out, _ := io.ReadAll(c)
-			if len(bytes.TrimSpace(out)) > 0 {
-				return fmt.Errorf("haproxy: %s", bytes.TrimSpace(out))
-			}
-			return nil
+			return haproxyAnswer(c)
 		}
-		prepare = func() (func() error, func() error, error) {
+		prepare = func(done chan<- error) (changeFn, error) {
 			c, err := net.Dial("unix", *sock)
 			if err != nil {
-				return nil, nil, err
+				return changeFn{}, err
 			}
 			restore := func() error {
 				c, err := net.Dial("unix", *sock)
@@ -365,7 +444,35 @@ func modeChange(args []string) error {
 				}
 				return cmd(c, "set server "+*server+" state ready")
 			}
-			return func() error { return cmd(c, "set server "+*server+" state drain") }, restore, nil
+			drain := "set server " + *server + " state drain\n"
+			var wrote time.Time
+			issue := func() error {
+				go func() {
+					defer c.Close()
+					_, err := io.WriteString(c, drain)
+					wrote = time.Now()
+					if err == nil {
+						err = haproxyAnswer(c)
+					}
+					done <- err
+				}()
+				return nil
+			}
+			if *send == "inline" {
+				go func() {
+					defer c.Close()
+					done <- haproxyAnswer(c)
+				}()
+				issue = func() error {
+					_, err := io.WriteString(c, drain)
+					wrote = time.Now()
+					if err != nil {
+						c.Close() // ends the reader
+					}
+					return err
+				}
+			}
+			return changeFn{issue: issue, written: func() time.Time { return wrote }, restore: restore}, nil
 		}
 	default:
 		return errors.New("-api or -haproxy-sock is required")
@@ -390,31 +497,52 @@ func modeChange(args []string) error {
 		}
 		return b[i+11], nil
 	}
-	once := func() (float64, error) {
+	once := func() (ms float64, first bool, err error) {
 		// Both nodes must be answering before the change.
 		seen := map[byte]bool{}
 		for i := 0; i < 20; i++ {
 			who, err := get()
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			seen[who] = true
 		}
 		if !seen['a'] || !seen['b'] {
-			return 0, fmt.Errorf("before the change, answers came from %v only", seen)
+			return 0, false, fmt.Errorf("before the change, answers came from %v only", seen)
 		}
-		change, restore, err := prepare()
+		// End on an answer from b, so that round robin sends the first probe after the
+		// change to a unless the change is in force by then: the probe then tells a
+		// change that beat the first pick from one that did not, rather than reading
+		// whichever node the rotation had reached.
+		for i := 0; ; i++ {
+			who, err := get()
+			if err != nil {
+				return 0, false, err
+			}
+			if who == 'b' {
+				break
+			}
+			if i == 20 {
+				return 0, false, errors.New("before the change, no answer came from b in 20 requests")
+			}
+		}
+		done := make(chan error, 1)
+		ch, err := prepare(done)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		type sample struct {
 			sent time.Time
 			who  byte
 		}
 		var samples []sample
-		done := make(chan error, 1)
 		t0 := time.Now()
-		go func() { done <- change() }()
+		if err := ch.issue(); err != nil {
+			return 0, false, err
+		}
+		if *send == "inline" {
+			t0 = ch.written() // the request is in the balancer's socket
+		}
 		changeErr := error(nil)
 		changed := false
 		deadline := t0.Add(5 * time.Second)
@@ -422,7 +550,7 @@ func modeChange(args []string) error {
 			sent := time.Now()
 			who, err := get()
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			samples = append(samples, sample{sent, who})
 			if !changed {
@@ -434,14 +562,14 @@ func modeChange(args []string) error {
 				}
 			}
 			if changeErr != nil {
-				return 0, changeErr
+				return 0, false, changeErr
 			}
 		}
 		if !changed {
-			return 0, errors.New("the change request did not return within 5 s")
+			return 0, false, errors.New("the change request did not return within 5 s")
 		}
-		if err := restore(); err != nil {
-			return 0, fmt.Errorf("restore: %w", err)
+		if err := ch.restore(); err != nil {
+			return 0, false, fmt.Errorf("restore: %w", err)
 		}
 		last := -1
 		for i, s := range samples {
@@ -450,24 +578,60 @@ func modeChange(args []string) error {
 			}
 		}
 		if last == len(samples)-1 {
-			return 0, errors.New("node a still answered at the end")
+			return 0, false, errors.New("node a still answered at the end")
 		}
-		return float64(samples[last+1].sent.Sub(t0).Microseconds()) / 1000, nil
+		ms = float64(samples[last+1].sent.Sub(t0).Microseconds()) / 1000
+		if *verbose {
+			us := func(t time.Time) int64 { return t.Sub(t0).Microseconds() }
+			var b strings.Builder
+			for i, s := range samples[:min(len(samples), last+3)] {
+				fmt.Fprintf(&b, " %d:%c@%d", i, s.who, us(s.sent))
+			}
+			fmt.Fprintf(os.Stderr, "change: %.2f ms, request written at %d µs; probes%s; clock started at %d ns\n", ms, us(ch.written()), b.String(), t0.UnixNano())
+		}
+		return ms, last == -1, nil
 	}
 	var ms []float64
+	won := 0
 	for range max(*n, 1) {
-		v, err := once()
+		v, first, err := once()
 		if err != nil {
 			return err
 		}
 		ms = append(ms, v)
+		if first {
+			won++
+		}
 	}
 	slices.Sort(ms)
 	m := ms[len(ms)/2]
 	if len(ms)%2 == 0 {
 		m = (ms[len(ms)/2-1] + ms[len(ms)/2]) / 2
 	}
-	fmt.Printf("%.2f\n", m)
+	fmt.Printf("%.2f %d %d\n", m, won, len(ms))
+	return nil
+}
+
+// readMode reads a node's mode from the API's answer to method.
+func readMode(method, url string, resp *http.Response) (string, error) {
+	var out struct {
+		Mode string `json:"mode"`
+	}
+	b, _ := io.ReadAll(resp.Body) // read to the end: the connection is kept
+	json.Unmarshal(b, &out)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("%s %s: status %d", method, url, resp.StatusCode)
+	}
+	return out.Mode, nil
+}
+
+// haproxyAnswer reads HAProxy's answer to a runtime command to its end: none means
+// it was done.
+func haproxyAnswer(c net.Conn) error {
+	out, _ := io.ReadAll(c)
+	if len(bytes.TrimSpace(out)) > 0 {
+		return fmt.Errorf("haproxy: %s", bytes.TrimSpace(out))
+	}
 	return nil
 }
 
