@@ -26,6 +26,13 @@ func runServe(t *testing.T, dir string, env ...string) (apiURL string, stop func
 // runServeArgs is runServe with more serve flags.
 func runServeArgs(t *testing.T, dir string, args []string, env ...string) (apiURL string, stop func(sig syscall.Signal) error) {
 	t.Helper()
+	apiURL, _, stop = startServe(t, dir, args, env...)
+	return apiURL, stop
+}
+
+// startServe is runServeArgs that also returns the process.
+func startServe(t *testing.T, dir string, args []string, env ...string) (apiURL string, proc *os.Process, stop func(sig syscall.Signal) error) {
+	t.Helper()
 	cmd := exec.Command(buildBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dir, "--frontend-pool", "127.0.5.0/24"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
@@ -55,7 +62,7 @@ func runServeArgs(t *testing.T, dir string, args []string, env ...string) (apiUR
 	if apiURL == "" {
 		t.Fatal("serve exited before it was ready")
 	}
-	return apiURL, func(sig syscall.Signal) error {
+	return apiURL, cmd.Process, func(sig syscall.Signal) error {
 		cmd.Process.Signal(sig)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -77,12 +78,24 @@ func (l *listener) serveRaw(i int) {
 		src   netip.AddrPort
 		errno syscall.Errno
 	)
+	// After waiting for clients the loop yields once before it accepts, so that the
+	// goroutines woken by the same poll run first. Go's poller hands back the
+	// goroutines of one poll last-ready first, and an accepted client's goroutine runs
+	// next, so without the yield a client could be picked before an API request that
+	// reached the server ahead of it, a drain say, was read. Clients that queued
+	// meanwhile are accepted in one pass.
+	waited := false
 	accept := func(lfd uintptr) bool {
+		if waited {
+			waited = false
+			runtime.Gosched()
+		}
 		for {
 			fd, src, errno = accept4(int(lfd))
 			// A client gone before it was accepted is skipped, as Go's Accept does.
 			if errno != syscall.EINTR && errno != syscall.ECONNABORTED {
-				return errno != syscall.EAGAIN
+				waited = errno == syscall.EAGAIN
+				return !waited
 			}
 		}
 	}
