@@ -93,11 +93,10 @@ func newClientConnFor(s *Server, c net.Conn, local netip.AddrPort, bufSize int, 
 	if cc == nil {
 		cc = &clientConn{bodyDone: make(chan error, 1)}
 	}
-	switch {
-	case cc.r.buf == nil:
+	if cc.r.buf == nil {
 		cc.takeBuffers(bufSize)
-	case len(cc.r.buf) > bufSize || len(cc.r.buf) < min(bufSize, initialReadBuffer):
-		cc.r.buf = make([]byte, min(bufSize, initialReadBuffer))
+	} else {
+		cc.r.buf = fitReadBuffer(cc.r.buf, bufSize)
 	}
 	cc.r.max = bufSize
 	cc.s, cc.c, cc.local = s, c, local

@@ -211,9 +211,7 @@ func (cc *clientConn) takeBuffers(size int) {
 	if box == nil {
 		box = new(idleBuffers)
 	}
-	if len(box.r) > size || len(box.r) < min(size, initialReadBuffer) {
-		box.r = make([]byte, min(size, initialReadBuffer))
-	}
+	box.r = fitReadBuffer(box.r, size)
 	cc.r.max = size
 	if box.out == nil {
 		box.out = make([]byte, 0, 4096)

@@ -31,17 +31,42 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 }
 
 // A client's read buffer starts small and grows to the head limit only for a head that
-// needs it: thousands of clients with a request in flight each hold one.
+// needs it: thousands of clients with a request in flight each hold one. A pooled
+// buffer that grew serves the next connection as it is, if it fits that one's limit.
+// (The checks are on fitReadBuffer, not on a buffer from the shared pool: another
+// test's connection may have left a grown one there.)
 func TestReadBufferStartsSmall(t *testing.T) {
+	grown := make([]byte, DefaultMaxHeaderBytes)
+	for _, c := range []struct {
+		name string
+		buf  []byte
+		max  int
+		want int
+		same bool
+	}{
+		{"none", nil, DefaultMaxHeaderBytes, initialReadBuffer, false},
+		{"grown, fits", grown, DefaultMaxHeaderBytes, DefaultMaxHeaderBytes, true},
+		{"grown, over a smaller limit", grown, 8 << 10, initialReadBuffer, false},
+		{"limit below the initial size", nil, 1024, 1024, false},
+		{"initial size, limit below it", make([]byte, initialReadBuffer), 1024, 1024, false},
+		{"smaller than a new one", make([]byte, 1024), DefaultMaxHeaderBytes, initialReadBuffer, false},
+	} {
+		got := fitReadBuffer(c.buf, c.max)
+		if len(got) != c.want || (len(got) > 0 && len(c.buf) > 0 && &got[0] == &c.buf[0]) != c.same {
+			t.Errorf("%s: %d bytes (same buffer: %v); want %d (same: %v)", c.name, len(got),
+				len(c.buf) > 0 && &got[0] == &c.buf[0], c.want, c.same)
+		}
+	}
 	cc := &clientConn{}
 	cc.takeBuffers(DefaultMaxHeaderBytes)
-	if len(cc.r.buf) != initialReadBuffer || cc.r.max != DefaultMaxHeaderBytes {
-		t.Fatalf("read buffer %d bytes, max %d; want %d, %d", len(cc.r.buf), cc.r.max, initialReadBuffer, DefaultMaxHeaderBytes)
+	if n := len(cc.r.buf); cc.r.max != DefaultMaxHeaderBytes || n < initialReadBuffer || n > DefaultMaxHeaderBytes {
+		t.Fatalf("takeBuffers: read buffer %d bytes, max %d; want %d..%d, max %d", n, cc.r.max,
+			initialReadBuffer, DefaultMaxHeaderBytes, DefaultMaxHeaderBytes)
 	}
 	cc.shedBuffers()
-	cc.takeBuffers(1024) // a limit below the initial size is the size
+	cc.takeBuffers(1024)
 	if len(cc.r.buf) != 1024 {
-		t.Fatalf("read buffer %d bytes for a 1024-byte limit", len(cc.r.buf))
+		t.Fatalf("takeBuffers: read buffer %d bytes for a 1024-byte limit", len(cc.r.buf))
 	}
 }
 

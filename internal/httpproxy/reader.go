@@ -32,6 +32,17 @@ type connReader struct {
 // initialReadBuffer is the size read buffers start at (see connReader).
 const initialReadBuffer = 4 << 10
 
+// fitReadBuffer returns buf if it may serve a connection whose buffer grows to max
+// bytes (one that grew for a long head serves the next connection too), and a new
+// buffer of the initial size otherwise: buf is nil, over max, or smaller than a new
+// one would be.
+func fitReadBuffer(buf []byte, max int) []byte {
+	if len(buf) > max || len(buf) < min(max, initialReadBuffer) {
+		return make([]byte, min(max, initialReadBuffer))
+	}
+	return buf
+}
+
 // grow moves the buffered bytes to the front of a buffer of max bytes.
 func (cr *connReader) grow() {
 	nb := make([]byte, cr.max)
