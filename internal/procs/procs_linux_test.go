@@ -28,28 +28,46 @@ func spin(ctx context.Context, n int) {
 	}
 }
 
+// The sampler's run time covers what the process's threads ran. The goroutine spins
+// until the process has run 50ms by getrusage, rather than for a fixed time: on a busy
+// machine (or with many test binaries at once) a fixed 200ms gave it as little as 15ms.
 func TestSamplerSeesTheThreadsRunAndTheInterval(t *testing.T) {
 	s, err := newSampler()
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
+	cpu0 := processCPU(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	spin(ctx, 1)
-	time.Sleep(200 * time.Millisecond)
+	for processCPU(t)-cpu0 < 50*time.Millisecond && time.Since(start) < 20*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
+	elapsed := time.Since(start)
 	smp, err := s.sample()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if smp.Interval < 200*time.Millisecond || smp.Interval > 5*time.Second {
-		t.Errorf("interval %v; want the 200ms slept and a little", smp.Interval)
+	if smp.Interval < elapsed || smp.Interval > elapsed+5*time.Second {
+		t.Errorf("interval %v; want the %v spun and a little", smp.Interval, elapsed)
 	}
 	if smp.Run < 20*time.Millisecond || smp.Run > 2*smp.Interval*time.Duration(runtime.NumCPU()) {
-		t.Errorf("run %v over %v with a goroutine spinning; want a good part of it", smp.Run, smp.Interval)
+		t.Errorf("run %v over %v, the process having run %v; want a good part of it",
+			smp.Run, smp.Interval, processCPU(t)-cpu0)
 	}
 	if smp.Wait < 0 || smp.HostIdle < 0 {
 		t.Errorf("wait %v, host idle %v; want neither negative", smp.Wait, smp.HostIdle)
 	}
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU(t *testing.T) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // setAffinity pins every thread of the process to set and returns the mask each had.
