@@ -454,20 +454,25 @@ func TestZeroEligible(t *testing.T) {
 				tl.waitStatus(fmt.Sprintf("t%d", j), "DOWN", upWithin)
 			}
 		}
+		// The answer comes at once, not after a connect timeout or a retry: the fastest
+		// of five tries is under 100ms (one slow try on a loaded machine is not the
+		// balancer waiting; a balancer that waits makes every try slow).
+		fastest := time.Hour
 		for range 5 {
 			start := time.Now()
 			r, err := get(c, hl.url("/"), "")
-			took := time.Since(start)
+			fastest = min(fastest, time.Since(start))
 			if err != nil {
 				t.Fatalf("%s: http: %v", tc.name, err)
 			}
 			if r.status != 503 || r.node != "" {
 				t.Fatalf("%s: http: status %d from %q, want 503 from the balancer", tc.name, r.status, r.node)
 			}
-			if took > 100*time.Millisecond {
-				t.Fatalf("%s: http 503 took %v, want < 100ms", tc.name, took)
-			}
 		}
+		if fastest > 100*time.Millisecond {
+			t.Fatalf("%s: http 503 took %v at the fastest of 5, want < 100ms", tc.name, fastest)
+		}
+		fastest = time.Hour
 		for range 5 {
 			start := time.Now()
 			conn, err := net.DialTimeout("tcp", tl.front.String(), time.Second)
@@ -482,9 +487,10 @@ func TestZeroEligible(t *testing.T) {
 			if n != 0 || err == nil || !isClosed(err) {
 				t.Fatalf("%s: tcp read %d bytes, %v; want the connection closed", tc.name, n, err)
 			}
-			if took > 100*time.Millisecond {
-				t.Fatalf("%s: tcp close took %v, want < 100ms", tc.name, took)
-			}
+			fastest = min(fastest, took)
+		}
+		if fastest > 100*time.Millisecond {
+			t.Fatalf("%s: tcp close took %v at the fastest of 5, want < 100ms", tc.name, fastest)
 		}
 	}
 }
