@@ -338,13 +338,23 @@ func (e *env) balancer(opts linodego.NodeBalancerConfigCreateOptions, nodes ...n
 	l := &lb{e: e, nbID: nb.ID, cfgID: cfg.ID, ids: map[string]int{}, proto: cfg.Protocol,
 		front: netip.AddrPortFrom(netip.MustParseAddr(*nb.IPv4), uint16(cfg.Port))}
 	// The data plane opens the listener once it sees the config; wait for it before
-	// adding nodes, so that this connection reaches none.
+	// adding nodes, so that this connection reaches none. A tcp config connects to a
+	// node as it accepts, and on a loaded machine the accept can come after the nodes
+	// are added: the probe waits until the balancer has closed it (no node yet), or
+	// a node would see a connection that sends nothing (what a connection check does).
 	waitFor(e.t, modeChangeBound, "the listener of "+l.front.String(), func() bool {
 		c, err := net.DialTimeout("tcp", l.front.String(), time.Second)
-		if err == nil {
-			c.Close()
+		if err != nil {
+			return false
 		}
-		return err == nil
+		defer c.Close()
+		if cfg.Protocol == linodego.ProtocolTCP {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == nil || !isClosed(err) {
+				e.t.Fatalf("the listener of %s with no nodes: read %v, want it closed", l.front, err)
+			}
+		}
+		return true
 	})
 	for _, n := range nodes {
 		l.addNode(n)
