@@ -8,6 +8,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // TestStartAgainWhenAPortWasTaken: a port that freeURL found free can be taken before
@@ -54,7 +55,7 @@ func servesAfterTwoAttempts(t *testing.T, c *Cluster, picks *int) {
 	if *picks != 4 {
 		t.Fatalf("ports picked %d times, want 4 (two attempts)", *picks)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/nodebalancer/nodebalancer/internal/etcdtest"
@@ -55,7 +56,7 @@ const (
 func startHAEtcd(t *testing.T) (endpoint string, cli *clientv3.Client) {
 	t.Helper()
 	ec := etcdtest.Start(t, 1, haGateway)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
