@@ -32,13 +32,13 @@ type connReader struct {
 // initialReadBuffer is the size read buffers start at (see connReader).
 const initialReadBuffer = 4 << 10
 
-// fitReadBuffer returns buf if it may serve a connection whose buffer grows to max
+// fitReadBuffer returns buf if it may serve a connection whose buffer grows to limit
 // bytes (one that grew for a long head serves the next connection too), and a new
-// buffer of the initial size otherwise: buf is nil, over max, or smaller than a new
+// buffer of the initial size otherwise: buf is nil, over limit, or smaller than a new
 // one would be.
-func fitReadBuffer(buf []byte, max int) []byte {
-	if len(buf) > max || len(buf) < min(max, initialReadBuffer) {
-		return make([]byte, min(max, initialReadBuffer))
+func fitReadBuffer(buf []byte, limit int) []byte {
+	if len(buf) > limit || len(buf) < min(limit, initialReadBuffer) {
+		return make([]byte, min(limit, initialReadBuffer))
 	}
 	return buf
 }
