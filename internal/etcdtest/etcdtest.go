@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -42,6 +43,8 @@ type Member struct {
 	bin  string
 	cmd  *exec.Cmd
 	done chan struct{}
+
+	held []int // sockets bound to its ports while it is stopped (Stop, Restart)
 }
 
 // TLS asks StartTLS's member to serve clients over https with this certificate and
@@ -296,22 +299,81 @@ func buildMember(t testing.TB) string {
 }
 
 // Stop halts member i abruptly (no leadership hand-over, as a crash would); a
-// member process is killed.
+// member process is killed. Until Restart, this process holds the member's ports:
+// Restart must use the same ones (the other members and the clients know them), and
+// another process's connection could otherwise take one as its ephemeral port
+// meanwhile (it did once, with 16 test binaries at once).
 func (c *Cluster) Stop(i int) {
 	m := c.Members[i]
 	if m.bin != "" {
+		if m.cmd == nil {
+			return
+		}
 		c.Kill(i)
-		return
+	} else {
+		if m.e == nil {
+			return
+		}
+		m.e.Server.HardStop()
+		m.e.Close()
+		m.e = nil
 	}
-	if m.e == nil {
-		return
+	for _, u := range append(append([]url.URL{}, m.cfg.ListenPeerUrls...), m.cfg.ListenClientUrls...) {
+		if fd, err := bindOnly(u.Host); err == nil { // best effort: a port taken already stays so
+			m.held = append(m.held, fd)
+		}
 	}
-	m.e.Server.HardStop()
-	m.e.Close()
-	m.e = nil
 }
 
-// Restart starts a stopped member i again from its data directory.
+// bindOnly binds a TCP socket to hostport without listening on it: the kernel then
+// gives the port to no connection as its ephemeral port, and a connection to it is
+// still refused, as to a crashed member's.
+func bindOnly(hostport string) (int, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return -1, err
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port))
+	if err != nil {
+		return -1, err
+	}
+	family, sa := syscall.AF_INET, syscall.Sockaddr(&syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		family, sa = syscall.AF_INET6, &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	syscall.ForkLock.RLock() // not inherited by a member process started meanwhile
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err == nil {
+		err = syscall.Bind(fd, sa)
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// releasePorts lets go of the ports Stop held.
+func (m *Member) releasePorts() {
+	for _, fd := range m.held {
+		syscall.Close(fd)
+	}
+	m.held = nil
+}
+
+// Restart starts a stopped member i again from its data directory, on its ports.
+// Should one have been taken anyway, it tries again for a few seconds, as a
+// connection that took it may end.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	m := c.Members[i]
@@ -320,15 +382,24 @@ func (c *Cluster) Restart(i int) {
 	if m.bin != "" {
 		start = m.startProcess
 	}
-	if err := start(); err != nil {
-		c.t.Fatal(err)
+	m.releasePorts()
+	for attempt := 1; ; attempt++ {
+		err := start()
+		if err == nil {
+			return
+		}
+		if attempt == 20 || !errors.Is(err, syscall.EADDRINUSE) {
+			c.t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
-// Close stops every member.
+// Close stops every member and lets go of their ports.
 func (c *Cluster) Close() {
-	for i := range c.Members {
+	for i, m := range c.Members {
 		c.Stop(i)
+		m.releasePorts()
 	}
 }
 

@@ -2,8 +2,10 @@ package etcdtest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +26,40 @@ func TestStartAgainWhenAPortWasTaken(t *testing.T) {
 func TestStartProcessesAgainWhenAPortWasTaken(t *testing.T) {
 	picks := handOutTakenPort(t, 2, 2) // the first attempt's client URL
 	servesAfterTwoAttempts(t, StartProcesses(t, 1, "127.0.0.1"), picks)
+}
+
+// TestStopHoldsThePortsAndRestartServes: a stopped member refuses connections, as a
+// crashed one does, while its ports stay reserved for Restart; Restart serves on them.
+func TestStopHoldsThePortsAndRestartServes(t *testing.T) {
+	c := Start(t, 1, "127.0.0.1")
+	u, err := url.Parse(c.Endpoints()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(0)
+	if len(c.Members[0].held) != 2 {
+		t.Errorf("%d ports held while stopped, want 2 (peer and client)", len(c.Members[0].held))
+	}
+	if conn, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		if conn != nil {
+			conn.Close()
+		}
+		t.Fatalf("dial a stopped member: %v; want it refused", err)
+	}
+	c.Restart(0)
+	if len(c.Members[0].held) != 0 {
+		t.Errorf("%d ports still held after Restart", len(c.Members[0].held))
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("put after Restart: %v", err)
+	}
 }
 
 // handOutTakenPort makes pickURL hand out a port that is listened on for its calls
