@@ -353,7 +353,8 @@ func bindOnly(hostport string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err == nil {
+	err = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err == nil {
 		err = syscall.Bind(fd, sa)
 	}
 	if err != nil {
