@@ -50,16 +50,7 @@ func TestStopHoldsThePortsAndRestartServes(t *testing.T) {
 	if len(c.Members[0].held) != 0 {
 		t.Errorf("%d ports still held after Restart", len(c.Members[0].held))
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := cli.Put(ctx, "k", "v"); err != nil {
-		t.Fatalf("put after Restart: %v", err)
-	}
+	mustPut(t, c, "after Restart")
 }
 
 // handOutTakenPort makes pickURL hand out a port that is listened on for its calls
@@ -91,6 +82,12 @@ func servesAfterTwoAttempts(t *testing.T, c *Cluster, picks *int) {
 	if *picks != 4 {
 		t.Fatalf("ports picked %d times, want 4 (two attempts)", *picks)
 	}
+	mustPut(t, c, "on the cluster started again")
+}
+
+// mustPut writes a key through a client of c; when says when, for the failure.
+func mustPut(t *testing.T, c *Cluster, when string) {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +96,6 @@ func servesAfterTwoAttempts(t *testing.T, c *Cluster, picks *int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cli.Put(ctx, "k", "v"); err != nil {
-		t.Fatalf("put on the cluster started again: %v", err)
+		t.Fatalf("put %s: %v", when, err)
 	}
 }
